@@ -1,0 +1,69 @@
+# mosn-extension build entry points. `make help` lists them.
+SHELL := /bin/bash
+OUT := build/output
+CARGO ?= cargo
+RELEASE_DIR := target/release
+
+.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean
+
+help:
+	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
+	@echo "make build-nginx-module ngx_http_mosn_module.so into $(OUT)/"
+	@echo "make demo [HOST=envoy|nginx] [PORT=2990] [KEEP=1]   unit-routing demo"
+	@echo "make test              everything CI runs"
+	@echo "make bench             criterion decision-path benchmark"
+	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
+
+build-l7:
+	$(CARGO) build --release --workspace --bins --lib
+	@mkdir -p $(OUT)
+	cp $(RELEASE_DIR)/libmosn_extension.so $(OUT)/mosn_extension.so
+	cp $$(ls -t $(RELEASE_DIR)/build/mosn-extension-*/out/mosn_extension.h | head -1) $(OUT)/mosn_extension.h
+	cp $(RELEASE_DIR)/libmosn_envoy.so $(OUT)/libmosn_envoy.so
+	cp $(RELEASE_DIR)/mosn-ext $(OUT)/mosn-ext
+	@echo "built: $$(ls $(OUT) | tr '\n' ' ')"
+
+# The generated header must equal the checked-in one (the ABI is reviewed in git).
+header-check: build-l7
+	@cmp -s $(OUT)/mosn_extension.h include/mosn_extension.h || { \
+	  echo "include/mosn_extension.h differs from the generated header:"; \
+	  diff -u include/mosn_extension.h $(OUT)/mosn_extension.h | head -40; \
+	  echo "run: cp $(OUT)/mosn_extension.h include/ (and review the ABI change)"; exit 1; }
+	@echo "header-check: include/mosn_extension.h is up to date"
+
+build-nginx-module: build-l7
+	bash nginx-module/build.sh
+
+install-deps:
+	bash scripts/install-deps.sh
+
+test-rust:
+	$(CARGO) test --release --workspace
+
+test-c: build-l7
+	bash tests/c-host/run.sh
+
+test-hosts: build-l7 build-nginx-module
+	python3 -m pytest -q tests
+
+# The README's test command: installs what is missing, builds, runs every suite.
+test: install-deps header-check test-rust test-c test-hosts
+
+demo: install-deps build-l7 build-nginx-module
+	bash scripts/demo.sh --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep)
+
+bench:
+	$(CARGO) bench --bench decision
+
+bench-hosts: install-deps build-l7 build-nginx-module
+	bash scripts/bench-hosts.sh
+
+build-moe-image: build-l7
+	docker build -f docker/envoy/Dockerfile -t mosn-extension-envoy .
+
+build-nginx-image: build-l7 build-nginx-module
+	docker build -f docker/nginx/Dockerfile -t mosn-extension-nginx .
+
+clean:
+	$(CARGO) clean
+	rm -rf build/output build/nginx-module build/test-runs

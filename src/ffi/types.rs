@@ -1,0 +1,155 @@
+//! Plain data exchanged over the C ABI.
+
+use std::ffi::c_void;
+
+/// Bytes owned by someone else: `len` bytes at `ptr` (not NUL-terminated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_bytes {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+/// One header. Names are matched case-insensitively. Pseudo-headers carry the request
+/// line: `:method`, `:path` (with query), `:authority` (else `host` is used).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_header {
+    pub name: mosn_ext_bytes,
+    pub value: mosn_ext_bytes,
+}
+
+/// A request or response as the host has it so far. Every pointer is read during the
+/// call only. `body.ptr == NULL` means no body was buffered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_message {
+    pub headers: *const mosn_ext_header,
+    pub headers_len: usize,
+    pub body: mosn_ext_bytes,
+    pub trailers: *const mosn_ext_header,
+    pub trailers_len: usize,
+}
+
+/// `mosn_ext_action.kind`: go on (apply `mutations`).
+pub const MOSN_EXT_CONTINUE: u32 = 0;
+/// Park the request; the wake function will be called once; then `mosn_ext_stream_resume`.
+pub const MOSN_EXT_WAIT: u32 = 1;
+/// Answer with `status`, `reply_headers`, `reply_body`; do not contact an upstream.
+pub const MOSN_EXT_LOCAL_REPLY: u32 = 2;
+/// Buffer the whole request body, then call `mosn_ext_stream_request_body` with end_of_stream.
+pub const MOSN_EXT_BUFFER_BODY: u32 = 3;
+
+/// Header mutation: replace every value (add if absent).
+pub const MOSN_EXT_HEADER_SET: u32 = 0;
+/// Header mutation: append one value.
+pub const MOSN_EXT_HEADER_ADD: u32 = 1;
+/// Header mutation: remove every value (`value` is empty).
+pub const MOSN_EXT_HEADER_REMOVE: u32 = 2;
+
+/// One header change, applied in order. A `:status` name on the response side sets the
+/// status code.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_header_mutation {
+    pub op: u32,
+    pub name: mosn_ext_bytes,
+    pub value: mosn_ext_bytes,
+}
+
+/// What the host does next. Every pointer points into the stream and is valid until
+/// the next call on that stream or its destruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_action {
+    /// `MOSN_EXT_CONTINUE`, `MOSN_EXT_WAIT`, `MOSN_EXT_LOCAL_REPLY` or `MOSN_EXT_BUFFER_BODY`.
+    pub kind: u32,
+    /// Local reply status (`MOSN_EXT_LOCAL_REPLY`), else 0.
+    pub status: u32,
+    /// Header changes to apply in order (request side for request calls, response side
+    /// for response calls).
+    pub mutations: *const mosn_ext_header_mutation,
+    pub mutations_len: usize,
+    /// Local reply headers.
+    pub reply_headers: *const mosn_ext_header,
+    pub reply_headers_len: usize,
+    /// Local reply body.
+    pub reply_body: mosn_ext_bytes,
+    /// Short reason for access logs (e.g. `route_not_found`, `fault_abort`).
+    pub details: mosn_ext_bytes,
+}
+
+impl mosn_ext_action {
+    pub(crate) fn empty() -> mosn_ext_action {
+        let none = mosn_ext_bytes { ptr: std::ptr::null(), len: 0 };
+        mosn_ext_action {
+            kind: MOSN_EXT_CONTINUE,
+            status: 0,
+            mutations: std::ptr::null(),
+            mutations_len: 0,
+            reply_headers: std::ptr::null(),
+            reply_headers_len: 0,
+            reply_body: none,
+            details: none,
+        }
+    }
+}
+
+/// The routed request's upstream settings (`mosn_ext_stream_route`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_route {
+    pub cluster: mosn_ext_bytes,
+    /// 1 + the route's retries.
+    pub max_attempts: u32,
+    /// Route timeout in ms; 0 = unset (host default).
+    pub timeout_ms: u64,
+    /// Per-try timeout in ms; 0 = unset.
+    pub per_try_timeout_ms: u64,
+    /// The cluster's connect timeout in ms; 0 = unset.
+    pub connect_timeout_ms: u64,
+}
+
+/// The host chosen for one attempt (`mosn_ext_stream_choose_host`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_upstream {
+    pub cluster: mosn_ext_bytes,
+    /// `ip:port` (IPv6 as `[ip]:port`).
+    pub address: mosn_ext_bytes,
+    /// The host's index in its cluster's `hosts[]`.
+    pub host_index: u32,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+}
+
+pub const MOSN_EXT_HOST_OK: i32 = 0;
+pub const MOSN_EXT_HOST_NOT_ROUTED: i32 = 1;
+pub const MOSN_EXT_HOST_NONE_HEALTHY: i32 = 2;
+pub const MOSN_EXT_HOST_ERROR: i32 = -1;
+
+pub const MOSN_EXT_OUTCOME_RESPONSE: u32 = 0;
+pub const MOSN_EXT_OUTCOME_CONNECT_FAILURE: u32 = 1;
+pub const MOSN_EXT_OUTCOME_TIMEOUT: u32 = 2;
+pub const MOSN_EXT_OUTCOME_RESET: u32 = 3;
+pub const MOSN_EXT_OUTCOME_OVERFLOW: u32 = 4;
+
+pub const MOSN_EXT_INFO_CLUSTER: u32 = 0;
+pub const MOSN_EXT_INFO_UPSTREAM_HOST: u32 = 1;
+pub const MOSN_EXT_INFO_METADATA: u32 = 2;
+
+/// MOSN response flags (`mosn_ext_stream_flags`), as in MOSN's `api.ResponseFlag`.
+pub const MOSN_EXT_FLAG_NO_HEALTHY_UPSTREAM: u32 = 0x2;
+pub const MOSN_EXT_FLAG_UPSTREAM_REQUEST_TIMEOUT: u32 = 0x4;
+pub const MOSN_EXT_FLAG_UPSTREAM_REMOTE_RESET: u32 = 0x10;
+pub const MOSN_EXT_FLAG_UPSTREAM_CONNECTION_FAILURE: u32 = 0x20;
+pub const MOSN_EXT_FLAG_UPSTREAM_OVERFLOW: u32 = 0x80;
+pub const MOSN_EXT_FLAG_NO_ROUTE_FOUND: u32 = 0x100;
+pub const MOSN_EXT_FLAG_DELAY_INJECTED: u32 = 0x200;
+pub const MOSN_EXT_FLAG_FAULT_INJECTED: u32 = 0x400;
+
+/// Wakes a parked stream (see `mosn_ext_stream_new`); called from any thread.
+pub type mosn_ext_wake_fn = unsafe extern "C" fn(ctx: *mut c_void);
+
+/// Receives a log line: level 0 trace … 4 error; `msg` (`len` bytes) valid during the call.
+pub type mosn_ext_log_fn = unsafe extern "C" fn(level: u32, msg: *const u8, len: usize, ctx: *mut c_void);

@@ -1,0 +1,194 @@
+//! Stream filters: MOSN's receive (request) and send (response) filter chain.
+//!
+//! Filters are built once per config and shared by every stream (`Send + Sync`, `&self`):
+//! a request pays no allocation for its chain. Per-request data lives in the stream and
+//! is reached through [`ReceiveContext`] / [`SendContext`].
+//!
+//! Phases and statuses follow MOSN: receive filters run `BeforeRoute`, then the router
+//! matches, then `AfterRoute` filters run; send filters run `BeforeSend` on the response.
+
+pub mod fault;
+pub mod metadata;
+
+use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay, SharedStr};
+use crate::wake::Waker;
+
+/// When a receive filter runs (MOSN's `api.ReceiverFilterPhase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivePhase {
+    BeforeRoute,
+    AfterRoute,
+}
+
+/// What a filter tells the chain (MOSN's `api.StreamFilterStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterStatus {
+    /// Run the next filter.
+    Continue,
+    /// Skip the remaining filters of this phase; the stream goes on to the next phase.
+    Stop,
+    /// Park the stream. The filter has handed [`ReceiveContext::waker`] to whoever
+    /// resumes it; on resume the same filter runs again with `resumed() == true`.
+    Wait,
+    /// Answer locally; the filter has called [`ReceiveContext::local_reply`].
+    LocalReply,
+}
+
+/// A locally generated response.
+#[derive(Debug, Clone)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(SharedStr, SharedStr)>,
+    pub body: SharedStr,
+    /// Short machine-readable reason for access logs, e.g. `fault_abort`.
+    pub details: &'static str,
+}
+
+/// A stream filter.
+pub trait StreamFilter: Send + Sync {
+    /// The filter type name as written in `stream_filters[].type`.
+    fn name(&self) -> &'static str;
+    /// The receive phase, or `None` for a send-only filter.
+    fn receive_phase(&self) -> Option<ReceivePhase> {
+        Some(ReceivePhase::BeforeRoute)
+    }
+    /// True if the filter must see the whole request body (the host buffers it first).
+    fn needs_body(&self) -> bool {
+        false
+    }
+    fn on_receive(&self, _cx: &mut ReceiveContext<'_>) -> FilterStatus {
+        FilterStatus::Continue
+    }
+    /// True if the filter runs on responses.
+    fn sends(&self) -> bool {
+        false
+    }
+    fn on_send(&self, _cx: &mut SendContext<'_>) -> FilterStatus {
+        FilterStatus::Continue
+    }
+}
+
+/// The per-stream state filters may read and change on the request path.
+pub struct ReceiveContext<'a> {
+    pub(crate) headers: &'a dyn HeaderMap,
+    pub(crate) body: Option<&'a [u8]>,
+    pub(crate) mutations: &'a mut Mutations,
+    pub(crate) metadata: &'a mut crate::stream::Metadata,
+    pub(crate) reply: &'a mut Option<LocalReply>,
+    pub(crate) cluster: Option<&'a str>,
+    pub(crate) wake_source: &'a crate::wake::WakeSource,
+    pub(crate) resumed: bool,
+    pub(crate) flags: &'a mut u32,
+}
+
+impl<'a> ReceiveContext<'a> {
+    /// A request header as the router will see it (the host's value with earlier
+    /// filters' changes applied).
+    pub fn header(&self, name: &str) -> Lookup<'_> {
+        Overlay { base: self.headers, mutations: self.mutations }.lookup(name)
+    }
+    /// The whole request body, when a filter asked for it and the host buffered it.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body
+    }
+    pub fn set_header(&mut self, name: SharedStr, value: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Set, name, value });
+    }
+    pub fn add_header(&mut self, name: SharedStr, value: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Add, name, value });
+    }
+    pub fn remove_header(&mut self, name: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: SharedStr::from("") });
+    }
+    /// Records a value for logs and hosts (`$mosn_unit` is metadata key `unit`).
+    pub fn set_metadata(&mut self, key: SharedStr, value: SharedStr) {
+        self.metadata.retain(|(k, _)| *k != key);
+        self.metadata.push((key, value));
+    }
+    /// The cluster the router chose (`AfterRoute` filters only).
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster
+    }
+    /// Answers locally; return [`FilterStatus::LocalReply`] after this.
+    pub fn local_reply(&mut self, reply: LocalReply) {
+        *self.reply = Some(reply);
+    }
+    /// Sets a MOSN response flag bit (see [`crate::stream::flags`]).
+    pub fn set_flag(&mut self, flag: u32) {
+        *self.flags |= flag;
+    }
+    /// A handle that resumes this stream once, from any thread. Return
+    /// [`FilterStatus::Wait`] after handing it out.
+    pub fn waker(&mut self) -> Waker {
+        self.wake_source.arm()
+    }
+    /// True when the stream resumed into this filter after it returned `Wait`.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+}
+
+/// The per-stream state filters may read and change on the response path.
+pub struct SendContext<'a> {
+    pub(crate) headers: &'a dyn HeaderMap,
+    pub(crate) status: u16,
+    pub(crate) mutations: &'a mut Mutations,
+    pub(crate) metadata: &'a crate::stream::Metadata,
+}
+
+impl SendContext<'_> {
+    pub fn header(&self, name: &str) -> Lookup<'_> {
+        Overlay { base: self.headers, mutations: self.mutations }.lookup(name)
+    }
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+    pub fn set_header(&mut self, name: SharedStr, value: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Set, name, value });
+    }
+    pub fn add_header(&mut self, name: SharedStr, value: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Add, name, value });
+    }
+    pub fn remove_header(&mut self, name: SharedStr) {
+        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: SharedStr::from("") });
+    }
+}
+
+/// Matches a header against `{name, value, regex}` (exact, or unanchored regex like MOSN).
+pub(crate) struct HeaderMatcher {
+    pub name: SharedStr,
+    pub value: SharedStr,
+    pub regex: Option<regex::bytes::Regex>,
+}
+
+impl HeaderMatcher {
+    pub fn new(c: &crate::config::HeaderMatcherConfig) -> HeaderMatcher {
+        HeaderMatcher {
+            name: if c.name == "method" { ":method".into() } else { c.name.as_str().into() },
+            value: c.value.as_str().into(),
+            // Validated at parse time.
+            regex: c.regex.then(|| regex::bytes::Regex::new(&c.value).expect("validated regex")),
+        }
+    }
+    pub fn matches(&self, headers: &dyn HeaderMap) -> bool {
+        match headers.get(&self.name).first() {
+            None => false,
+            Some(v) => match &self.regex {
+                Some(re) => re.is_match(v),
+                None => v == self.value.as_bytes(),
+            },
+        }
+    }
+}
+
+/// Builds the filter objects of one listener.
+pub(crate) fn build(cfg: &crate::config::StreamFilterConfig) -> std::sync::Arc<dyn StreamFilter> {
+    use crate::config::FilterConfig;
+    match &cfg.filter {
+        FilterConfig::Metadata(m) => std::sync::Arc::new(metadata::MetadataFilter::new(m)),
+        FilterConfig::Fault(f) => std::sync::Arc::new(fault::FaultFilter::new(f)),
+    }
+}

@@ -1,0 +1,1 @@
+//! Host config generation.

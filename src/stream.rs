@@ -1,0 +1,429 @@
+//! One request's life: filters, route, host choice, outcomes, response filters.
+//!
+//! The host drives a [`Stream`] through its phases and applies what it says:
+//!
+//! ```text
+//! request_headers ─► [BufferBody ─► request_body(end)] ─► Continue | Wait | LocalReply
+//!                         Wait ─► (wake fn called once, any thread) ─► resume
+//! choose_host ─► connect ─► upstream_result ─► [retry? choose_host again]
+//! response_headers ─► Continue | LocalReply          done (drop)
+//! ```
+//!
+//! Header pointers the host passes are only borrowed for the call; everything the
+//! stream keeps is owned (or shared with the config).
+
+use crate::engine::Engine;
+use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
+use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay, SharedStr};
+use crate::router::{Forward, RetryPolicy, RouteAction};
+use crate::upstream::{Cluster, Host, TriedHosts};
+use crate::wake::{WakeFn, WakeSource};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// MOSN's response flag bits (`api.ResponseFlag`), for access logs. The same values
+/// are `MOSN_EXT_FLAG_*` in the C header.
+pub mod flags {
+    use crate::ffi as f;
+    pub const NO_HEALTHY_UPSTREAM: u32 = f::MOSN_EXT_FLAG_NO_HEALTHY_UPSTREAM;
+    pub const UPSTREAM_REQUEST_TIMEOUT: u32 = f::MOSN_EXT_FLAG_UPSTREAM_REQUEST_TIMEOUT;
+    pub const UPSTREAM_REMOTE_RESET: u32 = f::MOSN_EXT_FLAG_UPSTREAM_REMOTE_RESET;
+    pub const UPSTREAM_CONNECTION_FAILURE: u32 = f::MOSN_EXT_FLAG_UPSTREAM_CONNECTION_FAILURE;
+    pub const UPSTREAM_OVERFLOW: u32 = f::MOSN_EXT_FLAG_UPSTREAM_OVERFLOW;
+    pub const NO_ROUTE_FOUND: u32 = f::MOSN_EXT_FLAG_NO_ROUTE_FOUND;
+    pub const DELAY_INJECTED: u32 = f::MOSN_EXT_FLAG_DELAY_INJECTED;
+    pub const FAULT_INJECTED: u32 = f::MOSN_EXT_FLAG_FAULT_INJECTED;
+}
+
+/// Values filters recorded for logs and hosts (e.g. `unit` → `s1`).
+pub type Metadata = smallvec::SmallVec<[(SharedStr, SharedStr); 2]>;
+
+/// What the host does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Action {
+    /// Apply the header mutations and go on (to the upstream on the request path).
+    Continue = 0,
+    /// Park the request; the library calls the host's wake function once, then the host
+    /// calls `resume`.
+    Wait = 1,
+    /// Answer with [`Stream::local_reply`] (after applying nothing else).
+    LocalReply = 2,
+    /// Buffer the whole request body, then call `request_body` with `end_of_stream`.
+    BufferBody = 3,
+}
+
+/// How one upstream attempt ended, as reported by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// Response headers arrived with this status.
+    Response(u16),
+    ConnectFailure,
+    Timeout,
+    /// The connection was reset or closed before a complete response.
+    Reset,
+    /// A limit (circuit breaker, pending queue) refused the attempt.
+    Overflow,
+}
+
+/// Why no host could be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoHost {
+    /// The request has no cluster (not routed, or answered locally).
+    NotRouted,
+    /// The cluster has no healthy host.
+    NoHealthyHost,
+}
+
+/// The host chosen for an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    pub cluster: &'a Cluster,
+    pub index: usize,
+    pub host: &'a Host,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    Filters { phase: ReceivePhase, next: usize, resumed: bool },
+    Waiting { phase: ReceivePhase, at: usize },
+    Forwarding,
+    Replied,
+}
+
+/// One request/response exchange.
+pub struct Stream {
+    engine: Arc<Engine>,
+    listener: usize,
+    stage: Stage,
+    mutations: Mutations,
+    response_mutations: Mutations,
+    metadata: Metadata,
+    reply: Option<LocalReply>,
+    forward: Option<(Arc<Forward>, usize)>,
+    tried: TriedHosts,
+    attempts: u32,
+    last_host: Option<usize>,
+    outcome: Option<UpstreamOutcome>,
+    flags: u32,
+    wake: WakeSource,
+}
+
+impl Stream {
+    pub(crate) fn new(engine: Arc<Engine>, listener: usize, wake: Option<WakeFn>) -> Stream {
+        Stream {
+            engine,
+            listener,
+            stage: Stage::Start,
+            mutations: Mutations::new(),
+            response_mutations: Mutations::new(),
+            metadata: Metadata::new(),
+            reply: None,
+            forward: None,
+            tried: TriedHosts::default(),
+            attempts: 0,
+            last_host: None,
+            outcome: None,
+            flags: 0,
+            wake: WakeSource::new(wake),
+        }
+    }
+
+    /// Sets the function that wakes this stream after [`Action::Wait`].
+    pub fn set_wake_fn(&mut self, f: WakeFn) {
+        self.wake.set_target(f);
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    // === Request path ===
+
+    /// Request headers arrived. `end_of_stream` is true when there is no body.
+    pub fn request_headers(&mut self, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {
+        if self.stage != Stage::Start {
+            return self.current_action();
+        }
+        if !end_of_stream && self.engine.listeners[self.listener].needs_body {
+            return Action::BufferBody;
+        }
+        self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
+        self.run(headers, None)
+    }
+
+    /// The buffered request body (after [`Action::BufferBody`]). Only the call with
+    /// `end_of_stream` runs the filters; earlier calls return `BufferBody` again.
+    pub fn request_body(&mut self, headers: &dyn HeaderMap, body: &[u8], end_of_stream: bool) -> Action {
+        if self.stage != Stage::Start {
+            return self.current_action();
+        }
+        if !end_of_stream {
+            return Action::BufferBody;
+        }
+        self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
+        self.run(headers, Some(body))
+    }
+
+    /// Continues after the wake function was called. The host passes the request
+    /// headers again (and the body if it buffered one).
+    pub fn resume(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>) -> Action {
+        match self.stage {
+            Stage::Waiting { phase, at } => {
+                self.stage = Stage::Filters { phase, next: at, resumed: true };
+                self.run(headers, body)
+            }
+            _ => self.current_action(),
+        }
+    }
+
+    fn current_action(&self) -> Action {
+        match self.stage {
+            Stage::Start => Action::Continue,
+            Stage::Waiting { .. } => Action::Wait,
+            Stage::Replied => Action::LocalReply,
+            Stage::Filters { .. } | Stage::Forwarding => Action::Continue,
+        }
+    }
+
+    fn run(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>) -> Action {
+        let engine = self.engine.clone();
+        let listener = &engine.listeners[self.listener];
+        loop {
+            let Stage::Filters { phase, next, resumed } = self.stage else { return self.current_action() };
+            // Run this phase's filters from `next`.
+            let mut i = next;
+            let mut resumed = resumed;
+            while i < listener.filters.len() {
+                let f = &listener.filters[i];
+                if f.receive_phase() != Some(phase) {
+                    i += 1;
+                    continue;
+                }
+                let cluster = self.forward.as_ref().map(|(fw, c)| &*fw.clusters[*c].0.name);
+                let mut cx = ReceiveContext {
+                    headers,
+                    body,
+                    mutations: &mut self.mutations,
+                    metadata: &mut self.metadata,
+                    reply: &mut self.reply,
+                    cluster,
+                    wake_source: &self.wake,
+                    resumed,
+                    flags: &mut self.flags,
+                };
+                resumed = false;
+                match f.on_receive(&mut cx) {
+                    FilterStatus::Continue => i += 1,
+                    FilterStatus::Stop => break,
+                    FilterStatus::Wait => {
+                        if !self.wake.has_target() {
+                            tracing::error!(filter = f.name(), "filter waits but the host gave no wake function; answering 500");
+                            return self.reply_with(500, "internal error", "no_wake_fn");
+                        }
+                        self.stage = Stage::Waiting { phase, at: i };
+                        return Action::Wait;
+                    }
+                    FilterStatus::LocalReply => {
+                        if self.reply.is_none() {
+                            return self.reply_with(500, "internal error", "filter_reply_missing");
+                        }
+                        self.stage = Stage::Replied;
+                        return Action::LocalReply;
+                    }
+                }
+            }
+            match phase {
+                ReceivePhase::BeforeRoute => {
+                    if let Some(a) = self.route(headers) {
+                        return a;
+                    }
+                    self.stage = Stage::Filters { phase: ReceivePhase::AfterRoute, next: 0, resumed: false };
+                }
+                ReceivePhase::AfterRoute => {
+                    self.stage = Stage::Forwarding;
+                    return Action::Continue;
+                }
+            }
+        }
+    }
+
+    /// Matches the route; returns an action only when the request ends here.
+    fn route(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
+        let engine = self.engine.clone();
+        let Some(router) = &engine.listeners[self.listener].router else {
+            self.flags |= flags::NO_ROUTE_FOUND;
+            return Some(self.reply_with(404, "no router for this listener", "no_router"));
+        };
+        let view = Overlay { base: headers, mutations: &self.mutations };
+        match router.route(&view) {
+            None => {
+                self.flags |= flags::NO_ROUTE_FOUND;
+                Some(self.reply_with(404, "no route", "route_not_found"))
+            }
+            Some(RouteAction::DirectResponse { status, body }) => {
+                self.reply = Some(LocalReply { status: *status, headers: Vec::new(), body: body.clone(), details: "direct_response" });
+                self.stage = Stage::Replied;
+                Some(Action::LocalReply)
+            }
+            Some(RouteAction::Forward(fw)) => {
+                let c = fw.pick();
+                self.forward = Some((fw.clone(), c));
+                None
+            }
+        }
+    }
+
+    fn reply_with(&mut self, status: u16, body: &'static str, details: &'static str) -> Action {
+        self.reply = Some(LocalReply { status, headers: Vec::new(), body: body.into(), details });
+        self.stage = Stage::Replied;
+        Action::LocalReply
+    }
+
+    /// The header changes for the upstream request, in order.
+    pub fn request_mutations(&self) -> &[HeaderMutation] {
+        &self.mutations
+    }
+
+    /// The local reply, when the last action was [`Action::LocalReply`].
+    pub fn local_reply(&self) -> Option<&LocalReply> {
+        self.reply.as_ref()
+    }
+
+    /// A value recorded by a filter, e.g. `metadata("unit")`.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+
+    /// MOSN response flags set so far.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    // === Upstream ===
+
+    /// The chosen cluster, once routed.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.forward.as_ref().map(|(fw, c)| &fw.clusters[*c].0)
+    }
+
+    /// The route's retry policy, if any.
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.forward.as_ref().and_then(|(fw, _)| fw.retry.as_ref())
+    }
+
+    /// The route's timeout, if set.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.forward.as_ref().and_then(|(fw, _)| fw.timeout)
+    }
+
+    /// Attempts allowed in total (1 + retries).
+    pub fn max_attempts(&self) -> u32 {
+        1 + self.retry_policy().map_or(0, |r| r.num_retries)
+    }
+
+    /// Picks the host for the next attempt; never one already tried in this request
+    /// while another healthy host exists.
+    pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
+        let Some((fw, c)) = &self.forward else { return Err(NoHost::NotRouted) };
+        let cluster = &fw.clusters[*c].0;
+        let Some(index) = cluster.choose(&self.tried) else {
+            self.flags |= flags::NO_HEALTHY_UPSTREAM;
+            return Err(NoHost::NoHealthyHost);
+        };
+        self.tried.insert(index);
+        self.attempts += 1;
+        self.last_host = Some(index);
+        let host = &cluster.hosts[index];
+        host.requests.fetch_add(1, Ordering::Relaxed);
+        Ok(Chosen { cluster, index, host, attempt: self.attempts })
+    }
+
+    /// The host of the latest attempt.
+    pub fn upstream_host(&self) -> Option<&Host> {
+        let cluster = self.cluster()?;
+        self.last_host.map(|i| &cluster.hosts[i])
+    }
+
+    /// Reports how the latest attempt ended; returns true if the route's policy allows
+    /// another attempt (the host then calls [`Stream::choose_host`] again).
+    pub fn upstream_result(&mut self, outcome: UpstreamOutcome) -> bool {
+        self.outcome = Some(outcome);
+        let failed = !matches!(outcome, UpstreamOutcome::Response(_));
+        if failed {
+            if let Some(h) = self.upstream_host() {
+                h.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.flags |= match outcome {
+            UpstreamOutcome::ConnectFailure => flags::UPSTREAM_CONNECTION_FAILURE,
+            UpstreamOutcome::Timeout => flags::UPSTREAM_REQUEST_TIMEOUT,
+            UpstreamOutcome::Reset => flags::UPSTREAM_REMOTE_RESET,
+            UpstreamOutcome::Overflow => flags::UPSTREAM_OVERFLOW,
+            UpstreamOutcome::Response(_) => 0,
+        };
+        self.attempts < self.max_attempts() && self.retriable(outcome)
+    }
+
+    fn retriable(&self, outcome: UpstreamOutcome) -> bool {
+        let Some(p) = self.retry_policy() else { return false };
+        match outcome {
+            UpstreamOutcome::ConnectFailure => true,
+            UpstreamOutcome::Overflow => false,
+            UpstreamOutcome::Timeout | UpstreamOutcome::Reset => p.retry_on,
+            UpstreamOutcome::Response(s) => {
+                p.retry_on && if p.status_codes.is_empty() { s >= 500 } else { p.status_codes.contains(&s) }
+            }
+        }
+    }
+
+    /// MOSN's status for a request whose last attempt failed: 502 for connect
+    /// failures, resets and no healthy host; 504 for timeouts; 503 for overflow.
+    pub fn failure_status(&self) -> Option<u16> {
+        if self.flags & flags::NO_HEALTHY_UPSTREAM != 0 && self.outcome.is_none() {
+            return Some(502);
+        }
+        match self.outcome? {
+            UpstreamOutcome::Response(_) => None,
+            UpstreamOutcome::ConnectFailure | UpstreamOutcome::Reset => Some(502),
+            UpstreamOutcome::Timeout => Some(504),
+            UpstreamOutcome::Overflow => Some(503),
+        }
+    }
+
+    // === Response path ===
+
+    /// Response headers (from the upstream, or the host's own error response). Runs
+    /// the send filters; a host-generated failure response gets MOSN's status.
+    pub fn response_headers(&mut self, status: u16, headers: &dyn HeaderMap, _end_of_stream: bool) -> Action {
+        self.response_mutations.clear();
+        if let Some(want) = self.failure_status() {
+            if want != status {
+                self.response_mutations.push(HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() });
+            }
+        }
+        let engine = self.engine.clone();
+        for f in engine.listeners[self.listener].filters.iter().filter(|f| f.sends()) {
+            let mut cx = SendContext { headers, status, mutations: &mut self.response_mutations, metadata: &self.metadata };
+            if f.on_send(&mut cx) != FilterStatus::Continue {
+                break;
+            }
+        }
+        Action::Continue
+    }
+
+    /// The header changes for the response, in order.
+    pub fn response_mutations(&self) -> &[HeaderMutation] {
+        &self.response_mutations
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Done: no wake after this.
+        self.wake.close();
+    }
+}

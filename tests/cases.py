@@ -1,0 +1,345 @@
+"""Host-independent HTTP cases, written once, run against Envoy and Nginx by tests/test_hosts.py.
+
+Each case is a plain function ``case(ctx)``; ``ctx`` is a CaseContext: the listener, the backend
+ports by name (s1a, s1b, s2, s3 and the dead ports dead1, dead2) and the access-log reader.
+Cases raise AssertionError with a readable message on failure.
+
+Every request gets a unique path (/c/<case>/<n>) so its access-log line can be found by path,
+whatever lines other requests (or a late flush) add around it.
+
+The config is tests/harness/config.py: routes x-case: retry -> pair [dead1, s2] (2 retries),
+x-case: dead -> dead [dead2], x-mosn-on-envoy-unit s1/s2/s3 -> clusters s1 [s1a, s1b] / s2 / s3,
+catch-all -> all_sites [s1a, s1b, s2, s3]; fault filter delays x-case: delay by 400 ms; metadata
+filter with the UNIT driver on header uid.
+
+Host-specific expectations: none at the moment. Round-robin cases assume the host runs with
+cursors shared by all workers (Envoy) or with a single worker (nginx; per-worker cursors), which
+is how tests/test_hosts.py starts them.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from harness.client import NoResponse, Response, request, send_raw
+from harness.hosts import is_empty, last_upstream
+
+UNIT_HEADER = "x-mosn-on-envoy-unit"
+
+
+class CaseContext:
+    def __init__(self, host, ports: dict, site_of: dict):
+        self.host = host  # harness.hosts.Host
+        self.host_name = host.host
+        self.port = host.port
+        self.base_url = host.base_url
+        self.ports = dict(ports)  # s1a s1b s2 s3 dead1 dead2
+        self.site_of = dict(site_of)  # backend port -> site
+        self.case_name = "case"
+        self._seq = itertools.count(1)
+
+    # --- pytest hook protocol (tests/conftest.py): a failing test marks its host's run dir kept
+    def mark_failed(self) -> None:
+        self.host.failed = True
+
+    def logs_tail(self, n: int = 30) -> str:
+        return self.host.logs_tail(n)
+
+    # --- requests ---------------------------------------------------------------------------
+    def new_path(self, tag: str = "") -> str:
+        return f"/c/{self.case_name}/{next(self._seq)}{('-' + tag) if tag else ''}"
+
+    def get(self, headers=(), *, raw=(), path: str | None = None, method: str = "GET",
+            timeout: float = 10.0, body: bytes | None = None) -> Response:
+        """One request on a fresh connection. headers: [(name, value)] sent as ``name: value``;
+        raw: header lines sent verbatim (e.g. b"uid:2", exactly what curl -H "uid:2" sends)."""
+        path = path or self.new_path()
+        r = request(self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body)
+        r.path = path
+        return r
+
+    def site_ports(self, site: str) -> set:
+        return {p for p, s in self.site_of.items() if s == site}
+
+    # --- expectations -----------------------------------------------------------------------
+    def expect_site(self, r: Response, site: str, what: str = "") -> int:
+        """200 with body exactly ``site <site> from <port>\\n`` where port is one of site's
+        backends. Returns the port."""
+        where = f"[{self.host_name}] {what or r.path}"
+        assert r.status == 200, f"{where}: expected 200 from {site}, got {r.describe()}"
+        got_site, got_port = r.site()
+        assert got_site == site, f"{where}: expected a response from {site}, got {r.describe()}"
+        assert got_port in self.site_ports(site), \
+            f"{where}: port {got_port} is not a {site} backend {sorted(self.site_ports(site))}"
+        assert r.text == f"site {site} from {got_port}\n", f"{where}: unexpected body {r.text!r}"
+        assert r.header("x-backend-port") == str(got_port), f"{where}: x-backend-port mismatch: {r.describe()}"
+        return got_port
+
+    def expect_seen_unit(self, r: Response, unit: str, what: str = "") -> None:
+        seen = r.header("x-seen-unit")
+        assert seen == unit, (f"[{self.host_name}] {what or r.path}: backend saw {UNIT_HEADER}={seen!r}, "
+                              f"expected {unit!r} ({r.describe()})")
+
+    def log_for(self, r: Response, timeout: float = 3.0) -> dict:
+        """The access-log line of response r (polls: Envoy flushes every 100 ms)."""
+        return self.host.find_access(r.path, timeout=timeout)[-1]
+
+    def expect_log(self, r: Response, *, status: int, cluster: str, port: int | None = None,
+                   unit: str | None = None) -> dict:
+        line = self.log_for(r)
+        where = f"[{self.host_name}] access log for {r.path}"
+        assert line.get("method") == "GET", f"{where}: method: {line['_raw']}"
+        assert line.get("status") == str(status), f"{where}: expected status={status}: {line['_raw']}"
+        assert line.get("cluster") == cluster, f"{where}: expected cluster={cluster}: {line['_raw']}"
+        if port is not None:
+            up = last_upstream(line.get("upstream_host"))
+            assert up == f"127.0.0.1:{port}", f"{where}: expected upstream_host=127.0.0.1:{port}: {line['_raw']}"
+        if unit is not None:
+            if unit == "-":
+                assert is_empty(line.get("unit")), f"{where}: expected no unit: {line['_raw']}"
+            else:
+                assert line.get("unit") == unit, f"{where}: expected unit={unit}: {line['_raw']}"
+        return line
+
+    def expect_healthy(self, what: str = "follow-up request") -> None:
+        """A normal request still works (uid 150 -> s2)."""
+        r = self.get([("uid", "150")])
+        self.expect_site(r, "s2", what)
+        assert self.host.alive(), f"[{self.host_name}] host process died\n{self.host.logs_tail()}"
+
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+# ----------------------------------------------------------------------------------------------
+
+@case
+def seed_curls(ctx: CaseContext):
+    """Seed 004, verbatim: curl localhost:2990 -H "uid:2" (twice) / "uid:200" / "uid:201"."""
+    seen = set()
+    for i in range(2):
+        r = ctx.get(raw=[b"uid:2"])
+        seen.add(ctx.expect_site(r, "s1", f'uid:2 #{i + 1}'))
+    assert seen == ctx.site_ports("s1"), \
+        f"[{ctx.host_name}] two uid:2 requests should hit both s1 backends (round robin), hit {sorted(seen)}"
+    r = ctx.get(raw=[b"uid:200"])
+    assert ctx.expect_site(r, "s2", "uid:200") == ctx.ports["s2"]
+    r = ctx.get(raw=[b"uid:201"])
+    assert ctx.expect_site(r, "s3", "uid:201") == ctx.ports["s3"]
+
+
+@case
+def uid_boundaries(ctx: CaseContext):
+    table = [("1", "s1"), ("100", "s1"), ("101", "s2"), ("200", "s2"),
+             ("0", "s3"), ("-1", "s3"), ("201", "s3"), ("9223372036854775807", "s3")]
+    for uid, site in table:
+        r = ctx.get([("uid", uid)])
+        ctx.expect_site(r, site, f"uid: {uid}")
+        ctx.expect_seen_unit(r, site, f"uid: {uid}")
+        assert r.header("x-seen-uid") == uid, f"[{ctx.host_name}] uid {uid}: backend saw uid {r.header('x-seen-uid')!r}"
+
+
+@case
+def no_uid_round_robin(ctx: CaseContext):
+    """No uid -> catch-all route -> all_sites, round robin: 4 consecutive requests hit its 4 hosts
+    exactly once (in some rotation)."""
+    all_ports = {ctx.ports[k] for k in ("s1a", "s1b", "s2", "s3")}
+    got = []
+    for i in range(4):
+        r = ctx.get()
+        assert r.status == 200, f"[{ctx.host_name}] no uid #{i + 1}: {r.describe()}"
+        site, port = r.site()
+        assert port in all_ports and ctx.site_of[port] == site, f"[{ctx.host_name}] no uid: {r.describe()}"
+        ctx.expect_seen_unit(r, "-", "no uid")
+        ctx.expect_log(r, status=200, cluster="all_sites", port=port, unit="-")
+        got.append(port)
+    assert sorted(got) == sorted(all_ports), \
+        f"[{ctx.host_name}] 4 no-uid requests should hit each all_sites host once, hit {got} (hosts {sorted(all_ports)})"
+
+
+@case
+def bad_uid_is_no_uid(ctx: CaseContext):
+    """Non-integer, empty and i64-overflowing uids are 'no uid': catch-all (all_sites), backend sees
+    no unit header; nothing crashes."""
+    values = [(b"uid: abc", "abc"), (b"uid:", None), (b"uid: 99999999999999999999999", "99999999999999999999999"),
+              (b"uid: 1.5", "1.5"), (b"uid: 12abc", "12abc"), (b"uid: 9223372036854775808", "9223372036854775808")]
+    for raw, _ in values:
+        r = ctx.get(raw=[raw])
+        what = repr(raw.decode())
+        assert r.status == 200, f"[{ctx.host_name}] {what}: {r.describe()}"
+        site, port = r.site()
+        assert site is not None, f"[{ctx.host_name}] {what}: {r.describe()}"
+        ctx.expect_seen_unit(r, "-", what)
+        ctx.expect_log(r, status=200, cluster="all_sites", port=port)
+    ctx.expect_healthy("normal request after bad uids")
+
+
+@case
+def forged_unit_without_uid(ctx: CaseContext):
+    """A client-sent x-mosn-on-envoy-unit never steers routing and never reaches the backend."""
+    all_ports = {ctx.ports[k] for k in ("s1a", "s1b", "s2", "s3")}
+    got = []
+    for i in range(4):
+        r = ctx.get([(UNIT_HEADER, "s2")])
+        assert r.status == 200, f"[{ctx.host_name}] forged unit #{i + 1}: {r.describe()}"
+        _, port = r.site()
+        ctx.expect_seen_unit(r, "-", "forged x-mosn-on-envoy-unit: s2 without uid")
+        ctx.expect_log(r, status=200, cluster="all_sites", port=port)
+        got.append(port)
+    assert sorted(got) == sorted(all_ports), \
+        f"[{ctx.host_name}] forged unit without uid must round-robin over all_sites, hit {got}"
+
+
+@case
+def forged_unit_with_uid(ctx: CaseContext):
+    r = ctx.get([(UNIT_HEADER, "s3"), ("uid", "5")])
+    ctx.expect_site(r, "s1", "forged s3 + uid 5")
+    ctx.expect_seen_unit(r, "s1", "forged s3 + uid 5")
+    # The forged header sent twice (two lines) must be replaced, not appended to.
+    r = ctx.get([(UNIT_HEADER, "s1"), (UNIT_HEADER, "s3"), ("uid", "150")])
+    ctx.expect_site(r, "s2", "forged s1,s3 + uid 150")
+    ctx.expect_seen_unit(r, "s2", "forged s1,s3 + uid 150")
+
+
+@case
+def retry_to_live_host(ctx: CaseContext):
+    """x-case: retry -> cluster pair [dead1, s2], retry_on + 2 retries: the dead host may be tried
+    first, the retry goes to s2. Four requests so that both round-robin starting points occur.
+    (That the dead host is never tried twice within one request is not observable from outside
+    — nothing listens there to count attempts.)"""
+    for i in range(4):
+        r = ctx.get([("x-case", "retry")])
+        assert r.status == 200, f"[{ctx.host_name}] retry #{i + 1}: expected 200 via the live host, got {r.describe()}"
+        port = ctx.expect_site(r, "s2", f"retry #{i + 1}")
+        assert port == ctx.ports["s2"]
+        assert r.elapsed < 5, f"[{ctx.host_name}] retry #{i + 1} took {r.elapsed:.2f}s"
+        ctx.expect_log(r, status=200, cluster="pair", port=ctx.ports["s2"])
+
+
+@case
+def dead_cluster_502(ctx: CaseContext):
+    """x-case: dead -> the only host refuses connections -> 502 (MOSN's status for connect
+    failure), and the access log says why (details or flags not empty)."""
+    r = ctx.get([("x-case", "dead")])
+    assert r.status == 502, f"[{ctx.host_name}] dead cluster: expected 502, got {r.describe()}"
+    line = ctx.log_for(r)
+    assert line.get("status") == "502", f"[{ctx.host_name}] dead: access log status: {line['_raw']}"
+    assert line.get("cluster") == "dead", f"[{ctx.host_name}] dead: access log cluster: {line['_raw']}"
+    assert not (is_empty(line.get("details")) and is_empty(line.get("flags"))), \
+        f"[{ctx.host_name}] dead: access log must carry a failure reason in details or flags: {line['_raw']}"
+    ctx.expect_healthy("normal request after a 502")
+
+
+@case
+def access_log_fields(ctx: CaseContext):
+    """Every proxied request has an access-log line with its cluster and the upstream host that
+    actually answered (== the port in the body)."""
+    plan = [("2", "s1"), ("2", "s1"), ("150", "s2"), ("250", "s3"), (None, "all_sites"), (None, "all_sites")]
+    for uid, cluster in plan:
+        r = ctx.get([("uid", uid)] if uid else [])
+        assert r.status == 200, f"[{ctx.host_name}] uid={uid}: {r.describe()}"
+        site, port = r.site()
+        if cluster != "all_sites":
+            assert site == cluster, f"[{ctx.host_name}] uid={uid}: {r.describe()}"
+        line = ctx.expect_log(r, status=200, cluster=cluster, port=port, unit=(site if uid else "-"))
+        assert line.get("path") == r.path
+
+
+@case
+def delay_does_not_block_worker(ctx: CaseContext):
+    """x-case: delay parks the request ~400 ms in the fault filter, then it proceeds normally.
+    While it is parked the worker keeps serving: a fast request started later finishes first and
+    quickly. (nginx runs 1 worker here, so this proves the event loop is not blocked; on Envoy
+    the fast request may land on the other worker, which the contract allows.)"""
+    box = {}
+
+    def delayed():
+        try:
+            box["r"] = ctx.get([("x-case", "delay"), ("uid", "150")], timeout=10)
+        except BaseException as e:  # reported below
+            box["e"] = e
+
+    t = threading.Thread(target=delayed, daemon=True)
+    t.start()
+    time.sleep(0.1)  # the delayed request is on the wire and parked
+    fast = ctx.get([("uid", "2")], timeout=5)
+    t.join(10)
+    assert not t.is_alive(), f"[{ctx.host_name}] delayed request did not finish within 10 s"
+    assert "e" not in box, f"[{ctx.host_name}] delayed request failed: {box.get('e')!r}"
+    slow = box["r"]
+    ctx.expect_site(fast, "s1", "fast request during a delay")
+    ctx.expect_site(slow, "s2", "delayed request")
+    assert fast.elapsed < 0.3, f"[{ctx.host_name}] fast request took {fast.elapsed * 1000:.0f} ms while another was parked"
+    assert fast.finished < slow.finished, f"[{ctx.host_name}] fast request finished after the delayed one"
+    assert slow.elapsed >= 0.38, f"[{ctx.host_name}] delayed request took only {slow.elapsed * 1000:.0f} ms (want >= 380)"
+    ctx.expect_log(slow, status=200, cluster="s2", port=ctx.ports["s2"])
+
+    # Several parked at once: they wait concurrently, not one after another.
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(ctx.get([("x-case", "delay"), ("uid", "250")], timeout=10))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(4)]
+    t0 = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    wall = time.monotonic() - t0
+    assert not errors, f"[{ctx.host_name}] parallel delayed requests failed: {errors!r}"
+    assert len(results) == 4
+    for r in results:
+        ctx.expect_site(r, "s3", "parallel delayed")
+        assert r.elapsed >= 0.38, f"[{ctx.host_name}] parallel delayed request took {r.elapsed * 1000:.0f} ms"
+    assert wall < 1.4, f"[{ctx.host_name}] 4 parallel 400 ms delays took {wall:.2f}s (serialised?)"
+
+
+@case
+def odd_requests_then_ok(ctx: CaseContext):
+    """Malformed-ish requests are answered (any status < 600, host's choice: e.g. nginx answers a
+    >8 KB header line with 400, Envoy proxies it) and the next normal request works."""
+    # 10 KB uid: overflows i64 -> no uid if it gets through.
+    r = ctx.get(raw=[b"uid: " + b"9" * 10240])
+    assert r.status < 600, f"[{ctx.host_name}] 10 KB uid: {r.describe()}"
+    if r.status == 200:
+        ctx.expect_seen_unit(r, "-", "10 KB uid")
+    # obs-text bytes (RFC 9110 allows them in field values) -> not an integer -> no uid.
+    r = ctx.get(raw=[b"uid: \x80\xff\xfe 1\t2"])
+    assert r.status < 600, f"[{ctx.host_name}] obs-text uid: {r.describe()}"
+    if r.status == 200:
+        ctx.expect_seen_unit(r, "-", "obs-text uid")
+    # A long unit header is stripped like any forged one.
+    r = ctx.get([(UNIT_HEADER, "s" * 4096), ("uid", "7")])
+    ctx.expect_site(r, "s1", "long forged unit + uid 7")
+    ctx.expect_seen_unit(r, "s1", "long forged unit + uid 7")
+    # Control byte in a value: hosts may reject (400) or close; either way the next request works.
+    path = ctx.new_path("ctl")
+    try:
+        r = send_raw(ctx.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nuid: 1\x012\r\nConnection: close\r\n\r\n".encode("latin-1"),
+                     timeout=5)
+        assert r.status < 600, f"[{ctx.host_name}] control byte: {r.describe()}"
+    except NoResponse:
+        pass
+    # Garbage request line.
+    try:
+        r = send_raw(ctx.port, b"\x16\x03\x01 garbage\r\n\r\n", timeout=5)
+        assert r.status < 600
+    except (NoResponse, ConnectionError):
+        pass
+    ctx.expect_healthy("normal request after odd requests")
+    r = ctx.get(raw=[b"uid:2"])
+    ctx.expect_site(r, "s1", "uid:2 after odd requests")
+
+
+def case_id(fn) -> str:
+    return fn.__name__

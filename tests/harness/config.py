@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The MOSN JSON config the host tests run with (field names are MOSN's).
+
+    build_mosn_config(listen_port, ports)  -> dict
+    ports = {"s1a": P, "s1b": P, "s2": P, "s3": P, "dead1": P, "dead2": P}
+
+CLI (used by scripts/bench-hosts.sh):
+    python3 config.py --listen 8080 --s1a 1 --s1b 2 --s2 3 --s3 4 [--dead1 5 --dead2 6] [--minimal]
+prints the JSON. --minimal drops the fault filter and the retry/dead routes and clusters (only the
+metadata/UNIT filter and unit routing remain), for benchmarks.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+
+UNIT_HEADER = "x-mosn-on-envoy-unit"
+BACKEND_KEYS = ("s1a", "s1b", "s2", "s3")
+PORT_KEYS = BACKEND_KEYS + ("dead1", "dead2")
+
+
+def _addr(port: int) -> dict:
+    return {"address": f"127.0.0.1:{int(port)}"}
+
+
+def _cluster(name: str, ports) -> dict:
+    return {"name": name, "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [_addr(p) for p in ports]}
+
+
+def _hdr_route(header: str, value: str, route: dict) -> dict:
+    return {"match": {"prefix": "/", "headers": [{"name": header, "value": value}]}, "route": route}
+
+
+def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
+                      catch_all_cluster: str = "all_sites", listen_host: str = "127.0.0.1") -> dict:
+    """The test config (see the module doc). ``catch_all_cluster`` replaces the cluster of the
+    last (no-uid) route — the nginx reload test switches it to "s3"."""
+    missing = [k for k in (BACKEND_KEYS if minimal else PORT_KEYS) if k not in ports]
+    if missing:
+        raise ValueError(f"build_mosn_config: missing ports {missing}")
+    routers = []
+    if not minimal:
+        routers += [
+            _hdr_route("x-case", "retry", {"cluster_name": "pair",
+                                           "retry_policy": {"retry_on": True, "num_retries": 2}}),
+            _hdr_route("x-case", "dead", {"cluster_name": "dead"}),
+        ]
+    routers += [_hdr_route(UNIT_HEADER, s, {"cluster_name": s}) for s in ("s1", "s2", "s3")]
+    routers.append({"match": {"prefix": "/"}, "route": {"cluster_name": catch_all_cluster}})
+
+    stream_filters = []
+    if not minimal:
+        stream_filters.append({"type": "fault", "config": {
+            "delay": {"fixed_delay": "400ms", "percentage": 100},
+            "headers": [{"name": "x-case", "value": "delay"}]}})
+    stream_filters.append({"type": "metadata", "config": {
+        "metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}})
+
+    clusters = [
+        _cluster("s1", [ports["s1a"], ports["s1b"]]),
+        _cluster("s2", [ports["s2"]]),
+        _cluster("s3", [ports["s3"]]),
+        _cluster("all_sites", [ports["s1a"], ports["s1b"], ports["s2"], ports["s3"]]),
+    ]
+    if not minimal:
+        clusters += [
+            _cluster("pair", [ports["dead1"], ports["s2"]]),
+            _cluster("dead", [ports["dead2"]]),
+        ]
+
+    return {
+        "servers": [{
+            "default_log_path": "stdout",
+            "routers": [{"router_config_name": "unit_router",
+                         "virtual_hosts": [{"name": "sites", "domains": ["*"], "routers": routers}]}],
+            "listeners": [{
+                "name": "serverListener",
+                "address": f"{listen_host}:{int(listen_port)}",
+                "bind_port": True,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                    "downstream_protocol": "Http1", "upstream_protocol": "Http1",
+                    "router_config_name": "unit_router"}}]}],
+                "stream_filters": stream_filters,
+            }],
+        }],
+        "cluster_manager": {"clusters": clusters},
+    }
+
+
+def listener_port(cfg: dict) -> int:
+    addr = cfg["servers"][0]["listeners"][0]["address"]
+    return int(addr.rsplit(":", 1)[1])
+
+
+def with_bad_host_address(cfg: dict) -> tuple[dict, str]:
+    """A copy of cfg whose first cluster's first host has no port ("127.0.0.1"), and the JSON path
+    of that field as the library must name it."""
+    bad = copy.deepcopy(cfg)
+    bad["cluster_manager"]["clusters"][0]["hosts"][0]["address"] = "127.0.0.1"
+    return bad, "cluster_manager.clusters[0].hosts[0].address"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--listen", type=int, required=True)
+    for k in PORT_KEYS:
+        ap.add_argument(f"--{k}", type=int)
+    ap.add_argument("--minimal", action="store_true")
+    ap.add_argument("--catch-all", default="all_sites")
+    a = ap.parse_args(argv)
+    ports = {k: getattr(a, k) for k in PORT_KEYS if getattr(a, k) is not None}
+    json.dump(build_mosn_config(a.listen, ports, minimal=a.minimal, catch_all_cluster=a.catch_all),
+              sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The host-independent cases (tests/cases.py) against a real Envoy and a real Nginx, each started
+once per host through ``mosn-ext start`` with the config of tests/harness/config.py.
+
+    python3 -m pytest tests/test_hosts.py -v            # test_case[envoy-seed_curls], ...
+
+Envoy runs with --concurrency 2 (round-robin cursors are shared by its worker threads); nginx
+runs 1 worker here (its cursors are per worker process, so round-robin cases need one worker;
+tests/test_nginx_only.py covers 2 workers). Work dir: build/test-runs/test_hosts-<host>/, kept
+if any test against that host failed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cases import CASES, CaseContext
+from harness import hosts
+from harness.config import build_mosn_config, with_bad_host_address
+
+HOSTS = ["envoy", "nginx"]
+
+
+def test_mosn_ext_binary_built():
+    """Fails (not skips) when build/output/mosn-ext is missing: every other test here needs it."""
+    try:
+        hosts.require_mosn_ext()
+    except hosts.MissingBinary as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="module", params=HOSTS)
+def host_ctx(request, mosn_ext, backends):
+    name = request.param
+    work = hosts.make_run_dir(f"test_hosts-{name}")
+    listen, dead1, dead2 = hosts.free_ports(3)
+    ports = dict(backends.ports, dead1=dead1, dead2=dead2)
+    cfg = build_mosn_config(listen, ports)
+    h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])
+    err = None
+    try:
+        h.start()
+    except hosts.HarnessError as e:
+        h.failed = True
+        err = str(e)
+    if err is not None:
+        pytest.fail(f"{name} did not start (work dir kept: {work}):\n{err}", pytrace=False)
+    ctx = CaseContext(h, ports, backends.site_of)
+    try:
+        yield ctx
+    finally:
+        status = h.stop()
+        if h.failed:
+            sys.stderr.write(f"\n[harness] {name}: kept work dir {work}\n")
+        else:
+            hosts.remove_run_dir(work)
+        del status
+
+
+@pytest.mark.needs_binary
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_case(host_ctx, case, backends):
+    h = host_ctx.host
+    assert h.alive(), f"{h.host} is not running\n{h.logs_tail()}"
+    assert backends.alive(), "the backend helper process died"
+    host_ctx.case_name = case.__name__
+    offsets = h.log_offsets()
+    case(host_ctx)
+    assert h.alive(), f"{h.host} died during {case.__name__}\n{h.logs_tail()}"
+    crashes = h.crash_lines(offsets)
+    assert not crashes, f"{h.host} logged a crash during {case.__name__}:\n" + "\n".join(crashes[:20])
+
+
+# --- the CLI contract around the hosts (no host process is started) ---------------------------
+
+def _good_and_bad(run_dir):
+    listen, *rest = hosts.free_ports(7)
+    ports = dict(zip(("s1a", "s1b", "s2", "s3", "dead1", "dead2"), rest))
+    good = build_mosn_config(listen, ports)
+    bad, json_path = with_bad_host_address(good)
+    return good, bad, json_path
+
+
+@pytest.mark.needs_binary
+def test_check_cli(mosn_ext, run_dir):
+    """`mosn-ext check -c mosn.json`: exit 0 when fine; exit 1 and `<json.path>: <reason>` lines
+    otherwise."""
+    good, bad, json_path = _good_and_bad(run_dir)
+    cfg = run_dir / "mosn.json"
+    cfg.write_text(json.dumps(good, indent=2))
+    r = subprocess.run([str(mosn_ext), "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"check rejected the good config (rc={r.returncode}):\n{r.stdout}\n{r.stderr}"
+    cfg.write_text(json.dumps(bad, indent=2))
+    r = subprocess.run([str(mosn_ext), "check", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, f"check must exit 1 on a bad config, got rc={r.returncode}:\n{out}"
+    assert any(line.strip().startswith(json_path + ":") or f" {json_path}:" in line for line in out.splitlines()), \
+        f"check output must name `{json_path}: <reason>`:\n{out}"
+
+
+@pytest.mark.needs_binary
+@pytest.mark.parametrize("host", HOSTS)
+def test_print_config(mosn_ext, run_dir, host):
+    """`mosn-ext start --host H ... --print-config` prints the generated host config, exits 0 and
+    does not start a server."""
+    good, _, _ = _good_and_bad(run_dir)
+    cfg = run_dir / "mosn.json"
+    cfg.write_text(json.dumps(good, indent=2))
+    r = subprocess.run([str(mosn_ext), "start", "--host", host, "-c", str(cfg), "--work-dir", str(run_dir),
+                        "--print-config"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"--print-config failed (rc={r.returncode}):\n{r.stdout}\n{r.stderr}"
+    assert r.stdout.strip(), "--print-config printed nothing"
+    if host == "envoy":
+        assert "static_resources" in r.stdout or "listeners" in r.stdout, f"not an envoy config:\n{r.stdout[:2000]}"
+    else:
+        assert "http" in r.stdout and "server" in r.stdout, f"not an nginx.conf:\n{r.stdout[:2000]}"
+    listen = str(hosts.listener_port(good))
+    assert listen in r.stdout, f"the listener port {listen} does not appear in the generated config"
