@@ -83,8 +83,10 @@ def backends(tmp_path_factory):
 
 @pytest.fixture
 def run_dir(request):
-    """build/test-runs/<test-name>/ — removed if the test passed, kept if it failed."""
-    d = hosts.make_run_dir(request.node.name)
+    """build/test-runs/<test-name>[-<host>]/ — removed if the test passed, kept if it failed.
+    The -<host> suffix comes from a module-level RUN_DIR_HOST (test_envoy_only / test_nginx_only)."""
+    suffix = getattr(request.module, "RUN_DIR_HOST", None)
+    d = hosts.make_run_dir(request.node.name + (f"-{suffix}" if suffix else ""))
     yield d
     if _node_passed(request.node):
         hosts.remove_run_dir(d)

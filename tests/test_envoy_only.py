@@ -19,6 +19,7 @@ import pytest
 from harness import hosts
 from harness.config import build_mosn_config, with_bad_host_address
 
+RUN_DIR_HOST = "envoy"  # run dirs: build/test-runs/<test-name>-envoy/
 pytestmark = [pytest.mark.envoy_only]
 
 ABI_MATCHED = "ABI version v0.2.0 matched"

@@ -22,6 +22,7 @@ from harness import hosts
 from harness.client import request
 from harness.config import build_mosn_config, with_bad_host_address
 
+RUN_DIR_HOST = "nginx"  # run dirs: build/test-runs/<test-name>-nginx/
 pytestmark = [pytest.mark.nginx_only, pytest.mark.needs_binary]
 
 NGINX = "nginx"

@@ -1,1 +1,172 @@
-fn main() {}
+//! `mosn-ext`: MOSN's command line, for the hosts mosn-extension plugs into.
+//!
+//! ```text
+//! mosn-ext check -c mosn.json                      validate offline (like nginx -t)
+//! mosn-ext start --host envoy|nginx -c mosn.json   run the host in the foreground
+//!          [--work-dir DIR] [--concurrency N] [--admin-port P] [--module-dir DIR]
+//!          [--print-config]
+//! ```
+
+use mosn_extension::config::MosnConfig;
+use mosn_extension::hostgen::{self, HostOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage:
+  mosn-ext check -c mosn.json
+  mosn-ext start --host envoy|nginx -c mosn.json [--work-dir DIR] [--concurrency N]
+                 [--admin-port P] [--module-dir DIR] [--print-config]";
+
+struct Args {
+    cmd: String,
+    config: Option<PathBuf>,
+    host: Option<String>,
+    work_dir: Option<PathBuf>,
+    module_dir: Option<PathBuf>,
+    concurrency: u32,
+    admin_port: u16,
+    print_config: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().ok_or("missing command")?;
+    let mut a = Args { cmd, config: None, host: None, work_dir: None, module_dir: None, concurrency: 2, admin_port: 0, print_config: false };
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "-c" | "--config" => a.config = Some(val("-c")?.into()),
+            "--host" => a.host = Some(val("--host")?),
+            "--work-dir" => a.work_dir = Some(val("--work-dir")?.into()),
+            "--module-dir" => a.module_dir = Some(val("--module-dir")?.into()),
+            "--concurrency" => a.concurrency = val("--concurrency")?.parse().map_err(|_| "--concurrency needs a number")?,
+            "--admin-port" => a.admin_port = val("--admin-port")?.parse().map_err(|_| "--admin-port needs a port")?,
+            "--print-config" => a.print_config = true,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn load(path: &Path) -> Result<MosnConfig, ExitCode> {
+    MosnConfig::from_file(path).map_err(|errs| {
+        for e in &errs.0 {
+            eprintln!("{}: {e}", path.display());
+        }
+        eprintln!("{}: configuration test failed ({} error{})", path.display(), errs.0.len(), if errs.0.len() == 1 { "" } else { "s" });
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("mosn-ext: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(config) = args.config.clone() else {
+        eprintln!("mosn-ext: -c mosn.json is required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    match args.cmd.as_str() {
+        "check" => match load(&config) {
+            Ok(cfg) => {
+                for f in &cfg.unused_fields {
+                    println!("{}: note: {f} is not used by mosn-extension", config.display());
+                }
+                println!(
+                    "{}: ok ({} listeners, {} routers, {} clusters)",
+                    config.display(),
+                    cfg.listeners.len(),
+                    cfg.routers.len(),
+                    cfg.clusters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        "start" => start(&args, &config),
+        other => {
+            eprintln!("mosn-ext: unknown command {other}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: &Args, config: &Path) -> ExitCode {
+    let host = args.host.as_deref().unwrap_or("envoy");
+    if host != "envoy" && host != "nginx" {
+        eprintln!("mosn-ext: --host must be envoy or nginx, not {host}");
+        return ExitCode::from(2);
+    }
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let config_path = match std::fs::canonicalize(config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mosn-ext: {}: {e}", config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let module_dir = args.module_dir.clone().unwrap_or_else(|| {
+        std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
+    });
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("mosn-ext-{host}")));
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p) };
+    let opts = HostOptions {
+        config_path,
+        work_dir: abs(work_dir),
+        module_dir: abs(module_dir),
+        concurrency: args.concurrency.max(1),
+        admin_port: args.admin_port,
+    };
+    let is_root = unsafe_geteuid_is_root();
+    let (text, file) = match host {
+        "envoy" => (hostgen::envoy::generate(&cfg, &opts), "envoy.yaml"),
+        _ => (hostgen::nginx::generate(&cfg, &opts, is_root), "nginx.conf"),
+    };
+    if args.print_config {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let conf_path = opts.work_dir.join(file);
+    let prepared = std::fs::create_dir_all(opts.work_dir.join("tmp")).and_then(|_| std::fs::write(&conf_path, &text));
+    if let Err(e) = prepared {
+        eprintln!("mosn-ext: cannot write {}: {e}", conf_path.display());
+        return ExitCode::from(1);
+    }
+    eprintln!("mosn-ext: starting {host} with {} (logs: {})", conf_path.display(), opts.work_dir.display());
+    // exec: the host replaces this process, so its PID is ours and Ctrl-C/SIGTERM reach it.
+    let err = match host {
+        "envoy" => Command::new(std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".into()))
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["--concurrency", &opts.concurrency.to_string()])
+            .args(["--file-flush-interval-msec", "100", "--disable-hot-restart", "--log-level", "info"])
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", &opts.module_dir)
+            .exec(),
+        _ => Command::new(std::env::var("NGINX_BIN").unwrap_or_else(|_| "nginx".into()))
+            .arg("-p")
+            .arg(&opts.work_dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-e", "stderr", "-g", "daemon off;"])
+            .exec(),
+    };
+    eprintln!("mosn-ext: cannot start {host}: {err}");
+    ExitCode::from(1)
+}
+
+fn unsafe_geteuid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

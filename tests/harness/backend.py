@@ -129,7 +129,7 @@ def start_backend(site: str, port: int = 0, host: str = "127.0.0.1"):
     """Start one backend in a daemon thread of the current process. Returns (server, thread);
     stop with server.shutdown(); server.server_close()."""
     srv = make_server(site, port, host)
-    t = threading.Thread(target=srv.serve_forever, name=f"backend-{site}-{srv.server_address[1]}", daemon=True)
+    t = threading.Thread(target=srv.serve_forever, args=(0.1,), name=f"backend-{site}-{srv.server_address[1]}", daemon=True)
     t.start()
     return srv, t
 

@@ -72,8 +72,7 @@ def build_request(method: str, path: str, host_header: str, headers, body: bytes
                   connection_close: bool = True, raw_header_lines=()) -> bytes:
     lines = [_b(method) + b" " + _b(path) + b" HTTP/1.1", b"Host: " + _b(host_header)]
     for k, v in headers:
-        # No space after the colon when the caller passes the header pre-joined as bytes, e.g.
-        # raw_header_lines=[b"uid:2"]; otherwise "Name: value".
+        # Sent as "Name: value"; use raw_header_lines for byte-exact lines such as b"uid:2".
         lines.append(_b(k) + b": " + _b(v))
     lines.extend(_b(x) for x in raw_header_lines)
     if body:

@@ -239,7 +239,7 @@ def stop_process(p: subprocess.Popen, *, term_timeout: float = 10.0, own_group: 
                 except subprocess.TimeoutExpired:
                     pass
         if own_group and _group_alive(p.pid):
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 1
             while time.monotonic() < deadline and _group_alive(p.pid):
                 time.sleep(0.05)
             if _group_alive(p.pid):

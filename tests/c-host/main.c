@@ -1,0 +1,294 @@
+/*
+ * A plain C host for mosn_extension.so: no Rust, only include/mosn_extension.h.
+ * It plays the part Envoy or nginx plays (feed headers, apply the decision, connect to
+ * the chosen host, report the outcome) and asserts the unit-routing behaviour of the
+ * demo config.
+ *
+ * usage: c-host <mosn.json of examples/unit-routing>
+ */
+#define _DEFAULT_SOURCE
+#include "mosn_extension.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        if (cond) {                                                             \
+            passed++;                                                           \
+        } else {                                                                \
+            failed++;                                                           \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                         \
+            printf(__VA_ARGS__);                                                \
+            printf("\n");                                                       \
+        }                                                                       \
+    } while (0)
+
+static mosn_ext_bytes b(const char *s) {
+    mosn_ext_bytes r = {(const uint8_t *)s, strlen(s)};
+    return r;
+}
+
+static int eq(mosn_ext_bytes x, const char *s) {
+    return x.len == strlen(s) && memcmp(x.ptr, s, x.len) == 0;
+}
+
+static void copy(char *dst, size_t cap, mosn_ext_bytes x) {
+    size_t n = x.len < cap - 1 ? x.len : cap - 1;
+    memcpy(dst, x.ptr, n);
+    dst[n] = 0;
+}
+
+/* A request as a host would hold it: pseudo-headers plus the given name/value pairs. */
+typedef struct {
+    mosn_ext_header h[16];
+    size_t n;
+    mosn_ext_message msg;
+} request;
+
+static void req_init(request *r, const char **kv) {
+    r->n = 0;
+    r->h[r->n].name = b(":method"), r->h[r->n++].value = b("GET");
+    r->h[r->n].name = b(":path"), r->h[r->n++].value = b("/");
+    r->h[r->n].name = b(":authority"), r->h[r->n++].value = b("localhost:2990");
+    for (; kv && kv[0]; kv += 2) {
+        r->h[r->n].name = b(kv[0]);
+        r->h[r->n++].value = b(kv[1]);
+    }
+    memset(&r->msg, 0, sizeof r->msg);
+    r->msg.headers = r->h;
+    r->msg.headers_len = r->n;
+}
+
+/* The host applies mutations in order; we only need to know the final unit header. */
+static void unit_after(const mosn_ext_action *a, const request *r, char *out, size_t cap) {
+    out[0] = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (eq(r->h[i].name, "x-mosn-on-envoy-unit")) copy(out, cap, r->h[i].value);
+    for (size_t i = 0; i < a->mutations_len; i++) {
+        const mosn_ext_header_mutation *m = &a->mutations[i];
+        if (!eq(m->name, "x-mosn-on-envoy-unit")) continue;
+        if (m->op == MOSN_EXT_HEADER_REMOVE) out[0] = 0;
+        else copy(out, cap, m->value);
+    }
+}
+
+typedef struct {
+    char cluster[64];
+    char host[64];
+    char unit[16];
+    uint32_t kind;
+} result;
+
+/* One request through the whole stream: headers → decision → host → success → done. */
+static result run(mosn_ext_config *cfg, const char **kv) {
+    result res;
+    memset(&res, 0, sizeof res);
+    request r;
+    req_init(&r, kv);
+    mosn_ext_stream *s = mosn_ext_stream_new(cfg, NULL, 0, NULL, NULL);
+    if (!s) {
+        res.kind = 99;
+        return res;
+    }
+    mosn_ext_action a;
+    res.kind = mosn_ext_stream_request_headers(s, &r.msg, true, &a);
+    unit_after(&a, &r, res.unit, sizeof res.unit);
+    if (res.kind == MOSN_EXT_CONTINUE) {
+        mosn_ext_upstream up;
+        if (mosn_ext_stream_choose_host(s, &up) == MOSN_EXT_HOST_OK) {
+            copy(res.cluster, sizeof res.cluster, up.cluster);
+            copy(res.host, sizeof res.host, up.address);
+            mosn_ext_stream_upstream_result(s, MOSN_EXT_OUTCOME_RESPONSE, 200);
+        }
+    }
+    mosn_ext_stream_destroy(s);
+    return res;
+}
+
+static void expect_site(mosn_ext_config *cfg, const char *uid, const char *cluster) {
+    const char *kv[] = {"uid", uid, NULL};
+    result r = run(cfg, kv);
+    CHECK(r.kind == MOSN_EXT_CONTINUE && strcmp(r.cluster, cluster) == 0,
+          "uid %s -> cluster '%s' (kind %u), want %s", uid, r.cluster, r.kind, cluster);
+}
+
+/* === wake callback plumbing for the fault-delay case === */
+static atomic_int wakes;
+static void on_wake(void *ctx) {
+    (void)ctx;
+    atomic_fetch_add(&wakes, 1);
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static const char *FAULT_JSON =
+    "{\"servers\":[{\"routers\":[{\"router_config_name\":\"r\",\"virtual_hosts\":[{\"name\":\"v\",\"domains\":[\"*\"],"
+    "\"routers\":[{\"match\":{\"prefix\":\"/\"},\"route\":{\"cluster_name\":\"c\"}}]}]}],"
+    "\"listeners\":[{\"name\":\"l\",\"address\":\"127.0.0.1:2990\","
+    "\"filter_chains\":[{\"filters\":[{\"type\":\"proxy\",\"config\":{\"router_config_name\":\"r\"}}]}],"
+    "\"stream_filters\":[{\"type\":\"fault\",\"config\":{\"delay\":{\"fixed_delay\":\"60ms\",\"percentage\":100},"
+    "\"headers\":[{\"name\":\"x-case\",\"value\":\"delay\"}]}}]}]}],"
+    "\"cluster_manager\":{\"clusters\":[{\"name\":\"c\",\"hosts\":[{\"address\":\"127.0.0.1:1\"}]}]}}";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s mosn.json\n", argv[0]);
+        return 2;
+    }
+    CHECK(mosn_ext_abi_version() == MOSN_EXT_ABI_VERSION, "ABI version %u != header %u",
+          mosn_ext_abi_version(), MOSN_EXT_ABI_VERSION);
+
+    mosn_ext_config *cfg = NULL;
+    char *err = NULL;
+    int rc = mosn_ext_config_load_file(argv[1], &cfg, &err);
+    CHECK(rc == 0 && cfg != NULL, "load %s: rc=%d err=%s", argv[1], rc, err ? err : "");
+    if (rc != 0) return 1;
+
+    /* seed 004: uid 2 twice -> s1's two hosts in turn */
+    {
+        const char *kv[] = {"uid", "2", NULL};
+        result r1 = run(cfg, kv), r2 = run(cfg, kv);
+        CHECK(strcmp(r1.cluster, "s1") == 0 && strcmp(r2.cluster, "s1") == 0, "uid 2 -> %s, %s", r1.cluster, r2.cluster);
+        CHECK(strcmp(r1.host, r2.host) != 0, "uid 2 twice should alternate s1's hosts: %s, %s", r1.host, r2.host);
+        CHECK(strcmp(r1.unit, "s1") == 0, "uid 2 sets x-mosn-on-envoy-unit: s1, got '%s'", r1.unit);
+    }
+    expect_site(cfg, "100", "s1");
+    expect_site(cfg, "101", "s2");
+    expect_site(cfg, "200", "s2");
+    expect_site(cfg, "201", "s3");
+    expect_site(cfg, "0", "s3");
+    expect_site(cfg, "-1", "s3");
+
+    /* no uid -> round robin over all four hosts */
+    {
+        char seen[4][64];
+        int distinct = 0;
+        for (int i = 0; i < 4; i++) {
+            result r = run(cfg, NULL);
+            CHECK(strcmp(r.cluster, "all_sites") == 0 && r.unit[0] == 0, "no uid -> %s unit '%s'", r.cluster, r.unit);
+            int dup = 0;
+            for (int j = 0; j < distinct; j++) dup |= strcmp(seen[j], r.host) == 0;
+            if (!dup) strcpy(seen[distinct++], r.host);
+        }
+        CHECK(distinct == 4, "4 requests without uid reached %d distinct hosts, want 4", distinct);
+    }
+    /* non-integer uid and forged unit header: treated as no uid */
+    {
+        const char *abc[] = {"uid", "abc", NULL};
+        result r = run(cfg, abc);
+        CHECK(strcmp(r.cluster, "all_sites") == 0 && r.unit[0] == 0, "uid abc -> %s unit '%s'", r.cluster, r.unit);
+        const char *forged[] = {"x-mosn-on-envoy-unit", "s2", NULL};
+        r = run(cfg, forged);
+        CHECK(strcmp(r.cluster, "all_sites") == 0 && r.unit[0] == 0, "forged unit s2 -> %s unit '%s'", r.cluster, r.unit);
+        const char *forged_uid[] = {"x-mosn-on-envoy-unit", "s3", "uid", "5", NULL};
+        r = run(cfg, forged_uid);
+        CHECK(strcmp(r.cluster, "s1") == 0 && strcmp(r.unit, "s1") == 0, "forged s3 + uid 5 -> %s unit '%s'", r.cluster, r.unit);
+    }
+    /* retry after a connect failure never returns the failed host when another exists */
+    for (int round = 0; round < 6; round++) {
+        request r;
+        const char *kv[] = {"uid", "7", NULL};
+        req_init(&r, kv);
+        mosn_ext_stream *s = mosn_ext_stream_new(cfg, (const uint8_t *)"serverListener", 14, NULL, NULL);
+        mosn_ext_action a;
+        CHECK(mosn_ext_stream_request_headers(s, &r.msg, true, &a) == MOSN_EXT_CONTINUE, "uid 7 continues");
+        mosn_ext_route route;
+        CHECK(mosn_ext_stream_route(s, &route) && eq(route.cluster, "s1") && route.max_attempts == 2,
+              "route s1 with 1 retry (max_attempts %u)", route.max_attempts);
+        mosn_ext_upstream u1, u2;
+        CHECK(mosn_ext_stream_choose_host(s, &u1) == MOSN_EXT_HOST_OK, "first host");
+        char first[64];
+        copy(first, sizeof first, u1.address);
+        bool retry = mosn_ext_stream_upstream_result(s, MOSN_EXT_OUTCOME_CONNECT_FAILURE, 0);
+        CHECK(retry, "connect failure is retried by s1's policy");
+        CHECK(mosn_ext_stream_choose_host(s, &u2) == MOSN_EXT_HOST_OK, "retry host");
+        CHECK(!eq(u2.address, first) && u2.attempt == 2, "retry returned the failed host %s (attempt %u)", first, u2.attempt);
+        CHECK(!mosn_ext_stream_upstream_result(s, MOSN_EXT_OUTCOME_CONNECT_FAILURE, 0), "budget spent: no third attempt");
+        mosn_ext_stream_destroy(s);
+    }
+    /* info for logs */
+    {
+        request r;
+        const char *kv[] = {"uid", "150", NULL};
+        req_init(&r, kv);
+        mosn_ext_stream *s = mosn_ext_stream_new(cfg, NULL, 0, NULL, NULL);
+        mosn_ext_action a;
+        mosn_ext_stream_request_headers(s, &r.msg, true, &a);
+        mosn_ext_bytes v;
+        CHECK(mosn_ext_stream_info(s, MOSN_EXT_INFO_METADATA, (const uint8_t *)"unit", 4, &v) && eq(v, "s2"), "$mosn_unit = s2");
+        CHECK(mosn_ext_stream_info(s, MOSN_EXT_INFO_CLUSTER, NULL, 0, &v) && eq(v, "s2"), "$mosn_cluster = s2");
+        CHECK(!mosn_ext_stream_info(s, MOSN_EXT_INFO_UPSTREAM_HOST, NULL, 0, &v), "no upstream host before choose_host");
+        mosn_ext_stream_destroy(s);
+    }
+    /* unknown listener */
+    CHECK(mosn_ext_stream_new(cfg, (const uint8_t *)"nope", 4, NULL, NULL) == NULL, "unknown listener -> NULL");
+    mosn_ext_config_free(cfg);
+
+    /* a bad config is refused with the JSON path in the message */
+    {
+        const char *bad = "{\"cluster_manager\":{\"clusters\":[{\"name\":\"a\",\"hosts\":[{\"address\":\"127.0.0.1:1\"}]},"
+                          "{\"name\":\"b\",\"hosts\":[{\"address\":\"127.0.0.1\"}]}]}}";
+        mosn_ext_config *c2 = NULL;
+        char *e2 = NULL;
+        rc = mosn_ext_config_load_json((const uint8_t *)bad, strlen(bad), &c2, &e2);
+        CHECK(rc == 1 && c2 == NULL && e2 && strstr(e2, "cluster_manager.clusters[1].hosts[0].address") &&
+                  strstr(e2, "has no port"),
+              "bad config: rc=%d err=%s", rc, e2 ? e2 : "(null)");
+        mosn_ext_string_free(e2);
+        const char *typo = "{\"servers\":[{\"listeners\":[{\"name\":\"l\",\"address\":\"127.0.0.1:1\","
+                           "\"stream_filters\":[{\"type\":\"metadat\"}]}]}]}";
+        e2 = NULL;
+        rc = mosn_ext_config_load_json((const uint8_t *)typo, strlen(typo), &c2, &e2);
+        CHECK(rc == 1 && e2 && strstr(e2, "servers[0].listeners[0].stream_filters[0].type: unknown filter \"metadat\""),
+              "filter typo: %s", e2 ? e2 : "(null)");
+        mosn_ext_string_free(e2);
+    }
+
+    /* stop-and-wait: the fault delay parks the stream; the wake comes from a library
+       thread exactly once; a stream destroyed while parked is never woken */
+    {
+        mosn_ext_config *fc = NULL;
+        rc = mosn_ext_config_load_json((const uint8_t *)FAULT_JSON, strlen(FAULT_JSON), &fc, &err);
+        CHECK(rc == 0, "fault config: %s", err ? err : "");
+        request r;
+        const char *kv[] = {"x-case", "delay", NULL};
+        req_init(&r, kv);
+        mosn_ext_stream *s = mosn_ext_stream_new(fc, NULL, 0, on_wake, NULL);
+        mosn_ext_action a;
+        double t0 = now_ms();
+        CHECK(mosn_ext_stream_request_headers(s, &r.msg, true, &a) == MOSN_EXT_WAIT, "delay -> WAIT");
+        while (atomic_load(&wakes) == 0 && now_ms() - t0 < 2000) usleep(1000);
+        double waited = now_ms() - t0;
+        CHECK(atomic_load(&wakes) == 1 && waited >= 55, "woken once after %.0f ms (wakes %d)", waited, atomic_load(&wakes));
+        CHECK(mosn_ext_stream_resume(s, &r.msg, &a) == MOSN_EXT_CONTINUE, "resume -> CONTINUE");
+        mosn_ext_stream_destroy(s);
+
+        s = mosn_ext_stream_new(fc, NULL, 0, on_wake, NULL);
+        CHECK(mosn_ext_stream_request_headers(s, &r.msg, true, &a) == MOSN_EXT_WAIT, "second delay -> WAIT");
+        mosn_ext_stream_destroy(s); /* client went away while parked */
+        usleep(150 * 1000);
+        CHECK(atomic_load(&wakes) == 1, "no wake after destroy (wakes %d)", atomic_load(&wakes));
+
+        /* a waiting filter without a wake function fails closed */
+        s = mosn_ext_stream_new(fc, NULL, 0, NULL, NULL);
+        CHECK(mosn_ext_stream_request_headers(s, &r.msg, true, &a) == MOSN_EXT_LOCAL_REPLY && a.status == 500,
+              "no wake fn -> 500 (kind %u status %u)", a.kind, a.status);
+        mosn_ext_stream_destroy(s);
+        mosn_ext_config_free(fc);
+    }
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
