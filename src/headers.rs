@@ -10,6 +10,12 @@ use std::sync::Arc;
 /// Cheaply clonable text (config-derived names and values are allocated once at load).
 pub type SharedStr = Arc<str>;
 
+/// The empty value of [`HeaderOp::Remove`] mutations, allocated once.
+pub fn empty() -> SharedStr {
+    static EMPTY: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(""));
+    EMPTY.clone()
+}
+
 /// The result of looking a header up by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup<'a> {
@@ -47,17 +53,21 @@ pub trait HeaderMap {
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8]));
 }
 
-/// A header as plain borrowed bytes; a slice of these is a [`HeaderMap`].
+/// A header as plain borrowed bytes; [`Headers`] makes a slice of them a [`HeaderMap`].
 #[derive(Debug, Clone, Copy)]
 pub struct Header<'a> {
     pub name: &'a [u8],
     pub value: &'a [u8],
 }
 
-impl HeaderMap for [Header<'_>] {
+/// A slice of [`Header`]s as a [`HeaderMap`] (tests, benchmarks, simple hosts).
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a>(pub &'a [Header<'a>]);
+
+impl HeaderMap for Headers<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
         let mut found = Lookup::Missing;
-        for h in self {
+        for h in self.0 {
             if h.name.eq_ignore_ascii_case(name.as_bytes()) {
                 found = match found {
                     Lookup::Missing => Lookup::One(h.value),
@@ -68,7 +78,7 @@ impl HeaderMap for [Header<'_>] {
         found
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        for h in self {
+        for h in self.0 {
             f(h.name, h.value)
         }
     }
@@ -178,9 +188,10 @@ mod tests {
     #[test]
     fn slice_lookup_is_case_insensitive_and_counts() {
         let hs = [h("Uid", "2"), h("x", "1"), h("uid", "3")];
-        assert_eq!(hs[..].get("uid"), Lookup::Many(b"2"));
-        assert_eq!(hs[..].get("x"), Lookup::One(b"1"));
-        assert_eq!(hs[..].get("y"), Lookup::Missing);
+        let hs = Headers(&hs);
+        assert_eq!(hs.get("uid"), Lookup::Many(b"2"));
+        assert_eq!(hs.get("x"), Lookup::One(b"1"));
+        assert_eq!(hs.get("y"), Lookup::Missing);
     }
 
     #[test]
@@ -191,7 +202,7 @@ mod tests {
             HeaderMutation { op: HeaderOp::Set, name: "c".into(), value: "3".into() },
             HeaderMutation { op: HeaderOp::Add, name: "b".into(), value: "4".into() },
         ];
-        let o = Overlay { base: &hs[..], mutations: &muts };
+        let o = Overlay { base: &Headers(&hs), mutations: &muts };
         assert_eq!(o.get("a"), Lookup::Missing);
         assert_eq!(o.get("c"), Lookup::One(b"3"));
         assert_eq!(o.get("b"), Lookup::Many(b"2"));

@@ -211,6 +211,8 @@ pub enum RouteActionConfig {
 pub struct ForwardConfig {
     /// `(cluster, weight)`; one entry with weight 1 for `cluster_name`.
     pub clusters: Vec<(String, u32)>,
+    /// True when written as `weighted_clusters` (for error paths).
+    pub weighted: bool,
     pub timeout: Option<Duration>,
     pub retry_policy: Option<RetryPolicyConfig>,
 }
@@ -676,8 +678,9 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
         RetryPolicyConfig { retry_on, num_retries, retry_timeout, status_codes }
     });
     o.ignore(&["cluster_header", "cluster_variable", "hash_policy", "prefix_rewrite", "regex_rewrite", "host_rewrite", "auto_host_rewrite", "auto_host_rewrite_header", "request_mirror_policies", "metadata"]);
+    let weighted = o.has("weighted_clusters");
     o.finish(d);
-    (d.errors.len() == errors_before).then_some(ForwardConfig { clusters, timeout, retry_policy })
+    (d.errors.len() == errors_before).then_some(ForwardConfig { clusters, weighted, timeout, retry_policy })
 }
 
 fn parse_cluster(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig> {
@@ -763,7 +766,7 @@ fn validate_references(cfg: &MosnConfig, d: &mut Diagnostics) {
                 if let RouteActionConfig::Forward(f) = &rt.action {
                     for (ci, (name, _)) in f.clusters.iter().enumerate() {
                         if cfg.cluster(name).is_none() {
-                            let field = if f.clusters.len() == 1 && ci == 0 {
+                            let field = if !f.weighted {
                                 format!("{}.route.cluster_name", rt.path)
                             } else {
                                 format!("{}.route.weighted_clusters[{ci}].cluster.name", rt.path)
@@ -796,3 +799,6 @@ fn validate_references(cfg: &MosnConfig, d: &mut Diagnostics) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,126 @@
-#[cfg(test)] mod t {}
+//! The C ABI from Rust: panic containment and pointer handling.
+
+use super::*;
+use crate::filter::{FilterStatus, ReceiveContext, StreamFilter};
+
+const DEMO: &str = include_str!("../../examples/unit-routing/mosn.json");
+
+/// Panics on requests carrying `x-panic`; passes the others.
+struct PanicFilter;
+
+impl StreamFilter for PanicFilter {
+    fn name(&self) -> &'static str {
+        "test_panic"
+    }
+    fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
+        if cx.header("x-panic") != crate::headers::Lookup::Missing {
+            panic!("test filter panics on purpose");
+        }
+        FilterStatus::Continue
+    }
+}
+
+fn config_with_panic_filter() -> *mut mosn_ext_config {
+    let cfg = crate::config::MosnConfig::from_json(DEMO).unwrap();
+    let mut engine = Engine::build(cfg);
+    engine.listeners[0].filters.insert(0, Arc::new(PanicFilter));
+    Box::into_raw(Box::new(mosn_ext_config { engine: Arc::new(engine) }))
+}
+
+fn hdr(n: &'static str, v: &'static str) -> mosn_ext_header {
+    mosn_ext_header { name: out_bytes(n.as_bytes()), value: out_bytes(v.as_bytes()) }
+}
+
+fn msg(h: &[mosn_ext_header]) -> mosn_ext_message {
+    mosn_ext_message {
+        headers: h.as_ptr(),
+        headers_len: h.len(),
+        body: mosn_ext_bytes { ptr: std::ptr::null(), len: 0 },
+        trailers: std::ptr::null(),
+        trailers_len: 0,
+    }
+}
+
+fn request(cfg: *mut mosn_ext_config, h: &[mosn_ext_header]) -> (u32, u32, Option<String>) {
+    let s = mosn_ext_stream_new(cfg, std::ptr::null(), 0, None, std::ptr::null_mut());
+    assert!(!s.is_null());
+    let mut a = mosn_ext_action::empty();
+    let m = msg(h);
+    let kind = mosn_ext_stream_request_headers(s, &m, true, &mut a);
+    let mut cluster = None;
+    if kind == MOSN_EXT_CONTINUE {
+        let mut out = mosn_ext_bytes { ptr: std::ptr::null(), len: 0 };
+        if mosn_ext_stream_info(s, MOSN_EXT_INFO_CLUSTER, std::ptr::null(), 0, &mut out) {
+            // SAFETY: valid until the next call on the stream.
+            cluster = Some(String::from_utf8(unsafe { bytes(out) }.to_vec()).unwrap());
+        }
+    }
+    mosn_ext_stream_destroy(s);
+    (kind, a.status, cluster)
+}
+
+#[test]
+fn a_panicking_filter_gives_500_and_the_next_request_works() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // keep test output quiet
+    let cfg = config_with_panic_filter();
+    let (kind, status, _) = request(cfg, &[hdr(":path", "/"), hdr("x-panic", "1"), hdr("uid", "2")]);
+    std::panic::set_hook(prev);
+    assert_eq!((kind, status), (MOSN_EXT_LOCAL_REPLY, 500));
+    let (kind, _, cluster) = request(cfg, &[hdr(":path", "/"), hdr("uid", "2")]);
+    assert_eq!(kind, MOSN_EXT_CONTINUE);
+    assert_eq!(cluster.as_deref(), Some("s1"));
+    mosn_ext_config_free(cfg);
+}
+
+#[test]
+fn a_stream_that_panicked_stays_failed() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let cfg = config_with_panic_filter();
+    let s = mosn_ext_stream_new(cfg, std::ptr::null(), 0, None, std::ptr::null_mut());
+    let h = [hdr("x-panic", "1")];
+    let m = msg(&h);
+    let mut a = mosn_ext_action::empty();
+    assert_eq!(mosn_ext_stream_request_headers(s, &m, true, &mut a), MOSN_EXT_LOCAL_REPLY);
+    std::panic::set_hook(prev);
+    let mut up = mosn_ext_upstream { cluster: out_bytes(b""), address: out_bytes(b""), host_index: 0, attempt: 0 };
+    assert_eq!(mosn_ext_stream_choose_host(s, &mut up), MOSN_EXT_HOST_ERROR);
+    assert_eq!(mosn_ext_stream_resume(s, &m, &mut a), MOSN_EXT_LOCAL_REPLY);
+    assert_eq!(a.status, 500);
+    mosn_ext_stream_destroy(s);
+    mosn_ext_config_free(cfg);
+}
+
+#[test]
+fn null_pointers_fail_closed() {
+    let mut a = mosn_ext_action::empty();
+    assert_eq!(mosn_ext_stream_request_headers(std::ptr::null_mut(), std::ptr::null(), true, &mut a), MOSN_EXT_LOCAL_REPLY);
+    assert_eq!(a.status, 500);
+    assert_eq!(mosn_ext_stream_choose_host(std::ptr::null_mut(), std::ptr::null_mut()), MOSN_EXT_HOST_ERROR);
+    assert!(mosn_ext_stream_new(std::ptr::null(), std::ptr::null(), 0, None, std::ptr::null_mut()).is_null());
+    let mut out = std::ptr::null_mut();
+    assert_eq!(mosn_ext_config_load_file(std::ptr::null(), &mut out, std::ptr::null_mut()), -1);
+    mosn_ext_stream_destroy(std::ptr::null_mut());
+    mosn_ext_config_free(std::ptr::null_mut());
+}
+
+#[test]
+fn header_values_may_hold_any_byte() {
+    let mut out = std::ptr::null_mut();
+    let mut err = std::ptr::null_mut();
+    assert_eq!(mosn_ext_config_load_json(DEMO.as_ptr(), DEMO.len(), &mut out, &mut err), 0);
+    let weird: &'static [u8] = b"\0\xff\r\n2";
+    let h = [mosn_ext_header { name: out_bytes(b"uid"), value: out_bytes(weird) }];
+    let (kind, _, cluster) = request(out, &h);
+    assert_eq!((kind, cluster.as_deref()), (MOSN_EXT_CONTINUE, Some("all_sites")));
+    mosn_ext_config_free(out);
+}
+
+#[test]
+fn flags_match_the_header_constants() {
+    use crate::stream::flags;
+    assert_eq!(flags::UPSTREAM_CONNECTION_FAILURE, 0x20);
+    assert_eq!(flags::NO_ROUTE_FOUND, 0x100);
+    assert_eq!(flags::DELAY_INJECTED, 0x200);
+}

@@ -98,7 +98,7 @@ impl<'a> ReceiveContext<'a> {
         self.mutations.push(HeaderMutation { op: HeaderOp::Add, name, value });
     }
     pub fn remove_header(&mut self, name: SharedStr) {
-        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: SharedStr::from("") });
+        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: crate::headers::empty() });
     }
     /// Records a value for logs and hosts (`$mosn_unit` is metadata key `unit`).
     pub fn set_metadata(&mut self, key: SharedStr, value: SharedStr) {
@@ -153,7 +153,7 @@ impl SendContext<'_> {
         self.mutations.push(HeaderMutation { op: HeaderOp::Add, name, value });
     }
     pub fn remove_header(&mut self, name: SharedStr) {
-        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: SharedStr::from("") });
+        self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: crate::headers::empty() });
     }
 }
 

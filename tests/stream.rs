@@ -1,0 +1,144 @@
+//! One request's life through the public Rust API (what the Envoy adapter uses).
+
+use mosn_extension::headers::{Header, HeaderOp, Headers};
+use mosn_extension::{Action, Engine, UpstreamOutcome};
+
+const DEMO: &str = include_str!("../examples/unit-routing/mosn.json");
+
+fn h<'a>(n: &'a str, v: &'a str) -> Header<'a> {
+    Header { name: n.as_bytes(), value: v.as_bytes() }
+}
+
+#[test]
+fn demo_routes_by_uid_and_round_robins_hosts() {
+    let e = Engine::from_json(DEMO).unwrap();
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let mut s = e.new_stream(0, None);
+        let hs = [h(":path", "/"), h("uid", "2")];
+        assert_eq!(s.request_headers(&Headers(&hs), true), Action::Continue);
+        assert_eq!(&*s.cluster().unwrap().name, "s1");
+        let m = &s.request_mutations()[0];
+        assert_eq!((m.op, &*m.name, &*m.value), (HeaderOp::Set, "x-mosn-on-envoy-unit", "s1"));
+        hosts.push(s.choose_host().unwrap().host.address_text.to_string());
+    }
+    assert_ne!(hosts[0], hosts[1]);
+}
+
+#[test]
+fn forged_unit_header_is_removed_before_the_driver_runs() {
+    let e = Engine::from_json(DEMO).unwrap();
+    let mut s = e.new_stream(0, None);
+    let hs = [h(":path", "/"), h("x-mosn-on-envoy-unit", "s2")];
+    s.request_headers(&Headers(&hs), true);
+    assert_eq!(&*s.cluster().unwrap().name, "all_sites");
+    assert_eq!(s.request_mutations()[0].op, HeaderOp::Remove);
+    assert_eq!(s.metadata("unit"), None);
+}
+
+#[test]
+fn two_uid_headers_are_ambiguous() {
+    let e = Engine::from_json(DEMO).unwrap();
+    let mut s = e.new_stream(0, None);
+    let hs = [h(":path", "/"), h("uid", "2"), h("uid", "150")];
+    s.request_headers(&Headers(&hs), true);
+    assert_eq!(&*s.cluster().unwrap().name, "all_sites");
+}
+
+#[test]
+fn retry_policy_decides_retries() {
+    let e = Engine::from_json(DEMO).unwrap();
+    // s1 has retry_on: true, num_retries: 1.
+    let mut s = e.new_stream(0, None);
+    s.request_headers(&Headers(&[h(":path", "/"), h("uid", "9")]), true);
+    let first = s.choose_host().unwrap().index;
+    assert!(s.upstream_result(UpstreamOutcome::Response(503)), "5xx is retried with retry_on");
+    let second = s.choose_host().unwrap().index;
+    assert_ne!(first, second);
+    assert!(!s.upstream_result(UpstreamOutcome::ConnectFailure), "budget of 1 retry spent");
+    assert_eq!(s.failure_status(), Some(502));
+    // s2 has no retry policy: nothing is retried, a timeout maps to 504.
+    let mut s = e.new_stream(0, None);
+    s.request_headers(&Headers(&[h(":path", "/"), h("uid", "150")]), true);
+    s.choose_host().unwrap();
+    assert!(!s.upstream_result(UpstreamOutcome::ConnectFailure));
+    assert_eq!(s.failure_status(), Some(502));
+    s.upstream_result(UpstreamOutcome::Timeout);
+    assert_eq!(s.failure_status(), Some(504));
+    s.response_headers(503, &Headers(&[]), true);
+    let m = &s.response_mutations()[0];
+    assert_eq!((&*m.name, &*m.value), (":status", "504"));
+}
+
+fn engine(routes: serde_json::Value, filters: serde_json::Value) -> std::sync::Arc<Engine> {
+    let cfg = serde_json::json!({
+      "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": routes}],
+        "listeners": [{"name": "l", "address": "127.0.0.1:1",
+          "filter_chains": [{"filters": [{"type": "proxy", "config": {"router_config_name": "r"}}]}],
+          "stream_filters": filters}]}],
+      "cluster_manager": {"clusters": [
+        {"name": "a", "hosts": [{"address": "127.0.0.1:1"}]},
+        {"name": "b", "hosts": [{"address": "127.0.0.1:2"}]}]}
+    });
+    Engine::from_json(&cfg.to_string()).unwrap()
+}
+
+#[test]
+fn virtual_hosts_paths_and_direct_responses() {
+    let e = engine(
+        serde_json::json!([
+          {"name": "api", "domains": ["api.example.com", "*.api.example.com"], "routers": [
+            {"match": {"path": "/status"}, "direct_response": {"status": 200, "body": "ok"}},
+            {"match": {"prefix": "/v1/"}, "route": {"cluster_name": "a"}},
+            {"match": {"regex": "/v[0-9]+/.*"}, "route": {"cluster_name": "b"}}]},
+          {"name": "default", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/", "headers": [{"name": "method", "value": "POST"}]}, "route": {"cluster_name": "b"}}]}
+        ]),
+        serde_json::json!([]),
+    );
+    let run = |authority: &str, method: &str, path: &str| {
+        let mut s = e.new_stream(0, None);
+        let hs = [h(":authority", authority), h(":method", method), h(":path", path)];
+        let a = s.request_headers(&Headers(&hs), true);
+        (a, s.cluster().map(|c| c.name.to_string()), s.local_reply().map(|r| (r.status, r.body.to_string())))
+    };
+    assert_eq!(run("api.example.com", "GET", "/status?x=1").2, Some((200, "ok".into())));
+    assert_eq!(run("API.example.com:8080", "GET", "/v1/x").1.as_deref(), Some("a"));
+    assert_eq!(run("eu.api.example.com", "GET", "/v2/x").1.as_deref(), Some("b"));
+    assert_eq!(run("api.example.com", "GET", "/v2").2.map(|r| r.0), Some(404), "regex is anchored");
+    assert_eq!(run("other", "POST", "/").1.as_deref(), Some("b"));
+    let (a, _, reply) = run("other", "GET", "/");
+    assert_eq!((a, reply.map(|r| r.0)), (Action::LocalReply, Some(404)));
+}
+
+#[test]
+fn fault_abort_answers_locally_for_its_cluster_only() {
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/a"}, "route": {"cluster_name": "a"}},
+            {"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+        serde_json::json!([{"type": "fault", "config": {"abort": {"status": 503, "percentage": 100}, "upstream_cluster": "a"}}]),
+    );
+    let mut s = e.new_stream(0, None);
+    assert_eq!(s.request_headers(&Headers(&[h(":path", "/a")]), true), Action::LocalReply);
+    assert_eq!(s.local_reply().unwrap().status, 503);
+    let mut s = e.new_stream(0, None);
+    assert_eq!(s.request_headers(&Headers(&[h(":path", "/b")]), true), Action::Continue);
+}
+
+#[test]
+fn weighted_clusters_follow_weights() {
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/"}, "route": {"weighted_clusters": [
+                {"cluster": {"name": "a", "weight": 90}}, {"cluster": {"name": "b", "weight": 10}}]}}]}]),
+        serde_json::json!([]),
+    );
+    let mut a = 0;
+    for _ in 0..2000 {
+        let mut s = e.new_stream(0, None);
+        s.request_headers(&Headers(&[h(":path", "/")]), true);
+        a += usize::from(&*s.cluster().unwrap().name == "a");
+    }
+    assert!((1650..1950).contains(&a), "a chosen {a}/2000 times with weight 90/100");
+}
