@@ -51,12 +51,11 @@ def host_ctx(request, mosn_ext, backends):
     try:
         yield ctx
     finally:
-        status = h.stop()
+        h.stop()
         if h.failed:
             sys.stderr.write(f"\n[harness] {name}: kept work dir {work}\n")
         else:
             hosts.remove_run_dir(work)
-        del status
 
 
 @pytest.mark.needs_binary
