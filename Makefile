@@ -50,7 +50,7 @@ test-hosts: build-l7 build-nginx-module
 test: install-deps header-check test-rust test-c test-hosts
 
 demo: install-deps build-l7 build-nginx-module
-	bash scripts/demo.sh --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep)
+	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep)
 
 bench:
 	$(CARGO) bench --bench decision
