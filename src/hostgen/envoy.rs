@@ -71,6 +71,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
               routes:
               - match: {{ prefix: "/" }}
                 route: {{ cluster_header: {cluster_header}, timeout: 60s }}
+                request_headers_to_remove: [{cluster_header}]
 "#,
             name = quote(&l.name),
             ip = quote(&l.address.ip().to_string()),

@@ -1,0 +1,74 @@
+//! The process-wide config registry: one [`Engine`] per MOSN config path.
+//!
+//! The HTTP filter config and every cluster config name the same `mosn.json`; they must
+//! share one engine so that the cluster a stream was routed to (`Arc<Cluster>`) is the very
+//! object the Envoy cluster extension load-balances. Envoy creates configs on the main
+//! thread only, so a plain mutex is enough (it is never taken on the request path).
+//!
+//! An engine stays cached for the life of the process: a changed file at the same path
+//! needs an Envoy restart (as a rebuilt `.so` does).
+
+use mosn_extension::Engine;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+static ENGINES: Mutex<BTreeMap<PathBuf, Arc<Engine>>> = Mutex::new(BTreeMap::new());
+
+/// The engine for `path`, loading and validating the file the first time.
+///
+/// On failure returns one line per config error, e.g.
+/// `cluster_manager.clusters[0].hosts[0].address: "127.0.0.1" has no port`; nothing is
+/// cached, so a later config naming the same path reports the errors again.
+pub fn engine_for(path: &Path) -> Result<Arc<Engine>, Vec<String>> {
+    // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
+    let mut map = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = map.get(path) {
+        return Ok(e.clone());
+    }
+    match Engine::from_file(path) {
+        Ok(engine) => {
+            map.insert(path.to_path_buf(), engine.clone());
+            Ok(engine)
+        }
+        Err(errors) => Err(errors.0.iter().map(|e| e.to_string()).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("mosn-envoy-test-{}-{name}.json", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOOD: &str = r#"{
+      "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+          "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "s1"}}]}]}],
+        "listeners": [{"name": "l", "address": "127.0.0.1:1", "filter_chains": [{"filters": [{"type": "proxy",
+          "config": {"router_config_name": "r"}}]}]}]}],
+      "cluster_manager": {"clusters": [{"name": "s1", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+        "hosts": [{"address": "127.0.0.1:2"}]}]}
+    }"#;
+
+    #[test]
+    fn one_engine_per_path() {
+        let p = write("good", GOOD);
+        let a = engine_for(&p).unwrap();
+        let b = engine_for(&p).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(a.cluster("s1").is_some());
+        std::fs::remove_file(p).ok();
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let p = write("bad", &GOOD.replace("127.0.0.1:2", "127.0.0.1"));
+        let Err(errs) = engine_for(&p) else { panic!("bad config accepted") };
+        assert!(errs.iter().any(|e| e.contains("cluster_manager.clusters[0].hosts[0].address")), "{errs:?}");
+        std::fs::remove_file(p).ok();
+    }
+}

@@ -1,0 +1,228 @@
+//! Pure translations between the core's vocabulary and Envoy's (no FFI, unit-tested):
+//! the adapter's JSON config, Envoy local-reply details → [`UpstreamOutcome`], a route's
+//! retry/timeout policy → Envoy's `x-envoy-*` request headers, and host metadata triples.
+
+use mosn_extension::router::RetryPolicy;
+use mosn_extension::upstream::Cluster;
+use mosn_extension::UpstreamOutcome;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Metadata namespace `add_hosts` gets for MOSN's `metadata.filter_metadata["mosn.lb"]`.
+pub const HOST_METADATA_FILTER: &str = "mosn.lb";
+
+/// Dynamic metadata namespace for access logs (`%DYNAMIC_METADATA(mosn:unit)%`).
+pub const METADATA_NAMESPACE: &str = "mosn";
+
+/// Request header that names the Envoy cluster (route `cluster_header`).
+pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
+
+/// Filter state key the HTTP filter sets and the cluster LB reads.
+pub const STREAM_ID_KEY: &str = "mosn.stream_id";
+
+// === AdapterConfig ===
+
+/// What an Envoy `filter_config` / `cluster_config` StringValue carries:
+/// `{"config_path": "/abs/mosn.json", "listener": "serverListener"}` or
+/// `{"config_path": "...", "cluster": "s1"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterConfig {
+    /// The MOSN JSON file (absolute; relative paths resolve against Envoy's working dir).
+    pub config_path: PathBuf,
+    /// `listener` (HTTP filter) or `cluster` (cluster extension); `None` if absent.
+    pub name: Option<String>,
+}
+
+impl AdapterConfig {
+    /// Parses the JSON; `name_key` is `"listener"` or `"cluster"`. Errors are one line each.
+    pub fn parse(bytes: &[u8], name_key: &str) -> Result<AdapterConfig, String> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            format!("adapter config is not JSON ({e}); want {{\"config_path\": \"/abs/mosn.json\", \"{name_key}\": \"...\"}}")
+        })?;
+        let obj = v.as_object().ok_or_else(|| "adapter config must be a JSON object".to_string())?;
+        let path = match obj.get("config_path") {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
+            Some(_) => return Err("adapter config: \"config_path\" must be a non-empty string".into()),
+            None => return Err("adapter config: \"config_path\" is missing".into()),
+        };
+        let name = match obj.get(name_key) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(format!("adapter config: \"{name_key}\" must be a string")),
+        };
+        for k in obj.keys() {
+            if k != "config_path" && k != name_key {
+                return Err(format!("adapter config: unknown field \"{k}\" (known: config_path, {name_key})"));
+            }
+        }
+        Ok(AdapterConfig { config_path: path, name })
+    }
+}
+
+// === Outcomes ===
+
+/// Maps the details of an Envoy local reply to how the upstream attempt ended.
+///
+/// `None` for replies that say nothing about an attempt (`no_healthy_upstream`: the core
+/// already knows it chose no host; the module's own replies; route/codec errors).
+pub fn outcome_from_details(details: &str) -> Option<UpstreamOutcome> {
+    let d = details.to_ascii_lowercase();
+    if d.contains("no_healthy_upstream") {
+        return None;
+    }
+    if d.contains("overflow") {
+        return Some(UpstreamOutcome::Overflow);
+    }
+    // An upstream that closed an established connection is a reset, not a connect failure,
+    // although the word contains "connect".
+    if d.contains("connection_termination") {
+        return Some(UpstreamOutcome::Reset);
+    }
+    if d.contains("connection_failure") || d.contains("connection_timeout") || d.contains("connect") {
+        return Some(UpstreamOutcome::ConnectFailure);
+    }
+    if d.contains("timeout") {
+        return Some(UpstreamOutcome::Timeout);
+    }
+    if d.contains("upstream_reset") || d.contains("reset") {
+        return Some(UpstreamOutcome::Reset);
+    }
+    None
+}
+
+// === Envoy route policy headers ===
+
+/// Retries after the first attempt (MOSN `num_retries`).
+pub const MAX_RETRIES: &str = "x-envoy-max-retries";
+/// Retry conditions (MOSN `retry_on`).
+pub const RETRY_ON: &str = "x-envoy-retry-on";
+/// Statuses retried under `retriable-status-codes` (MOSN `status_codes`).
+pub const RETRIABLE_STATUS_CODES: &str = "x-envoy-retriable-status-codes";
+/// The whole request's timeout (MOSN route `timeout`).
+pub const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
+/// One attempt's timeout (MOSN `retry_timeout`).
+pub const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+
+/// The `x-envoy-*` headers that carry a MOSN route's retry policy and timeouts to Envoy's
+/// router, in a fixed order. `None` means "remove the header" so that a client can not set
+/// a policy the MOSN route does not have.
+pub fn route_policy_headers(retry: Option<&RetryPolicy>, timeout: Option<Duration>) -> [(&'static str, Option<String>); 5] {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let (max_retries, retry_on, codes, per_try) = match retry {
+        None => (None, None, None, None),
+        Some(p) => {
+            let (on, codes) = if !p.retry_on {
+                ("connect-failure".to_string(), None)
+            } else if p.status_codes.is_empty() {
+                ("connect-failure,reset,refused-stream,5xx".to_string(), None)
+            } else {
+                let list = p.status_codes.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+                ("connect-failure,reset,refused-stream,retriable-status-codes".to_string(), Some(list))
+            };
+            (Some(p.num_retries.to_string()), Some(on), codes, p.per_try_timeout.map(ms))
+        }
+    };
+    [
+        (MAX_RETRIES, max_retries),
+        (RETRY_ON, retry_on),
+        (RETRIABLE_STATUS_CODES, codes),
+        (RQ_TIMEOUT, timeout.map(ms)),
+        (PER_TRY_TIMEOUT, per_try),
+    ]
+}
+
+// === Host metadata ===
+
+/// Per-host `(key, value)` metadata for `cluster_add_hosts`, in host order, or `None` when
+/// the hosts do not all have the same number of entries (the ABI takes a fixed number of
+/// triples per host; the core does not need Envoy to know the metadata, so it is skipped).
+pub fn host_metadata(cluster: &Cluster) -> Option<Vec<&[(String, String)]>> {
+    let per_host = cluster.hosts.first()?.metadata.len();
+    if cluster.hosts.iter().any(|h| h.metadata.len() != per_host) {
+        return None;
+    }
+    Some(cluster.hosts.iter().map(|h| h.metadata.as_slice()).collect())
+}
+
+/// Envoy accepts host weights 1..=128.
+pub fn envoy_weight(w: u32) -> u32 {
+    w.clamp(1, 128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_config_parses_and_rejects() {
+        let c = AdapterConfig::parse(br#"{"config_path": "/x/mosn.json", "listener": "serverListener"}"#, "listener").unwrap();
+        assert_eq!(c.config_path, PathBuf::from("/x/mosn.json"));
+        assert_eq!(c.name.as_deref(), Some("serverListener"));
+        let c = AdapterConfig::parse(br#"{"config_path": "/x/mosn.json"}"#, "cluster").unwrap();
+        assert_eq!(c.name, None);
+        assert!(AdapterConfig::parse(b"not json", "cluster").unwrap_err().contains("not JSON"));
+        assert!(AdapterConfig::parse(br#"{"cluster": "s1"}"#, "cluster").unwrap_err().contains("config_path"));
+        assert!(AdapterConfig::parse(br#"{"config_path": "/a", "clustr": "s1"}"#, "cluster").unwrap_err().contains("clustr"));
+        assert!(AdapterConfig::parse(br#"{"config_path": 3}"#, "cluster").is_err());
+    }
+
+    #[test]
+    fn details_map_to_outcomes() {
+        use UpstreamOutcome::*;
+        let cases = [
+            (
+                "upstream_reset_before_response_started{remote_connection_failure,delayed_connect_error:_Connection_refused}",
+                Some(ConnectFailure),
+            ),
+            ("upstream_reset_before_response_started{local_connection_failure}", Some(ConnectFailure)),
+            ("upstream_reset_before_response_started{connection_timeout}", Some(ConnectFailure)),
+            ("upstream_reset_before_response_started{connection_termination}", Some(Reset)),
+            ("upstream_response_timeout", Some(Timeout)),
+            ("upstream_per_try_timeout", Some(Timeout)),
+            ("upstream_reset_before_response_started{overflow}", Some(Overflow)),
+            ("upstream_reset_after_response_started{remote_reset}", Some(Reset)),
+            ("no_healthy_upstream", None),
+            ("fault_abort", None),
+            ("route_not_found", None),
+        ];
+        for (d, want) in cases {
+            assert_eq!(outcome_from_details(d), want, "{d}");
+        }
+    }
+
+    fn policy(retry_on: bool, codes: &[u16], per_try: Option<u64>) -> RetryPolicy {
+        RetryPolicy { retry_on, num_retries: 2, per_try_timeout: per_try.map(Duration::from_millis), status_codes: codes.to_vec() }
+    }
+
+    #[test]
+    fn retry_policy_becomes_envoy_headers() {
+        let h = route_policy_headers(None, None);
+        assert!(h.iter().all(|(_, v)| v.is_none()));
+
+        let p = policy(true, &[], None);
+        let h = route_policy_headers(Some(&p), Some(Duration::from_secs(3)));
+        assert_eq!(h[0], (MAX_RETRIES, Some("2".into())));
+        assert_eq!(h[1], (RETRY_ON, Some("connect-failure,reset,refused-stream,5xx".into())));
+        assert_eq!(h[2], (RETRIABLE_STATUS_CODES, None));
+        assert_eq!(h[3], (RQ_TIMEOUT, Some("3000".into())));
+        assert_eq!(h[4], (PER_TRY_TIMEOUT, None));
+
+        let p = policy(true, &[502, 503], Some(250));
+        let h = route_policy_headers(Some(&p), None);
+        assert_eq!(h[1].1.as_deref(), Some("connect-failure,reset,refused-stream,retriable-status-codes"));
+        assert_eq!(h[2].1.as_deref(), Some("502,503"));
+        assert_eq!(h[4].1.as_deref(), Some("250"));
+
+        let p = policy(false, &[502], None);
+        let h = route_policy_headers(Some(&p), None);
+        assert_eq!(h[1].1.as_deref(), Some("connect-failure"));
+        assert_eq!(h[2].1, None);
+    }
+
+    #[test]
+    fn weights_are_clamped() {
+        assert_eq!(envoy_weight(0), 1);
+        assert_eq!(envoy_weight(5), 5);
+        assert_eq!(envoy_weight(1000), 128);
+    }
+}
