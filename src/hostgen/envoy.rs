@@ -87,11 +87,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     let _ = writeln!(y, "  clusters:");
     for c in &cfg.clusters {
         let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": c.name }).to_string();
-        let connect_ms = c.connect_timeout.map_or(10_000, |d| d.as_millis().max(1));
+        // MOSN's default connect timeout is 10 s; protobuf durations are written in seconds.
+        let connect_s = c.connect_timeout.map_or(10.0, |d| d.as_secs_f64().max(0.001));
         let _ = write!(
             y,
             r#"  - name: {name}
-    connect_timeout: {connect_ms}ms
+    connect_timeout: {connect_s:.3}s
     lb_policy: CLUSTER_PROVIDED
     cluster_type:
       name: envoy.clusters.dynamic_modules
