@@ -388,6 +388,11 @@ uint32_t mosn_ext_stream_response_trailers(mosn_ext_stream *s, const mosn_ext_me
 bool mosn_ext_stream_info(const mosn_ext_stream *s, uint32_t what, const uint8_t *key, size_t key_len, mosn_ext_bytes *out);
 
 /*
+ Upstream attempts made so far (the number of hosts chosen for this request).
+ */
+uint32_t mosn_ext_stream_attempts(const mosn_ext_stream *s);
+
+/*
  MOSN response flag bits set on this stream (see `MOSN_EXT_FLAG_*`).
  */
 uint32_t mosn_ext_stream_flags(const mosn_ext_stream *s);

@@ -342,6 +342,11 @@ impl Stream {
         Ok(Chosen { cluster, index, host, attempt: self.attempts })
     }
 
+    /// Attempts made so far (hosts chosen for this request).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// The host of the latest attempt.
     pub fn upstream_host(&self) -> Option<&Host> {
         let cluster = self.cluster()?;

@@ -211,15 +211,21 @@ def forged_unit_with_uid(ctx: CaseContext):
 def retry_to_live_host(ctx: CaseContext):
     """x-case: retry -> cluster pair [dead1, s2], retry_on + 2 retries: the dead host may be tried
     first, the retry goes to s2. Four requests so that both round-robin starting points occur.
-    (That the dead host is never tried twice within one request is not observable from outside
-    — nothing listens there to count attempts.)"""
+    The access log's `attempts` (Envoy: %UPSTREAM_REQUEST_ATTEMPT_COUNT%; nginx: the core's
+    count of hosts chosen) proves the dead host is never tried twice in one request: with
+    2 retries allowed, a second try of the dead host would show attempts=3."""
+    attempts = []
     for i in range(4):
         r = ctx.get([("x-case", "retry")])
         assert r.status == 200, f"[{ctx.host_name}] retry #{i + 1}: expected 200 via the live host, got {r.describe()}"
         port = ctx.expect_site(r, "s2", f"retry #{i + 1}")
         assert port == ctx.ports["s2"]
         assert r.elapsed < 5, f"[{ctx.host_name}] retry #{i + 1} took {r.elapsed:.2f}s"
-        ctx.expect_log(r, status=200, cluster="pair", port=ctx.ports["s2"])
+        line = ctx.expect_log(r, status=200, cluster="pair", port=ctx.ports["s2"])
+        attempts.append(line.get("attempts"))
+    assert all(a in ("1", "2") for a in attempts), \
+        f"[{ctx.host_name}] retry: attempts per request {attempts}: a host was tried twice"
+    assert "2" in attempts, f"[{ctx.host_name}] retry: the dead host was never tried first: {attempts}"
 
 
 @case

@@ -588,6 +588,13 @@ pub extern "C" fn mosn_ext_stream_info(s: *const mosn_ext_stream, what: u32, key
     })
 }
 
+/// Upstream attempts made so far (the number of hosts chosen for this request).
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_attempts(s: *const mosn_ext_stream) -> u32 {
+    // SAFETY: NULL or a live stream (contract).
+    guard(0, || unsafe { s.as_ref() }.map_or(0, |s| s.stream.attempts()))
+}
+
 /// MOSN response flag bits set on this stream (see `MOSN_EXT_FLAG_*`).
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_flags(s: *const mosn_ext_stream) -> u32 {

@@ -18,7 +18,7 @@ pub const MODULE_NAME: &str = "mosn_envoy";
 pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
-pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%RESPONSE_FLAGS% details=%RESPONSE_CODE_DETAILS%\n";
+pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%RESPONSE_FLAGS% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS%\n";
 
 fn module_config() -> String {
     format!("{{ name: {MODULE_NAME}, do_not_close: true }}")

@@ -26,8 +26,8 @@ pub struct HostOptions {
 }
 
 /// The access log line format, identical on both hosts, one line per request:
-/// `mosn_access method=GET path=/ status=200 cluster=s1 upstream_host=127.0.0.1:3450 unit=s1 flags=- details=via_upstream`.
-pub const ACCESS_LOG_FIELDS: &[&str] = &["method", "path", "status", "cluster", "upstream_host", "unit", "flags", "details"];
+/// `mosn_access method=GET path=/ status=200 cluster=s1 upstream_host=127.0.0.1:3450 unit=s1 flags=- attempts=1 details=via_upstream`.
+pub const ACCESS_LOG_FIELDS: &[&str] = &["method", "path", "status", "cluster", "upstream_host", "unit", "flags", "attempts", "details"];
 
 /// A string quoted for YAML / nginx.conf (JSON string syntax is valid in both).
 pub(crate) fn quote(s: &str) -> String {

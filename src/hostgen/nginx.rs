@@ -9,7 +9,7 @@ use crate::config::MosnConfig;
 use std::fmt::Write as _;
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
-pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags details=$mosn_details";
+pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details";
 
 /// Generates nginx.conf.
 pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String {
