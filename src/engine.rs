@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// `address` as `ip:port` text (handed to hosts).
+    pub address_text: String,
     pub(crate) filters: Vec<Arc<dyn StreamFilter>>,
     pub(crate) needs_body: bool,
     pub router: Option<Arc<Router>>,
@@ -61,6 +63,7 @@ impl Engine {
                 Listener {
                     name: l.name.clone(),
                     address: l.address,
+                    address_text: l.address.to_string(),
                     filters,
                     needs_body,
                     router: l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned()),

@@ -184,7 +184,7 @@ impl<'a> Obj<'a> {
     /// Records every key that was never read.
     pub fn finish(self, d: &mut Diagnostics) {
         for k in self.map.keys() {
-            if !self.read.iter().any(|r| *r == k.as_str()) {
+            if !self.read.contains(&k.as_str()) {
                 d.unused(join(&self.path, k));
             }
         }
