@@ -313,6 +313,21 @@ size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg);
 bool mosn_ext_config_listener(const mosn_ext_config *cfg, size_t index, mosn_ext_bytes *name, mosn_ext_bytes *address);
 
 /*
+ Bytes of upstream state (round-robin cursors, host health and counters) this config
+ keeps; see `mosn_ext_config_share_state`.
+ */
+size_t mosn_ext_config_state_size(const mosn_ext_config *cfg);
+
+/*
+ Moves this config's upstream state into `mem` (`len` >= `mosn_ext_config_state_size`,
+ 8-byte aligned), e.g. memory shared by a host's worker processes, so that round robin,
+ health and counters are shared by them. `mem` must stay mapped while the config is used
+ and must not be shared with another config. Call before any stream starts (nginx: in
+ the shared zone's init, before workers fork). Returns 0, or -1 and sets `*err`.
+ */
+int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_t len, char **err);
+
+/*
  Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the
  first listener). `wake(wake_ctx)` is called, from any thread, exactly once after each
  `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned. `wake` may be

@@ -7,7 +7,7 @@ use crate::config::{ConfigErrors, MosnConfig};
 use crate::filter::StreamFilter;
 use crate::router::Router;
 use crate::stream::Stream;
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Layout, StateBlock};
 use crate::wake::WakeFn;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct Engine {
     pub config: MosnConfig,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Arc<Cluster>>,
+    /// The upstream state words (see [`StateBlock`]).
+    pub state: Arc<StateBlock>,
 }
 
 impl Engine {
@@ -48,7 +50,10 @@ impl Engine {
         for f in &config.unused_fields {
             tracing::info!("config field {f} is not used by mosn-extension; ignored");
         }
-        let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c))).collect();
+        let words = config.clusters.iter().map(|c| Cluster::state_words(c.hosts.len())).sum();
+        let state = Arc::new(StateBlock::new(words));
+        let mut layout = Layout::default();
+        let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
         let find = |name: &str| clusters.iter().find(|c| &*c.name == name).cloned().expect("validated cluster reference");
         let routers: Vec<Arc<Router>> = config.routers.iter().map(|r| Arc::new(Router::new(r, find))).collect();
         let listeners = config
@@ -70,7 +75,7 @@ impl Engine {
                 }
             })
             .collect();
-        Engine { config, listeners, clusters }
+        Engine { config, listeners, clusters, state }
     }
 
     /// The index of a listener by name; `None` or empty picks the first listener.

@@ -338,7 +338,7 @@ impl Stream {
         self.attempts += 1;
         self.last_host = Some(index);
         let host = &cluster.hosts[index];
-        host.requests.fetch_add(1, Ordering::Relaxed);
+        host.requests().fetch_add(1, Ordering::Relaxed);
         Ok(Chosen { cluster, index, host, attempt: self.attempts })
     }
 
@@ -360,7 +360,7 @@ impl Stream {
         let failed = !matches!(outcome, UpstreamOutcome::Response(_));
         if failed {
             if let Some(h) = self.upstream_host() {
-                h.failures.fetch_add(1, Ordering::Relaxed);
+                h.failures().fetch_add(1, Ordering::Relaxed);
             }
         }
         self.flags |= match outcome {

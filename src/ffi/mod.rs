@@ -376,6 +376,39 @@ pub extern "C" fn mosn_ext_config_listener(cfg: *const mosn_ext_config, index: u
     })
 }
 
+/// Bytes of upstream state (round-robin cursors, host health and counters) this config
+/// keeps; see `mosn_ext_config_share_state`.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_state_size(cfg: *const mosn_ext_config) -> usize {
+    // SAFETY: NULL or a live handle (contract).
+    guard(0, || unsafe { cfg.as_ref() }.map_or(0, |c| c.engine.state.size_bytes()))
+}
+
+/// Moves this config's upstream state into `mem` (`len` >= `mosn_ext_config_state_size`,
+/// 8-byte aligned), e.g. memory shared by a host's worker processes, so that round robin,
+/// health and counters are shared by them. `mem` must stay mapped while the config is used
+/// and must not be shared with another config. Call before any stream starts (nginx: in
+/// the shared zone's init, before workers fork). Returns 0, or -1 and sets `*err`.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_share_state(cfg: *const mosn_ext_config, mem: *mut c_void, len: usize, err: *mut *mut c_char) -> i32 {
+    guard(-1, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }) else {
+            set_error(err, "mosn_ext_config_share_state: cfg is NULL".into());
+            return -1;
+        };
+        // SAFETY: the host guarantees `mem`/`len` per the contract above, which is
+        // StateBlock::attach's contract.
+        match unsafe { c.engine.state.attach(mem.cast(), len) } {
+            Ok(()) => 0,
+            Err(e) => {
+                set_error(err, e);
+                -1
+            }
+        }
+    })
+}
+
 // === Stream ===
 
 /// Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the

@@ -10,6 +10,8 @@
 #include "mosn_extension.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +289,34 @@ int main(int argc, char **argv) {
               "no wake fn -> 500 (kind %u status %u)", a.kind, a.status);
         mosn_ext_stream_destroy(s);
         mosn_ext_config_free(fc);
+    }
+
+    /* state shared by worker processes (what nginx does with a shared zone): round robin
+       continues across processes */
+    {
+        mosn_ext_config *sc = NULL;
+        rc = mosn_ext_config_load_file(argv[1], &sc, &err);
+        size_t size = mosn_ext_config_state_size(sc);
+        CHECK(rc == 0 && size > 0, "state size %zu", size);
+        void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        char *e3 = NULL;
+        CHECK(mosn_ext_config_share_state(sc, mem, size, &e3) == 0, "share state: %s", e3 ? e3 : "");
+        CHECK(mosn_ext_config_share_state(sc, mem, 8, &e3) == -1 && e3, "too small region refused");
+        mosn_ext_string_free(e3);
+        const char *kv[] = {"uid", "2", NULL};
+        pid_t child = fork();
+        if (child == 0) { /* another worker process serves one uid:2 request */
+            result r = run(sc, kv);
+            _exit(strcmp(r.cluster, "s1") == 0 ? 0 : 1);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child request");
+        /* the child took s1's first host; this process must get the second one */
+        result mine = run(sc, kv);
+        CHECK(strcmp(mine.host, "127.0.0.1:3451") == 0, "after the other process's request, round robin gives %s, want 127.0.0.1:3451", mine.host);
+        mosn_ext_config_free(sc);
+        munmap(mem, size);
     }
 
     printf("%d passed, %d failed\n", passed, failed);
