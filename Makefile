@@ -17,10 +17,11 @@ help:
 build-l7:
 	$(CARGO) build --release --workspace --bins --lib
 	@mkdir -p $(OUT)
-	cp $(RELEASE_DIR)/libmosn_extension.so $(OUT)/mosn_extension.so
-	cp $$(ls -t $(RELEASE_DIR)/build/mosn-extension-*/out/mosn_extension.h | head -1) $(OUT)/mosn_extension.h
-	cp $(RELEASE_DIR)/libmosn_envoy.so $(OUT)/libmosn_envoy.so
-	cp $(RELEASE_DIR)/mosn-ext $(OUT)/mosn-ext
+	@# install replaces files (new inode), so a running host keeps its mapped copy.
+	install -m 755 $(RELEASE_DIR)/libmosn_extension.so $(OUT)/mosn_extension.so
+	install -m 644 $$(ls -t $(RELEASE_DIR)/build/mosn-extension-*/out/mosn_extension.h | head -1) $(OUT)/mosn_extension.h
+	install -m 755 $(RELEASE_DIR)/libmosn_envoy.so $(OUT)/libmosn_envoy.so
+	install -m 755 $(RELEASE_DIR)/mosn-ext $(OUT)/mosn-ext
 	@echo "built: $$(ls $(OUT) | tr '\n' ' ')"
 
 # The generated header must equal the checked-in one (the ABI is reviewed in git).

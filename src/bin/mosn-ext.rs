@@ -139,7 +139,7 @@ fn start(args: &Args, config: &Path) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let conf_path = opts.work_dir.join(file);
-    let prepared = std::fs::create_dir_all(opts.work_dir.join("tmp")).and_then(|_| std::fs::write(&conf_path, &text));
+    let prepared = std::fs::create_dir_all(&opts.work_dir).and_then(|_| std::fs::write(&conf_path, &text));
     if let Err(e) = prepared {
         eprintln!("mosn-ext: cannot write {}: {e}", conf_path.display());
         return ExitCode::from(1);

@@ -27,13 +27,15 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
     let _ = writeln!(c, "error_log {} info;", p("error.log"));
     let _ = writeln!(c, "events {{ worker_connections 4096; }}");
     let _ = writeln!(c, "http {{");
+    // nginx creates the last path component itself (also for `nginx -t`).
     for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-        let _ = writeln!(c, "  {t}_temp_path {};", p(&format!("tmp/{t}")));
+        let _ = writeln!(c, "  {t}_temp_path {};", p(&format!("{t}_temp")));
     }
     let _ = writeln!(c, "  mosn_config {};", quote(&o.config_path.display().to_string()));
     let _ = writeln!(c, "  log_format mosn {};", quote(LOG_FORMAT));
     let _ = writeln!(c, "  access_log {} mosn;", p("access.log"));
-    let _ = writeln!(c, "  upstream mosn_upstream {{\n    server 0.0.0.1:1;  # placeholder: hosts come from mosn.json\n    mosn_upstream;\n    keepalive 64;\n  }}");
+    // Hosts come from mosn.json; `keepalive` must follow `mosn_upstream`.
+    let _ = writeln!(c, "  upstream mosn_upstream {{\n    mosn_upstream;\n    keepalive 64;\n  }}");
     for l in &cfg.listeners {
         let _ = writeln!(
             c,

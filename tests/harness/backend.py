@@ -56,6 +56,10 @@ def sanitize(value: str | None) -> str:
 
 class SiteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response (headers + body), no Nagle: keep-alive requests do not stall
+    # on delayed ACKs, so the backend is not the bottleneck in host tests.
+    wbufsize = 65536
+    disable_nagle_algorithm = True
     server_version = "site-backend"
     sys_version = ""
 
