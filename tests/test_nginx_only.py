@@ -179,15 +179,25 @@ def _children(pid: int) -> list[int]:
 
 
 def test_two_workers_seed_curls(nginx_host, backends):
-    """--concurrency 2 -> 2 nginx worker processes; the seed curls are still right on each
-    (round-robin cursors are per worker there, so only the site is asserted, not the port)."""
+    """--concurrency 2 -> 2 nginx worker processes (listen ... reuseport spreads connections
+    over both). The upstream state lives in a shared zone, so round robin is global as on
+    Envoy: consecutive uid:2 requests alternate s1's two hosts even when they land on
+    different workers (with per-worker cursors two workers would each start at host 0)."""
     h, ports = nginx_host(2)
     workers = _poll(lambda: (lambda k: k if len(k) == 2 else None)(_children(h.pid)), timeout=5)
     assert workers and len(workers) == 2, f"expected 2 worker processes under master {h.pid}, got {_children(h.pid)}"
     ctx = CaseContext(h, ports, backends.site_of)
     ctx.case_name = "two_workers"
-    for i in range(6):
-        ctx.expect_site(ctx.get(raw=[b"uid:2"]), "s1", f"uid:2 #{i + 1}")
+    served = []
+    for i in range(16):
+        r = ctx.get(raw=[b"uid:2"])
+        port = ctx.expect_site(r, "s1", f"uid:2 #{i + 1}")
+        served.append((port, ctx.log_for(r).get("pid")))
+    pids = {pid for _, pid in served}
+    assert len(pids) == 2, f"requests did not reach both workers (pids {pids}); the test proves nothing"
+    s1_ports = [p for p, _ in served]
+    assert all(a != b for a, b in zip(s1_ports, s1_ports[1:])), \
+        f"round robin is not shared by the workers: s1 hosts in order {s1_ports} (worker pids {[w for _, w in served]})"
     for i in range(3):
         assert ctx.expect_site(ctx.get(raw=[b"uid:200"]), "s2", "uid:200") == ports["s2"]
         assert ctx.expect_site(ctx.get(raw=[b"uid:201"]), "s3", "uid:201") == ports["s3"]

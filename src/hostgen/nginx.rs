@@ -8,8 +8,8 @@ use super::{quote, HostOptions};
 use crate::config::MosnConfig;
 use std::fmt::Write as _;
 
-/// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
-pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details";
+/// Access log format (see [`super::ACCESS_LOG_FIELDS`]), plus the worker `pid`.
+pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details pid=$pid";
 
 /// Generates nginx.conf.
 pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String {
@@ -40,7 +40,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
         let _ = writeln!(
             c,
             r#"  server {{
-    listen {addr};
+    listen {addr}{reuseport};
     mosn_listener {name};
     location / {{
       proxy_pass http://mosn_upstream;
@@ -52,6 +52,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
     }}
   }}"#,
             addr = l.address,
+            // One socket per worker: the kernel spreads connections over all workers.
+            reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
             name = quote(&l.name),
         );
     }
