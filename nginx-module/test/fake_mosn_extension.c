@@ -156,6 +156,10 @@ mosn_ext_config_load_json(const uint8_t *json, size_t len, mosn_ext_config **out
 }
 
 void mosn_ext_config_free(mosn_ext_config *cfg) { free(cfg); }
+/* No upstream state in the fake: the module then adds no shared zone. */
+size_t mosn_ext_config_state_size(const mosn_ext_config *cfg) { (void) cfg; return 0; }
+int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_t len, char **err)
+{ (void) cfg; (void) mem; (void) len; (void) err; return 0; }
 void mosn_ext_string_free(char *s) { free(s); }
 size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; return 1; }
 
