@@ -2221,6 +2221,8 @@ ngx_http_mosn_header_filter(ngx_http_request_t *r)
 #define NGX_HTTP_MOSN_VAR_CLUSTER  0
 #define NGX_HTTP_MOSN_VAR_HOST     1
 #define NGX_HTTP_MOSN_VAR_UNIT     2
+#define NGX_HTTP_MOSN_VAR_FLAGS    3
+#define NGX_HTTP_MOSN_VAR_ATTEMPTS 4
 
 
 static ngx_int_t
@@ -2325,12 +2327,13 @@ ngx_http_mosn_meta_variable(ngx_http_request_t *r,
 }
 
 
+/* $mosn_flags (hex, e.g. 0x20; not found when 0) and $mosn_attempts (decimal) */
 static ngx_int_t
-ngx_http_mosn_flags_variable(ngx_http_request_t *r,
+ngx_http_mosn_number_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char               *p;
-    uint32_t              flags;
+    uint32_t              n;
     ngx_http_mosn_ctx_t  *ctx;
 
     ctx = ngx_http_mosn_get_ctx(r->main);
@@ -2340,9 +2343,10 @@ ngx_http_mosn_flags_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    flags = mosn_ext_stream_flags(ctx->stream);
+    n = data == NGX_HTTP_MOSN_VAR_FLAGS ? mosn_ext_stream_flags(ctx->stream)
+                                        : mosn_ext_stream_attempts(ctx->stream);
 
-    if (flags == 0) {
+    if (data == NGX_HTTP_MOSN_VAR_FLAGS && n == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -2352,36 +2356,8 @@ ngx_http_mosn_flags_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "0x%xD", flags) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_mosn_attempts_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char               *p;
-    ngx_http_mosn_ctx_t  *ctx;
-
-    ctx = ngx_http_mosn_get_ctx(r->main);
-
-    if (ctx == NULL || ctx->stream == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, NGX_INT32_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(p, "%uD", mosn_ext_stream_attempts(ctx->stream)) - p;
+    v->len = (data == NGX_HTTP_MOSN_VAR_FLAGS ? ngx_sprintf(p, "0x%xD", n)
+                                              : ngx_sprintf(p, "%uD", n)) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;
@@ -2425,11 +2401,11 @@ static ngx_http_variable_t  ngx_http_mosn_vars[] = {
     { ngx_string("mosn_unit"), NULL, ngx_http_mosn_info_variable,
       NGX_HTTP_MOSN_VAR_UNIT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("mosn_flags"), NULL, ngx_http_mosn_flags_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("mosn_flags"), NULL, ngx_http_mosn_number_variable,
+      NGX_HTTP_MOSN_VAR_FLAGS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("mosn_attempts"), NULL, ngx_http_mosn_attempts_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("mosn_attempts"), NULL, ngx_http_mosn_number_variable,
+      NGX_HTTP_MOSN_VAR_ATTEMPTS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_details"), NULL, ngx_http_mosn_details_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },

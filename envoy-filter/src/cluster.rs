@@ -14,7 +14,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::abi::{self, EnvoyBuffer, EventCb, ModuleBuffer};
-use crate::policy::{self, AdapterConfig};
+use crate::policy;
 use crate::registry::{self, StreamState};
 use crate::{guard, log_error};
 use mosn_extension::upstream::{Cluster, TriedHosts};
@@ -180,22 +180,8 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_config_new(
     guard("cluster_config_new", std::ptr::null, log_error, || {
         // SAFETY: Envoy's buffers are valid for this call; copied right away.
         let (name, bytes) = unsafe { (String::from_utf8_lossy(name.as_slice()).into_owned(), config.as_slice()) };
-        let cfg = match AdapterConfig::parse(bytes, "cluster") {
-            Ok(c) => c,
-            Err(e) => {
-                log_error(&format!("mosn: config error: cluster {name}: {e}"));
-                return std::ptr::null();
-            }
-        };
-        let engine = match crate::engines::engine_for(&cfg.config_path) {
-            Ok(e) => e,
-            Err(errors) => {
-                for e in &errors {
-                    log_error(&format!("mosn: config error: {e}"));
-                }
-                log_error(&format!("mosn: {} rejected ({} errors)", cfg.config_path.display(), errors.len()));
-                return std::ptr::null();
-            }
+        let Some((cfg, engine)) = crate::engines::load(bytes, "cluster", &format!("cluster {name}")) else {
+            return std::ptr::null();
         };
         let want = cfg.name.unwrap_or(name);
         let Some(cluster) = engine.cluster(&want).cloned() else {

@@ -8,6 +8,8 @@
 //! An engine stays cached for the life of the process: a changed file at the same path
 //! needs an Envoy restart (as a rebuilt `.so` does).
 
+use crate::log_error;
+use crate::policy::AdapterConfig;
 use mosn_extension::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,30 @@ pub fn engine_for(path: &Path) -> Result<Arc<Engine>, Vec<String>> {
             Ok(engine)
         }
         Err(errors) => Err(errors.0.iter().map(|e| e.to_string()).collect()),
+    }
+}
+
+/// Parses an Envoy `filter_config`/`cluster_config` (`name_key` is `"listener"` or
+/// `"cluster"`) and returns it with its engine. On failure every error is logged to
+/// Envoy's log (`what` names the config in the message) and `None` is returned, which
+/// makes Envoy refuse the config.
+pub fn load(bytes: &[u8], name_key: &str, what: &str) -> Option<(AdapterConfig, Arc<Engine>)> {
+    let cfg = match AdapterConfig::parse(bytes, name_key) {
+        Ok(c) => c,
+        Err(e) => {
+            log_error(&format!("mosn: config error: {what}: {e}"));
+            return None;
+        }
+    };
+    match engine_for(&cfg.config_path) {
+        Ok(engine) => Some((cfg, engine)),
+        Err(errors) => {
+            for e in &errors {
+                log_error(&format!("mosn: config error: {e}"));
+            }
+            log_error(&format!("mosn: {} rejected ({} errors)", cfg.config_path.display(), errors.len()));
+            None
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::abi::{self, body_status, header_type, headers_status, trailers_status, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer};
-use crate::policy::{self, AdapterConfig};
+use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamState};
 use crate::{guard, log_error};
 use mosn_extension::filter::LocalReply;
@@ -340,22 +340,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     guard("http_filter_config_new", std::ptr::null, log_error, || {
         // SAFETY: Envoy passes the filter_config bytes, valid for this call.
         let bytes = unsafe { config.as_slice() };
-        let cfg = match AdapterConfig::parse(bytes, "listener") {
-            Ok(c) => c,
-            Err(e) => {
-                log_error(&format!("mosn: config error: {e}"));
-                return std::ptr::null();
-            }
-        };
-        let engine = match crate::engines::engine_for(&cfg.config_path) {
-            Ok(e) => e,
-            Err(errors) => {
-                for e in &errors {
-                    log_error(&format!("mosn: config error: {e}"));
-                }
-                log_error(&format!("mosn: {} rejected ({} errors)", cfg.config_path.display(), errors.len()));
-                return std::ptr::null();
-            }
+        let Some((cfg, engine)) = crate::engines::load(bytes, "listener", "http filter") else {
+            return std::ptr::null();
         };
         let Some(listener) = engine.listener_index(cfg.name.as_deref()) else {
             log_error(&format!(

@@ -81,6 +81,12 @@ mod init {
 #[cfg(not(test))]
 pub(crate) use init::log_error;
 
+/// Unit tests run without Envoy: error lines go to stderr.
+#[cfg(test)]
+pub(crate) fn log_error(line: &str) {
+    eprintln!("{line}");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
