@@ -81,8 +81,21 @@ start() {
   "$@" >"$dir/host.stdout.log" 2>"$dir/host.stderr.log" </dev/null &
   PIDS+=($!)
   NAMES+=("$name")
+  PID_OF_NAME[$name]=$!
   log "started $name (pid $!): $*"
 }
+declare -A PID_OF_NAME
+
+# cpu_ticks PID : user+system clock ticks of PID and its children (nginx workers)
+cpu_ticks() {
+  local pid=$1 total=0 p
+  for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 # wait_http NAME PORT EXPECT : until GET / with uid 150 answers with a body containing EXPECT
 wait_http() {
@@ -250,17 +263,22 @@ to_ms() {  # 1.23ms / 456.00us / 1.02s / 3.00m -> ms
 }
 RESULTS="$WORK/results.tsv"; : >"$RESULTS"
 run_wrk() {  # target round
-  local t=$1 r=$2 out rps p99 errs non2xx
+  local t=$1 r=$2 out rps p99 errs non2xx c0 c1 reqs cpu_us
+  c0=$(cpu_ticks "${PID_OF_NAME[$t]}")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H 'uid: 150' "http://127.0.0.1:${PORT_OF[$t]}/" 2>&1) \
     || die "wrk failed against $t: $out"
+  c1=$(cpu_ticks "${PID_OF_NAME[$t]}")
   echo "$out" >"$WORK/wrk-$t-r$r.txt"
+  reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  # The proxy's own CPU per request: steadier than req/s on a shared 2-core machine.
+  cpu_us=$(awk -v t=$((c1 - c0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN{ printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }')
   rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/{print $NF}' <<<"$out"); non2xx=${non2xx:-0}
   errs=$(awk '/Socket errors:/{gsub(/,/,""); print $4+$6+$8+$10}' <<<"$out"); errs=${errs:-0}
   [ -n "$rps" ] && [ -n "$p99" ] || die "could not parse wrk output for $t:\n$out"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$r" "$rps" "$(to_ms "$p99")" "$((non2xx + errs))" >>"$RESULTS"
-  log "round $r $t: $rps req/s, p99 $p99, non-2xx+errors $((non2xx + errs))"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$r" "$rps" "$(to_ms "$p99")" "$((non2xx + errs))" "$cpu_us" >>"$RESULTS"
+  log "round $r $t: $rps req/s, p99 $p99, proxy CPU ${cpu_us} us/req, non-2xx+errors $((non2xx + errs))"
 }
 
 for t in "${TARGETS[@]}"; do  # warm-up (connections, caches), not recorded
@@ -281,24 +299,24 @@ import statistics, sys
 path, rounds, dur, conns, threads, conc = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = {}
-for t, r, rps, p99, bad in rows:
-    by.setdefault(t, []).append((int(r), float(rps), float(p99), int(bad)))
+for t, r, rps, p99, bad, cpu in rows:
+    by.setdefault(t, []).append((int(r), float(rps), float(p99), int(bad), float(cpu)))
 print(f"## bench-hosts: wrk -t{threads} -c{conns} -d{dur} --latency -H 'uid: 150', {rounds} alternating rounds, "
       f"{conc} workers per host\n")
-print("| target | round | req/s | p99 (ms) | non-2xx + socket errors |")
-print("|---|---:|---:|---:|---:|")
+print("| target | round | req/s | p99 (ms) | proxy CPU µs/req | non-2xx + socket errors |")
+print("|---|---:|---:|---:|---:|---:|")
 for t in sorted(by):
-    for r, rps, p99, bad in sorted(by[t]):
-        print(f"| {t} | {r} | {rps:,.0f} | {p99:.2f} | {bad} |")
+    for r, rps, p99, bad, cpu in sorted(by[t]):
+        print(f"| {t} | {r} | {rps:,.0f} | {p99:.2f} | {cpu:.1f} | {bad} |")
 print()
-print("| host | module req/s | native req/s | module/native req/s | module p99 (ms) | native p99 (ms) | module/native p99 |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| host | module req/s | native req/s | module/native req/s | module p99 (ms) | native p99 (ms) | module/native p99 | module CPU µs/req | native CPU µs/req | extra CPU µs/req |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for host in ("envoy", "nginx"):
     m, n = by.get(f"{host}-module"), by.get(f"{host}-native")
     med = lambda xs, i: statistics.median(x[i] for x in xs)
     if n and m:
-        mr, nr, mp, np_ = med(m, 1), med(n, 1), med(m, 2), med(n, 2)
-        print(f"| {host} | {mr:,.0f} | {nr:,.0f} | {mr / nr:.2f} | {mp:.2f} | {np_:.2f} | {mp / np_:.2f} |")
+        mr, nr, mp, np_, mc, nc = med(m, 1), med(n, 1), med(m, 2), med(n, 2), med(m, 4), med(n, 4)
+        print(f"| {host} | {mr:,.0f} | {nr:,.0f} | {mr / nr:.2f} | {mp:.2f} | {np_:.2f} | {mp / np_:.2f} | {mc:.1f} | {nc:.1f} | {mc - nc:+.1f} |")
     elif n:
         print(f"| {host} | n/a | {med(n, 1):,.0f} | n/a | n/a | {med(n, 2):.2f} | n/a |")
 print("\n(medians over the rounds; both sides write an access log; backends: nginx `return 200`)")

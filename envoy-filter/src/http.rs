@@ -177,9 +177,7 @@ fn forward(envoy: *mut c_void, stream: &Stream) {
     for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.timeout()) {
         set_header(envoy, header_type::REQUEST, name, value.as_deref());
     }
-    if let Some(c) = &cluster {
-        set_metadata(envoy, "cluster", c);
-    }
+    // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs metadata.
     if let Some(unit) = stream.metadata("unit") {
         set_metadata(envoy, "unit", unit);
     }
