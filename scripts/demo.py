@@ -56,7 +56,7 @@ def main() -> int:
     try:
         p = backends.ports
         print(f"sites: s1 on {p['s1a']} and {p['s1b']}, s2 on {p['s2']}, s3 on {p['s3']}")
-        host = Host(a.host, config(a.port, p), work, concurrency=2 if a.host == "envoy" else 1)
+        host = Host(a.host, config(a.port, p), work, concurrency=2)
         print(f"starting {a.host}: {' '.join(host.command())}")
         host.start()
         print(f"{a.host} with mosn-extension listens on 127.0.0.1:{a.port} (logs in {work})\n")

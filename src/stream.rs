@@ -379,9 +379,7 @@ impl Stream {
             UpstreamOutcome::ConnectFailure => true,
             UpstreamOutcome::Overflow => false,
             UpstreamOutcome::Timeout | UpstreamOutcome::Reset => p.retry_on,
-            UpstreamOutcome::Response(s) => {
-                p.retry_on && if p.status_codes.is_empty() { s >= 500 } else { p.status_codes.contains(&s) }
-            }
+            UpstreamOutcome::Response(s) => p.retry_on && if p.status_codes.is_empty() { s >= 500 } else { p.status_codes.contains(&s) },
         }
     }
 

@@ -40,10 +40,7 @@ static TIMER: OnceLock<Sender<(Instant, Waker)>> = OnceLock::new();
 pub fn wake_after(delay: Duration, waker: Waker) {
     let tx = TIMER.get_or_init(|| {
         let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::Builder::new()
-            .name("mosn-ext-timer".into())
-            .spawn(move || run(rx))
-            .expect("spawn timer thread");
+        std::thread::Builder::new().name("mosn-ext-timer".into()).spawn(move || run(rx)).expect("spawn timer thread");
         tx
     });
     if tx.send((Instant::now() + delay, waker.clone())).is_err() {

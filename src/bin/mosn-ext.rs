@@ -32,7 +32,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or("missing command")?;
-    let mut a = Args { cmd, config: None, host: None, work_dir: None, module_dir: None, concurrency: 2, admin_port: 0, print_config: false };
+    let mut a =
+        Args { cmd, config: None, host: None, work_dir: None, module_dir: None, concurrency: 2, admin_port: 0, print_config: false };
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {

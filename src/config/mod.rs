@@ -276,10 +276,7 @@ impl MosnConfig {
     /// Reads and parses a config file; an unreadable file is an error with an empty path.
     pub fn from_file(path: &std::path::Path) -> Result<MosnConfig, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                path: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }])
+            ConfigErrors(vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }])
         })?;
         Self::from_json(&text)
     }
@@ -294,7 +291,15 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
     let Some(mut root) = Obj::open(v, String::new(), d) else { return cfg };
     let servers = root.array("servers", d);
     for mut server in objects(servers, "servers", d) {
-        server.ignore(&["default_log_path", "default_log_level", "mosn_server_name", "global_log_roller", "graceful_timeout", "processor", "use_netpoll_mode"]);
+        server.ignore(&[
+            "default_log_path",
+            "default_log_level",
+            "mosn_server_name",
+            "global_log_roller",
+            "graceful_timeout",
+            "processor",
+            "use_netpoll_mode",
+        ]);
         let base = server.path().to_string();
         let routers = server.array("routers", d);
         for r in objects(routers, &join(&base, "routers"), d) {
@@ -324,7 +329,17 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
 }
 
 fn parse_listener(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfig> {
-    l.ignore(&["bind_port", "log_path", "log_level", "type", "access_logs", "listener_filters", "inspector", "use_original_dst", "connection_idle_timeout"]);
+    l.ignore(&[
+        "bind_port",
+        "log_path",
+        "log_level",
+        "type",
+        "access_logs",
+        "listener_filters",
+        "inspector",
+        "use_original_dst",
+        "connection_idle_timeout",
+    ]);
     let name = l.required_string("name", d).map(str::to_string);
     let address = l.required_string("address", d).and_then(|a| parse_address(a, &l.field_path("address"), d));
     let mut router_config_name = None;
@@ -556,7 +571,13 @@ fn parse_router(mut r: Obj<'_>, d: &mut Diagnostics) -> Option<RouterConfig> {
         if domains.is_empty() {
             domains.push("*".to_string());
         }
-        vh.ignore(&["request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove", "per_filter_config"]);
+        vh.ignore(&[
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "per_filter_config",
+        ]);
         let routes_arr = vh.array("routers", d);
         let routers = objects(routes_arr, &vh.field_path("routers"), d).into_iter().filter_map(|rt| parse_route(rt, d)).collect();
         vh.finish(d);
@@ -618,7 +639,14 @@ fn parse_route(mut rt: Obj<'_>, d: &mut Diagnostics) -> Option<RouteConfig> {
         d.error(path.clone(), "needs \"route\" or \"direct_response\"".into());
         None
     };
-    rt.ignore(&["per_filter_config", "metadata", "request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"]);
+    rt.ignore(&[
+        "per_filter_config",
+        "metadata",
+        "request_headers_to_add",
+        "request_headers_to_remove",
+        "response_headers_to_add",
+        "response_headers_to_remove",
+    ]);
     rt.finish(d);
     if d.errors.len() != errors_before {
         return None;
@@ -677,7 +705,18 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
         rp.finish(d);
         RetryPolicyConfig { retry_on, num_retries, retry_timeout, status_codes }
     });
-    o.ignore(&["cluster_header", "cluster_variable", "hash_policy", "prefix_rewrite", "regex_rewrite", "host_rewrite", "auto_host_rewrite", "auto_host_rewrite_header", "request_mirror_policies", "metadata"]);
+    o.ignore(&[
+        "cluster_header",
+        "cluster_variable",
+        "hash_policy",
+        "prefix_rewrite",
+        "regex_rewrite",
+        "host_rewrite",
+        "auto_host_rewrite",
+        "auto_host_rewrite_header",
+        "request_mirror_policies",
+        "metadata",
+    ]);
     let weighted = o.has("weighted_clusters");
     o.finish(d);
     (d.errors.len() == errors_before).then_some(ForwardConfig { clusters, weighted, timeout, retry_policy })
@@ -695,7 +734,17 @@ fn parse_cluster(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig> {
         "LB_ROUNDROBIN" | "" => LbType::RoundRobin,
         "LB_RANDOM" => LbType::Random,
         other => {
-            let known = ["LB_ROUNDROBIN", "LB_RANDOM", "LB_WEIGHTED_ROUNDROBIN", "LB_LEAST_REQUEST", "LB_LEAST_CONNECTION", "LB_MAGLEV", "LB_REQUEST_ROUNDROBIN", "LB_PEAK_EWMA", "LB_ORIGINAL_DST"];
+            let known = [
+                "LB_ROUNDROBIN",
+                "LB_RANDOM",
+                "LB_WEIGHTED_ROUNDROBIN",
+                "LB_LEAST_REQUEST",
+                "LB_LEAST_CONNECTION",
+                "LB_MAGLEV",
+                "LB_REQUEST_ROUNDROBIN",
+                "LB_PEAK_EWMA",
+                "LB_ORIGINAL_DST",
+            ];
             let msg = if known.contains(&other) {
                 format!("lb_type \"{other}\" is not supported yet (LB_ROUNDROBIN, LB_RANDOM are)")
             } else {
@@ -739,7 +788,23 @@ fn parse_cluster(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig> {
     } else if hosts.is_empty() && d.errors.len() == errors_before {
         d.error(c.field_path("hosts"), "is empty (a cluster needs at least one host)".into());
     }
-    c.ignore(&["max_request_per_conn", "conn_buffer_limit_bytes", "idle_timeout", "keepalive", "circuit_breakers", "health_check", "lb_subset_config", "lbconfig", "slow_start", "spec", "tls_context", "cluster_type", "dns_refresh_rate", "respect_dns_ttl", "original_dst_lb_config"]);
+    c.ignore(&[
+        "max_request_per_conn",
+        "conn_buffer_limit_bytes",
+        "idle_timeout",
+        "keepalive",
+        "circuit_breakers",
+        "health_check",
+        "lb_subset_config",
+        "lbconfig",
+        "slow_start",
+        "spec",
+        "tls_context",
+        "cluster_type",
+        "dns_refresh_rate",
+        "respect_dns_ttl",
+        "original_dst_lb_config",
+    ]);
     c.finish(d);
     if d.errors.len() != errors_before {
         return None;
@@ -792,7 +857,10 @@ fn validate_references(cfg: &MosnConfig, d: &mut Diagnostics) {
             if let FilterConfig::Fault(f) = &sf.filter {
                 if let Some(c) = &f.upstream_cluster {
                     if cfg.cluster(c).is_none() {
-                        d.error(format!("{}.config.upstream_cluster", sf.path), format!("cluster \"{c}\" does not exist in cluster_manager.clusters"));
+                        d.error(
+                            format!("{}.config.upstream_cluster", sf.path),
+                            format!("cluster \"{c}\" does not exist in cluster_manager.clusters"),
+                        );
                     }
                 }
             }

@@ -192,16 +192,9 @@ impl<'a> Obj<'a> {
 }
 
 /// Iterates the objects of an array field, with their paths.
-pub(crate) fn objects<'a>(
-    arr: Option<&'a Vec<Value>>,
-    base: &str,
-    d: &mut Diagnostics,
-) -> Vec<Obj<'a>> {
+pub(crate) fn objects<'a>(arr: Option<&'a Vec<Value>>, base: &str, d: &mut Diagnostics) -> Vec<Obj<'a>> {
     let Some(arr) = arr else { return Vec::new() };
-    arr.iter()
-        .enumerate()
-        .filter_map(|(i, v)| Obj::open(v, index(base, i), d))
-        .collect()
+    arr.iter().enumerate().filter_map(|(i, v)| Obj::open(v, index(base, i), d)).collect()
 }
 
 /// Parses Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units

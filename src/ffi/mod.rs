@@ -181,12 +181,7 @@ impl mosn_ext_stream {
 ///
 /// SAFETY: `s` is NULL or a live stream from `mosn_ext_stream_new` not used by another
 /// thread; `out` is NULL or writable.
-unsafe fn step(
-    s: *mut mosn_ext_stream,
-    out: *mut mosn_ext_action,
-    response: bool,
-    f: impl FnOnce(&mut Stream) -> Action,
-) -> u32 {
+unsafe fn step(s: *mut mosn_ext_stream, out: *mut mosn_ext_action, response: bool, f: impl FnOnce(&mut Stream) -> Action) -> u32 {
     let mut scratch = mosn_ext_action::empty();
     // SAFETY: per the function contract `out` is NULL or valid for writes.
     let out = if out.is_null() { &mut scratch } else { unsafe { &mut *out } };
@@ -359,7 +354,12 @@ pub extern "C" fn mosn_ext_config_listener_count(cfg: *const mosn_ext_config) ->
 /// Listener `index`: its name and address (`ip:port`) into `name`/`address` (valid
 /// while the config lives). Returns false if out of range.
 #[no_mangle]
-pub extern "C" fn mosn_ext_config_listener(cfg: *const mosn_ext_config, index: usize, name: *mut mosn_ext_bytes, address: *mut mosn_ext_bytes) -> bool {
+pub extern "C" fn mosn_ext_config_listener(
+    cfg: *const mosn_ext_config,
+    index: usize,
+    name: *mut mosn_ext_bytes,
+    address: *mut mosn_ext_bytes,
+) -> bool {
     guard(false, || {
         // SAFETY: NULL or a live handle (contract).
         let Some(c) = (unsafe { cfg.as_ref() }) else { return false };
@@ -440,7 +440,12 @@ pub extern "C" fn mosn_ext_stream_new(
 /// Request headers (and, with `end_of_stream`, the whole request). Fills `out`; returns
 /// `out->kind`. On `MOSN_EXT_CONTINUE` apply `out->mutations` to the request.
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_request_headers(s: *mut mosn_ext_stream, req: *const mosn_ext_message, end_of_stream: bool, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_request_headers(
+    s: *mut mosn_ext_stream,
+    req: *const mosn_ext_message,
+    end_of_stream: bool,
+    out: *mut mosn_ext_action,
+) -> u32 {
     // SAFETY: `req` follows the header contract for this call; `s`/`out` per `step`.
     unsafe {
         step(s, out, false, |st| {
@@ -453,7 +458,12 @@ pub extern "C" fn mosn_ext_stream_request_headers(s: *mut mosn_ext_stream, req: 
 /// The request body so far in `req->body` (after `MOSN_EXT_BUFFER_BODY`); filters run
 /// when `end_of_stream` is true.
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_request_body(s: *mut mosn_ext_stream, req: *const mosn_ext_message, end_of_stream: bool, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_request_body(
+    s: *mut mosn_ext_stream,
+    req: *const mosn_ext_message,
+    end_of_stream: bool,
+    out: *mut mosn_ext_action,
+) -> u32 {
     // SAFETY: as for `mosn_ext_stream_request_headers`.
     unsafe {
         step(s, out, false, |st| {
@@ -466,7 +476,11 @@ pub extern "C" fn mosn_ext_stream_request_body(s: *mut mosn_ext_stream, req: *co
 /// Request trailers arrived: the request is complete (`req` carries headers, body and
 /// trailers).
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_request_trailers(s: *mut mosn_ext_stream, req: *const mosn_ext_message, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_request_trailers(
+    s: *mut mosn_ext_stream,
+    req: *const mosn_ext_message,
+    out: *mut mosn_ext_action,
+) -> u32 {
     // SAFETY: as for `mosn_ext_stream_request_headers`.
     unsafe {
         step(s, out, false, |st| {
@@ -568,7 +582,13 @@ pub extern "C" fn mosn_ext_stream_upstream_result(s: *mut mosn_ext_stream, outco
 /// Response headers with `status` (from the upstream or the host itself). Fills `out`
 /// with the response mutations to apply (a `:status` mutation changes the status).
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_response_headers(s: *mut mosn_ext_stream, status: u32, resp: *const mosn_ext_message, end_of_stream: bool, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_response_headers(
+    s: *mut mosn_ext_stream,
+    status: u32,
+    resp: *const mosn_ext_message,
+    end_of_stream: bool,
+    out: *mut mosn_ext_action,
+) -> u32 {
     // SAFETY: as for `mosn_ext_stream_request_headers`.
     unsafe {
         step(s, out, true, |st| {
@@ -580,7 +600,12 @@ pub extern "C" fn mosn_ext_stream_response_headers(s: *mut mosn_ext_stream, stat
 
 /// Response body data (send filters see it when they ask; today: continue).
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_response_body(s: *mut mosn_ext_stream, resp: *const mosn_ext_message, end_of_stream: bool, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_response_body(
+    s: *mut mosn_ext_stream,
+    resp: *const mosn_ext_message,
+    end_of_stream: bool,
+    out: *mut mosn_ext_action,
+) -> u32 {
     let _ = (resp, end_of_stream);
     // SAFETY: as for `mosn_ext_stream_request_headers`.
     unsafe { step(s, out, true, |_| Action::Continue) }
@@ -588,7 +613,11 @@ pub extern "C" fn mosn_ext_stream_response_body(s: *mut mosn_ext_stream, resp: *
 
 /// Response trailers (today: continue).
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_response_trailers(s: *mut mosn_ext_stream, resp: *const mosn_ext_message, out: *mut mosn_ext_action) -> u32 {
+pub extern "C" fn mosn_ext_stream_response_trailers(
+    s: *mut mosn_ext_stream,
+    resp: *const mosn_ext_message,
+    out: *mut mosn_ext_action,
+) -> u32 {
     let _ = resp;
     // SAFETY: as for `mosn_ext_stream_request_headers`.
     unsafe { step(s, out, true, |_| Action::Continue) }
@@ -597,7 +626,13 @@ pub extern "C" fn mosn_ext_stream_response_trailers(s: *mut mosn_ext_stream, res
 /// A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,
 /// or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`). Returns false when unset.
 #[no_mangle]
-pub extern "C" fn mosn_ext_stream_info(s: *const mosn_ext_stream, what: u32, key: *const u8, key_len: usize, out: *mut mosn_ext_bytes) -> bool {
+pub extern "C" fn mosn_ext_stream_info(
+    s: *const mosn_ext_stream,
+    what: u32,
+    key: *const u8,
+    key_len: usize,
+    out: *mut mosn_ext_bytes,
+) -> bool {
     guard(false, || {
         // SAFETY: NULL or a live stream (contract).
         let Some(s) = (unsafe { s.as_ref() }) else { return false };

@@ -67,12 +67,7 @@ impl StreamFilter for FaultFilter {
         if let Some((status, pct)) = self.abort {
             if roll(pct) {
                 cx.set_flag(flags::FAULT_INJECTED);
-                cx.local_reply(LocalReply {
-                    status,
-                    headers: Vec::new(),
-                    body: "fault filter abort".into(),
-                    details: "fault_abort",
-                });
+                cx.local_reply(LocalReply { status, headers: Vec::new(), body: "fault filter abort".into(), details: "fault_abort" });
                 return FilterStatus::LocalReply;
             }
         }

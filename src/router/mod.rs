@@ -34,7 +34,12 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     fn new(c: &RetryPolicyConfig) -> RetryPolicy {
-        RetryPolicy { retry_on: c.retry_on, num_retries: c.num_retries, per_try_timeout: c.retry_timeout, status_codes: c.status_codes.clone() }
+        RetryPolicy {
+            retry_on: c.retry_on,
+            num_retries: c.num_retries,
+            per_try_timeout: c.retry_timeout,
+            status_codes: c.status_codes.clone(),
+        }
     }
 }
 
@@ -119,7 +124,11 @@ impl Router {
                         let (h, p) = split_port(d);
                         let port = p.filter(|p| *p != "*").map(str::to_string);
                         if h == "*" {
-                            if port.is_none() { Domain::Any } else { Domain::Suffix { suffix: String::new(), port } }
+                            if port.is_none() {
+                                Domain::Any
+                            } else {
+                                Domain::Suffix { suffix: String::new(), port }
+                            }
                         } else if let Some(sfx) = h.strip_prefix('*') {
                             Domain::Suffix { suffix: sfx.to_string(), port }
                         } else {
