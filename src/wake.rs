@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// How the host wants to be told that a stream may resume.
 #[derive(Clone)]
 pub enum WakeFn {
-    /// A C function and its opaque context (see `mosn_ext_wake_fn` in the header).
+    /// A C function and its opaque context (the `wake` argument of `mosn_ext_stream_new`).
     C { f: unsafe extern "C" fn(*mut c_void), ctx: *mut c_void },
     /// A Rust closure (the Envoy adapter).
     Rust(Arc<dyn Fn() + Send + Sync>),

@@ -1,7 +1,5 @@
 //! Plain data exchanged over the C ABI.
 
-use std::ffi::c_void;
-
 /// Bytes owned by someone else: `len` bytes at `ptr` (not NUL-terminated).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -147,9 +145,3 @@ pub const MOSN_EXT_FLAG_UPSTREAM_OVERFLOW: u32 = 0x80;
 pub const MOSN_EXT_FLAG_NO_ROUTE_FOUND: u32 = 0x100;
 pub const MOSN_EXT_FLAG_DELAY_INJECTED: u32 = 0x200;
 pub const MOSN_EXT_FLAG_FAULT_INJECTED: u32 = 0x400;
-
-/// Wakes a parked stream (see `mosn_ext_stream_new`); called from any thread.
-pub type mosn_ext_wake_fn = unsafe extern "C" fn(ctx: *mut c_void);
-
-/// Receives a log line: level 0 trace … 4 error; `msg` (`len` bytes) valid during the call.
-pub type mosn_ext_log_fn = unsafe extern "C" fn(level: u32, msg: *const u8, len: usize, ctx: *mut c_void);
