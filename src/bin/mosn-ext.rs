@@ -82,6 +82,14 @@ fn main() -> ExitCode {
                 for f in &cfg.unused_fields {
                     println!("{}: note: {f} is not used by mosn-extension", config.display());
                 }
+                for l in cfg.listeners.iter().filter(|l| l.router_config_name.is_none()) {
+                    println!(
+                        "{}: warning: {}: no proxy filter with a router_config_name, so every request gets 404 \
+                         (GOHPNF left routing to Envoy; here routes live in servers[].routers)",
+                        config.display(),
+                        l.path
+                    );
+                }
                 println!(
                     "{}: ok ({} listeners, {} routers, {} clusters)",
                     config.display(),
