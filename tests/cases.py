@@ -349,3 +349,17 @@ def odd_requests_then_ok(ctx: CaseContext):
 
 def case_id(fn) -> str:
     return fn.__name__
+
+
+@case
+def client_abort_while_parked(ctx: CaseContext):
+    """A client that goes away while its request is parked (fault delay) frees the request
+    without waking a dead stream: no crash, and the host keeps serving."""
+    import socket
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", ctx.port), timeout=5)
+        s.sendall(f"GET {ctx.new_path('abort')} HTTP/1.1\r\nHost: x\r\nx-case: delay\r\nuid: 7\r\n\r\n".encode())
+        time.sleep(0.1)  # parked now
+        s.close()
+    time.sleep(0.5)  # past the 400 ms delay: a wrong wake would hit freed state now
+    ctx.expect_healthy("request after clients aborted parked requests")

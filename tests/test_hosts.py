@@ -117,3 +117,30 @@ def test_print_config(mosn_ext, run_dir, host):
         assert "http" in r.stdout and "server" in r.stdout, f"not an nginx.conf:\n{r.stdout[:2000]}"
     listen = str(hosts.listener_port(good))
     assert listen in r.stdout, f"the listener port {listen} does not appear in the generated config"
+
+
+@pytest.mark.needs_binary
+@pytest.mark.parametrize("host", HOSTS)
+def test_stops_cleanly_on_sigterm(mosn_ext, backends, run_dir, host):
+    """`mosn-ext start` runs the host in the foreground under its own PID: SIGTERM (what
+    Ctrl-C / a supervisor sends) stops it with status 0 and leaves no worker behind."""
+    import os
+    import signal
+    import time
+    listen, dead1, dead2 = hosts.free_ports(3)
+    cfg = build_mosn_config(listen, dict(backends.ports, dead1=dead1, dead2=dead2))
+    h = hosts.Host(host, cfg, run_dir, concurrency=2).start()
+    try:
+        ctx = CaseContext(h, dict(backends.ports, dead1=dead1, dead2=dead2), backends.site_of)
+        ctx.expect_site(ctx.get([("uid", "2")]), "s1", "before SIGTERM")
+        pid = h.pid
+        os.kill(pid, signal.SIGTERM)
+        rc = h.proc.wait(15)
+        assert rc == 0, f"{host} exited with {rc} on SIGTERM\n{h.logs_tail()}"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and hosts._group_alive(pid):
+            time.sleep(0.05)
+        assert not hosts._group_alive(pid), f"{host}: processes of group {pid} still alive after SIGTERM"
+        assert not hosts.tcp_open(listen, timeout=0.5), f"{host}: port {listen} still open after SIGTERM"
+    finally:
+        h.stop()
