@@ -12,6 +12,7 @@
 # (median req/s, median p99, ratio module/native) to stdout; progress goes to stderr.
 #
 # Env: ROUNDS=3 DURATION=8s CONNS=16 THREADS=1 CONCURRENCY=2 (Envoy workers = nginx workers)
+#      BENCH_HOSTS="envoy nginx" (the hosts that get wrk runs)
 #      MOSN_EXT_BIN (default build/output/mosn-ext), ENVOY_BIN (default: resolved from PATH),
 #      KEEP=1 keeps the work dir (build/bench-runs/<stamp>),
 #      BENCH_SKIP_MODULE=1 runs only the native rows (to check the script without the binary).
@@ -25,6 +26,7 @@ DURATION=${DURATION:-8s}
 CONNS=${CONNS:-16}
 THREADS=${THREADS:-1}
 CONCURRENCY=${CONCURRENCY:-2}
+BENCH_HOSTS=${BENCH_HOSTS:-envoy nginx}   # which hosts get wrk runs
 MOSN_EXT_BIN=${MOSN_EXT_BIN:-$ROOT/build/output/mosn-ext}
 SKIP_MODULE=${BENCH_SKIP_MODULE:-0}
 
@@ -285,7 +287,7 @@ for t in "${TARGETS[@]}"; do  # warm-up (connections, caches), not recorded
   wrk -t1 -c"$CONNS" -d1s -H 'uid: 150' "http://127.0.0.1:${PORT_OF[$t]}/" >/dev/null 2>&1 || true
 done
 for r in $(seq 1 "$ROUNDS"); do
-  for host in envoy nginx; do
+  for host in $BENCH_HOSTS; do
     if [ "$SKIP_MODULE" = 1 ]; then order=(native)
     elif [ $((r % 2)) -eq 1 ]; then order=(module native)
     else order=(native module); fi
