@@ -84,16 +84,6 @@ impl HeaderMap for Headers<'_> {
     }
 }
 
-/// An empty map (absent trailers).
-pub struct NoHeaders;
-
-impl HeaderMap for NoHeaders {
-    fn get(&self, _: &str) -> Lookup<'_> {
-        Lookup::Missing
-    }
-    fn for_each(&self, _: &mut dyn FnMut(&[u8], &[u8])) {}
-}
-
 /// What to do with one header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

@@ -20,7 +20,7 @@ mod types;
 pub use types::*;
 
 use crate::engine::Engine;
-use crate::headers::{Header, HeaderMap, HeaderMutation, Lookup, NoHeaders};
+use crate::headers::{Header, HeaderMap, HeaderMutation, Lookup};
 use crate::stream::{Action, NoHost, Stream, UpstreamOutcome};
 use crate::wake::WakeFn;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -680,9 +680,6 @@ pub extern "C" fn mosn_ext_stream_destroy(s: *mut mosn_ext_stream) {
         guard((), || drop(unsafe { Box::from_raw(s) }))
     }
 }
-
-#[allow(dead_code)]
-fn _assert_no_headers_used(_: NoHeaders) {}
 
 #[cfg(test)]
 mod tests;
