@@ -363,3 +363,20 @@ def client_abort_while_parked(ctx: CaseContext):
         s.close()
     time.sleep(0.5)  # past the 400 ms delay: a wrong wake would hit freed state now
     ctx.expect_healthy("request after clients aborted parked requests")
+
+
+@case
+def path_spellings_cannot_dodge_a_route(ctx: CaseContext):
+    """A `prefix: /admin` route answering 403 catches every spelling of /admin: dot segments,
+    doubled slashes and escaped letters are normalized before routes match (MOSN matches the
+    decoded path), so none of them reaches a backend."""
+    for path in ["/admin/x", "/x/../admin/x", "//admin/x", "/%61dmin/x", "/./admin", "/%2e/admin/x", "/admin"]:
+        try:
+            r = send_raw(ctx.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nuid: 150\r\nConnection: close\r\n\r\n".encode(), timeout=5)
+        except NoResponse as e:
+            raise AssertionError(f"[{ctx.host_name}] {path}: no response ({e})")
+        # A host may refuse a path that climbs above the root (400); it must never proxy it.
+        assert r.status in (403, 400), f"[{ctx.host_name}] {path} reached a backend: {r.describe()}"
+        if r.status == 403:
+            assert r.text == "denied", f"[{ctx.host_name}] {path}: {r.describe()}"
+    ctx.expect_site(ctx.get([("uid", "150")]), "s2", "normal request after the deny route")

@@ -45,6 +45,9 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {stat}
           codec_type: AUTO
+          # The upstream gets the path the MOSN router matched (dot segments, // removed).
+          normalize_path: true
+          merge_slashes: true
           access_log:
           - name: envoy.access_loggers.file
             typed_config:

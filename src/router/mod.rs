@@ -1,8 +1,15 @@
 //! MOSN's router: virtual hosts by `Host`, then the first matching route.
 //!
+//! Paths are matched after normalization ([`normalize_path`]): dot segments, repeated
+//! slashes and escaped unreserved characters cannot dodge a route.
+//!
 //! Differences from MOSN, on purpose (MOSN quirks we accept in config but do not copy):
 //! a domain without a port matches a `Host` with any port; `path` is compared
 //! case-sensitively; `regex` must match the whole path. Header regexes stay unanchored.
+
+mod path;
+
+pub use path::normalize as normalize_path;
 
 use crate::config::{RetryPolicyConfig, RouteActionConfig, RouterConfig};
 use crate::filter::HeaderMatcher;
@@ -203,17 +210,18 @@ impl Router {
     pub fn route(&self, headers: &dyn HeaderMap) -> Option<&RouteAction> {
         let authority = headers.get(":authority").first().or_else(|| headers.get("host").first()).unwrap_or(b"");
         let vh = self.virtual_host(authority)?;
-        let full = headers.get(":path").first().unwrap_or(b"/");
-        let path = full.split(|b| *b == b'?').next().unwrap_or(b"");
-        let path = std::str::from_utf8(path).unwrap_or("");
+        let normalized = path::normalize(headers.get(":path").first().unwrap_or(b"/"));
+        // A path that is not UTF-8 after decoding matches only routes without a path matcher.
+        let path = std::str::from_utf8(&normalized).ok();
         vh.routes
             .iter()
             .find(|r| {
-                let path_ok = match &r.path {
-                    PathMatch::Any => true,
-                    PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-                    PathMatch::Exact(p) => path == p,
-                    PathMatch::Regex(re) => re.is_match(path),
+                let path_ok = match (&r.path, path) {
+                    (PathMatch::Any, _) => true,
+                    (_, None) => false,
+                    (PathMatch::Prefix(p), Some(path)) => path.starts_with(p.as_str()),
+                    (PathMatch::Exact(p), Some(path)) => path == p,
+                    (PathMatch::Regex(re), Some(path)) => re.is_match(path),
                 };
                 path_ok && r.headers.iter().all(|m| m.matches(headers))
             })

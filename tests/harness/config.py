@@ -46,6 +46,8 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
             _hdr_route("x-case", "retry", {"cluster_name": "pair",
                                            "retry_policy": {"retry_on": True, "num_retries": 2}}),
             _hdr_route("x-case", "dead", {"cluster_name": "dead"}),
+            # A deny route: no spelling of /admin may get past it (path normalization).
+            {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
         ]
     routers += [_hdr_route(UNIT_HEADER, s, {"cluster_name": s}) for s in ("s1", "s2", "s3")]
     routers.append({"match": {"prefix": "/"}, "route": {"cluster_name": catch_all_cluster}})
