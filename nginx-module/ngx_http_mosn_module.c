@@ -1806,20 +1806,30 @@ ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
             if (status) {
                 outcome = MOSN_EXT_OUTCOME_RESPONSE;     /* e.g. http_502 retry */
 
+            } else if (u == NULL || !u->request_sent) {
+                /* refused or timed out while connecting: a connect failure (502), as on
+                   Envoy, also when the connect timer fired */
+                outcome = MOSN_EXT_OUTCOME_CONNECT_FAILURE;
+
+            } else if (pc->cached) {
+                /* a keepalive connection the upstream had already closed: nginx retries
+                   it itself (tries++), it says nothing about the host */
+                ctx->attempt_pending = 0;
+                outcome = (uint32_t) -1;
+
             } else if (pc->connection != NULL
                        && (pc->connection->read->timedout
                            || pc->connection->write->timedout))
             {
                 outcome = MOSN_EXT_OUTCOME_TIMEOUT;
 
-            } else if (u != NULL && u->request_sent) {
-                outcome = MOSN_EXT_OUTCOME_RESET;
-
             } else {
-                outcome = MOSN_EXT_OUTCOME_CONNECT_FAILURE;
+                outcome = MOSN_EXT_OUTCOME_RESET;
             }
 
-            ngx_http_mosn_report_outcome(ctx, outcome, status, pc);
+            if (outcome != (uint32_t) -1) {
+                ngx_http_mosn_report_outcome(ctx, outcome, status, pc);
+            }
 
         } else if (status) {
             /* finished without our header filter having reported it */
@@ -2006,6 +2016,12 @@ ngx_http_mosn_apply_response_mutations(ngx_http_request_t *r,
 
             r->headers_out.status = status;
             ngx_str_null(&r->headers_out.status_line);
+
+            if (r->err_status) {
+                /* nginx's own error page: $status reads err_status */
+                r->err_status = status;
+            }
+
             continue;
         }
 

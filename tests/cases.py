@@ -243,6 +243,20 @@ def dead_cluster_502(ctx: CaseContext):
 
 
 @case
+def connect_timeout_502(ctx: CaseContext):
+    """x-case: blackhole -> the only host never completes the handshake; the cluster's
+    connect_timeout (300ms) fires -> 502 on both hosts (a connect failure in MOSN's terms,
+    not a 504 response timeout)."""
+    if "blackhole" not in ctx.ports:
+        return
+    r = ctx.get([("x-case", "blackhole")], timeout=10)
+    assert r.status == 502, f"[{ctx.host_name}] connect timeout: expected 502, got {r.describe()}"
+    assert r.elapsed < 5, f"[{ctx.host_name}] connect timeout took {r.elapsed:.1f}s (connect_timeout is 300ms)"
+    line = ctx.log_for(r)
+    assert line.get("status") == "502" and line.get("cluster") == "blackhole", f"[{ctx.host_name}] {line['_raw']}"
+
+
+@case
 def access_log_fields(ctx: CaseContext):
     """Every proxied request has an access-log line with its cluster and the upstream host that
     actually answered (== the port in the body)."""

@@ -36,7 +36,9 @@ def host_ctx(request, mosn_ext, backends):
     name = request.param
     work = hosts.make_run_dir(f"test_hosts-{name}")
     listen, dead1, dead2 = hosts.free_ports(3)
-    ports = dict(backends.ports, dead1=dead1, dead2=dead2)
+    blackhole = hosts.Blackhole()
+    request.addfinalizer(blackhole.close)
+    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port)
     cfg = build_mosn_config(listen, ports)
     h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])
     err = None

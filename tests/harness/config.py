@@ -46,6 +46,7 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
             _hdr_route("x-case", "retry", {"cluster_name": "pair",
                                            "retry_policy": {"retry_on": True, "num_retries": 2}}),
             _hdr_route("x-case", "dead", {"cluster_name": "dead"}),
+            _hdr_route("x-case", "blackhole", {"cluster_name": "blackhole"}),
             # A deny route: no spelling of /admin may get past it (path normalization).
             {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
         ]
@@ -71,6 +72,10 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
             _cluster("pair", [ports["dead1"], ports["s2"]]),
             _cluster("dead", [ports["dead2"]]),
         ]
+        if "blackhole" in ports:  # a listener that never accepts: connects time out
+            clusters.append(dict(_cluster("blackhole", [ports["blackhole"]]), connect_timeout="300ms"))
+        else:
+            clusters.append(_cluster("blackhole", [ports["dead2"]]))
 
     return {
         "servers": [{

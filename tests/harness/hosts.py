@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -312,6 +313,32 @@ def tail(path: Path, n: int = 40) -> str:
 
 # --------------------------------------------------------------------------------------------
 # backends
+
+class Blackhole:
+    """A 127.0.0.1 listener whose accept queue is full and never drained: connects to it
+    hang until the client's connect timeout (SYNs to a full queue are dropped)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):  # fill the backlog (0 still admits one or two)
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(c)
+        time.sleep(0.2)
+
+    def close(self) -> None:
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
 
 class Backends:
     """Several site backends (backend.py) in ONE helper process.
