@@ -231,6 +231,16 @@ typedef struct {
    The cluster's connect timeout in ms; 0 = unset.
    */
   uint64_t connect_timeout_ms;
+  /*
+   MOSN's `retry_on`: true retries responses with `retry_status_codes` (any 5xx when
+   empty), resets and per-try timeouts; false retries connect failures only.
+   */
+  bool retry_on;
+  /*
+   Response statuses that are retried when `retry_on` (points into the config).
+   */
+  const uint16_t *retry_status_codes;
+  size_t retry_status_codes_len;
 } mosn_ext_route;
 
 /*

@@ -1856,6 +1856,48 @@ ngx_http_mosn_msec(uint64_t ms)
 }
 
 
+/* The proxy_next_upstream flags for the statuses a MOSN retry policy retries: the
+   listed ones nginx can retry on, or every 5xx nginx knows when none are listed. */
+static ngx_uint_t
+ngx_http_mosn_retry_statuses(const mosn_ext_route *route)
+{
+    size_t      i;
+    ngx_uint_t  mask;
+
+    static const struct {
+        uint16_t    status;
+        ngx_uint_t  flag;
+    } known[] = {
+        { 500, NGX_HTTP_UPSTREAM_FT_HTTP_500 },
+        { 502, NGX_HTTP_UPSTREAM_FT_HTTP_502 },
+        { 503, NGX_HTTP_UPSTREAM_FT_HTTP_503 },
+        { 504, NGX_HTTP_UPSTREAM_FT_HTTP_504 },
+        { 403, NGX_HTTP_UPSTREAM_FT_HTTP_403 },
+        { 404, NGX_HTTP_UPSTREAM_FT_HTTP_404 },
+        { 429, NGX_HTTP_UPSTREAM_FT_HTTP_429 },
+    };
+
+    if (route->retry_status_codes_len == 0) {
+        return NGX_HTTP_UPSTREAM_FT_HTTP_500|NGX_HTTP_UPSTREAM_FT_HTTP_502
+               |NGX_HTTP_UPSTREAM_FT_HTTP_503|NGX_HTTP_UPSTREAM_FT_HTTP_504;
+    }
+
+    mask = 0;
+
+    for (i = 0; i < route->retry_status_codes_len; i++) {
+        size_t  k;
+
+        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+            if (route->retry_status_codes[i] == known[k].status) {
+                mask |= known[k].flag;
+            }
+        }
+    }
+
+    return mask;
+}
+
+
 static ngx_int_t
 ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
@@ -1892,7 +1934,7 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
     }
 
     if (route.connect_timeout_ms || route.per_try_timeout_ms
-        || route.timeout_ms)
+        || route.timeout_ms || (route.retry_on && route.max_attempts > 1))
     {
         /* per-request copy: u->conf is the location's shared proxy config */
         conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
@@ -1917,6 +1959,12 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
         if (route.timeout_ms) {
             conf->next_upstream_timeout = ngx_http_mosn_msec(route.timeout_ms);
+        }
+
+        if (route.retry_on && route.max_attempts > 1) {
+            /* nginx decides *whether* it can retry, the library whether it may:
+               let nginx retry the statuses the route's policy retries */
+            conf->next_upstream |= ngx_http_mosn_retry_statuses(&route);
         }
     }
 

@@ -243,6 +243,34 @@ def dead_cluster_502(ctx: CaseContext):
 
 
 @case
+def retry_on_5xx(ctx: CaseContext):
+    """Cluster flaky = [a backend answering 503, s2]. With `retry_on: true` a 503 is retried on
+    the other host (Envoy: x-envoy-retry-on 5xx; nginx: proxy_next_upstream http_50x set per
+    request from the route); with `retry_on: false` only connect failures are retried, so the
+    backend's own 503 (its body, not the host's error page) reaches the client."""
+    if "fail503" not in ctx.ports:
+        return
+    statuses = []
+    for i in range(4):
+        r = ctx.get([("x-case", "retry5xx")])
+        line = ctx.log_for(r)
+        statuses.append((r.status, line.get("attempts")))
+        assert r.status == 200, f"[{ctx.host_name}] retry5xx #{i + 1}: {r.describe()} ({line['_raw']})"
+        ctx.expect_site(r, "s2", f"retry5xx #{i + 1}")
+    assert any(a == "2" for _, a in statuses), f"[{ctx.host_name}] the 503 host was never tried first: {statuses}"
+    seen = set()
+    for i in range(4):
+        r = ctx.get([("x-case", "noretry5xx")])
+        seen.add(r.status)
+        if r.status == 503:
+            assert r.text == f"site fail503 from {ctx.ports['fail503']}\n", f"[{ctx.host_name}] noretry5xx: {r.describe()}"
+            assert ctx.log_for(r).get("attempts") == "1", f"[{ctx.host_name}] noretry5xx retried a 503"
+        else:
+            ctx.expect_site(r, "s2", f"noretry5xx #{i + 1}")
+    assert 503 in seen, f"[{ctx.host_name}] noretry5xx: the 503 never reached the client ({seen})"
+
+
+@case
 def connect_timeout_502(ctx: CaseContext):
     """x-case: blackhole -> the only host never completes the handshake; the cluster's
     connect_timeout (300ms) fires -> 502 on both hosts (a connect failure in MOSN's terms,

@@ -26,7 +26,7 @@ if str(TESTS_DIR) not in sys.path:
 
 from harness import hosts  # noqa: E402
 
-BACKEND_SPECS = [("s1a", "s1"), ("s1b", "s1"), ("s2", "s2"), ("s3", "s3")]
+BACKEND_SPECS = [("s1a", "s1"), ("s1b", "s1"), ("s2", "s2"), ("s3", "s3"), ("fail503", "fail503")]
 
 
 def pytest_configure(config):

@@ -515,12 +515,17 @@ pub extern "C" fn mosn_ext_stream_route(s: *const mosn_ext_stream, out: *mut mos
         }
         let Some(c) = s.stream.cluster() else { return false };
         let ms = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis() as u64);
+        let policy = s.stream.retry_policy();
+        let codes: &[u16] = policy.map_or(&[], |p| &p.status_codes);
         let r = mosn_ext_route {
             cluster: out_bytes(c.name.as_bytes()),
             max_attempts: s.stream.max_attempts(),
             timeout_ms: ms(s.stream.timeout()),
-            per_try_timeout_ms: ms(s.stream.retry_policy().and_then(|p| p.per_try_timeout)),
+            per_try_timeout_ms: ms(policy.and_then(|p| p.per_try_timeout)),
             connect_timeout_ms: ms(c.connect_timeout),
+            retry_on: policy.is_some_and(|p| p.retry_on),
+            retry_status_codes: codes.as_ptr(),
+            retry_status_codes_len: codes.len(),
         };
         // SAFETY: non-NULL out parameter (contract).
         unsafe { *out = r };

@@ -106,6 +106,12 @@ pub struct mosn_ext_route {
     pub per_try_timeout_ms: u64,
     /// The cluster's connect timeout in ms; 0 = unset.
     pub connect_timeout_ms: u64,
+    /// MOSN's `retry_on`: true retries responses with `retry_status_codes` (any 5xx when
+    /// empty), resets and per-try timeouts; false retries connect failures only.
+    pub retry_on: bool,
+    /// Response statuses that are retried when `retry_on` (points into the config).
+    pub retry_status_codes: *const u16,
+    pub retry_status_codes_len: usize,
 }
 
 /// The host chosen for one attempt (`mosn_ext_stream_choose_host`).

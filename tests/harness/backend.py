@@ -99,7 +99,8 @@ class SiteHandler(BaseHTTPRequestHandler):
         body = f"site {self.site} from {port}\n".encode()
         units = self.headers.get_all(UNIT_HEADER)
         unit = ",".join(units) if units else None
-        self.send_response(200)
+        # A site named `fail503` answers 503 (a broken backend for retry tests).
+        self.send_response(503 if self.site == "fail503" else 200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-backend-port", str(port))

@@ -47,6 +47,10 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
                                            "retry_policy": {"retry_on": True, "num_retries": 2}}),
             _hdr_route("x-case", "dead", {"cluster_name": "dead"}),
             _hdr_route("x-case", "blackhole", {"cluster_name": "blackhole"}),
+            _hdr_route("x-case", "retry5xx", {"cluster_name": "flaky",
+                                              "retry_policy": {"retry_on": True, "num_retries": 1}}),
+            _hdr_route("x-case", "noretry5xx", {"cluster_name": "flaky",
+                                                "retry_policy": {"retry_on": False, "num_retries": 1}}),
             # A deny route: no spelling of /admin may get past it (path normalization).
             {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
         ]
@@ -72,6 +76,8 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
             _cluster("pair", [ports["dead1"], ports["s2"]]),
             _cluster("dead", [ports["dead2"]]),
         ]
+        # [503-answering host, s2] (without a fail503 backend: s2 alone).
+        clusters.append(_cluster("flaky", ([ports["fail503"]] if "fail503" in ports else []) + [ports["s2"]]))
         if "blackhole" in ports:  # a listener that never accepts: connects time out
             clusters.append(dict(_cluster("blackhole", [ports["blackhole"]]), connect_timeout="300ms"))
         else:

@@ -31,6 +31,10 @@ EXPECTED = json.loads("""
          "route": {"cluster_name": "dead"}},
         {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "blackhole"}]},
          "route": {"cluster_name": "blackhole"}},
+        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "retry5xx"}]},
+         "route": {"cluster_name": "flaky", "retry_policy": {"retry_on": true, "num_retries": 1}}},
+        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "noretry5xx"}]},
+         "route": {"cluster_name": "flaky", "retry_policy": {"retry_on": false, "num_retries": 1}}},
         {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
         {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s1"}]}, "route": {"cluster_name": "s1"}},
         {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s2"}]}, "route": {"cluster_name": "s2"}},
@@ -48,6 +52,7 @@ EXPECTED = json.loads("""
    {"name": "all_sites", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3450"}, {"address": "127.0.0.1:3451"}, {"address": "127.0.0.1:3452"}, {"address": "127.0.0.1:3453"}]},
    {"name": "pair", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3460"}, {"address": "127.0.0.1:3452"}]},
    {"name": "dead", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3461"}]},
+   {"name": "flaky", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3452"}]},
    {"name": "blackhole", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3461"}]}]}}
 """)
 
