@@ -11,7 +11,9 @@
  *  - Strings returned in `char **err` are owned by the caller: mosn_ext_string_free().
  *  - A stream is used by one thread at a time. The wake function may be called from any
  *    library thread, exactly once per MOSN_EXT_WAIT, never after mosn_ext_stream_destroy
- *    returned.
+ *    returned (destroy waits for a wake call in progress on another thread). So the wake
+ *    function must be short and must not block on a lock the host holds while it calls
+ *    into the library; it should only queue the stream and notify the host's loop.
  *  - No call panics into the host: failures on the request path become a 500 local reply.
  *
  * Check mosn_ext_abi_version() == MOSN_EXT_ABI_VERSION at load and refuse a mismatch.
@@ -340,7 +342,9 @@ int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_
 /*
  Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the
  first listener). `wake(wake_ctx)` is called, from any thread, exactly once after each
- `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned. `wake` may be
+ `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned (destroy waits for a
+ call in progress on another thread: the wake function must not block on host locks
+ held around stream calls). `wake` may be
  NULL if the host cannot park requests (a waiting filter then yields a 500).
  Returns NULL if the listener does not exist.
  */

@@ -2,11 +2,16 @@
 //!
 //! The host registers one [`WakeFn`] per stream. Each time a filter waits, the stream
 //! arms a fresh [`WakeCell`]; the [`Waker`] handed to the filter calls the host's
-//! function at most once. When the host says the stream is done, the cell is closed
-//! under its lock, so a wake racing with the close either finished before the close
-//! returned or never calls the host at all.
+//! function at most once. The function runs outside the cell's lock with the cell marked
+//! in flight; closing the cell (the host said the stream is done) waits until an in-flight
+//! call returned, so no call can start or still run after the close returned. A close
+//! from inside the wake function itself (same thread) does not wait for itself.
+//!
+//! Host rule (in the C header): the wake function must not block on a lock the host holds
+//! while it calls into the stream, or `destroy` and the wake wait for each other.
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+use std::thread::ThreadId;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -38,11 +43,30 @@ impl WakeFn {
 #[derive(Default)]
 struct CellState {
     target: Option<WakeFn>,
+    /// The thread running the host's wake function, while it runs.
+    in_flight: Option<ThreadId>,
 }
 
 /// One wait's wake-up slot.
 pub struct WakeCell {
     state: Mutex<CellState>,
+    returned: Condvar,
+}
+
+impl WakeCell {
+    fn new(target: Option<WakeFn>) -> WakeCell {
+        WakeCell { state: Mutex::new(CellState { target, in_flight: None }), returned: Condvar::new() }
+    }
+
+    /// No call after this returns (waits for one in flight on another thread).
+    fn close(&self) {
+        let me = std::thread::current().id();
+        let mut st = self.state.lock();
+        st.target = None;
+        while st.in_flight.is_some_and(|t| t != me) {
+            self.returned.wait(&mut st);
+        }
+    }
 }
 
 /// Resumes one waiting stream. Cheap to clone; only the first `wake` has an effect.
@@ -51,12 +75,26 @@ pub struct Waker(Arc<WakeCell>);
 
 impl Waker {
     /// Calls the host's wake function unless the stream already woke or is done.
-    /// The host's function runs under the cell lock, so `close` waits for it.
     pub fn wake(&self) {
-        let mut st = self.0.state.lock();
-        if let Some(t) = st.target.take() {
-            t.call();
+        let target = {
+            let mut st = self.0.state.lock();
+            let t = st.target.take();
+            if t.is_some() {
+                st.in_flight = Some(std::thread::current().id());
+            }
+            t
+        };
+        let Some(t) = target else { return };
+        // Cleared even if the host's function panics, so `close` never waits forever.
+        struct Done<'a>(&'a WakeCell);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.state.lock().in_flight = None;
+                self.0.returned.notify_all();
+            }
         }
+        let _done = Done(&self.0);
+        t.call();
     }
 }
 
@@ -82,18 +120,19 @@ impl WakeSource {
 
     /// Arms a new wait: closes any previous cell and returns a waker for the new one.
     pub(crate) fn arm(&self) -> Waker {
-        let cell = Arc::new(WakeCell { state: Mutex::new(CellState { target: self.target.clone() }) });
+        let cell = Arc::new(WakeCell::new(self.target.clone()));
         let old = self.current.lock().replace(cell.clone());
         if let Some(old) = old {
-            old.state.lock().target = None;
+            old.close();
         }
         Waker(cell)
     }
 
     /// Stream done: no wake function is called after this returns.
     pub fn close(&self) {
-        if let Some(cell) = self.current.lock().take() {
-            cell.state.lock().target = None;
+        let cell = self.current.lock().take();
+        if let Some(cell) = cell {
+            cell.close();
         }
     }
 }
@@ -101,5 +140,70 @@ impl WakeSource {
 impl Drop for WakeSource {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn counting() -> (Arc<AtomicUsize>, WakeFn) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let c = n.clone();
+        (n, WakeFn::Rust(Arc::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        })))
+    }
+
+    #[test]
+    fn wakes_once_and_never_after_close() {
+        let (n, f) = counting();
+        let src = WakeSource::new(Some(f));
+        let w = src.arm();
+        w.wake();
+        w.wake();
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        let w2 = src.arm();
+        src.close();
+        w2.wake();
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn close_waits_for_a_wake_in_flight_on_another_thread() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (started.clone(), finished.clone());
+        let src = WakeSource::new(Some(WakeFn::Rust(Arc::new(move || {
+            s.store(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            f.store(1, Ordering::SeqCst);
+        }))));
+        let w = src.arm();
+        let t = std::thread::spawn(move || w.wake());
+        while started.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        src.close();
+        assert_eq!(finished.load(Ordering::SeqCst), 1, "close returned while the wake function still ran");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn closing_from_inside_the_wake_function_does_not_deadlock() {
+        // A host whose wake function ends the stream right away (same thread).
+        let cell: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+        let c = cell.clone();
+        let src = WakeSource::new(Some(WakeFn::Rust(Arc::new(move || {
+            if let Some(w) = c.lock().take() {
+                w.0.close();
+            }
+        }))));
+        let w = src.arm();
+        *cell.lock() = Some(w.clone());
+        w.wake();
+        src.close();
     }
 }

@@ -413,7 +413,9 @@ pub extern "C" fn mosn_ext_config_share_state(cfg: *const mosn_ext_config, mem: 
 
 /// Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the
 /// first listener). `wake(wake_ctx)` is called, from any thread, exactly once after each
-/// `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned. `wake` may be
+/// `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned (destroy waits for a
+/// call in progress on another thread: the wake function must not block on host locks
+/// held around stream calls). `wake` may be
 /// NULL if the host cannot park requests (a waiting filter then yields a 500).
 /// Returns NULL if the listener does not exist.
 #[no_mangle]
