@@ -34,6 +34,18 @@ impl Ord for Entry {
     }
 }
 
+/// Process-directed signals (nginx's SIGHUP, SIGTERM...) must reach the host's own threads,
+/// never this one, as nginx's own thread pools do.
+fn block_signals() {
+    // SAFETY: `set` is a plain sigset_t on our stack, initialised by sigfillset before use;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 static TIMER: OnceLock<Sender<(Instant, Waker)>> = OnceLock::new();
 
 /// Wakes `waker` after `delay`, from the timer thread.
@@ -49,6 +61,7 @@ pub fn wake_after(delay: Duration, waker: Waker) {
 }
 
 fn run(rx: Receiver<(Instant, Waker)>) {
+    block_signals();
     let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
     let mut seq = 0u64;
     loop {

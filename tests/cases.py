@@ -210,8 +210,8 @@ def forged_unit_with_uid(ctx: CaseContext):
 @case
 def retry_to_live_host(ctx: CaseContext):
     """x-case: retry -> cluster pair [dead1, s2], retry_on + 2 retries: the dead host may be tried
-    first, the retry goes to s2. Four requests so that both round-robin starting points occur.
-    The access log's `attempts` (Envoy: %UPSTREAM_REQUEST_ATTEMPT_COUNT%; nginx: the core's
+    first, the retry goes to s2. Each such request advances the cluster's round-robin cursor
+    twice (dead, then live), so in practice every request starts at the dead host. The access log's `attempts` (Envoy: %UPSTREAM_REQUEST_ATTEMPT_COUNT%; nginx: the core's
     count of hosts chosen) proves the dead host is never tried twice in one request: with
     2 retries allowed, a second try of the dead host would show attempts=3."""
     attempts = []

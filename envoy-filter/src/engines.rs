@@ -25,6 +25,10 @@ static ENGINES: Mutex<BTreeMap<PathBuf, Arc<Engine>>> = Mutex::new(BTreeMap::new
 pub fn engine_for(path: &Path) -> Result<Arc<Engine>, Vec<String>> {
     // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
     let mut map = ENGINES.lock().unwrap_or_else(|e| e.into_inner());
+    // One engine per file, however the configs spell its path (relative, `//`, symlink):
+    // the LB relies on the stream's cluster being the very object it balances.
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = canonical.as_path();
     if let Some(e) = map.get(path) {
         return Ok(e.clone());
     }
@@ -87,6 +91,17 @@ mod tests {
         let b = engine_for(&p).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert!(a.cluster("s1").is_some());
+        std::fs::remove_file(p).ok();
+    }
+
+    #[test]
+    fn one_engine_however_the_path_is_spelled() {
+        let p = write("spelled", GOOD);
+        let dir = p.parent().unwrap();
+        let other = dir.join(".").join(p.file_name().unwrap());
+        let a = engine_for(&p).unwrap();
+        let b = engine_for(&other).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
         std::fs::remove_file(p).ok();
     }
 

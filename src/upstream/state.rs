@@ -67,6 +67,9 @@ impl StateBlock {
         if mem.is_null() || (mem as usize) % std::mem::align_of::<AtomicU64>() != 0 {
             return Err("shared state memory is NULL or not 8-byte aligned".into());
         }
+        if self.is_shared() {
+            return Err("upstream state is already shared".into());
+        }
         if len < self.size_bytes() {
             return Err(format!("shared state memory has {len} bytes, needs {}", self.size_bytes()));
         }
@@ -112,6 +115,8 @@ mod tests {
         b.word(2).fetch_add(1, Ordering::Relaxed);
         assert_eq!(mem[HEADER_WORDS + 2], 1);
         assert_eq!(mem[0], MAGIC);
+        // SAFETY: refused before any write (already shared).
+        assert!(unsafe { b.attach(mem.as_mut_ptr().cast(), 40) }.is_err());
         let small = StateBlock::new(3);
         let mut tiny = [0u64; 2];
         // SAFETY: too small: refused before any write.
