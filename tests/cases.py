@@ -97,7 +97,7 @@ class CaseContext:
             assert up == f"127.0.0.1:{port}", f"{where}: expected upstream_host=127.0.0.1:{port}: {line['_raw']}"
         if unit is not None:
             if unit == "-":
-                assert is_empty(line.get("unit")), f"{where}: expected no unit: {line['_raw']}"
+                assert "unit" in line and is_empty(line["unit"]), f"{where}: expected unit=- (field present): {line['_raw']}"
             else:
                 assert line.get("unit") == unit, f"{where}: expected unit={unit}: {line['_raw']}"
         return line

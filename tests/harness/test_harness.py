@@ -164,7 +164,8 @@ def test_backends_process():
     finally:
         b.stop()
     assert b.proc.returncode == 0, "backend helper should exit cleanly on SIGTERM"
-    assert not Path(f"/proc/{pid}").exists() or b.proc.poll() is not None
+    assert all(not hosts.tcp_open(p, timeout=0.3) for p in b.ports.values()), "backend ports still open after stop"
+    del pid
 
 
 def test_host_lifecycle_with_fake(tmp_path, monkeypatch):
