@@ -64,18 +64,23 @@ pub struct Header<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Headers<'a>(pub &'a [Header<'a>]);
 
+/// Looks `name` up in a sequence of headers (case-insensitive; stops at the second match).
+pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> Lookup<'a> {
+    let mut found = Lookup::Missing;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case(name.as_bytes()) {
+            found = match found {
+                Lookup::Missing => Lookup::One(h.value),
+                Lookup::One(v) | Lookup::Many(v) => return Lookup::Many(v),
+            };
+        }
+    }
+    found
+}
+
 impl HeaderMap for Headers<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        let mut found = Lookup::Missing;
-        for h in self.0 {
-            if h.name.eq_ignore_ascii_case(name.as_bytes()) {
-                found = match found {
-                    Lookup::Missing => Lookup::One(h.value),
-                    Lookup::One(v) | Lookup::Many(v) => return Lookup::Many(v),
-                };
-            }
-        }
-        found
+        lookup(self.0.iter().copied(), name)
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
         for h in self.0 {

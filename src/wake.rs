@@ -11,9 +11,9 @@
 //! while it calls into the stream, or `destroy` and the wake wait for each other.
 
 use parking_lot::{Condvar, Mutex};
-use std::thread::ThreadId;
 use std::ffi::c_void;
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 /// How the host wants to be told that a stream may resume.
 #[derive(Clone)]
@@ -152,9 +152,12 @@ mod tests {
     fn counting() -> (Arc<AtomicUsize>, WakeFn) {
         let n = Arc::new(AtomicUsize::new(0));
         let c = n.clone();
-        (n, WakeFn::Rust(Arc::new(move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        })))
+        (
+            n,
+            WakeFn::Rust(Arc::new(move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })),
+        )
     }
 
     #[test]

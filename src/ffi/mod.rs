@@ -88,17 +88,7 @@ impl<'a> CHeaders<'a> {
 
 impl HeaderMap for CHeaders<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        let mut found = Lookup::Missing;
-        for i in 0..self.0.len() {
-            let h = self.header(i);
-            if h.name.eq_ignore_ascii_case(name.as_bytes()) {
-                found = match found {
-                    Lookup::Missing => Lookup::One(h.value),
-                    Lookup::One(v) | Lookup::Many(v) => return Lookup::Many(v),
-                };
-            }
-        }
-        found
+        crate::headers::lookup((0..self.0.len()).map(|i| self.header(i)), name)
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
         for i in 0..self.0.len() {

@@ -100,12 +100,6 @@ impl Cluster {
         }
     }
 
-    /// Builds a standalone cluster with its own state (tests, tools).
-    pub fn standalone(cfg: &ClusterConfig) -> Cluster {
-        let state = Arc::new(StateBlock::new(Self::state_words(cfg.hosts.len())));
-        Cluster::new(cfg, &state, &mut Layout::default())
-    }
-
     /// Picks a host index: a healthy host not in `tried` if one exists, else a healthy
     /// tried one (a retry on a one-host cluster), else `None` (no healthy host).
     pub fn choose(&self, tried: &TriedHosts) -> Option<usize> {
@@ -118,9 +112,5 @@ impl Cluster {
             LbType::Random => fastrand::usize(0..n),
         };
         lb::first_usable(n, start, |i| self.hosts[i].is_healthy(), tried)
-    }
-
-    pub fn host_index(&self, address: &str) -> Option<usize> {
-        self.hosts.iter().position(|h| &*h.address_text == address)
     }
 }
