@@ -4,13 +4,15 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean
+.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
 	@echo "make build-nginx-module ngx_http_mosn_module.so into $(OUT)/"
 	@echo "make demo [HOST=envoy|nginx] [PORT=2990] [KEEP=1]   unit-routing demo"
 	@echo "make test              everything CI runs"
+	@echo "make lint              fmt, clippy -D warnings, module dependency check"
+	@echo "make readme-fields     regenerate README.md's configuration reference"
 	@echo "make bench             criterion decision-path benchmark"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
 
@@ -18,8 +20,8 @@ build-l7:
 	$(CARGO) build --release --workspace --bins --lib
 	@mkdir -p $(OUT)
 	@# install replaces files (new inode), so a running host keeps its mapped copy.
-	install -m 755 $(RELEASE_DIR)/libmosn_extension.so $(OUT)/mosn_extension.so
-	install -m 644 $$(ls -t $(RELEASE_DIR)/build/mosn-extension-*/out/mosn_extension.h | head -1) $(OUT)/mosn_extension.h
+	install -m 755 $(RELEASE_DIR)/libmosn_extension_ffi.so $(OUT)/mosn_extension.so
+	install -m 644 $$(ls -t $(RELEASE_DIR)/build/mosn-extension-ffi-*/out/mosn_extension.h | head -1) $(OUT)/mosn_extension.h
 	install -m 755 $(RELEASE_DIR)/libmosn_envoy.so $(OUT)/libmosn_envoy.so
 	install -m 755 $(RELEASE_DIR)/mosn-ext $(OUT)/mosn-ext
 	@echo "built: $$(ls $(OUT) | tr '\n' ' ')"
@@ -41,6 +43,18 @@ install-deps:
 test-rust:
 	$(CARGO) test --release --workspace
 
+# Lints that keep the code in shape (see README: Code layout): formatting, clippy with
+# warnings as errors (unsafe_op_in_unsafe_fn and undocumented unsafe blocks are denied in
+# Cargo.toml), and no import cycle between the core's top-level modules.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	python3 scripts/module-deps.py --check
+
+# Rewrites README.md's configuration reference from the field table (src/config/fields.rs).
+readme-fields: build-l7
+	python3 scripts/readme-fields.py $(OUT)/mosn-ext README.md
+
 test-c: build-l7
 	bash tests/c-host/run.sh
 
@@ -51,7 +65,7 @@ test-hosts: build-l7 build-nginx-module
 	python3 -m pytest -q tests
 
 # The README's test command: installs what is missing, builds, runs every suite.
-test: install-deps header-check test-rust test-c test-hosts
+test: install-deps header-check lint test-rust test-c test-hosts
 
 demo: install-deps build-l7 build-nginx-module
 	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep)

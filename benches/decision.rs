@@ -53,7 +53,7 @@ fn headers(uid: &'static str) -> Vec<Header<'static>> {
 }
 
 fn decide(e: &std::sync::Arc<Engine>, hs: &[Header<'_>]) -> usize {
-    let mut s = e.new_stream(0, None);
+    let Some(mut s) = e.new_stream(0, None) else { return usize::MAX };
     let a = s.request_headers(&Headers(hs), true);
     debug_assert_eq!(a, Action::Continue);
     let i = s.choose_host().map(|c| c.index).unwrap_or(usize::MAX);

@@ -1,81 +1,93 @@
 //! A loaded config: listeners with their filter chains and routers, and the clusters.
 //!
-//! An [`Engine`] is immutable once built and shared (`Arc`) by every stream started
-//! on it; a reload builds a new one while in-flight streams keep theirs.
+//! [`Engine::from_json`] is the one way a config is loaded, by `mosn-ext check` and by
+//! every host alike: it parses, builds every runtime object (compiling regexes, reading
+//! each filter's config) and reports all errors with their JSON paths. What it accepts is
+//! exactly what runs.
+//!
+//! An [`Engine`] is immutable once built and shared (`Arc`) by every stream started on
+//! it; a reload builds a new one while in-flight streams keep theirs.
 
-use crate::config::{ConfigErrors, MosnConfig};
+use crate::config::reader::Diagnostics;
+use crate::config::{read_file, ConfigErrors, MosnConfig};
+use crate::filter::registry::{self, ParseContext};
 use crate::filter::StreamFilter;
+use crate::listener::Listener;
 use crate::router::Router;
 use crate::stream::Stream;
-use crate::upstream::{Cluster, Layout, StateBlock};
+use crate::upstream::state::Layout;
+use crate::upstream::{Cluster, StateBlock};
 use crate::wake::WakeFn;
-use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// A listener: where the host listens, its filters and its router.
-pub struct Listener {
-    pub name: String,
-    pub address: SocketAddr,
-    /// `address` as `ip:port` text (handed to hosts).
-    pub address_text: String,
-    pub(crate) filters: Vec<Arc<dyn StreamFilter>>,
-    pub(crate) needs_body: bool,
-    pub router: Option<Arc<Router>>,
-}
 
 /// A validated, built config snapshot.
 pub struct Engine {
     pub config: MosnConfig,
-    pub listeners: Vec<Listener>,
+    pub listeners: Vec<Arc<Listener>>,
     pub clusters: Vec<Arc<Cluster>>,
     /// The upstream state words (see [`StateBlock`]).
     pub state: Arc<StateBlock>,
+    /// Fields that change nothing here, with the reason (`mosn-ext check` prints them).
+    pub notes: Vec<(String, &'static str)>,
 }
 
 impl Engine {
-    /// Parses, validates and builds MOSN JSON text. Unused fields are logged once here.
+    /// Parses, validates and builds MOSN JSON text. The notes are logged once here.
     pub fn from_json(text: &str) -> Result<Arc<Engine>, ConfigErrors> {
-        let config = MosnConfig::from_json(text)?;
-        Ok(Arc::new(Engine::build(config)))
+        let engine = Engine::load(text)?;
+        for (path, why) in &engine.notes {
+            tracing::info!("config field {path} changes nothing here: {why}");
+        }
+        Ok(Arc::new(engine))
     }
 
     /// [`Engine::from_json`] on a file.
     pub fn from_file(path: &std::path::Path) -> Result<Arc<Engine>, ConfigErrors> {
-        let config = MosnConfig::from_file(path)?;
-        Ok(Arc::new(Engine::build(config)))
+        Engine::from_json(&read_file(path)?)
     }
 
-    /// Builds the runtime objects from a validated config.
-    pub fn build(config: MosnConfig) -> Engine {
-        for f in &config.unused_fields {
-            tracing::info!("config field {f} is not used by mosn-extension; ignored");
+    /// Parses and builds without logging (tests, `mosn-ext check`).
+    pub fn load(text: &str) -> Result<Engine, ConfigErrors> {
+        let mut d = Diagnostics::default();
+        let config = MosnConfig::parse(text, &mut d);
+        // The filters read their own configs: report their errors too, even when the rest of
+        // the config has some, so one run names every bad field.
+        let cx = ParseContext { config: &config };
+        let filters: Vec<Vec<Arc<dyn StreamFilter>>> =
+            config.listeners.iter().map(|l| l.stream_filters.iter().filter_map(|f| registry::build(f, &cx, &mut d)).collect()).collect();
+        if !d.errors.is_empty() {
+            return Err(ConfigErrors(d.errors));
         }
-        let words = config.clusters.iter().map(|c| Cluster::state_words(c.hosts.len())).sum();
+        let engine = Engine::build(config, filters, &mut d);
+        match engine {
+            Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, ..e }),
+            _ => Err(ConfigErrors(d.errors)),
+        }
+    }
+
+    /// Builds the runtime objects from a parsed config and its listeners' filters; errors
+    /// go to `d`.
+    fn build(config: MosnConfig, filters: Vec<Vec<Arc<dyn StreamFilter>>>, d: &mut Diagnostics) -> Option<Engine> {
+        let words = config.clusters.iter().map(Cluster::state_words).sum();
         let state = Arc::new(StateBlock::new(words));
         let mut layout = Layout::default();
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
-        let find = |name: &str| clusters.iter().find(|c| &*c.name == name).cloned().expect("validated cluster reference");
-        let routers: Vec<Arc<Router>> = config.routers.iter().map(|r| Arc::new(Router::new(r, find))).collect();
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|l| {
-                let filters: Vec<Arc<dyn StreamFilter>> = l.stream_filters.iter().map(crate::filter::build).collect();
-                let needs_body = filters.iter().any(|f| f.needs_body());
-                if l.router_config_name.is_none() {
-                    tracing::warn!(listener = %l.name, "listener has no proxy router_config_name; its requests get 404");
-                }
-                Listener {
-                    name: l.name.clone(),
-                    address: l.address,
-                    address_text: l.address.to_string(),
-                    filters,
-                    needs_body,
-                    router: l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned()),
-                }
-            })
-            .collect();
-        Engine { config, listeners, clusters, state }
+        let find = |name: &str| clusters.iter().find(|c| &*c.name == name).cloned();
+        let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &find, d).map(Arc::new)).collect();
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for (l, filters) in config.listeners.iter().zip(filters) {
+            let needs_body = filters.iter().any(|f| f.needs_body());
+            let router = l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned());
+            listeners.push(Arc::new(Listener {
+                name: l.name.clone(),
+                address: l.address,
+                address_text: l.address.to_string(),
+                filters,
+                needs_body,
+                router,
+            }));
+        }
+        Some(Engine { config, listeners, clusters, state, notes: Vec::new() })
     }
 
     /// The index of a listener by name; `None` or empty picks the first listener.
@@ -90,9 +102,15 @@ impl Engine {
         self.clusters.iter().find(|c| &*c.name == name)
     }
 
-    /// Starts a stream on a listener (see [`Engine::listener_index`]).
-    pub fn new_stream(self: &Arc<Self>, listener: usize, wake: Option<WakeFn>) -> Stream {
-        assert!(listener < self.listeners.len(), "listener index out of range");
-        Stream::new(self.clone(), listener, wake)
+    /// Starts a stream on a listener (see [`Engine::listener_index`]); `None` if out of range.
+    pub fn new_stream(&self, listener: usize, wake: Option<WakeFn>) -> Option<Stream> {
+        let l = self.listeners.get(listener)?;
+        Some(Stream::new(l.clone(), wake))
+    }
+
+    /// Mutable access to a listener before the engine is shared (tests).
+    #[doc(hidden)]
+    pub fn listener_mut(&mut self, index: usize) -> Option<&mut Listener> {
+        self.listeners.get_mut(index).and_then(Arc::get_mut)
     }
 }

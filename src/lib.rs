@@ -1,20 +1,23 @@
 //! mosn-extension: MOSN's stream filters, router and upstream as a library that a host
-//! proxy (Envoy, Nginx, or any C program through [`ffi`]) drives per request.
+//! proxy (Envoy, Nginx, or any C program through the `mosn-extension-ffi` crate) drives
+//! per request.
 //!
-//! Layers, each in its own module:
-//! - [`config`]: MOSN JSON → validated plain data, errors with JSON paths;
-//! - [`filter`]: the stream filter chain and its filters (`metadata`/`UNIT`, `fault`);
-//! - [`router`]: virtual hosts and routes;
-//! - [`upstream`]: clusters, hosts and load balancing;
-//! - [`stream`]: one request's life, the vocabulary hosts speak;
-//! - [`ffi`]: the versioned C ABI (`include/mosn_extension.h`).
+//! Layers, each depending only on the ones above it (no cycles):
+//! - [`config`]: MOSN JSON → plain data, errors with JSON paths, the field table;
+//! - [`headers`], [`api`], [`wake`]: shared vocabulary (header maps and mutations, header
+//!   matchers, response flags, verdicts, local replies, the wake handshake);
+//! - [`filter`], [`router`], [`upstream`]: MOSN's stream filters, router and upstream;
+//! - [`listener`], [`stream`]: one listener's chain, one request's life;
+//! - [`engine`]: a loaded config snapshot;
+//! - [`hostgen`]: host configs generated from mosn.json.
 
+pub mod api;
 pub mod config;
 pub mod engine;
-pub mod ffi;
 pub mod filter;
 pub mod headers;
 pub mod hostgen;
+pub mod listener;
 pub mod logging;
 pub mod router;
 pub mod stream;
@@ -22,5 +25,6 @@ pub mod timer;
 pub mod upstream;
 pub mod wake;
 
+pub use api::{Action, UpstreamOutcome};
 pub use engine::Engine;
-pub use stream::{Action, Stream, UpstreamOutcome};
+pub use stream::Stream;

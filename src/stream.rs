@@ -12,68 +12,17 @@
 //! Header pointers the host passes are only borrowed for the call; everything the
 //! stream keeps is owned (or shared with the config).
 
-use crate::engine::Engine;
+use crate::api::{flags, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
-use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay, SharedStr};
+use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
+use crate::listener::Listener;
 use crate::router::{Forward, RetryPolicy, RouteAction};
 use crate::upstream::{Cluster, Host, TriedHosts};
 use crate::wake::{WakeFn, WakeSource};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// MOSN's response flag bits (`api.ResponseFlag`), for access logs. The same values
-/// are `MOSN_EXT_FLAG_*` in the C header.
-pub mod flags {
-    use crate::ffi as f;
-    pub const NO_HEALTHY_UPSTREAM: u32 = f::MOSN_EXT_FLAG_NO_HEALTHY_UPSTREAM;
-    pub const UPSTREAM_REQUEST_TIMEOUT: u32 = f::MOSN_EXT_FLAG_UPSTREAM_REQUEST_TIMEOUT;
-    pub const UPSTREAM_REMOTE_RESET: u32 = f::MOSN_EXT_FLAG_UPSTREAM_REMOTE_RESET;
-    pub const UPSTREAM_CONNECTION_FAILURE: u32 = f::MOSN_EXT_FLAG_UPSTREAM_CONNECTION_FAILURE;
-    pub const UPSTREAM_OVERFLOW: u32 = f::MOSN_EXT_FLAG_UPSTREAM_OVERFLOW;
-    pub const NO_ROUTE_FOUND: u32 = f::MOSN_EXT_FLAG_NO_ROUTE_FOUND;
-    pub const DELAY_INJECTED: u32 = f::MOSN_EXT_FLAG_DELAY_INJECTED;
-    pub const FAULT_INJECTED: u32 = f::MOSN_EXT_FLAG_FAULT_INJECTED;
-}
-
-/// Values filters recorded for logs and hosts (e.g. `unit` → `s1`).
-pub type Metadata = smallvec::SmallVec<[(SharedStr, SharedStr); 2]>;
-
-/// What the host does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Action {
-    /// Apply the header mutations and go on (to the upstream on the request path).
-    Continue = 0,
-    /// Park the request; the library calls the host's wake function once, then the host
-    /// calls `resume`.
-    Wait = 1,
-    /// Answer with [`Stream::local_reply`] (after applying nothing else).
-    LocalReply = 2,
-    /// Buffer the whole request body, then call `request_body` with `end_of_stream`.
-    BufferBody = 3,
-}
-
-/// How one upstream attempt ended, as reported by the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamOutcome {
-    /// Response headers arrived with this status.
-    Response(u16),
-    ConnectFailure,
-    Timeout,
-    /// The connection was reset or closed before a complete response.
-    Reset,
-    /// A limit (circuit breaker, pending queue) refused the attempt.
-    Overflow,
-}
-
-/// Why no host could be chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoHost {
-    /// The request has no cluster (not routed, or answered locally).
-    NotRouted,
-    /// The cluster has no healthy host.
-    NoHealthyHost,
-}
+pub use crate::api::{Action, NoHost, UpstreamOutcome};
 
 /// The host chosen for an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +45,7 @@ enum Stage {
 
 /// One request/response exchange.
 pub struct Stream {
-    engine: Arc<Engine>,
-    listener: usize,
+    listener: Arc<Listener>,
     stage: Stage,
     mutations: Mutations,
     response_mutations: Mutations,
@@ -113,9 +61,8 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(engine: Arc<Engine>, listener: usize, wake: Option<WakeFn>) -> Stream {
+    pub(crate) fn new(listener: Arc<Listener>, wake: Option<WakeFn>) -> Stream {
         Stream {
-            engine,
             listener,
             stage: Stage::Start,
             mutations: Mutations::new(),
@@ -137,8 +84,9 @@ impl Stream {
         self.wake.set_target(f);
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+    /// The listener this stream runs on.
+    pub fn listener(&self) -> &Listener {
+        &self.listener
     }
 
     // === Request path ===
@@ -148,7 +96,7 @@ impl Stream {
         if self.stage != Stage::Start {
             return self.current_action();
         }
-        if !end_of_stream && self.engine.listeners[self.listener].needs_body {
+        if !end_of_stream && self.listener.needs_body {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
@@ -190,8 +138,7 @@ impl Stream {
     }
 
     fn run(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>) -> Action {
-        let engine = self.engine.clone();
-        let listener = &engine.listeners[self.listener];
+        let listener = self.listener.clone();
         loop {
             let Stage::Filters { phase, next, resumed } = self.stage else { return self.current_action() };
             // Run this phase's filters from `next`.
@@ -253,8 +200,7 @@ impl Stream {
 
     /// Matches the route; returns an action only when the request ends here.
     fn route(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
-        let engine = self.engine.clone();
-        let Some(router) = &engine.listeners[self.listener].router else {
+        let Some(router) = self.listener.router.clone() else {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no router for this listener", "no_router"));
         };
@@ -265,7 +211,7 @@ impl Stream {
                 Some(self.reply_with(404, "no route", "route_not_found"))
             }
             Some(RouteAction::DirectResponse { status, body }) => {
-                self.reply = Some(LocalReply { status: *status, headers: Vec::new(), body: body.clone(), details: "direct_response" });
+                self.reply = Some(LocalReply::new(*status, body.clone(), "direct_response"));
                 self.stage = Stage::Replied;
                 Some(Action::LocalReply)
             }
@@ -278,7 +224,7 @@ impl Stream {
     }
 
     fn reply_with(&mut self, status: u16, body: &'static str, details: &'static str) -> Action {
-        self.reply = Some(LocalReply { status, headers: Vec::new(), body: body.into(), details });
+        self.reply = Some(LocalReply::new(status, body, details));
         self.stage = Stage::Replied;
         Action::LocalReply
     }
@@ -408,8 +354,8 @@ impl Stream {
                 self.response_mutations.push(HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() });
             }
         }
-        let engine = self.engine.clone();
-        for f in engine.listeners[self.listener].filters.iter().filter(|f| f.sends()) {
+        let listener = self.listener.clone();
+        for f in listener.filters.iter().filter(|f| f.sends()) {
             let mut cx = SendContext { headers, status, mutations: &mut self.response_mutations, metadata: &self.metadata };
             if f.on_send(&mut cx) != FilterStatus::Continue {
                 break;

@@ -14,7 +14,7 @@ fn demo_routes_by_uid_and_round_robins_hosts() {
     let e = Engine::from_json(DEMO).unwrap();
     let mut hosts = Vec::new();
     for _ in 0..2 {
-        let mut s = e.new_stream(0, None);
+        let mut s = e.new_stream(0, None).unwrap();
         let hs = [h(":path", "/"), h("uid", "2")];
         assert_eq!(s.request_headers(&Headers(&hs), true), Action::Continue);
         assert_eq!(&*s.cluster().unwrap().name, "s1");
@@ -28,7 +28,7 @@ fn demo_routes_by_uid_and_round_robins_hosts() {
 #[test]
 fn forged_unit_header_is_removed_before_the_driver_runs() {
     let e = Engine::from_json(DEMO).unwrap();
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     let hs = [h(":path", "/"), h("x-mosn-on-envoy-unit", "s2")];
     s.request_headers(&Headers(&hs), true);
     assert_eq!(&*s.cluster().unwrap().name, "all_sites");
@@ -39,7 +39,7 @@ fn forged_unit_header_is_removed_before_the_driver_runs() {
 #[test]
 fn two_uid_headers_are_ambiguous() {
     let e = Engine::from_json(DEMO).unwrap();
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     let hs = [h(":path", "/"), h("uid", "2"), h("uid", "150")];
     s.request_headers(&Headers(&hs), true);
     assert_eq!(&*s.cluster().unwrap().name, "all_sites");
@@ -49,7 +49,7 @@ fn two_uid_headers_are_ambiguous() {
 fn retry_policy_decides_retries() {
     let e = Engine::from_json(DEMO).unwrap();
     // s1 has retry_on: true, num_retries: 1.
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     s.request_headers(&Headers(&[h(":path", "/"), h("uid", "9")]), true);
     let first = s.choose_host().unwrap().index;
     assert!(s.upstream_result(UpstreamOutcome::Response(503)), "5xx is retried with retry_on");
@@ -58,7 +58,7 @@ fn retry_policy_decides_retries() {
     assert!(!s.upstream_result(UpstreamOutcome::ConnectFailure), "budget of 1 retry spent");
     assert_eq!(s.failure_status(), Some(502));
     // s2 has no retry policy: nothing is retried, a timeout maps to 504.
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     s.request_headers(&Headers(&[h(":path", "/"), h("uid", "150")]), true);
     s.choose_host().unwrap();
     assert!(!s.upstream_result(UpstreamOutcome::ConnectFailure));
@@ -73,8 +73,8 @@ fn retry_policy_decides_retries() {
 fn engine(routes: serde_json::Value, filters: serde_json::Value) -> std::sync::Arc<Engine> {
     let cfg = serde_json::json!({
       "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": routes}],
-        "listeners": [{"name": "l", "address": "127.0.0.1:1",
-          "filter_chains": [{"filters": [{"type": "proxy", "config": {"router_config_name": "r"}}]}],
+        "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+          "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}],
           "stream_filters": filters}]}],
       "cluster_manager": {"clusters": [
         {"name": "a", "hosts": [{"address": "127.0.0.1:1"}]},
@@ -97,7 +97,7 @@ fn virtual_hosts_paths_and_direct_responses() {
         serde_json::json!([]),
     );
     let run = |authority: &str, method: &str, path: &str| {
-        let mut s = e.new_stream(0, None);
+        let mut s = e.new_stream(0, None).unwrap();
         let hs = [h(":authority", authority), h(":method", method), h(":path", path)];
         let a = s.request_headers(&Headers(&hs), true);
         (a, s.cluster().map(|c| c.name.to_string()), s.local_reply().map(|r| (r.status, r.body.to_string())))
@@ -105,7 +105,7 @@ fn virtual_hosts_paths_and_direct_responses() {
     assert_eq!(run("api.example.com", "GET", "/status?x=1").2, Some((200, "ok".into())));
     assert_eq!(run("API.example.com:8080", "GET", "/v1/x").1.as_deref(), Some("a"));
     assert_eq!(run("eu.api.example.com", "GET", "/v2/x").1.as_deref(), Some("b"));
-    assert_eq!(run("api.example.com", "GET", "/v2").2.map(|r| r.0), Some(404), "regex is anchored");
+    assert_eq!(run("api.example.com", "GET", "/v2").2.map(|r| r.0), Some(404), "the regex needs a slash after the version");
     assert_eq!(run("other", "POST", "/").1.as_deref(), Some("b"));
     let (a, _, reply) = run("other", "GET", "/");
     assert_eq!((a, reply.map(|r| r.0)), (Action::LocalReply, Some(404)));
@@ -119,10 +119,10 @@ fn fault_abort_answers_locally_for_its_cluster_only() {
             {"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
         serde_json::json!([{"type": "fault", "config": {"abort": {"status": 503, "percentage": 100}, "upstream_cluster": "a"}}]),
     );
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     assert_eq!(s.request_headers(&Headers(&[h(":path", "/a")]), true), Action::LocalReply);
     assert_eq!(s.local_reply().unwrap().status, 503);
-    let mut s = e.new_stream(0, None);
+    let mut s = e.new_stream(0, None).unwrap();
     assert_eq!(s.request_headers(&Headers(&[h(":path", "/b")]), true), Action::Continue);
 }
 
@@ -136,9 +136,26 @@ fn weighted_clusters_follow_weights() {
     );
     let mut a = 0;
     for _ in 0..2000 {
-        let mut s = e.new_stream(0, None);
+        let mut s = e.new_stream(0, None).unwrap();
         s.request_headers(&Headers(&[h(":path", "/")]), true);
         a += usize::from(&*s.cluster().unwrap().name == "a");
     }
     assert!((1650..1950).contains(&a), "a chosen {a}/2000 times with weight 90/100");
+}
+
+#[test]
+fn zone_driver_from_the_readme_example() {
+    // The README's "Adding a metadata driver" example: ZONE reads the environment at load.
+    std::env::set_var("MOSN_EXT_TEST_ZONE", "GZ00A");
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-zone", "value": "gz00a"}]}, "route": {"cluster_name": "a"}},
+            {"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+        serde_json::json!([{"type": "metadata", "config": {"metadataers": [
+            {"meta_data_key": "ZONE", "config": {"zone_env_name_list": ["MOSN_EXT_TEST_NO_SUCH_VAR", "MOSN_EXT_TEST_ZONE"]}}]}}]),
+    );
+    let mut s = e.new_stream(0, None).unwrap();
+    assert_eq!(s.request_headers(&Headers(&[h(":path", "/")]), true), Action::Continue);
+    assert_eq!(s.metadata("zone"), Some("gz00a"), "values are lower-cased unless case_sensitive");
+    assert_eq!(&*s.cluster().unwrap().name, "a");
 }

@@ -109,3 +109,14 @@ def test_abi_symbols_exported_by_envoy():
                          f"{hosts.envoy_binary()}:\n" + "\n".join(missing))
     own = _nm(["--defined-only"], so)
     assert "envoy_dynamic_module_on_program_init" in own, f"{so.name} does not export envoy_dynamic_module_on_program_init"
+
+
+@pytest.mark.needs_binary
+def test_envoy_module_exports_no_c_abi():
+    """The C ABI (mosn_ext_*) is a layer only Nginx and C hosts load: the Envoy module links the
+    core directly and exports none of it; the C library exports it."""
+    so = hosts.module_dir() / ENVOY_MODULE
+    leaked = sorted(s for s in _nm(["--defined-only"], so) if s.startswith("mosn_ext_"))
+    assert not leaked, f"{so.name} exports {len(leaked)} mosn_ext_* symbols: {leaked[:5]}"
+    c_lib = _nm(["--defined-only"], hosts.module_dir() / "mosn_extension.so")
+    assert "mosn_ext_stream_new" in c_lib and "mosn_ext_abi_version" in c_lib

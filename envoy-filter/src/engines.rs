@@ -78,8 +78,8 @@ mod tests {
     const GOOD: &str = r#"{
       "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
           "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "s1"}}]}]}],
-        "listeners": [{"name": "l", "address": "127.0.0.1:1", "filter_chains": [{"filters": [{"type": "proxy",
-          "config": {"router_config_name": "r"}}]}]}]}],
+        "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true, "filter_chains": [{"filters": [{"type": "proxy",
+          "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
       "cluster_manager": {"clusters": [{"name": "s1", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
         "hosts": [{"address": "127.0.0.1:2"}]}]}
     }"#;

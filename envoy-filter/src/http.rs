@@ -378,7 +378,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
         // SAFETY: `config` is the live `HttpConfig` from `config_new` (Envoy keeps the config
         // alive while streams use it); shared read-only across workers (`Engine` is `Sync`).
         let Some(cfg) = (unsafe { config.cast::<HttpConfig>().as_ref() }) else { return std::ptr::null() };
-        let stream = cfg.engine.new_stream(cfg.listener, None);
+        let Some(stream) = cfg.engine.new_stream(cfg.listener, None) else { return std::ptr::null() };
         let f = Filter {
             envoy: filter_envoy,
             id: registry::next_id(),

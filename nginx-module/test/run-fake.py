@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import re
 import time
 import urllib.request
 import http.client
@@ -33,6 +34,12 @@ BACKEND = ROOT / "tests" / "harness" / "backend.py"
 
 failures: list[str] = []
 
+
+
+def header_abi_version() -> int:
+    """MOSN_EXT_ABI_VERSION of include/mosn_extension.h (what the module is built for)."""
+    header = Path(__file__).resolve().parents[2] / "include" / "mosn_extension.h"
+    return int(re.search(r"#define MOSN_EXT_ABI_VERSION (\d+)", header.read_text()).group(1))
 
 def check(cond: bool, what: str) -> None:
     print(("ok   " if cond else "FAIL ") + what)
@@ -164,8 +171,9 @@ http {{
         check(rc != 0 and 'mosn_config "' in out and "fake.clusters[0].hosts[0].address" in out,
               "nginx -t: bad mosn.json fails naming the JSON field")
         write_conf()
-        rc, out = nginx_t({"FAKE_ABI": "2"})
-        check(rc != 0 and "mosn_extension.so ABI version 2 does not match module (built for 1)" in out,
+        abi = header_abi_version()
+        rc, out = nginx_t({"FAKE_ABI": str(abi + 1)})
+        check(rc != 0 and f"mosn_extension.so ABI version {abi + 1} does not match module (built for {abi})" in out,
               "nginx -t: ABI mismatch refused")
         write_conf(listener="nope")
         rc, out = nginx_t()

@@ -5,10 +5,12 @@
 //! mosn-ext start --host envoy|nginx -c mosn.json   run the host in the foreground
 //!          [--work-dir DIR] [--concurrency N] [--admin-port P] [--module-dir DIR]
 //!          [--print-config]
+//! mosn-ext fields [--markdown]                     every MOSN field and what it does here
 //! ```
 
-use mosn_extension::config::MosnConfig;
+use mosn_extension::config::fields::{self, Support};
 use mosn_extension::hostgen::{self, HostOptions};
+use mosn_extension::Engine;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -16,7 +18,8 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "usage:
   mosn-ext check -c mosn.json
   mosn-ext start --host envoy|nginx -c mosn.json [--work-dir DIR] [--concurrency N]
-                 [--admin-port P] [--module-dir DIR] [--print-config]";
+                 [--admin-port P] [--module-dir DIR] [--print-config]
+  mosn-ext fields [--markdown]";
 
 struct Args {
     cmd: String,
@@ -27,13 +30,23 @@ struct Args {
     concurrency: u32,
     admin_port: u16,
     print_config: bool,
+    markdown: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or("missing command")?;
-    let mut a =
-        Args { cmd, config: None, host: None, work_dir: None, module_dir: None, concurrency: 2, admin_port: 0, print_config: false };
+    let mut a = Args {
+        cmd,
+        config: None,
+        host: None,
+        work_dir: None,
+        module_dir: None,
+        concurrency: 2,
+        admin_port: 0,
+        print_config: false,
+        markdown: false,
+    };
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
@@ -44,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
             "--concurrency" => a.concurrency = val("--concurrency")?.parse().map_err(|_| "--concurrency needs a number")?,
             "--admin-port" => a.admin_port = val("--admin-port")?.parse().map_err(|_| "--admin-port needs a port")?,
             "--print-config" => a.print_config = true,
+            "--markdown" => a.markdown = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -51,8 +65,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn load(path: &Path) -> Result<MosnConfig, ExitCode> {
-    MosnConfig::from_file(path).map_err(|errs| {
+/// Loads the config exactly as the hosts do (every filter and route built).
+fn load(path: &Path) -> Result<Engine, ExitCode> {
+    let text = mosn_extension::config::read_file(path);
+    text.and_then(|t| Engine::load(&t)).map_err(|errs| {
         for e in &errs.0 {
             eprintln!("{}: {e}", path.display());
         }
@@ -72,16 +88,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.cmd == "fields" {
+        print_fields(args.markdown);
+        return ExitCode::SUCCESS;
+    }
     let Some(config) = args.config.clone() else {
         eprintln!("mosn-ext: -c mosn.json is required\n{USAGE}");
         return ExitCode::from(2);
     };
     match args.cmd.as_str() {
         "check" => match load(&config) {
-            Ok(cfg) => {
-                for f in &cfg.unused_fields {
-                    println!("{}: note: {f} is not used by mosn-extension", config.display());
+            Ok(engine) => {
+                for (path, why) in &engine.notes {
+                    println!("{}: note: {path} changes nothing here: {why}", config.display());
                 }
+                let cfg = &engine.config;
                 for l in cfg.listeners.iter().filter(|l| l.router_config_name.is_none()) {
                     println!(
                         "{}: warning: {}: no proxy filter with a router_config_name, so every request gets 404 \
@@ -116,7 +137,7 @@ fn start(args: &Args, config: &Path) -> ExitCode {
         return ExitCode::from(2);
     }
     let cfg = match load(config) {
-        Ok(c) => c,
+        Ok(e) => e.config,
         Err(code) => return code,
     };
     let config_path = match std::fs::canonicalize(config) {
@@ -126,9 +147,13 @@ fn start(args: &Args, config: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let module_dir = args.module_dir.clone().unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
-    });
+    let module_dir = match module_dir(args, host) {
+        Ok(d) => d,
+        Err(msg) => {
+            eprintln!("mosn-ext: {msg}");
+            return ExitCode::from(1);
+        }
+    };
     let work_dir = args.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("mosn-ext-{host}")));
     let abs = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p) };
     let opts = HostOptions {
@@ -173,6 +198,58 @@ fn start(args: &Args, config: &Path) -> ExitCode {
     };
     eprintln!("mosn-ext: cannot start {host}: {err}");
     ExitCode::from(1)
+}
+
+/// The files a host needs, by the make target that builds them.
+fn module_files(host: &str) -> &'static [(&'static str, &'static str)] {
+    match host {
+        "envoy" => &[("libmosn_envoy.so", "make build-l7")],
+        _ => &[("ngx_http_mosn_module.so", "make build-nginx-module"), ("mosn_extension.so", "make build-l7")],
+    }
+}
+
+/// Where the host modules are: `--module-dir`, else the first directory holding all of them
+/// among this binary's directory and the repository's `build/output` (where `make` puts
+/// them; `target/release/mosn-ext` finds them there too). When one is missing, says which
+/// file, where it looked and the make target that builds it.
+fn module_dir(args: &Args, host: &str) -> Result<PathBuf, String> {
+    let files = module_files(host);
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(d) = &args.module_dir {
+        candidates.push(d.clone());
+    } else if let Some(exe_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        candidates.push(exe_dir.clone());
+        // target/<profile>/mosn-ext → <repo>/build/output
+        if let Some(repo) = exe_dir.parent().and_then(Path::parent) {
+            candidates.push(repo.join("build").join("output"));
+        }
+    }
+    for dir in &candidates {
+        if files.iter().all(|(f, _)| dir.join(f).is_file()) {
+            return Ok(dir.clone());
+        }
+    }
+    let first = candidates.first().cloned().unwrap_or_else(|| PathBuf::from("."));
+    let (missing, target) = files.iter().find(|(f, _)| !first.join(f).is_file()).copied().unwrap_or(files[0]);
+    let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+    Err(format!("{missing} not found (looked in {}); build it with `{target}`, or pass --module-dir DIR", looked.join(", ")))
+}
+
+/// `mosn-ext fields`: the field table, plain or as the README's markdown.
+fn print_fields(markdown: bool) {
+    if markdown {
+        print!("{}", fields::markdown());
+        return;
+    }
+    for f in fields::FIELDS {
+        let path = if f.object.is_empty() { f.name.to_string() } else { format!("{}.{}", f.object, f.name) };
+        let what = match f.support {
+            Support::Yes => format!("yes: {}", f.doc),
+            Support::Refused(what) => format!("refused, not supported yet ({what})"),
+            Support::Ignored(why) => format!("noted, changes nothing: {why}"),
+        };
+        println!("{path}\t{what}");
+    }
 }
 
 fn unsafe_geteuid_is_root() -> bool {

@@ -1,24 +1,51 @@
 //! A small JSON reader that remembers where it is.
 //!
-//! MOSN configs are large and mostly fields we don't use, so parsing goes through
-//! [`Obj`]: every field read is marked, every error carries the JSON path
-//! (`cluster_manager.clusters[1].hosts[0].address`), and the fields nobody read are
-//! reported once as "not used" instead of being silently dropped.
+//! MOSN configs are large, so parsing goes through [`Obj`]: every error carries the JSON path
+//! (`cluster_manager.clusters[1].hosts[0].address`), and every object is read against its
+//! entry in the field table ([`super::fields`]). When an object is finished, each key the
+//! code did not read is judged by that table: a field MOSN has and this library does not
+//! implement yet is an error ("not supported yet"), a field that changes nothing here is a
+//! note, a field MOSN does not have is an error (with a did-you-mean). Nothing is accepted
+//! and silently ignored.
 
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-use super::{ConfigError, Diagnostics};
+use super::fields::{self, Support};
+use super::ConfigError;
 
-/// One JSON object being read, with its path and the keys read so far.
-pub(crate) struct Obj<'a> {
+/// Errors and notes collected while reading one config.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub errors: Vec<ConfigError>,
+    /// Fields that change nothing here, with the reason: `(path, why)`.
+    pub notes: Vec<(String, &'static str)>,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { path: path.into(), message: message.into() });
+    }
+    pub fn note(&mut self, path: String, why: &'static str) {
+        self.notes.push((path, why));
+    }
+    /// The number of errors so far (to tell whether a part added any).
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+}
+
+/// One JSON object being read: its path, its schema (an object name of the field table)
+/// and the keys read so far.
+pub struct Obj<'a> {
     map: &'a Map<String, Value>,
     path: String,
+    schema: &'static str,
     read: Vec<&'a str>,
 }
 
 /// `base.key`, or `key` at the top level.
-pub(crate) fn join(base: &str, key: &str) -> String {
+pub fn join(base: &str, key: &str) -> String {
     if base.is_empty() {
         key.to_string()
     } else {
@@ -26,11 +53,13 @@ pub(crate) fn join(base: &str, key: &str) -> String {
     }
 }
 
-pub(crate) fn index(base: &str, i: usize) -> String {
+/// `base[i]`.
+pub fn index(base: &str, i: usize) -> String {
     format!("{base}[{i}]")
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What a JSON value is, for messages.
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -42,10 +71,11 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl<'a> Obj<'a> {
-    /// Opens `v` as an object; records an error and returns `None` otherwise.
-    pub fn open(v: &'a Value, path: String, d: &mut Diagnostics) -> Option<Obj<'a>> {
+    /// Opens `v` as an object of `schema`; records an error and returns `None` otherwise.
+    pub fn open(v: &'a Value, path: String, schema: &'static str, d: &mut Diagnostics) -> Option<Obj<'a>> {
+        debug_assert!(fields::has_object(schema), "schema {schema:?} is not in the field table");
         match v {
-            Value::Object(map) => Some(Obj { map, path, read: Vec::new() }),
+            Value::Object(map) => Some(Obj { map, path, schema, read: Vec::new() }),
             other => {
                 d.error(path, format!("expected an object, found {}", kind(other)));
                 None
@@ -72,6 +102,7 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// True when `key` is present and not null (does not mark it read).
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some_and(|v| !v.is_null())
     }
@@ -86,15 +117,16 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A string that must be present and not empty.
     pub fn required_string(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<&'a str> {
         if !self.has(key) {
-            d.error(self.field_path(key), "is required".to_string());
+            d.error(self.field_path(key), "is required");
             self.get(key);
             return None;
         }
         let s = self.string(key, d)?;
         if s.is_empty() {
-            d.error(self.field_path(key), "must not be empty".to_string());
+            d.error(self.field_path(key), "must not be empty");
             return None;
         }
         Some(s)
@@ -137,10 +169,18 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub fn object(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Obj<'a>> {
+    /// The object at `key`, read as `schema`.
+    pub fn object(&mut self, key: &'static str, schema: &'static str, d: &mut Diagnostics) -> Option<Obj<'a>> {
         let path = self.field_path(key);
         let v = self.get(key)?;
-        Obj::open(v, path, d)
+        Obj::open(v, path, schema, d)
+    }
+
+    /// The objects of the array at `key`, each read as `schema`, with their paths.
+    pub fn objects(&mut self, key: &'static str, schema: &'static str, d: &mut Diagnostics) -> Vec<Obj<'a>> {
+        let base = self.field_path(key);
+        let Some(arr) = self.array(key, d) else { return Vec::new() };
+        arr.iter().enumerate().filter_map(|(i, v)| Obj::open(v, index(&base, i), schema, d)).collect()
     }
 
     /// A Go-style duration string (`"3s"`, `"400ms"`, `"1m30s"`), as MOSN writes them.
@@ -156,45 +196,84 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// A flat `{"k": "v"}` object of strings.
+    /// A flat `{"k": "v"}` object of strings, sorted by key.
     pub fn string_map(&mut self, key: &'static str, d: &mut Diagnostics) -> Vec<(String, String)> {
-        let Some(mut o) = self.object(key, d) else { return Vec::new() };
+        let path = self.field_path(key);
+        let Some(v) = self.get(key) else { return Vec::new() };
+        let Value::Object(map) = v else {
+            d.error(path, format!("expected an object of strings, found {}", kind(v)));
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        let keys: Vec<&'a String> = o.map.keys().collect();
-        for k in keys {
-            let path = o.field_path(k);
-            o.read.push(k.as_str());
-            match &o.map[k.as_str()] {
+        for (k, v) in map {
+            match v {
                 Value::String(s) => out.push((k.clone(), s.clone())),
-                other => d.error(path, format!("expected a string, found {}", kind(other))),
+                other => d.error(join(&path, k), format!("expected a string, found {}", kind(other))),
             }
         }
+        out.sort();
         out
     }
 
-    /// Marks `key` as known to MOSN but not used here (logged at debug, not as unknown).
-    pub fn ignore(&mut self, keys: &[&'static str]) {
-        for k in keys {
-            if let Some((k, _)) = self.map.get_key_value(*k) {
-                self.read.push(k.as_str());
-            }
-        }
+    /// The raw JSON at `key` (for a part another module reads, e.g. a filter's `config`).
+    pub fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key)
     }
 
-    /// Records every key that was never read.
+    /// Judges every key that was not read, by the field table (see the module doc).
     pub fn finish(self, d: &mut Diagnostics) {
-        for k in self.map.keys() {
-            if !self.read.contains(&k.as_str()) {
-                d.unused(join(&self.path, k));
+        for (k, v) in self.map {
+            if self.read.contains(&k.as_str()) {
+                continue;
+            }
+            let path = join(&self.path, k);
+            match fields::lookup(self.schema, k) {
+                Some(Support::Yes) => {} // skipped after an earlier error in this object
+                // Set to its empty value (null, false, 0, "", [], {}) it asks for nothing.
+                Some(Support::Refused(why)) if !is_empty(v) => d.error(path, format!("is not supported yet ({why})")),
+                Some(Support::Refused(_)) => {}
+                Some(Support::Ignored(why)) => d.note(path, why),
+                None => d.error(path, unknown("field", k, &fields::names(self.schema))),
             }
         }
     }
 }
 
-/// Iterates the objects of an array field, with their paths.
-pub(crate) fn objects<'a>(arr: Option<&'a Vec<Value>>, base: &str, d: &mut Diagnostics) -> Vec<Obj<'a>> {
-    let Some(arr) = arr else { return Vec::new() };
-    arr.iter().enumerate().filter_map(|(i, v)| Obj::open(v, index(base, i), d)).collect()
+/// True for a JSON value that asks for nothing: null, false, 0, "", [] or {} (Go's zero
+/// values, which MOSN treats as "not set").
+pub fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// `unknown filter "metadat" (did you mean "metadata"?)`, or the list of known names.
+pub fn unknown(what: &str, got: &str, known: &[&str]) -> String {
+    let close = known.iter().find(|k| edit_distance(&k.to_ascii_lowercase(), &got.to_ascii_lowercase()) <= 2);
+    match close {
+        Some(k) => format!("unknown {what} \"{got}\" (did you mean \"{k}\"?)"),
+        None if known.len() <= 12 => format!("unknown {what} \"{got}\" (known: {})", known.join(", ")),
+        None => format!("unknown {what} \"{got}\""),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Parses Go's `time.ParseDuration` syntax: a sequence of decimal numbers with units
@@ -238,12 +317,6 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, &'static str> {
     Ok(Duration::from_secs_f64(total))
 }
 
-impl From<(String, String)> for ConfigError {
-    fn from((path, message): (String, String)) -> Self {
-        ConfigError { path, message }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +332,11 @@ mod tests {
         assert!(parse_go_duration("3x").is_err());
         assert!(parse_go_duration("-1s").is_err());
         assert!(parse_go_duration("").is_err());
+    }
+
+    #[test]
+    fn did_you_mean() {
+        assert!(unknown("field", "lb_typ", &["lb_type", "name"]).contains("did you mean \"lb_type\""));
+        assert!(unknown("field", "zzz", &["a", "b"]).contains("known: a, b"));
     }
 }

@@ -6,12 +6,19 @@
 //!
 //! Phases and statuses follow MOSN: receive filters run `BeforeRoute`, then the router
 //! matches, then `AfterRoute` filters run; send filters run `BeforeSend` on the response.
+//!
+//! Each filter type is one file that reads its own `config` and builds the filter; the
+//! [`registry`] lists them by MOSN type name.
 
 pub mod fault;
 pub mod metadata;
+pub mod registry;
 
+pub use crate::api::LocalReply;
+
+use crate::api::Metadata;
 use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay, SharedStr};
-use crate::wake::Waker;
+use crate::wake::{WakeSource, Waker};
 
 /// When a receive filter runs (MOSN's `api.ReceiverFilterPhase`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +39,6 @@ pub enum FilterStatus {
     Wait,
     /// Answer locally; the filter has called [`ReceiveContext::local_reply`].
     LocalReply,
-}
-
-/// A locally generated response.
-#[derive(Debug, Clone)]
-pub struct LocalReply {
-    pub status: u16,
-    pub headers: Vec<(SharedStr, SharedStr)>,
-    pub body: SharedStr,
-    /// Short machine-readable reason for access logs, e.g. `fault_abort`.
-    pub details: &'static str,
 }
 
 /// A stream filter.
@@ -73,10 +70,10 @@ pub struct ReceiveContext<'a> {
     pub(crate) headers: &'a dyn HeaderMap,
     pub(crate) body: Option<&'a [u8]>,
     pub(crate) mutations: &'a mut Mutations,
-    pub(crate) metadata: &'a mut crate::stream::Metadata,
+    pub(crate) metadata: &'a mut Metadata,
     pub(crate) reply: &'a mut Option<LocalReply>,
     pub(crate) cluster: Option<&'a str>,
-    pub(crate) wake_source: &'a crate::wake::WakeSource,
+    pub(crate) wake_source: &'a WakeSource,
     pub(crate) resumed: bool,
     pub(crate) flags: &'a mut u32,
 }
@@ -86,6 +83,10 @@ impl<'a> ReceiveContext<'a> {
     /// filters' changes applied).
     pub fn header(&self, name: &str) -> Lookup<'_> {
         Overlay { base: self.headers, mutations: self.mutations }.lookup(name)
+    }
+    /// The request headers as the router will see them (for matchers).
+    pub fn headers(&self) -> Overlay<'_> {
+        Overlay { base: self.headers, mutations: self.mutations }
     }
     /// The whole request body, when a filter asked for it and the host buffered it.
     pub fn body(&self) -> Option<&[u8]> {
@@ -113,7 +114,7 @@ impl<'a> ReceiveContext<'a> {
     pub fn local_reply(&mut self, reply: LocalReply) {
         *self.reply = Some(reply);
     }
-    /// Sets a MOSN response flag bit (see [`crate::stream::flags`]).
+    /// Sets a MOSN response flag bit (see [`crate::api::flags`]).
     pub fn set_flag(&mut self, flag: u32) {
         *self.flags |= flag;
     }
@@ -133,7 +134,7 @@ pub struct SendContext<'a> {
     pub(crate) headers: &'a dyn HeaderMap,
     pub(crate) status: u16,
     pub(crate) mutations: &'a mut Mutations,
-    pub(crate) metadata: &'a crate::stream::Metadata,
+    pub(crate) metadata: &'a Metadata,
 }
 
 impl SendContext<'_> {
@@ -154,41 +155,5 @@ impl SendContext<'_> {
     }
     pub fn remove_header(&mut self, name: SharedStr) {
         self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: crate::headers::empty() });
-    }
-}
-
-/// Matches a header against `{name, value, regex}` (exact, or unanchored regex like MOSN).
-pub(crate) struct HeaderMatcher {
-    pub name: SharedStr,
-    pub value: SharedStr,
-    pub regex: Option<regex::bytes::Regex>,
-}
-
-impl HeaderMatcher {
-    pub fn new(c: &crate::config::HeaderMatcherConfig) -> HeaderMatcher {
-        HeaderMatcher {
-            name: if c.name == "method" { ":method".into() } else { c.name.as_str().into() },
-            value: c.value.as_str().into(),
-            // Validated at parse time.
-            regex: c.regex.then(|| regex::bytes::Regex::new(&c.value).expect("validated regex")),
-        }
-    }
-    pub fn matches(&self, headers: &dyn HeaderMap) -> bool {
-        match headers.get(&self.name).first() {
-            None => false,
-            Some(v) => match &self.regex {
-                Some(re) => re.is_match(v),
-                None => v == self.value.as_bytes(),
-            },
-        }
-    }
-}
-
-/// Builds the filter objects of one listener.
-pub(crate) fn build(cfg: &crate::config::StreamFilterConfig) -> std::sync::Arc<dyn StreamFilter> {
-    use crate::config::FilterConfig;
-    match &cfg.filter {
-        FilterConfig::Metadata(m) => std::sync::Arc::new(metadata::MetadataFilter::new(m)),
-        FilterConfig::Fault(f) => std::sync::Arc::new(fault::FaultFilter::new(f)),
     }
 }

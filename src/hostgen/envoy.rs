@@ -90,8 +90,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     let _ = writeln!(y, "  clusters:");
     for c in &cfg.clusters {
         let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": c.name }).to_string();
-        // MOSN's default connect timeout is 10 s; protobuf durations are written in seconds.
-        let connect_s = c.connect_timeout.map_or(10.0, |d| d.as_secs_f64().max(0.001));
+        // The config applies MOSN's default (10 s); protobuf durations are written in seconds.
+        let connect_s = c.connect_timeout.as_secs_f64().max(0.001);
         let _ = write!(
             y,
             r#"  - name: {name}

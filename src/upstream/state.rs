@@ -87,7 +87,7 @@ impl StateBlock {
 
 /// Allocates consecutive words while clusters and hosts are built.
 #[derive(Default)]
-pub(crate) struct Layout {
+pub struct Layout {
     pub next: usize,
 }
 

@@ -138,8 +138,9 @@ static double now_ms(void) {
 static const char *FAULT_JSON =
     "{\"servers\":[{\"routers\":[{\"router_config_name\":\"r\",\"virtual_hosts\":[{\"name\":\"v\",\"domains\":[\"*\"],"
     "\"routers\":[{\"match\":{\"prefix\":\"/\"},\"route\":{\"cluster_name\":\"c\"}}]}]}],"
-    "\"listeners\":[{\"name\":\"l\",\"address\":\"127.0.0.1:2990\","
-    "\"filter_chains\":[{\"filters\":[{\"type\":\"proxy\",\"config\":{\"router_config_name\":\"r\"}}]}],"
+    "\"listeners\":[{\"name\":\"l\",\"address\":\"127.0.0.1:2990\",\"bind_port\":true,"
+    "\"filter_chains\":[{\"filters\":[{\"type\":\"proxy\",\"config\":{\"downstream_protocol\":\"Http1\","
+    "\"router_config_name\":\"r\"}}]}],"
     "\"stream_filters\":[{\"type\":\"fault\",\"config\":{\"delay\":{\"fixed_delay\":\"60ms\",\"percentage\":100},"
     "\"headers\":[{\"name\":\"x-case\",\"value\":\"delay\"}]}}]}]}],"
     "\"cluster_manager\":{\"clusters\":[{\"name\":\"c\",\"hosts\":[{\"address\":\"127.0.0.1:1\"}]}]}}";

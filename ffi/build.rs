@@ -1,9 +1,9 @@
-//! Generates the C header from `src/ffi` with cbindgen into `$OUT_DIR/mosn_extension.h`.
+//! Generates the C header from `ffi/src` with cbindgen into `$OUT_DIR/mosn_extension.h`.
 //! `make build-l7` copies it to `build/output/`; `include/mosn_extension.h` is the
 //! checked-in copy, and a test fails when the two differ.
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     // The shared library is loaded by name (`mosn_extension.so`, e.g. DT_NEEDED of the
     // nginx module) and must never be unmapped while its threads run.

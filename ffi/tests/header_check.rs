@@ -1,8 +1,8 @@
-//! The checked-in C header must equal the one cbindgen generates from src/ffi.
+//! The checked-in C header must equal the one cbindgen generates from ffi/src.
 
 #[test]
 fn checked_in_header_is_current() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let generated = std::fs::read_dir(format!("{root}/target"))
         .ok()
         .into_iter()
@@ -10,7 +10,7 @@ fn checked_in_header_is_current() {
         .flatten()
         .filter(|e| e.path().is_dir())
         .flat_map(|profile| std::fs::read_dir(profile.path().join("build")).into_iter().flatten().flatten())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("mosn-extension-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with("mosn-extension-ffi-"))
         .map(|e| e.path().join("out/mosn_extension.h"))
         .filter(|p| p.exists())
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());

@@ -142,7 +142,8 @@ pub const MOSN_EXT_INFO_CLUSTER: u32 = 0;
 pub const MOSN_EXT_INFO_UPSTREAM_HOST: u32 = 1;
 pub const MOSN_EXT_INFO_METADATA: u32 = 2;
 
-/// MOSN response flags (`mosn_ext_stream_flags`), as in MOSN's `api.ResponseFlag`.
+/// MOSN response flags (`mosn_ext_stream_flags`), as in MOSN's `api.ResponseFlag`
+/// (the same values as `mosn_extension::api::flags`; a test checks that they agree).
 pub const MOSN_EXT_FLAG_NO_HEALTHY_UPSTREAM: u32 = 0x2;
 pub const MOSN_EXT_FLAG_UPSTREAM_REQUEST_TIMEOUT: u32 = 0x4;
 pub const MOSN_EXT_FLAG_UPSTREAM_REMOTE_RESET: u32 = 0x10;

@@ -1,7 +1,7 @@
 //! The C ABI from Rust: panic containment and pointer handling.
 
 use super::*;
-use crate::filter::{FilterStatus, ReceiveContext, StreamFilter};
+use mosn_extension::filter::{FilterStatus, ReceiveContext, StreamFilter};
 
 const DEMO: &str = include_str!("../../examples/unit-routing/mosn.json");
 
@@ -13,7 +13,7 @@ impl StreamFilter for PanicFilter {
         "test_panic"
     }
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
-        if cx.header("x-panic") != crate::headers::Lookup::Missing {
+        if cx.header("x-panic") != mosn_extension::headers::Lookup::Missing {
             panic!("test filter panics on purpose");
         }
         FilterStatus::Continue
@@ -21,9 +21,8 @@ impl StreamFilter for PanicFilter {
 }
 
 fn config_with_panic_filter() -> *mut mosn_ext_config {
-    let cfg = crate::config::MosnConfig::from_json(DEMO).unwrap();
-    let mut engine = Engine::build(cfg);
-    engine.listeners[0].filters.insert(0, Arc::new(PanicFilter));
+    let mut engine = Engine::load(DEMO).unwrap();
+    engine.listener_mut(0).unwrap().insert_filter(0, Arc::new(PanicFilter));
     Box::into_raw(Box::new(mosn_ext_config { engine: Arc::new(engine) }))
 }
 
@@ -118,9 +117,19 @@ fn header_values_may_hold_any_byte() {
 }
 
 #[test]
-fn flags_match_the_header_constants() {
-    use crate::stream::flags;
-    assert_eq!(flags::UPSTREAM_CONNECTION_FAILURE, 0x20);
-    assert_eq!(flags::NO_ROUTE_FOUND, 0x100);
-    assert_eq!(flags::DELAY_INJECTED, 0x200);
+fn flags_match_the_core() {
+    use mosn_extension::api::flags;
+    let pairs = [
+        (MOSN_EXT_FLAG_NO_HEALTHY_UPSTREAM, flags::NO_HEALTHY_UPSTREAM),
+        (MOSN_EXT_FLAG_UPSTREAM_REQUEST_TIMEOUT, flags::UPSTREAM_REQUEST_TIMEOUT),
+        (MOSN_EXT_FLAG_UPSTREAM_REMOTE_RESET, flags::UPSTREAM_REMOTE_RESET),
+        (MOSN_EXT_FLAG_UPSTREAM_CONNECTION_FAILURE, flags::UPSTREAM_CONNECTION_FAILURE),
+        (MOSN_EXT_FLAG_UPSTREAM_OVERFLOW, flags::UPSTREAM_OVERFLOW),
+        (MOSN_EXT_FLAG_NO_ROUTE_FOUND, flags::NO_ROUTE_FOUND),
+        (MOSN_EXT_FLAG_DELAY_INJECTED, flags::DELAY_INJECTED),
+        (MOSN_EXT_FLAG_FAULT_INJECTED, flags::FAULT_INJECTED),
+    ];
+    for (c, core) in pairs {
+        assert_eq!(c, core);
+    }
 }

@@ -1,0 +1,351 @@
+//! Every MOSN config field this library knows, and what it does with it.
+//!
+//! The reader ([`super::reader::Obj::finish`]) judges each field a config sets by this table:
+//! - [`Support::Yes`]: implemented with MOSN's meaning (documented in the README);
+//! - [`Support::Refused`]: MOSN has it, this library does not implement it yet: a config
+//!   that sets it is refused, naming its JSON path ("not supported yet");
+//! - [`Support::Ignored`]: MOSN has it and it changes nothing here (the reason says why);
+//!   `mosn-ext check` and the hosts print it as a note.
+//!
+//! A field that is in no object of this table is not a MOSN field: refused as unknown.
+//! The README's configuration reference is generated from this table
+//! (`mosn-ext fields --markdown`), and a test keeps the two equal.
+
+/// How this library treats a MOSN field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented with MOSN's meaning.
+    Yes,
+    /// Not implemented yet: refused. The text says what it is for.
+    Refused(&'static str),
+    /// Changes nothing here; the text says why.
+    Ignored(&'static str),
+}
+
+/// One field of one config object.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// The object, as a JSON path pattern (see [`object`]).
+    pub object: &'static str,
+    /// The field's name in that object.
+    pub name: &'static str,
+    pub support: Support,
+    /// What the field means here (for [`Support::Yes`]), one line.
+    pub doc: &'static str,
+}
+
+/// The config objects, named by their JSON path pattern.
+pub mod object {
+    pub const ROOT: &str = "";
+    pub const SERVER: &str = "servers[]";
+    pub const LISTENER: &str = "servers[].listeners[]";
+    pub const FILTER_CHAIN: &str = "servers[].listeners[].filter_chains[]";
+    pub const NETWORK_FILTER: &str = "servers[].listeners[].filter_chains[].filters[]";
+    pub const PROXY: &str = "servers[].listeners[].filter_chains[].filters[].config (proxy)";
+    pub const STREAM_FILTER: &str = "servers[].listeners[].stream_filters[]";
+    pub const ROUTER: &str = "servers[].routers[]";
+    pub const VIRTUAL_HOST: &str = "servers[].routers[].virtual_hosts[]";
+    pub const ROUTE: &str = "servers[].routers[].virtual_hosts[].routers[]";
+    pub const MATCH: &str = "servers[].routers[].virtual_hosts[].routers[].match";
+    pub const MATCH_HEADER: &str = "servers[].routers[].virtual_hosts[].routers[].match.headers[]";
+    pub const ROUTE_ACTION: &str = "servers[].routers[].virtual_hosts[].routers[].route";
+    pub const WEIGHTED_CLUSTER: &str = "servers[].routers[].virtual_hosts[].routers[].route.weighted_clusters[].cluster";
+    pub const WEIGHTED_CLUSTERS: &str = "servers[].routers[].virtual_hosts[].routers[].route.weighted_clusters[]";
+    pub const RETRY_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].route.retry_policy";
+    pub const DIRECT_RESPONSE: &str = "servers[].routers[].virtual_hosts[].routers[].direct_response";
+    pub const CLUSTER_MANAGER: &str = "cluster_manager";
+    pub const CLUSTER: &str = "cluster_manager.clusters[]";
+    pub const HOST: &str = "cluster_manager.clusters[].hosts[]";
+    pub const HOST_METADATA: &str = "cluster_manager.clusters[].hosts[].metadata";
+    pub const FAULT: &str = "stream_filters[].config (fault)";
+    pub const FAULT_DELAY: &str = "stream_filters[].config (fault).delay";
+    pub const FAULT_ABORT: &str = "stream_filters[].config (fault).abort";
+    pub const FAULT_HEADER: &str = "stream_filters[].config (fault).headers[]";
+    pub const METADATA: &str = "stream_filters[].config (metadata)";
+    pub const METADATAER: &str = "stream_filters[].config (metadata).metadataers[]";
+    pub const UNIT_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (UNIT)";
+    pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
+}
+
+use object::*;
+use Support::{Ignored, Refused, Yes};
+
+const fn yes(object: &'static str, name: &'static str, doc: &'static str) -> Field {
+    Field { object, name, support: Yes, doc }
+}
+const fn no(object: &'static str, name: &'static str, what: &'static str) -> Field {
+    Field { object, name, support: Refused(what), doc: "" }
+}
+const fn ign(object: &'static str, name: &'static str, why: &'static str) -> Field {
+    Field { object, name, support: Ignored(why), doc: "" }
+}
+
+// Why a field changes nothing here.
+const HOST_LOGS: &str = "the host writes the logs (Envoy's log, nginx's error_log)";
+const GO_RUNTIME: &str = "a setting of MOSN's Go runtime; there is none here";
+const HOST_IO: &str = "the host does the socket I/O and its own tuning";
+const HOST_POOLS: &str = "the host keeps the upstream connection pools";
+const HOT_UPGRADE: &str = "MOSN's hot upgrade; the host reloads itself";
+const MOSN_UNUSED: &str = "MOSN parses it but does not use it either";
+const STRICT_DNS_ONLY: &str = "only for STRICT_DNS clusters";
+// What a refused field is for.
+const HEADERS: &str = "header rewriting";
+
+/// The table. Order: as the README lists it.
+pub static FIELDS: &[Field] = &[
+    // --- top level
+    yes(ROOT, "servers", "exactly one server (as MOSN requires), with listeners and routers"),
+    yes(ROOT, "cluster_manager", "the upstream clusters"),
+    ign(ROOT, "admin", "MOSN's admin API is not served yet; the host's admin is"),
+    ign(ROOT, "metrics", "MOSN's metrics sinks are not exported yet"),
+    ign(ROOT, "tracing", "tracing is the host's (Envoy tracers, nginx modules)"),
+    ign(ROOT, "pprof", GO_RUNTIME),
+    ign(ROOT, "plugin", GO_RUNTIME),
+    ign(ROOT, "pid", "the host writes its own pid file"),
+    ign(ROOT, "uds_dir", HOT_UPGRADE),
+    ign(ROOT, "disable_upgrade", HOT_UPGRADE),
+    ign(ROOT, "close_graceful", HOT_UPGRADE),
+    ign(ROOT, "inherit_old_mosnconfig", HOT_UPGRADE),
+    ign(ROOT, "node", "the xDS node identity; xDS is not used"),
+    no(ROOT, "dynamic_resources", "xDS discovery"),
+    no(ROOT, "static_resources", "xDS bootstrap resources"),
+    no(ROOT, "extends", "MOSN extension configs"),
+    no(ROOT, "third_part_codec", "third-party protocol codecs"),
+    no(ROOT, "wasm_global_plugins", "WASM plugins"),
+    no(ROOT, "stream_filters", "MoE's named filter chains; put the filters in servers[].listeners[].stream_filters"),
+    // --- servers[]
+    yes(SERVER, "listeners", "the listeners"),
+    yes(SERVER, "routers", "the route tables listeners refer to"),
+    ign(SERVER, "mosn_server_name", "a name for MOSN's logs"),
+    ign(SERVER, "default_log_path", HOST_LOGS),
+    ign(SERVER, "default_log_level", HOST_LOGS),
+    ign(SERVER, "global_log_roller", HOST_LOGS),
+    ign(SERVER, "graceful_timeout", "the host drains connections on stop and reload"),
+    ign(SERVER, "processor", GO_RUNTIME),
+    ign(SERVER, "use_netpoll_mode", HOST_IO),
+    // --- listeners[]
+    yes(LISTENER, "name", "the listener's name (default: its address, as in MOSN)"),
+    yes(LISTENER, "address", "ip:port the host listens on (required)"),
+    yes(LISTENER, "bind_port", "must be true (MOSN binds only then); false is refused"),
+    yes(LISTENER, "network", "tcp (the default); udp and unix are refused"),
+    yes(LISTENER, "filter_chains", "exactly one chain (as MOSN requires) with one \"proxy\" filter"),
+    yes(LISTENER, "stream_filters", "MOSN stream filters, run in order"),
+    yes(LISTENER, "use_original_dst", "empty; tproxy/redirect are refused"),
+    yes(LISTENER, "inspector", "false; true (TLS inspection) is refused"),
+    ign(LISTENER, "type", "ingress/egress only labels MOSN's metrics"),
+    ign(LISTENER, "access_logs", "the host writes the access log (README: access log)"),
+    ign(LISTENER, "log_path", HOST_LOGS),
+    ign(LISTENER, "log_level", HOST_LOGS),
+    ign(LISTENER, "reuseport", HOST_IO),
+    ign(LISTENER, "default_read_buffer_size", HOST_IO),
+    no(LISTENER, "listener_filters", "listener filters"),
+    no(LISTENER, "connection_idle_timeout", "closing idle downstream connections"),
+    // --- filter_chains[]
+    yes(FILTER_CHAIN, "filters", "the network filters: one \"proxy\""),
+    yes(FILTER_CHAIN, "tls_context", "accepted with \"status\": false; TLS on the listener is refused"),
+    yes(FILTER_CHAIN, "tls_context_set", "accepted when empty; TLS on the listener is refused"),
+    ign(FILTER_CHAIN, "match", MOSN_UNUSED),
+    // --- filters[]
+    yes(NETWORK_FILTER, "type", "\"proxy\" (MOSN's HTTP proxy); other network filters are refused"),
+    yes(NETWORK_FILTER, "config", "the proxy's config"),
+    no(NETWORK_FILTER, "go_plugin_config", "Go plugin filters"),
+    // --- proxy config
+    yes(PROXY, "router_config_name", "the route table (servers[].routers[]) of this listener"),
+    yes(PROXY, "downstream_protocol", "required: Http1 (other protocols are refused)"),
+    ign(PROXY, "upstream_protocol", "MOSN uses the route's upstream_protocol, not this one"),
+    ign(PROXY, "name", "a label"),
+    ign(PROXY, "validate_clusters", MOSN_UNUSED),
+    ign(PROXY, "concurrency_num", GO_RUNTIME),
+    ign(PROXY, "fallback_for_unknown_protocol", "the host parses HTTP"),
+    no(PROXY, "router_handler_name", "custom route handlers"),
+    no(PROXY, "extend_config", "protocol extension settings"),
+    // --- stream_filters[]
+    yes(STREAM_FILTER, "type", "the filter type (see the filters below)"),
+    yes(STREAM_FILTER, "config", "the filter's config"),
+    no(STREAM_FILTER, "go_plugin_config", "Go plugin filters"),
+    // --- routers[]
+    yes(ROUTER, "router_config_name", "the name a proxy's router_config_name refers to"),
+    yes(ROUTER, "virtual_hosts", "virtual hosts, chosen by Host"),
+    no(ROUTER, "router_configs", "route tables loaded from a directory"),
+    no(ROUTER, "request_headers_to_add", HEADERS),
+    no(ROUTER, "request_headers_to_remove", HEADERS),
+    no(ROUTER, "response_headers_to_add", HEADERS),
+    no(ROUTER, "response_headers_to_remove", HEADERS),
+    // --- virtual_hosts[]
+    yes(VIRTUAL_HOST, "name", "a label"),
+    yes(VIRTUAL_HOST, "domains", "Host values this virtual host serves (at least one; \"*\" is any)"),
+    yes(VIRTUAL_HOST, "routers", "the routes, first match wins"),
+    ign(VIRTUAL_HOST, "require_tls", MOSN_UNUSED),
+    ign(VIRTUAL_HOST, "per_filter_config", "MOSN's filters read only the route's per_filter_config"),
+    no(VIRTUAL_HOST, "request_headers_to_add", HEADERS),
+    no(VIRTUAL_HOST, "request_headers_to_remove", HEADERS),
+    no(VIRTUAL_HOST, "response_headers_to_add", HEADERS),
+    no(VIRTUAL_HOST, "response_headers_to_remove", HEADERS),
+    // --- routers[] (routes)
+    yes(ROUTE, "match", "what the request must look like"),
+    yes(ROUTE, "route", "forward to a cluster"),
+    yes(ROUTE, "direct_response", "answer with a fixed status and body"),
+    no(ROUTE, "redirect", "redirects"),
+    no(ROUTE, "per_filter_config", "per-route filter configs"),
+    no(ROUTE, "request_mirror_policies", "request mirroring"),
+    ign(ROUTE, "metadata", "MOSN's router does not use route metadata either"),
+    no(ROUTE, "request_headers_to_add", HEADERS),
+    no(ROUTE, "request_headers_to_remove", HEADERS),
+    no(ROUTE, "response_headers_to_add", HEADERS),
+    no(ROUTE, "response_headers_to_remove", HEADERS),
+    // --- match
+    yes(MATCH, "prefix", "the normalized path starts with it (case-sensitive)"),
+    yes(MATCH, "path", "the normalized path equals it (case-insensitive, as in MOSN)"),
+    yes(MATCH, "regex", "the normalized path contains a match (unanchored, as in MOSN; write ^...$ for all of it)"),
+    yes(MATCH, "headers", "request headers that must match, all of them"),
+    no(MATCH, "variables", "variable matchers"),
+    no(MATCH, "dsl_expressions", "DSL matchers"),
+    // --- match.headers[]
+    yes(MATCH_HEADER, "name", "header name (case-insensitive; \"method\" is the method)"),
+    yes(MATCH_HEADER, "value", "the value it must equal"),
+    yes(MATCH_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- route
+    yes(ROUTE_ACTION, "cluster_name", "the cluster"),
+    yes(ROUTE_ACTION, "weighted_clusters", "clusters picked at random by weight (wins over cluster_name, as in MOSN)"),
+    yes(ROUTE_ACTION, "timeout", "the whole request's timeout (Go duration)"),
+    yes(ROUTE_ACTION, "retry_policy", "when to retry on another host"),
+    yes(ROUTE_ACTION, "upstream_protocol", "Http1 (the default); other protocols are refused"),
+    ign(ROUTE_ACTION, "cluster_header", MOSN_UNUSED),
+    no(ROUTE_ACTION, "cluster_variable", "cluster from a variable"),
+    no(ROUTE_ACTION, "metadata_match", "subset load balancing"),
+    no(ROUTE_ACTION, "hash_policy", "consistent-hash load balancing"),
+    no(ROUTE_ACTION, "prefix_rewrite", "path rewriting"),
+    no(ROUTE_ACTION, "regex_rewrite", "path rewriting"),
+    no(ROUTE_ACTION, "host_rewrite", "Host rewriting"),
+    no(ROUTE_ACTION, "auto_host_rewrite", "Host rewriting"),
+    no(ROUTE_ACTION, "auto_host_rewrite_header", "Host rewriting"),
+    no(ROUTE_ACTION, "request_headers_to_add", HEADERS),
+    no(ROUTE_ACTION, "request_headers_to_remove", HEADERS),
+    no(ROUTE_ACTION, "response_headers_to_add", HEADERS),
+    no(ROUTE_ACTION, "response_headers_to_remove", HEADERS),
+    // --- weighted_clusters[]
+    yes(WEIGHTED_CLUSTERS, "cluster", "{name, weight}"),
+    yes(WEIGHTED_CLUSTER, "name", "the cluster"),
+    yes(WEIGHTED_CLUSTER, "weight", "its share (weights need not add up to 100; not all 0)"),
+    no(WEIGHTED_CLUSTER, "metadata_match", "subset load balancing"),
+    // --- retry_policy
+    yes(RETRY_POLICY, "retry_on", "true: retry 5xx (or status_codes), resets and per-try timeouts; false: connect failures only"),
+    yes(RETRY_POLICY, "num_retries", "retries after the first attempt, exactly (default 3)"),
+    yes(RETRY_POLICY, "retry_timeout", "one attempt's timeout (Go duration)"),
+    yes(RETRY_POLICY, "status_codes", "the statuses retried when retry_on (default: every 5xx)"),
+    // --- direct_response
+    yes(DIRECT_RESPONSE, "status", "the status (100..=599)"),
+    yes(DIRECT_RESPONSE, "body", "the body"),
+    // --- cluster_manager
+    yes(CLUSTER_MANAGER, "clusters", "the clusters"),
+    yes(CLUSTER_MANAGER, "tls_context", "accepted with \"status\": false; TLS to upstreams is refused"),
+    ign(CLUSTER_MANAGER, "cluster_pool_enable", HOST_POOLS),
+    no(CLUSTER_MANAGER, "clusters_configs", "clusters loaded from a directory"),
+    // --- clusters[]
+    yes(CLUSTER, "name", "the name routes use"),
+    yes(CLUSTER, "type", "SIMPLE, STATIC, DYNAMIC, EDS (all a fixed host list, as in MOSN)"),
+    yes(CLUSTER, "lb_type", "LB_ROUNDROBIN (default), LB_RANDOM"),
+    yes(CLUSTER, "connect_timeout", "connect timeout (Go duration; default and \"0s\": 10s, MOSN's)"),
+    yes(CLUSTER, "hosts", "the hosts (may be empty: requests get 502, no healthy upstream)"),
+    yes(CLUSTER, "tls_context", "accepted with \"status\": false; TLS to upstreams is refused"),
+    yes(CLUSTER, "cluster_manager_tls", "false; true (TLS to upstreams) is refused"),
+    yes(CLUSTER, "health_check", "accepted without service_name (MOSN then runs no check); checks are refused"),
+    yes(CLUSTER, "circuit_breakers", "accepted when every limit is 0 (unlimited); limits are refused"),
+    ign(CLUSTER, "max_request_per_conn", "MOSN stores it but does not enforce it either"),
+    ign(CLUSTER, "conn_buffer_limit_bytes", HOST_IO),
+    ign(CLUSTER, "cluster_pool_enable", HOST_POOLS),
+    ign(CLUSTER, "keepalive", "MOSN uses it for RPC (xprotocol) pools only"),
+    ign(CLUSTER, "sub_type", MOSN_UNUSED),
+    ign(CLUSTER, "lbconfig", "tunes balancers that are not implemented yet"),
+    ign(CLUSTER, "original_dst_lb_config", "only for ORIGINAL_DST clusters"),
+    ign(CLUSTER, "dns_refresh_rate", STRICT_DNS_ONLY),
+    ign(CLUSTER, "respect_dns_ttl", STRICT_DNS_ONLY),
+    ign(CLUSTER, "dns_lookup_family", STRICT_DNS_ONLY),
+    ign(CLUSTER, "dns_resolvers", STRICT_DNS_ONLY),
+    ign(CLUSTER, "dns_resolver_file", STRICT_DNS_ONLY),
+    ign(CLUSTER, "dns_resolver_port", STRICT_DNS_ONLY),
+    no(CLUSTER, "idle_timeout", "closing idle upstream connections"),
+    no(CLUSTER, "lb_subset_config", "subset load balancing"),
+    no(CLUSTER, "slow_start", "slow start"),
+    no(CLUSTER, "spec", "service discovery subscriptions"),
+    no(CLUSTER, "mark", "SO_MARK on upstream sockets"),
+    // --- hosts[]
+    yes(HOST, "address", "ip:port (host names are not resolved)"),
+    yes(HOST, "hostname", "a label"),
+    yes(HOST, "weight", "1..=128 (clamped, as MOSN does; 0 is 1)"),
+    yes(HOST, "metadata", "filter_metadata[\"mosn.lb\"]: string key/values for load balancing"),
+    ign(HOST, "tls_disable", "TLS to upstreams is not used"),
+    yes(HOST_METADATA, "filter_metadata", "namespaces; only \"mosn.lb\" is used"),
+    // --- fault
+    yes(FAULT, "delay", "{fixed_delay, percentage}: delay that share of requests"),
+    yes(FAULT, "abort", "{status, percentage}: answer that share with status"),
+    yes(FAULT, "upstream_cluster", "only requests routed to this cluster"),
+    yes(FAULT, "headers", "only requests whose headers match (as route headers)"),
+    yes(FAULT_DELAY, "fixed_delay", "the delay (Go duration; 0: no delay)"),
+    yes(FAULT_DELAY, "percentage", "0..=100 (0: never; MOSN's default)"),
+    yes(FAULT_ABORT, "status", "the status (0 with a percentage is MOSN's 200)"),
+    yes(FAULT_ABORT, "percentage", "0..=100 (0: never; MOSN's default)"),
+    yes(FAULT_HEADER, "name", "header name"),
+    yes(FAULT_HEADER, "value", "value"),
+    yes(FAULT_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- metadata
+    yes(METADATA, "disable", "true: no driver runs (client-sent x-mosn-on-envoy-* are still removed)"),
+    yes(METADATA, "case_sensitive", "false (default): values are lower-cased"),
+    yes(METADATA, "metadataers", "the drivers, each writing x-mosn-on-envoy-<key>"),
+    yes(METADATAER, "meta_data_key", "the driver: UNIT, ZONE"),
+    yes(METADATAER, "config", "the driver's config"),
+    yes(UNIT_DRIVER, "unit_key", "the header holding the integer uid (default userid)"),
+    yes(ZONE_DRIVER, "zone_env_name_list", "environment variables; the first one set is the zone"),
+];
+
+/// How `name` of `object` is treated, or `None` if MOSN has no such field there.
+pub fn lookup(object: &str, name: &str) -> Option<Support> {
+    FIELDS.iter().find(|f| f.object == object && f.name == name).map(|f| f.support)
+}
+
+/// The field names of `object` (for "did you mean").
+pub fn names(object: &str) -> Vec<&'static str> {
+    FIELDS.iter().filter(|f| f.object == object).map(|f| f.name).collect()
+}
+
+/// True if the table describes `object`.
+pub fn has_object(object: &str) -> bool {
+    object.is_empty() || FIELDS.iter().any(|f| f.object == object)
+}
+
+/// The README's configuration reference: one table per object, in table order.
+pub fn markdown() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut current: Option<&str> = None;
+    for f in FIELDS {
+        if current != Some(f.object) {
+            current = Some(f.object);
+            let title = if f.object.is_empty() { "(top level)" } else { f.object };
+            let _ = write!(out, "\n**`{title}`**\n\n| field | |\n|---|---|\n");
+        }
+        let what = match f.support {
+            Yes => f.doc.to_string(),
+            Refused(what) => format!("refused: not supported yet ({what})"),
+            Ignored(why) => format!("noted, changes nothing: {why}"),
+        };
+        let _ = writeln!(out, "| `{}` | {} |", f.name, what);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for f in FIELDS {
+            assert!(seen.insert((f.object, f.name)), "{}.{} is listed twice", f.object, f.name);
+            if f.support == Yes {
+                assert!(!f.doc.is_empty(), "{}.{} has no doc", f.object, f.name);
+            }
+        }
+    }
+}

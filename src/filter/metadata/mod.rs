@@ -1,0 +1,150 @@
+//! MOSN's `metadata` filter and its driver registry.
+//!
+//! Each driver computes one value from the request (the `UNIT` driver: uid → site) and the
+//! filter writes it as request header `x-mosn-on-envoy-<key>` for routes to match, and as
+//! stream metadata `<key>` for logs (`$mosn_unit`, `%DYNAMIC_METADATA(mosn:unit)%`).
+//!
+//! Adding a driver: one file in this folder with a type implementing [`Driver`] and a
+//! `parse` function, and one line in [`DRIVERS`] (see `zone.rs`).
+//!
+//! Deliberate difference from MOSN: a client-supplied `x-mosn-on-envoy-<key>` header is
+//! removed before the drivers run, also when the filter is `disable`d, so a client can
+//! never steer routing by forging it.
+
+mod unit;
+mod zone;
+
+pub use unit::UnitDriver;
+pub use zone::ZoneDriver;
+
+use super::registry::ParseContext;
+use super::{FilterStatus, ReceiveContext, StreamFilter};
+use crate::config::fields::object;
+use crate::config::reader::{unknown, Diagnostics, Obj};
+use crate::headers::{Lookup, SharedStr};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A metadata driver (MOSN's `metadata.Driver`).
+pub trait Driver: Send + Sync {
+    /// The value for this request, or `None` (no header is set; the routes decide).
+    fn build(&self, cx: &ReceiveContext<'_>) -> Option<SharedStr>;
+}
+
+/// Reads a driver's `config` (`None` when absent) and builds it.
+pub type DriverParseFn = fn(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Option<Box<dyn Driver>>;
+
+/// One driver type.
+pub struct DriverType {
+    /// The `meta_data_key`, as MOSN spells it.
+    pub key: &'static str,
+    /// The driver `config` object's name in the field table.
+    pub object: &'static str,
+    pub parse: DriverParseFn,
+}
+
+/// Every metadata driver this library implements.
+pub static DRIVERS: &[DriverType] = &[
+    DriverType { key: "UNIT", object: object::UNIT_DRIVER, parse: unit::parse },
+    DriverType { key: "ZONE", object: object::ZONE_DRIVER, parse: zone::parse },
+];
+
+struct Entry {
+    header: SharedStr,
+    metadata_key: SharedStr,
+    driver: Box<dyn Driver>,
+}
+
+/// The `metadata` stream filter (receive, `BeforeRoute`).
+pub struct MetadataFilter {
+    disable: bool,
+    case_sensitive: bool,
+    entries: Vec<Entry>,
+}
+
+// === impl parse ===
+
+/// Reads `{disable, case_sensitive, metadataers: [{meta_data_key, config}]}`.
+pub fn parse(config: Option<Obj<'_>>, _cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {
+    let Some(mut c) = config else {
+        return Some(Arc::new(MetadataFilter { disable: false, case_sensitive: false, entries: Vec::new() }));
+    };
+    let errors = d.error_count();
+    let disable = c.boolean("disable", d).unwrap_or(false);
+    let case_sensitive = c.boolean("case_sensitive", d).unwrap_or(false);
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    for mut m in c.objects("metadataers", object::METADATAER, d) {
+        let key_path = m.field_path("meta_data_key");
+        let key = m.required_string("meta_data_key", d);
+        let ty = key.and_then(|k| DRIVERS.iter().find(|t| t.key == k));
+        match (key, ty) {
+            (Some(k), Some(ty)) => {
+                if !seen.insert(k) {
+                    d.error(key_path, format!("driver \"{k}\" is listed twice"));
+                }
+                let cfg_path = m.field_path("config");
+                let cfg = m.raw("config").and_then(|v| Obj::open(v, cfg_path, ty.object, d));
+                if let Some(driver) = (ty.parse)(cfg, d) {
+                    entries.push(Entry::new(k, case_sensitive, driver));
+                }
+            }
+            (Some(k), None) => {
+                m.raw("config");
+                let known: Vec<&str> = DRIVERS.iter().map(|t| t.key).collect();
+                d.error(key_path, unknown("metadata driver", k, &known));
+            }
+            (None, _) => {
+                m.raw("config");
+            }
+        }
+        m.finish(d);
+    }
+    c.finish(d);
+    if d.error_count() != errors {
+        return None;
+    }
+    Some(Arc::new(MetadataFilter { disable, case_sensitive, entries }))
+}
+
+impl Entry {
+    fn new(meta_data_key: &str, case_sensitive: bool, driver: Box<dyn Driver>) -> Entry {
+        let key = if case_sensitive { meta_data_key.to_string() } else { meta_data_key.to_ascii_lowercase() };
+        // Header names on the wire are case-insensitive; hosts store them lower case.
+        let header: SharedStr = format!("x-mosn-on-envoy-{}", key.to_ascii_lowercase()).into();
+        Entry { header, metadata_key: meta_data_key.to_ascii_lowercase().into(), driver }
+    }
+}
+
+// === impl MetadataFilter ===
+
+impl StreamFilter for MetadataFilter {
+    fn name(&self) -> &'static str {
+        "metadata"
+    }
+
+    fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
+        // Stripping forged headers does not depend on `disable`: routes trust these headers.
+        for e in &self.entries {
+            if cx.header(&e.header) != Lookup::Missing {
+                tracing::debug!(header = &*e.header, "removing client-supplied metadata header");
+                cx.remove_header(e.header.clone());
+            }
+        }
+        if self.disable {
+            return FilterStatus::Continue;
+        }
+        for e in &self.entries {
+            if let Some(v) = e.driver.build(cx) {
+                let v = if self.case_sensitive || !v.bytes().any(|b| b.is_ascii_uppercase()) {
+                    v
+                } else {
+                    SharedStr::from(v.to_ascii_lowercase())
+                };
+                cx.set_header(e.header.clone(), v.clone());
+                cx.set_metadata(e.metadata_key.clone(), v);
+            }
+        }
+        FilterStatus::Continue
+    }
+}

@@ -1,0 +1,72 @@
+//! The stream filter types, by MOSN type name (`stream_filters[].type`).
+//!
+//! Adding a filter: one file in `src/filter/` with a `parse` function (its `config` → the
+//! filter), and one line in [`FILTERS`].
+
+use super::StreamFilter;
+use crate::config::fields::object;
+use crate::config::reader::{unknown, Diagnostics, Obj};
+use crate::config::{MosnConfig, RawFilterConfig};
+use std::sync::Arc;
+
+/// What a filter's parser may consult besides its own config.
+pub struct ParseContext<'a> {
+    /// The whole config (e.g. to check that a named cluster exists).
+    pub config: &'a MosnConfig,
+}
+
+/// Reads a filter's `config` (`None` when absent) and builds the filter; errors go to `d`
+/// with their JSON paths.
+pub type ParseFn = fn(config: Option<Obj<'_>>, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>>;
+
+/// One stream filter type.
+pub struct FilterType {
+    /// The `type` value, as MOSN spells it.
+    pub name: &'static str,
+    /// The `config` object's name in the field table.
+    pub object: &'static str,
+    pub parse: ParseFn,
+}
+
+/// Every stream filter type this library implements.
+pub static FILTERS: &[FilterType] = &[
+    FilterType { name: "metadata", object: object::METADATA, parse: super::metadata::parse },
+    FilterType { name: "fault", object: object::FAULT, parse: super::fault::parse },
+];
+
+/// MOSN's other stream filters: refused as "not supported yet" rather than unknown.
+const MOSN_FILTERS: &[&str] = &[
+    "payload_limit",
+    "ip_access",
+    "header_to_metadata",
+    "flowControlFilter",
+    "fault_tolerance",
+    "gzip",
+    "mirror",
+    "dsl",
+    "transcoder",
+    "grpc_metric",
+    "dubbo_stream",
+    "seata",
+    "proxywasm",
+    "echo",
+];
+
+/// Builds the filter of one `stream_filters[]` entry.
+pub fn build(raw: &RawFilterConfig, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {
+    let type_path = format!("{}.type", raw.path);
+    let Some(ty) = FILTERS.iter().find(|f| f.name == raw.type_name) else {
+        if MOSN_FILTERS.contains(&raw.type_name.as_str()) {
+            d.error(type_path, format!("filter \"{}\" is not supported yet", raw.type_name));
+        } else {
+            let known: Vec<&str> = FILTERS.iter().map(|f| f.name).chain(MOSN_FILTERS.iter().copied()).collect();
+            d.error(type_path, unknown("filter", &raw.type_name, &known));
+        }
+        return None;
+    };
+    let config = raw.config.as_ref().and_then(|v| Obj::open(v, format!("{}.config", raw.path), ty.object, d));
+    if raw.config.is_some() && config.is_none() {
+        return None;
+    }
+    (ty.parse)(config, cx, d)
+}

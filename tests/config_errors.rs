@@ -1,0 +1,414 @@
+//! Configs as `mosn-ext check` and the hosts load them (`Engine::load`): MOSN configs that
+//! MOSN runs are accepted with MOSN's meaning; everything else is refused naming the exact
+//! JSON path of the offending field.
+
+use mosn_extension::headers::{Header, Headers};
+use mosn_extension::{Action, Engine};
+use serde_json::{json, Value};
+
+/// A valid base config; each case patches one field of it.
+fn base() -> Value {
+    json!({
+      "servers": [{
+        "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [
+          {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s1"}]}, "route": {"cluster_name": "s1"}},
+          {"match": {"prefix": "/"}, "route": {"cluster_name": "s2", "timeout": "3s", "retry_policy": {"retry_on": true, "num_retries": 2}}}
+        ]}]}],
+        "listeners": [{"name": "l", "address": "127.0.0.1:2990", "bind_port": true,
+          "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}],
+          "stream_filters": [
+            {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}},
+            {"type": "fault", "config": {"delay": {"fixed_delay": "1s", "percentage": 10}}}
+          ]}]
+      }],
+      "cluster_manager": {"clusters": [
+        {"name": "s1", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3450", "weight": 2, "metadata": {"filter_metadata": {"mosn.lb": {"unit": "s1"}}}}]},
+        {"name": "s2", "hosts": [{"address": "127.0.0.1:3452"}]}
+      ]}
+    })
+}
+
+/// Sets the field at a JSON pointer, adding it to its parent object (or array) if absent.
+fn set(v: &mut Value, pointer: &str, new: Value) {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+    let parent = v.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+    match parent {
+        Value::Object(m) => {
+            m.insert(key.to_string(), new);
+        }
+        Value::Array(a) => {
+            let i = key.parse::<usize>().expect("index");
+            if i == a.len() {
+                a.push(new);
+            } else {
+                a[i] = new;
+            }
+        }
+        other => panic!("{pointer}: parent is {other}"),
+    }
+}
+
+fn load(v: &Value) -> Result<Engine, mosn_extension::config::ConfigErrors> {
+    Engine::load(&v.to_string())
+}
+
+const L: &str = "/servers/0/listeners/0";
+const LP: &str = "servers[0].listeners[0]";
+const R: &str = "/servers/0/routers/0/virtual_hosts/0/routers";
+const RP: &str = "servers[0].routers[0].virtual_hosts[0].routers";
+const C: &str = "/cluster_manager/clusters";
+const CP: &str = "cluster_manager.clusters";
+
+#[test]
+fn the_base_config_is_valid() {
+    let e = load(&base()).expect("valid");
+    assert_eq!(e.config.listeners[0].router_config_name.as_deref(), Some("r"));
+    assert_eq!(e.config.clusters[0].hosts[0].weight, 2);
+    assert_eq!(e.config.clusters[0].hosts[0].metadata, vec![("unit".to_string(), "s1".to_string())]);
+    assert!(e.notes.is_empty(), "{:?}", e.notes);
+}
+
+/// `(JSON pointer, new value, JSON path of the error, text in the message)`.
+type Case = (String, Value, String, &'static str);
+
+fn refused() -> Vec<Case> {
+    let c = |p: &str, v: Value, path: &str, why: &'static str| (p.to_string(), v, path.to_string(), why);
+    vec![
+        c(&format!("{C}/1/hosts/0/address"), json!("127.0.0.1"), &format!("{CP}[1].hosts[0].address"), "\"127.0.0.1\" has no port"),
+        c(&format!("{C}/1/hosts/0/address"), json!("localhost:80"), &format!("{CP}[1].hosts[0].address"), "is not an IP address"),
+        c(&format!("{C}/1/hosts/0/address"), json!("127.0.0.1:0"), &format!("{CP}[1].hosts[0].address"), "port 0"),
+        c(&format!("{C}/0/hosts/0/weight"), json!("2"), &format!("{CP}[0].hosts[0].weight"), "expected an integer"),
+        c(&format!("{C}/0/lb_type"), json!("LB_ROUNDROBINN"), &format!("{CP}[0].lb_type"), "did you mean \"LB_ROUNDROBIN\""),
+        c(&format!("{C}/0/lb_type"), json!("LB_MAGLEV"), &format!("{CP}[0].lb_type"), "not supported yet"),
+        c(&format!("{C}/0/type"), json!("STRICT_DNS"), &format!("{CP}[0].type"), "not supported yet"),
+        c(&format!("{C}/1/name"), json!("s1"), &format!("{CP}[1].name"), "defined twice"),
+        c(
+            &format!("{C}/0/hosts/0/metadata/filter_metadata/mosn.lb/unit"),
+            json!(1),
+            &format!("{CP}[0].hosts[0].metadata.filter_metadata.mosn.lb.unit"),
+            "expected a string",
+        ),
+        c(&format!("{C}/0/lb_typ"), json!("LB_RANDOM"), &format!("{CP}[0].lb_typ"), "unknown field \"lb_typ\" (did you mean \"lb_type\"?)"),
+        // Fields MOSN has that are not implemented yet: refused, never ignored.
+        c(&format!("{C}/0/tls_context"), json!({"status": true}), &format!("{CP}[0].tls_context.status"), "TLS is not supported yet"),
+        c(&format!("{C}/0/circuit_breakers"), json!([{"max_requests": 10}]), &format!("{CP}[0].circuit_breakers"), "not supported yet"),
+        c(
+            &format!("{C}/0/health_check"),
+            json!({"service_name": "s1", "interval": "5s"}),
+            &format!("{CP}[0].health_check"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{C}/0/lb_subset_config"),
+            json!({"subset_selectors": [["unit"]]}),
+            &format!("{CP}[0].lb_subset_config"),
+            "not supported yet",
+        ),
+        c(&format!("{R}/1/route/prefix_rewrite"), json!("/v2"), &format!("{RP}[1].route.prefix_rewrite"), "not supported yet"),
+        c(&format!("{R}/1/route/host_rewrite"), json!("h"), &format!("{RP}[1].route.host_rewrite"), "not supported yet"),
+        c(
+            &format!("{R}/1/route/hash_policy"),
+            json!([{"header": {"key": "uid"}}]),
+            &format!("{RP}[1].route.hash_policy"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{R}/1/request_mirror_policies"),
+            json!({"cluster": "s1", "percent": 10}),
+            &format!("{RP}[1].request_mirror_policies"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{R}/1/route/metadata_match"),
+            json!({"filter_metadata": {"mosn.lb": {"a": "b"}}}),
+            &format!("{RP}[1].route.metadata_match"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{R}/1/request_headers_to_add"),
+            json!([{"header": {"key": "a", "value": "b"}}]),
+            &format!("{RP}[1].request_headers_to_add"),
+            "not supported yet",
+        ),
+        c(
+            "/servers/0/routers/0/virtual_hosts/0/response_headers_to_remove",
+            json!(["a"]),
+            "servers[0].routers[0].virtual_hosts[0].response_headers_to_remove",
+            "not supported yet",
+        ),
+        c(
+            "/servers/0/routers/0/request_headers_to_remove",
+            json!(["a"]),
+            "servers[0].routers[0].request_headers_to_remove",
+            "not supported yet",
+        ),
+        c(&format!("{R}/1/redirect"), json!({"path_redirect": "/x"}), &format!("{RP}[1]"), "takes one action"),
+        // Listeners.
+        c(&format!("{L}/stream_filters/0/type"), json!("metadat"), &format!("{LP}.stream_filters[0].type"), "unknown filter \"metadat\""),
+        c(
+            &format!("{L}/stream_filters/0/type"),
+            json!("gzip"),
+            &format!("{LP}.stream_filters[0].type"),
+            "filter \"gzip\" is not supported yet",
+        ),
+        c(
+            &format!("{L}/stream_filters/0/config/metadataers/0/meta_data_key"),
+            json!("UNITS"),
+            &format!("{LP}.stream_filters[0].config.metadataers[0].meta_data_key"),
+            "unknown metadata driver \"UNITS\"",
+        ),
+        c(
+            &format!("{L}/stream_filters/0/config/metadataers/0/config/unit_key"),
+            json!("u id"),
+            &format!("{LP}.stream_filters[0].config.metadataers[0].config.unit_key"),
+            "not a valid header name",
+        ),
+        c(
+            &format!("{L}/stream_filters/0/config/metadataers/0/config/unit_kye"),
+            json!("x"),
+            &format!("{LP}.stream_filters[0].config.metadataers[0].config.unit_kye"),
+            "did you mean \"unit_key\"",
+        ),
+        c(
+            &format!("{L}/stream_filters/0/config/case_sensitive"),
+            json!("yes"),
+            &format!("{LP}.stream_filters[0].config.case_sensitive"),
+            "expected true or false",
+        ),
+        c(
+            &format!("{L}/stream_filters/1/config/delay/fixed_delay"),
+            json!("1 sec"),
+            &format!("{LP}.stream_filters[1].config.delay.fixed_delay"),
+            "is not a duration",
+        ),
+        c(
+            &format!("{L}/stream_filters/1/config/abort"),
+            json!({"status": 99, "percentage": 10}),
+            &format!("{LP}.stream_filters[1].config.abort.status"),
+            "not a final HTTP status",
+        ),
+        c(
+            &format!("{L}/stream_filters/1/config/upstream_cluster"),
+            json!("nope"),
+            &format!("{LP}.stream_filters[1].config.upstream_cluster"),
+            "cluster \"nope\" does not exist",
+        ),
+        c(&format!("{L}/address"), json!("2990"), &format!("{LP}.address"), "not an ip:port"),
+        c(&format!("{L}/bind_port"), json!(false), &format!("{LP}.bind_port"), "must be true"),
+        c(&format!("{L}/network"), json!("udp"), &format!("{LP}.network"), "not supported yet"),
+        c(
+            &format!("{L}/filter_chains/0/tls_context"),
+            json!({"status": true, "cert_chain": "x"}),
+            &format!("{LP}.filter_chains[0].tls_context.status"),
+            "TLS is not supported yet",
+        ),
+        c(&format!("{L}/filter_chains/1"), json!({"filters": []}), &format!("{LP}.filter_chains"), "exactly one"),
+        c(
+            &format!("{L}/filter_chains/0/filters/0/type"),
+            json!("tcp_proxy"),
+            &format!("{LP}.filter_chains[0].filters[0].type"),
+            "network filter \"tcp_proxy\" is not supported",
+        ),
+        c(
+            &format!("{L}/filter_chains/0/filters/0/config/downstream_protocol"),
+            json!("Http2"),
+            &format!("{LP}.filter_chains[0].filters[0].config.downstream_protocol"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{L}/filter_chains/0/filters/0/config/downstream_protocol"),
+            json!(""),
+            &format!("{LP}.filter_chains[0].filters[0].config.downstream_protocol"),
+            "is required",
+        ),
+        c(
+            &format!("{L}/filter_chains/0/filters/0/config/router_config_name"),
+            json!("rr"),
+            &format!("{LP}.filter_chains[0].filters[0].config.router_config_name"),
+            "router \"rr\" does not exist",
+        ),
+        c("/servers/1", json!({}), "servers", "exactly one"),
+        // Routes.
+        c(&format!("{R}/0/route/cluster_name"), json!("s9"), &format!("{RP}[0].route.cluster_name"), "cluster \"s9\" does not exist"),
+        c(&format!("{R}/1/route/timeout"), json!(3), &format!("{RP}[1].route.timeout"), "expected a string"),
+        c(
+            &format!("{R}/1/route/retry_policy/retry_on"),
+            json!("true"),
+            &format!("{RP}[1].route.retry_policy.retry_on"),
+            "expected true or false",
+        ),
+        c(
+            &format!("{R}/1/route/retry_policy/num_retries"),
+            json!(-1),
+            &format!("{RP}[1].route.retry_policy.num_retries"),
+            "expected an integer",
+        ),
+        c(&format!("{R}/1/route/upstream_protocol"), json!("Http2"), &format!("{RP}[1].route.upstream_protocol"), "not supported yet"),
+        c(&format!("{R}/1/match/regex"), json!("(["), &format!("{RP}[1].match"), "set only one of prefix, path, regex"),
+        c(&format!("{R}/1/match"), json!({"regex": "(["}), &format!("{RP}[1].match.regex"), "invalid regex"),
+        c(&format!("{R}/1/match"), json!({"prefix": "/a", "path": "/b"}), &format!("{RP}[1].match"), "has prefix and path"),
+        c(&format!("{R}/1/match"), json!({"path": ""}), &format!("{RP}[1].match.path"), "must not be empty"),
+        c(
+            &format!("{R}/0/match/headers/0"),
+            json!({"name": "x", "value": "([", "regex": true}),
+            &format!("{RP}[0].match.headers[0].value"),
+            "invalid regex",
+        ),
+        c(
+            &format!("{R}/1/match/variables"),
+            json!([{"name": "a", "value": "b"}]),
+            &format!("{RP}[1].match.variables"),
+            "not supported yet",
+        ),
+        c(&format!("{R}/1/route"), json!({}), &format!("{RP}[1].route.cluster_name"), "is required"),
+        c(
+            &format!("{R}/1/route"),
+            json!({"weighted_clusters": [{"cluster": {"name": "s1", "weight": 0}}]}),
+            &format!("{RP}[1].route.weighted_clusters"),
+            "all weights are 0",
+        ),
+        c(
+            &format!("{R}/1/route"),
+            json!({"weighted_clusters": [{"cluster": {"name": "zz", "weight": 1}}]}),
+            &format!("{RP}[1].route.weighted_clusters[0].cluster.name"),
+            "cluster \"zz\" does not exist",
+        ),
+        c(
+            &format!("{R}/1"),
+            json!({"match": {"prefix": "/"}}),
+            &format!("{RP}[1]"),
+            "needs \"route\", \"direct_response\" or \"redirect\"",
+        ),
+        c(
+            &format!("{R}/1"),
+            json!({"match": {"prefix": "/"}, "direct_response": {"status": 700}}),
+            &format!("{RP}[1].direct_response.status"),
+            "out of range",
+        ),
+        c(
+            "/servers/0/routers/0/virtual_hosts/0/domains",
+            json!([""]),
+            "servers[0].routers[0].virtual_hosts[0].domains[0]",
+            "non-empty string",
+        ),
+        c(
+            "/servers/0/routers/0/virtual_hosts/0/domains",
+            json!([]),
+            "servers[0].routers[0].virtual_hosts[0].domains",
+            "at least one domain",
+        ),
+        c("/servers", json!({}), "servers", "expected an array"),
+        c("/cluster_manager", json!([]), "cluster_manager", "expected an object"),
+        c("/dynamic_resources", json!({"lds_config": {}}), "dynamic_resources", "not supported yet"),
+    ]
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    for (pointer, value, path, reason) in refused() {
+        let mut v = base();
+        set(&mut v, &pointer, value.clone());
+        let errs = load(&v).err().unwrap_or_else(|| panic!("{pointer} = {value}: accepted, expected an error at {path}"));
+        assert!(
+            errs.0.iter().any(|e| e.path == path && e.message.contains(reason)),
+            "{pointer} = {value}: want `{path}: …{reason}…`, got: {errs}"
+        );
+    }
+}
+
+/// Configs MOSN runs, accepted with MOSN's meaning (the second value: a note path, if any).
+#[test]
+fn configs_mosn_runs_are_accepted() {
+    let ok: Vec<(String, Value, Option<&str>)> = vec![
+        // A listener without a name is named by its address.
+        (format!("{L}/name"), Value::Null, None),
+        (format!("{L}/name"), json!(""), None),
+        // A cluster with no hosts (its requests get 502, no healthy upstream).
+        (format!("{C}/1/hosts"), json!([]), None),
+        (format!("{C}/1/hosts"), Value::Null, None),
+        // The fault filter as MOSN's own tests write it.
+        (format!("{L}/stream_filters/1/config"), json!({}), None),
+        (format!("{L}/stream_filters/1/config"), Value::Null, None),
+        (
+            format!("{L}/stream_filters/1/config"),
+            json!({"abort": {"status": 0, "percentage": 0}, "delay": {"fixed_delay": "0s", "percentage": 100}}),
+            None,
+        ),
+        // Host weights are clamped into 1..=128, as MOSN does.
+        (format!("{C}/0/hosts/0/weight"), json!(0), None),
+        (format!("{C}/0/hosts/0/weight"), json!(1000), None),
+        // Blocks that ask for nothing.
+        (format!("{C}/0/tls_context"), json!({"status": false, "server_name": "x"}), None),
+        (format!("{C}/0/circuit_breakers"), json!([]), None),
+        (format!("{C}/0/circuit_breakers"), json!([{"max_connections": 0, "max_requests": 0}]), None),
+        (format!("{C}/0/health_check"), json!({"interval": "5s"}), Some("cluster_manager.clusters[0].health_check")),
+        (format!("{R}/1/route/prefix_rewrite"), json!(""), None),
+        (format!("{R}/1/request_headers_to_add"), json!([]), None),
+        (format!("{L}/filter_chains/0/tls_context"), json!({"status": false}), None),
+        // Regexes compile exactly as written (an inline comment cannot break anything).
+        (format!("{R}/1/match"), json!({"regex": "(?x)/admin#"}), None),
+        // Fields that change nothing here are noted, not refused.
+        ("/admin".to_string(), json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": 34901}}}), Some("admin")),
+        ("/servers/0/default_log_path".to_string(), json!("stdout"), Some("servers[0].default_log_path")),
+        (format!("{C}/0/max_request_per_conn"), json!(100), Some("cluster_manager.clusters[0].max_request_per_conn")),
+        // MOSN: a weighted list wins over cluster_name.
+        (
+            format!("{R}/1/route/weighted_clusters"),
+            json!([{"cluster": {"name": "s1", "weight": 1}}]),
+            Some("servers[0].routers[0].virtual_hosts[0].routers[1].route.cluster_name"),
+        ),
+    ];
+    for (pointer, value, note) in ok {
+        let mut v = base();
+        if value.is_null() {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            v.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key);
+        } else {
+            set(&mut v, &pointer, value.clone());
+        }
+        let e = load(&v).unwrap_or_else(|errs| panic!("{pointer} = {value}: refused: {errs}"));
+        if let Some(note) = note {
+            assert!(e.notes.iter().any(|(p, _)| p == note), "{pointer} = {value}: no note at {note}: {:?}", e.notes);
+        }
+    }
+}
+
+#[test]
+fn a_listener_without_a_name_is_named_by_its_address() {
+    let mut v = base();
+    v["servers"][0]["listeners"][0].as_object_mut().unwrap().remove("name");
+    let e = load(&v).unwrap();
+    assert_eq!(e.listeners[0].name, "127.0.0.1:2990");
+    assert_eq!(e.listener_index(Some("127.0.0.1:2990")), Some(0));
+}
+
+#[test]
+fn invalid_json_reports_line_and_column() {
+    let errs = Engine::load("{\n  \"servers\": [,]\n}").err().unwrap();
+    assert!(errs.0[0].message.contains("line 2"), "{errs}");
+}
+
+#[test]
+fn unit_key_defaults_to_userid() {
+    let mut v = base();
+    v["servers"][0]["listeners"][0]["stream_filters"][0]["config"]["metadataers"][0]["config"] = json!({});
+    v["servers"][0]["listeners"][0]["stream_filters"].as_array_mut().unwrap().truncate(1); // no random fault delay
+    let e = std::sync::Arc::new(load(&v).unwrap());
+    let mut s = e.new_stream(0, None).unwrap();
+    let hs = [Header { name: b":path", value: b"/" }, Header { name: b"userid", value: b"2" }];
+    assert_eq!(s.request_headers(&Headers(&hs), true), Action::Continue);
+    assert_eq!(s.metadata("unit"), Some("s1"));
+}
+
+#[test]
+fn the_readme_lists_every_field_as_the_table_says() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let begin = "<!-- config-fields:begin (generated: mosn-ext fields --markdown) -->\n";
+    let end = "<!-- config-fields:end -->";
+    let (Some(b), Some(e)) = (readme.find(begin), readme.find(end)) else {
+        panic!("README.md lacks the {begin:?} … {end:?} block");
+    };
+    let have = &readme[b + begin.len()..e];
+    let want = mosn_extension::config::fields::markdown();
+    assert!(have == want, "README.md's field reference differs from the field table: run `make readme-fields`");
+}
