@@ -58,6 +58,17 @@ if [ ! -f "$BUILD_DIR/Makefile" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" !=
     echo "$WANT" >"$STAMP"
 fi
 
+# The module must compile warning-free. nginx's configure puts -W (= -Wextra) -Wall
+# -Werror into the Makefile's CFLAGS (auto/cc/gcc); check it did rather than add them to
+# --with-cc-opt, which configure's feature tests also use (a failing test changes the ABI).
+CFLAGS_LINE="$(grep -m1 '^CFLAGS =' "$BUILD_DIR/Makefile" || true)"
+for flag in -W -Wall -Werror; do
+    case " $CFLAGS_LINE " in
+        *" $flag "*) ;;
+        *) die "CFLAGS in $BUILD_DIR/Makefile lack $flag: $CFLAGS_LINE" ;;
+    esac
+done
+
 echo "nginx-module: make modules"
 make -f "$BUILD_DIR/Makefile" -C "$NGX_SRC" modules
 

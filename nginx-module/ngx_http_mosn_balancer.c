@@ -1,0 +1,382 @@
+/*
+ * The mosn_upstream balancer: the hosts come from the cluster the MOSN router chose.
+ *
+ *   init_peer  tries and timeouts from the route (mosn_ext_stream_route)
+ *   get_peer   the library picks the host (mosn_ext_stream_choose_host)
+ *   free_peer  the attempt's outcome (mosn_ext_stream_upstream_result) decides
+ *              whether nginx may try again
+ *
+ * nginx decides *whether* a retry is possible (proxy_next_upstream conditions), the
+ * library whether it is allowed (retry policy, attempts).
+ */
+
+#include "ngx_http_mosn.h"
+
+
+/* an attempt that says nothing about the host */
+#define NGX_HTTP_MOSN_OUTCOME_NONE  ((uint32_t) -1)
+
+
+static ngx_int_t ngx_http_mosn_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_mosn_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_mosn_apply_route(ngx_http_request_t *r,
+    const mosn_ext_route *route);
+static ngx_uint_t ngx_http_mosn_retry_statuses(const mosn_ext_route *route);
+static ngx_msec_t ngx_http_mosn_msec(uint64_t ms);
+static ngx_int_t ngx_http_mosn_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+static uint32_t ngx_http_mosn_failed_outcome(ngx_peer_connection_t *pc,
+    ngx_http_upstream_t *u, uint32_t status);
+
+
+static ngx_str_t  ngx_http_mosn_no_host = ngx_string("mosn_upstream");
+
+
+char *
+ngx_http_mosn_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upstream_server_t    *s;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined "
+                           "(\"keepalive\" must follow \"mosn_upstream\")");
+    }
+
+    uscf->peer.init_upstream = ngx_http_mosn_init_upstream;
+
+    /*
+     * Hosts come from mosn.json. The upstream{} block refuses to end without a
+     * "server" ("no servers are inside upstream"): add an unused placeholder so
+     * nginx.conf needs none. Nothing reads it: our init_upstream replaces the
+     * round robin that would.
+     */
+
+    if (uscf->servers != NULL && uscf->servers->nelts == 0) {
+        s = ngx_array_push(uscf->servers);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(s, sizeof(ngx_http_upstream_server_t));
+        s->name = ngx_http_mosn_no_host;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    us->peer.init = ngx_http_mosn_init_peer;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_upstream_t  *u;
+    ngx_http_mosn_ctx_t  *ctx;
+    mosn_ext_route        route;
+
+    u = r->upstream;
+    ctx = ngx_http_mosn_get_ctx(r);
+
+    if (ctx == NULL || ctx->stream == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mosn_upstream \"%V\": the request has no MOSN stream "
+                      "(no \"mosn_listener\" in this location?)", &us->host);
+        return NGX_ERROR;
+    }
+
+    u->peer.data = ctx;
+    u->peer.get = ngx_http_mosn_get_peer;
+    u->peer.free = ngx_http_mosn_free_peer;
+    u->peer.tries = 1;
+
+    ctx->attempt_pending = 0;
+
+    ngx_memzero(&route, sizeof(mosn_ext_route));
+
+    if (!mosn_ext_stream_route(ctx->stream, &route)) {
+        return NGX_OK;                     /* peer.get answers "not routed" */
+    }
+
+    if (route.max_attempts > 1) {
+        u->peer.tries = route.max_attempts;
+    }
+
+    if (route.connect_timeout_ms || route.per_try_timeout_ms
+        || route.timeout_ms || (route.retry_on && route.max_attempts > 1))
+    {
+        return ngx_http_mosn_apply_route(r, &route);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the route's timeouts and retried statuses, on a per-request copy of the proxy conf */
+
+static ngx_int_t
+ngx_http_mosn_apply_route(ngx_http_request_t *r, const mosn_ext_route *route)
+{
+    ngx_http_upstream_t       *u;
+    ngx_http_upstream_conf_t  *conf;
+
+    u = r->upstream;
+
+    /* per-request copy: u->conf is the location's shared proxy config */
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return NGX_ERROR;
+    }
+
+    *conf = *u->conf;
+    u->conf = conf;
+
+    if (route->connect_timeout_ms) {
+        conf->connect_timeout = ngx_http_mosn_msec(route->connect_timeout_ms);
+    }
+
+    if (route->per_try_timeout_ms) {
+        conf->send_timeout = ngx_http_mosn_msec(route->per_try_timeout_ms);
+        conf->read_timeout = conf->send_timeout;
+
+    } else if (route->timeout_ms) {
+        conf->read_timeout = ngx_http_mosn_msec(route->timeout_ms);
+    }
+
+    if (route->timeout_ms) {
+        conf->next_upstream_timeout = ngx_http_mosn_msec(route->timeout_ms);
+    }
+
+    if (route->retry_on && route->max_attempts > 1) {
+        /* nginx decides *whether* it can retry, the library whether it may:
+           let nginx retry the statuses the route's policy retries */
+        conf->next_upstream |= ngx_http_mosn_retry_statuses(route);
+    }
+
+    return NGX_OK;
+}
+
+
+/* The proxy_next_upstream flags for the statuses a MOSN retry policy retries: the
+   listed ones nginx can retry on, or every 5xx nginx knows when none are listed. */
+static ngx_uint_t
+ngx_http_mosn_retry_statuses(const mosn_ext_route *route)
+{
+    size_t      i, k;
+    ngx_uint_t  mask;
+
+    static const struct {
+        uint16_t    status;
+        ngx_uint_t  flag;
+    } known[] = {
+        { 500, NGX_HTTP_UPSTREAM_FT_HTTP_500 },
+        { 502, NGX_HTTP_UPSTREAM_FT_HTTP_502 },
+        { 503, NGX_HTTP_UPSTREAM_FT_HTTP_503 },
+        { 504, NGX_HTTP_UPSTREAM_FT_HTTP_504 },
+        { 403, NGX_HTTP_UPSTREAM_FT_HTTP_403 },
+        { 404, NGX_HTTP_UPSTREAM_FT_HTTP_404 },
+        { 429, NGX_HTTP_UPSTREAM_FT_HTTP_429 },
+    };
+
+    if (route->retry_status_codes_len == 0) {
+        return NGX_HTTP_UPSTREAM_FT_HTTP_500|NGX_HTTP_UPSTREAM_FT_HTTP_502
+               |NGX_HTTP_UPSTREAM_FT_HTTP_503|NGX_HTTP_UPSTREAM_FT_HTTP_504;
+    }
+
+    mask = 0;
+
+    for (i = 0; i < route->retry_status_codes_len; i++) {
+        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+            if (route->retry_status_codes[i] == known[k].status) {
+                mask |= known[k].flag;
+            }
+        }
+    }
+
+    return mask;
+}
+
+
+static ngx_msec_t
+ngx_http_mosn_msec(uint64_t ms)
+{
+    return ms > NGX_HTTP_MOSN_MAX_TIMEOUT ? NGX_HTTP_MOSN_MAX_TIMEOUT
+                                          : (ngx_msec_t) ms;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_mosn_ctx_t *ctx = data;
+
+    int32_t              rc;
+    ngx_str_t           *name;
+    ngx_addr_t           addr;
+    ngx_http_request_t  *r;
+    mosn_ext_upstream    up;
+
+    r = ctx->r;
+
+    pc->cached = 0;
+    pc->connection = NULL;
+    pc->name = &ngx_http_mosn_no_host;
+
+    if (ctx->stream == NULL) {
+        pc->tries = 0;
+        return NGX_BUSY;
+    }
+
+    ngx_memzero(&up, sizeof(mosn_ext_upstream));
+
+    rc = mosn_ext_stream_choose_host(ctx->stream, &up);
+
+    if (rc != MOSN_EXT_HOST_OK) {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0, "mosn: no upstream host: %s",
+                      rc == MOSN_EXT_HOST_NOT_ROUTED
+                          ? "the request has no cluster"
+                          : rc == MOSN_EXT_HOST_NONE_HEALTHY
+                                ? "no healthy host in the cluster"
+                                : "library error");
+        pc->tries = 0;
+        return NGX_BUSY;
+    }
+
+    name = ngx_palloc(r->pool, sizeof(ngx_str_t));
+    if (name == NULL
+        || ngx_http_mosn_copy(r->pool, name, up.address.ptr, up.address.len)
+           != NGX_OK
+        || name->len == 0)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&addr, sizeof(ngx_addr_t));
+
+    if (ngx_parse_addr_port(r->pool, &addr, name->data, name->len) != NGX_OK
+        || addr.sockaddr == NULL)
+    {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "mosn: invalid upstream address \"%V\"", name);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "mosn upstream host \"%V\" attempt:%uD", name, up.attempt);
+
+    pc->sockaddr = addr.sockaddr;
+    pc->socklen = addr.socklen;
+    pc->name = name;   /* $upstream_addr */
+
+    ctx->attempt_pending = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_mosn_ctx_t *ctx = data;
+
+    uint32_t              outcome, status;
+    ngx_http_upstream_t  *u;
+
+    u = ctx->r->upstream;
+
+    if (ctx->attempt_pending && ctx->stream != NULL) {
+
+        status = (u != NULL) ? (uint32_t) u->headers_in.status_n : 0;
+
+        if (state & (NGX_PEER_FAILED|NGX_PEER_NEXT)) {
+            outcome = ngx_http_mosn_failed_outcome(pc, u, status);
+
+        } else if (status) {
+            /* finished without our header filter having reported it */
+            outcome = MOSN_EXT_OUTCOME_RESPONSE;
+
+        } else {
+            /* ended by the client before any response: not the host's fault */
+            outcome = NGX_HTTP_MOSN_OUTCOME_NONE;
+        }
+
+        if (outcome == NGX_HTTP_MOSN_OUTCOME_NONE) {
+            ctx->attempt_pending = 0;
+
+        } else {
+            ngx_http_mosn_report_outcome(ctx, outcome, status, pc);
+        }
+    }
+
+    /* a balancer's free counts the attempt: nginx does not */
+    if (pc->tries) {
+        pc->tries--;
+    }
+}
+
+
+static uint32_t
+ngx_http_mosn_failed_outcome(ngx_peer_connection_t *pc, ngx_http_upstream_t *u,
+    uint32_t status)
+{
+    if (status) {
+        return MOSN_EXT_OUTCOME_RESPONSE;          /* e.g. http_502 retry */
+    }
+
+    if (u == NULL || !u->request_sent) {
+        /* refused or timed out while connecting: a connect failure (502), as on
+           Envoy, also when the connect timer fired */
+        return MOSN_EXT_OUTCOME_CONNECT_FAILURE;
+    }
+
+    if (pc->cached) {
+        /* a keepalive connection the upstream had already closed: nginx retries
+           it itself (tries++), it says nothing about the host */
+        return NGX_HTTP_MOSN_OUTCOME_NONE;
+    }
+
+    if (pc->connection != NULL
+        && (pc->connection->read->timedout || pc->connection->write->timedout))
+    {
+        return MOSN_EXT_OUTCOME_TIMEOUT;
+    }
+
+    return MOSN_EXT_OUTCOME_RESET;
+}
+
+
+/* pc == NULL: reported by the header filter, nginx's tries are left alone */
+
+void
+ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
+    uint32_t status, ngx_peer_connection_t *pc)
+{
+    bool  again;
+
+    ctx->attempt_pending = 0;
+
+    again = mosn_ext_stream_upstream_result(ctx->stream, outcome, status);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->r->connection->log, 0,
+                   "mosn upstream result outcome:%uD status:%uD retry:%d",
+                   outcome, status, (int) again);
+
+    if (pc != NULL && !again) {
+        pc->tries = 0;
+    }
+}

@@ -1,0 +1,241 @@
+/*
+ * Log variables ($mosn_cluster, $mosn_upstream_host, $mosn_unit, $mosn_flags,
+ * $mosn_attempts, $mosn_details, $mosn_meta_<key>): read from the main request's
+ * stream, so they need the ctx to outlive the log phase (a pool cleanup frees it).
+ * Not found (logged as "-") when the request has no MOSN stream.
+ */
+
+#include "ngx_http_mosn.h"
+
+
+#define NGX_HTTP_MOSN_VAR_CLUSTER  0
+#define NGX_HTTP_MOSN_VAR_HOST     1
+#define NGX_HTTP_MOSN_VAR_UNIT     2
+#define NGX_HTTP_MOSN_VAR_FLAGS    3
+#define NGX_HTTP_MOSN_VAR_ATTEMPTS 4
+
+
+static ngx_int_t ngx_http_mosn_info_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_meta_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_number_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_details_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
+
+
+static ngx_http_variable_t  ngx_http_mosn_vars[] = {
+
+    { ngx_string("mosn_cluster"), NULL, ngx_http_mosn_info_variable,
+      NGX_HTTP_MOSN_VAR_CLUSTER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_upstream_host"), NULL, ngx_http_mosn_info_variable,
+      NGX_HTTP_MOSN_VAR_HOST, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_unit"), NULL, ngx_http_mosn_info_variable,
+      NGX_HTTP_MOSN_VAR_UNIT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_flags"), NULL, ngx_http_mosn_number_variable,
+      NGX_HTTP_MOSN_VAR_FLAGS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_attempts"), NULL, ngx_http_mosn_number_variable,
+      NGX_HTTP_MOSN_VAR_ATTEMPTS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_details"), NULL, ngx_http_mosn_details_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_meta_"), NULL, ngx_http_mosn_meta_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_mosn_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_mosn_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* $mosn_cluster, $mosn_upstream_host, $mosn_unit (the metadata key "unit") */
+
+static ngx_int_t
+ngx_http_mosn_info_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    uint32_t              what;
+    ngx_http_mosn_ctx_t  *ctx;
+    mosn_ext_bytes        out;
+
+    static u_char  unit[] = "unit";
+
+    ctx = ngx_http_mosn_get_ctx(r->main);
+
+    if (ctx == NULL || ctx->stream == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_memzero(&out, sizeof(mosn_ext_bytes));
+
+    switch (data) {
+    case NGX_HTTP_MOSN_VAR_CLUSTER:
+        what = MOSN_EXT_INFO_CLUSTER;
+        break;
+    case NGX_HTTP_MOSN_VAR_HOST:
+        what = MOSN_EXT_INFO_UPSTREAM_HOST;
+        break;
+    default:
+        what = MOSN_EXT_INFO_METADATA;
+    }
+
+    if (!mosn_ext_stream_info(ctx->stream, what,
+                              what == MOSN_EXT_INFO_METADATA ? unit : NULL,
+                              what == MOSN_EXT_INFO_METADATA ? sizeof(unit) - 1
+                                                             : 0,
+                              &out))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_mosn_set_variable(r, v, out.ptr, out.len);
+}
+
+
+/* $mosn_meta_<key>: any metadata a filter recorded */
+
+static ngx_int_t
+ngx_http_mosn_meta_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t *name = (ngx_str_t *) data;
+
+    size_t                prefix;
+    ngx_http_mosn_ctx_t  *ctx;
+    mosn_ext_bytes        out;
+
+    prefix = sizeof("mosn_meta_") - 1;
+    ctx = ngx_http_mosn_get_ctx(r->main);
+
+    if (ctx == NULL || ctx->stream == NULL || name->len <= prefix) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    ngx_memzero(&out, sizeof(mosn_ext_bytes));
+
+    if (!mosn_ext_stream_info(ctx->stream, MOSN_EXT_INFO_METADATA,
+                              name->data + prefix, name->len - prefix, &out))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    return ngx_http_mosn_set_variable(r, v, out.ptr, out.len);
+}
+
+
+/* $mosn_flags (hex, e.g. 0x20; not found when 0) and $mosn_attempts (decimal) */
+
+static ngx_int_t
+ngx_http_mosn_number_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    uint32_t              n;
+    ngx_http_mosn_ctx_t  *ctx;
+
+    ctx = ngx_http_mosn_get_ctx(r->main);
+
+    if (ctx == NULL || ctx->stream == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    n = data == NGX_HTTP_MOSN_VAR_FLAGS ? mosn_ext_stream_flags(ctx->stream)
+                                        : mosn_ext_stream_attempts(ctx->stream);
+
+    if (data == NGX_HTTP_MOSN_VAR_FLAGS && n == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("0x") - 1 + NGX_INT32_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = (data == NGX_HTTP_MOSN_VAR_FLAGS ? ngx_sprintf(p, "0x%xD", n)
+                                              : ngx_sprintf(p, "%uD", n)) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_details_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_mosn_ctx_t  *ctx;
+
+    ctx = ngx_http_mosn_get_ctx(r->main);
+
+    if (ctx == NULL || ctx->details.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->details.data;
+    v->len = ctx->details.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_set_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    const uint8_t *data, size_t len)
+{
+    ngx_str_t  s;
+
+    if (data == NULL || len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_http_mosn_copy(r->pool, &s, data, len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v->data = s.data;
+    v->len = s.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
