@@ -54,6 +54,10 @@ typedef struct {
     ngx_str_t                   details;   /* local reply details ($mosn_details) */
     ngx_event_t                 wait_ev;   /* watchdog while parked */
 
+    /* the proxy's own handlers, wrapped so each response is shown to the library */
+    ngx_int_t                 (*process_header)(ngx_http_request_t *r);
+    ngx_int_t                 (*reinit_request)(ngx_http_request_t *r);
+
     unsigned                    parked:1;
     unsigned                    attempt_pending:1;
     unsigned                    response_seen:1;
@@ -102,7 +106,7 @@ void ngx_http_mosn_unpark(ngx_http_mosn_ctx_t *ctx);
 
 /* ngx_http_mosn_balancer.c */
 char *ngx_http_mosn_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-void ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
+ngx_uint_t ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
     uint32_t status, ngx_peer_connection_t *pc);
 
 /* ngx_http_mosn_filter.c */

@@ -1,13 +1,19 @@
 /*
  * The mosn_upstream balancer: the hosts come from the cluster the MOSN router chose.
  *
- *   init_peer  tries and timeouts from the route (mosn_ext_stream_route)
- *   get_peer   the library picks the host (mosn_ext_stream_choose_host)
- *   free_peer  the attempt's outcome (mosn_ext_stream_upstream_result) decides
- *              whether nginx may try again
+ *   init_peer       tries and timeouts from the route (mosn_ext_stream_route); the
+ *                   proxy's header parser is wrapped (see below)
+ *   get_peer        the library picks the host (mosn_ext_stream_choose_host)
+ *   process_header  each attempt's response status goes to the library, which says
+ *                   whether it is retried
+ *   free_peer       a failed attempt's outcome goes to the library, which says whether
+ *                   nginx may try again
  *
- * nginx decides *whether* a retry is possible (proxy_next_upstream conditions), the
- * library whether it is allowed (retry policy, attempts).
+ * Every retry is the library's decision (the route's MOSN retry policy), the same on
+ * Envoy: the per-request proxy_next_upstream conditions only open the paths nginx retries
+ * through. A response the library wants retried is turned into nginx's "invalid header"
+ * failure, whatever its status, so any status can be retried, not only the few
+ * proxy_next_upstream knows.
  */
 
 #include "ngx_http_mosn.h"
@@ -23,8 +29,11 @@ static ngx_int_t ngx_http_mosn_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_mosn_apply_route(ngx_http_request_t *r,
     const mosn_ext_route *route);
-static ngx_uint_t ngx_http_mosn_retry_statuses(const mosn_ext_route *route);
 static ngx_msec_t ngx_http_mosn_msec(uint64_t ms);
+static void ngx_http_mosn_wrap_process_header(ngx_http_mosn_ctx_t *ctx,
+    ngx_http_upstream_t *u);
+static ngx_int_t ngx_http_mosn_process_header(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mosn_reinit_request(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mosn_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -116,25 +125,21 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
         u->peer.tries = route.max_attempts;
     }
 
-    if (route.connect_timeout_ms || route.per_try_timeout_ms
-        || route.timeout_ms || (route.retry_on && route.max_attempts > 1))
-    {
-        return ngx_http_mosn_apply_route(r, &route);
-    }
-
-    return NGX_OK;
+    return ngx_http_mosn_apply_route(r, &route);
 }
 
 
-/* the route's timeouts and retried statuses, on a per-request copy of the proxy conf */
+/* the route's timeouts and retry conditions, on a per-request copy of the proxy conf */
 
 static ngx_int_t
 ngx_http_mosn_apply_route(ngx_http_request_t *r, const mosn_ext_route *route)
 {
     ngx_http_upstream_t       *u;
+    ngx_http_mosn_ctx_t       *ctx;
     ngx_http_upstream_conf_t  *conf;
 
     u = r->upstream;
+    ctx = ngx_http_mosn_get_ctx(r);
 
     /* per-request copy: u->conf is the location's shared proxy config */
     conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
@@ -161,53 +166,111 @@ ngx_http_mosn_apply_route(ngx_http_request_t *r, const mosn_ext_route *route)
         conf->next_upstream_timeout = ngx_http_mosn_msec(route->timeout_ms);
     }
 
-    if (route->retry_on && route->max_attempts > 1) {
-        /* nginx decides *whether* it can retry, the library whether it may:
-           let nginx retry the statuses the route's policy retries */
-        conf->next_upstream |= ngx_http_mosn_retry_statuses(route);
-    }
+    /*
+     * Without a retry policy nothing is retried, not even a request that failed on a
+     * reused keepalive connection (Envoy does not retry it either). With one, nginx may
+     * retry errors, timeouts and the responses the library marks (invalid_header), also
+     * for POST (MOSN and Envoy retry any method); the library decides each time.
+     */
+    conf->next_upstream = (route->max_attempts > 1)
+                          ? NGX_HTTP_UPSTREAM_FT_ERROR
+                            |NGX_HTTP_UPSTREAM_FT_TIMEOUT
+                            |NGX_HTTP_UPSTREAM_FT_INVALID_HEADER
+                            |NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT
+                          : NGX_HTTP_UPSTREAM_FT_OFF;
+
+    ngx_http_mosn_wrap_process_header(ctx, u);
 
     return NGX_OK;
 }
 
 
-/* The proxy_next_upstream flags for the statuses a MOSN retry policy retries: the
-   listed ones nginx can retry on, or every 5xx nginx knows when none are listed. */
-static ngx_uint_t
-ngx_http_mosn_retry_statuses(const mosn_ext_route *route)
+/*
+ * The proxy sets u->process_header before the balancer's init_peer runs and resets it
+ * in reinit_request before each retry; it also replaces it itself (status line, then
+ * headers). Wrapping reinit_request and re-wrapping after every call keeps ours in front.
+ */
+
+static void
+ngx_http_mosn_wrap_process_header(ngx_http_mosn_ctx_t *ctx,
+    ngx_http_upstream_t *u)
 {
-    size_t      i, k;
-    ngx_uint_t  mask;
-
-    static const struct {
-        uint16_t    status;
-        ngx_uint_t  flag;
-    } known[] = {
-        { 500, NGX_HTTP_UPSTREAM_FT_HTTP_500 },
-        { 502, NGX_HTTP_UPSTREAM_FT_HTTP_502 },
-        { 503, NGX_HTTP_UPSTREAM_FT_HTTP_503 },
-        { 504, NGX_HTTP_UPSTREAM_FT_HTTP_504 },
-        { 403, NGX_HTTP_UPSTREAM_FT_HTTP_403 },
-        { 404, NGX_HTTP_UPSTREAM_FT_HTTP_404 },
-        { 429, NGX_HTTP_UPSTREAM_FT_HTTP_429 },
-    };
-
-    if (route->retry_status_codes_len == 0) {
-        return NGX_HTTP_UPSTREAM_FT_HTTP_500|NGX_HTTP_UPSTREAM_FT_HTTP_502
-               |NGX_HTTP_UPSTREAM_FT_HTTP_503|NGX_HTTP_UPSTREAM_FT_HTTP_504;
+    if (u->process_header != NULL
+        && u->process_header != ngx_http_mosn_process_header)
+    {
+        ctx->process_header = u->process_header;
+        u->process_header = ngx_http_mosn_process_header;
     }
 
-    mask = 0;
+    if (u->reinit_request != NULL
+        && u->reinit_request != ngx_http_mosn_reinit_request)
+    {
+        ctx->reinit_request = u->reinit_request;
+        u->reinit_request = ngx_http_mosn_reinit_request;
+    }
+}
 
-    for (i = 0; i < route->retry_status_codes_len; i++) {
-        for (k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
-            if (route->retry_status_codes[i] == known[k].status) {
-                mask |= known[k].flag;
-            }
-        }
+
+static ngx_int_t
+ngx_http_mosn_reinit_request(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_http_upstream_t  *u;
+    ngx_http_mosn_ctx_t  *ctx;
+
+    u = r->upstream;
+    ctx = ngx_http_mosn_get_ctx(r);      /* u->peer.data is keepalive's, if any */
+
+    if (ctx == NULL || ctx->reinit_request == NULL) {
+        return NGX_ERROR;
     }
 
-    return mask;
+    rc = ctx->reinit_request(r);
+
+    ngx_http_mosn_wrap_process_header(ctx, u);
+
+    return rc;
+}
+
+
+/* the response headers of an attempt are complete: the library decides on a retry */
+
+static ngx_int_t
+ngx_http_mosn_process_header(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            status;
+    ngx_http_upstream_t  *u;
+    ngx_http_mosn_ctx_t  *ctx;
+
+    u = r->upstream;
+    ctx = ngx_http_mosn_get_ctx(r);      /* u->peer.data is keepalive's, if any */
+
+    if (ctx == NULL || ctx->process_header == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ctx->process_header(r);
+
+    ngx_http_mosn_wrap_process_header(ctx, u);
+
+    if (rc != NGX_OK || !ctx->attempt_pending || ctx->stream == NULL) {
+        return rc;
+    }
+
+    status = u->headers_in.status_n;
+
+    if (ngx_http_mosn_report_outcome(ctx, MOSN_EXT_OUTCOME_RESPONSE, status, NULL)
+        && u->peer.tries > 1)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mosn: retrying upstream response %ui per the route's "
+                      "retry policy", status);
+
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -323,6 +386,13 @@ ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
         }
     }
 
+    /*
+     * nginx gives a failed reused keepalive connection a free try (tries++ after this
+     * returns, keyed on pc->cached): the library has counted it as an attempt and decided,
+     * so that try must not be added behind its back.
+     */
+    pc->cached = 0;
+
     /* a balancer's free counts the attempt: nginx does not */
     if (pc->tries) {
         pc->tries--;
@@ -338,16 +408,16 @@ ngx_http_mosn_failed_outcome(ngx_peer_connection_t *pc, ngx_http_upstream_t *u,
         return MOSN_EXT_OUTCOME_RESPONSE;          /* e.g. http_502 retry */
     }
 
+    if (pc->cached) {
+        /* a reused keepalive connection that the upstream had closed: a reset, as
+           Envoy reports it (retried only under retry_on) */
+        return MOSN_EXT_OUTCOME_RESET;
+    }
+
     if (u == NULL || !u->request_sent) {
         /* refused or timed out while connecting: a connect failure (502), as on
            Envoy, also when the connect timer fired */
         return MOSN_EXT_OUTCOME_CONNECT_FAILURE;
-    }
-
-    if (pc->cached) {
-        /* a keepalive connection the upstream had already closed: nginx retries
-           it itself (tries++), it says nothing about the host */
-        return NGX_HTTP_MOSN_OUTCOME_NONE;
     }
 
     if (pc->connection != NULL
@@ -360,9 +430,10 @@ ngx_http_mosn_failed_outcome(ngx_peer_connection_t *pc, ngx_http_upstream_t *u,
 }
 
 
-/* pc == NULL: reported by the header filter, nginx's tries are left alone */
+/* Tells the library how the attempt ended; returns whether it allows another one.
+   pc == NULL (a response): nginx's tries are left alone. */
 
-void
+ngx_uint_t
 ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
     uint32_t status, ngx_peer_connection_t *pc)
 {
@@ -379,4 +450,6 @@ ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
     if (pc != NULL && !again) {
         pc->tries = 0;
     }
+
+    return again;
 }

@@ -40,6 +40,10 @@ static void ngx_http_mosn_set_status(ngx_http_request_t *r,
     const mosn_ext_header_mutation *m);
 static ngx_int_t ngx_http_mosn_mutate_content_type(ngx_http_request_t *r,
     const mosn_ext_header_mutation *m);
+static ngx_int_t ngx_http_mosn_set_upstream_path(ngx_http_request_t *r,
+    const mosn_ext_bytes *value);
+static ngx_int_t ngx_http_mosn_set_upstream_host(ngx_http_request_t *r,
+    const mosn_ext_bytes *value);
 
 
 /* empty strings point here, not at NULL: a NULL body means "no body" */
@@ -161,12 +165,33 @@ ngx_http_mosn_apply_request_mutations(ngx_http_request_t *r,
             continue;
         }
 
-        if (m->name.ptr[0] == ':') {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "mosn: request mutation of \"%*s\" is not supported "
-                          "by the nginx adapter; ignored",
-                          m->name.len, m->name.ptr);
+        if (m->op == MOSN_EXT_HEADER_SET
+            && ngx_http_mosn_name_eq(&m->name, (u_char *) ":path", 5))
+        {
+            if (ngx_http_mosn_set_upstream_path(r, &m->value) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
             continue;
+        }
+
+        if (m->op == MOSN_EXT_HEADER_SET
+            && ngx_http_mosn_name_eq(&m->name, (u_char *) ":authority", 10))
+        {
+            if (ngx_http_mosn_set_upstream_host(r, &m->value) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (m->name.ptr[0] == ':') {
+            /* fail closed: the request must not go upstream without a change the
+               library asked for */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "mosn: request mutation of \"%*s\" is not supported "
+                          "by the nginx adapter", m->name.len, m->name.ptr);
+            return NGX_ERROR;
         }
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -544,6 +569,87 @@ ngx_http_mosn_set_content_type(ngx_http_request_t *r,
     r->headers_out.content_type = type;
     r->headers_out.content_type_len = type.len;
     r->headers_out.content_type_lowcase = NULL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The library's ":path" is the request target the upstream gets (the path it routed on,
+ * in nginx's URI escaping, plus the query). The proxy builds the upstream request line
+ * from r->uri, escaped with NGX_ESCAPE_URI, and r->args once the unparsed URI is marked
+ * invalid: so r->uri gets the unescaped path, which the proxy escapes back to exactly the
+ * library's bytes.
+ */
+
+static ngx_int_t
+ngx_http_mosn_set_upstream_path(ngx_http_request_t *r, const mosn_ext_bytes *value)
+{
+    u_char  *src, *dst, *start, *q;
+    size_t   path_len;
+
+    if (value->ptr == NULL || value->len == 0 || value->ptr[0] != '/') {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mosn: invalid upstream path from the library");
+        return NGX_ERROR;
+    }
+
+    q = ngx_strlchr((u_char *) value->ptr, (u_char *) value->ptr + value->len, '?');
+    path_len = q ? (size_t) (q - value->ptr) : value->len;
+
+    start = ngx_pnalloc(r->pool, path_len);
+    if (start == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = (u_char *) value->ptr;
+    dst = start;
+    ngx_unescape_uri(&dst, &src, path_len, 0);
+
+    r->uri.data = start;
+    r->uri.len = dst - start;
+
+    if (q != NULL) {
+        if (ngx_http_mosn_copy(r->pool, &r->args, q + 1,
+                               value->len - path_len - 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        r->args.len = 0;
+    }
+
+    r->valid_unparsed_uri = 0;
+    r->quoted_uri = 1;       /* makes the proxy escape r->uri */
+
+    return NGX_OK;
+}
+
+
+/*
+ * The library's ":authority" is the Host the upstream gets (a route's host rewrite). The
+ * proxy sends "Host: $http_host" (proxy_set_header), which reads r->headers_in.host: that
+ * element gets the value, or a new Host header is added and becomes it.
+ */
+
+static ngx_int_t
+ngx_http_mosn_set_upstream_host(ngx_http_request_t *r, const mosn_ext_bytes *value)
+{
+    ngx_table_elt_t        *h;
+    static mosn_ext_bytes   host = { (const uint8_t *) "Host", 4 };
+
+    if (r->headers_in.host != NULL) {
+        return ngx_http_mosn_copy(r->pool, &r->headers_in.host->value, value->ptr,
+                                  value->len);
+    }
+
+    h = ngx_http_mosn_push_header(r, NGX_HTTP_MOSN_REQUEST_HEADERS, &host, value);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->headers_in.host = h;
 
     return NGX_OK;
 }

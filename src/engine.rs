@@ -72,8 +72,7 @@ impl Engine {
         let state = Arc::new(StateBlock::new(words));
         let mut layout = Layout::default();
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
-        let find = |name: &str| clusters.iter().find(|c| &*c.name == name).cloned();
-        let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &find, d).map(Arc::new)).collect();
+        let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &config, &clusters, d).map(Arc::new)).collect();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (l, filters) in config.listeners.iter().zip(filters) {
             let needs_body = filters.iter().any(|f| f.needs_body());

@@ -14,15 +14,23 @@
 
 use crate::api::{flags, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
+use crate::headers::SharedStr;
 use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
 use crate::listener::Listener;
-use crate::router::{Forward, RetryPolicy, RouteAction};
+use crate::router::header_edit::{self, Edit};
+use crate::router::{path, Forward, RetryPolicy, RouteAction, RouteMatch, Router};
 use crate::upstream::{Cluster, Host, TriedHosts};
+use crate::variable::RequestVars;
 use crate::wake::{WakeFn, WakeSource};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use crate::api::{Action, NoHost, UpstreamOutcome};
+
+/// The pseudo-header hosts forward as the upstream request target.
+static PATH: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(":path"));
+/// The pseudo-header hosts forward as the upstream `Host`.
+static AUTHORITY: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(":authority"));
 
 /// The host chosen for an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +59,12 @@ pub struct Stream {
     response_mutations: Mutations,
     metadata: Metadata,
     reply: Option<LocalReply>,
-    forward: Option<(Arc<Forward>, usize)>,
+    /// The router and route that matched (for header edits and per-route filters).
+    routed: Option<(Arc<Router>, RouteMatch)>,
+    /// The forward action and the cluster chosen for this request.
+    forward: Option<(Arc<Forward>, Arc<Cluster>)>,
+    /// The route's response header edits, resolved at request time.
+    response_edits: Vec<Edit>,
     tried: TriedHosts,
     attempts: u32,
     last_host: Option<usize>,
@@ -69,7 +82,9 @@ impl Stream {
             response_mutations: Mutations::new(),
             metadata: Metadata::new(),
             reply: None,
+            routed: None,
             forward: None,
+            response_edits: Vec::new(),
             tried: TriedHosts::default(),
             attempts: 0,
             last_host: None,
@@ -95,6 +110,9 @@ impl Stream {
     pub fn request_headers(&mut self, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {
         if self.stage != Stage::Start {
             return self.current_action();
+        }
+        if let Some(a) = self.check_request_target(headers) {
+            return a;
         }
         if !end_of_stream && self.listener.needs_body {
             return Action::BufferBody;
@@ -145,12 +163,17 @@ impl Stream {
             let mut i = next;
             let mut resumed = resumed;
             while i < listener.filters.len() {
-                let f = &listener.filters[i];
+                let mut f = &listener.filters[i];
                 if f.receive_phase() != Some(phase) {
                     i += 1;
                     continue;
                 }
-                let cluster = self.forward.as_ref().map(|(fw, c)| &*fw.clusters[*c].0.name);
+                // A route's per_filter_config replaces the listener's filter of that type.
+                let routed = self.routed.clone();
+                if let Some(own) = routed.as_ref().and_then(|(r, m)| r.per_filter(*m, f.name())) {
+                    f = own;
+                }
+                let cluster = self.forward.as_ref().map(|(_, c)| &*c.name);
                 let mut cx = ReceiveContext {
                     headers,
                     body,
@@ -191,6 +214,7 @@ impl Stream {
                     self.stage = Stage::Filters { phase: ReceivePhase::AfterRoute, next: 0, resumed: false };
                 }
                 ReceivePhase::AfterRoute => {
+                    self.finalize_request(headers);
                     self.stage = Stage::Forwarding;
                     return Action::Continue;
                 }
@@ -198,29 +222,95 @@ impl Stream {
         }
     }
 
-    /// Matches the route; returns an action only when the request ends here.
+    /// Matches the route; returns an action only when the request ends here. A forwarded
+    /// request gets the path that was matched, or the route's rewrite of it (see
+    /// [`crate::router::path`]), and the route's Host rewrite.
     fn route(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
         let Some(router) = self.listener.router.clone() else {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no router for this listener", "no_router"));
         };
         let view = Overlay { base: headers, mutations: &self.mutations };
-        match router.route(&view) {
-            None => {
-                self.flags |= flags::NO_ROUTE_FOUND;
-                Some(self.reply_with(404, "no route", "route_not_found"))
-            }
-            Some(RouteAction::DirectResponse { status, body }) => {
+        let raw = view.lookup(":path").first().unwrap_or(b"/");
+        let (raw_path, rest) = path::split_query(raw);
+        let normalized = path::normalize(raw_path);
+        let vars = RequestVars { headers: &view, path: &normalized, listener: &self.listener.name, cluster: None };
+        let Some(m) = router.route(&vars) else {
+            self.flags |= flags::NO_ROUTE_FOUND;
+            return Some(self.reply_with(404, "no route", "route_not_found"));
+        };
+        let fw = match router.action(m) {
+            RouteAction::Forward(fw) => fw.clone(),
+            RouteAction::DirectResponse { status, body } => {
                 self.reply = Some(LocalReply::new(*status, body.clone(), "direct_response"));
                 self.stage = Stage::Replied;
-                Some(Action::LocalReply)
+                return Some(Action::LocalReply);
             }
-            Some(RouteAction::Forward(fw)) => {
-                let c = fw.pick();
-                self.forward = Some((fw.clone(), c));
-                None
+            RouteAction::Redirect(r) => {
+                let host = view.lookup(":authority").first().or_else(|| view.lookup("host").first()).unwrap_or(b"");
+                let location = r.location(host, raw_path, rest.split(|b| *b == b'#').next().unwrap_or(b""));
+                let mut reply = LocalReply::new(r.status, "", "redirect");
+                reply.headers.push(("location".into(), location.into()));
+                self.reply = Some(reply);
+                self.stage = Stage::Replied;
+                return Some(Action::LocalReply);
             }
+        };
+        let Some(cluster) = fw.pick(&view, &|n| router.cluster(n)) else {
+            // cluster_header without the header, or naming no cluster: MOSN's "no cluster".
+            self.flags |= flags::NO_ROUTE_FOUND;
+            return Some(self.reply_with(404, "no cluster", "cluster_not_found"));
+        };
+        // The path and Host the upstream gets.
+        let rewritten = fw.rewrite_path(&normalized);
+        let forwarded = rewritten.as_deref().unwrap_or(&normalized);
+        let wire = path::encode(forwarded);
+        let query = rest.split(|b| *b == b'#').next().unwrap_or(b"");
+        let unchanged = wire.as_bytes() == raw_path && !rest.contains(&b'#');
+        let new_path = (!unchanged).then(|| format!("{wire}{}", String::from_utf8_lossy(query)));
+        let original = rewritten.as_ref().map(|_| SharedStr::from(String::from_utf8_lossy(&normalized).as_ref()));
+        let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
+        if let Some(p) = new_path {
+            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH.clone(), value: p.into() });
         }
+        if let Some(o) = original {
+            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: "x-mosn-original-path".into(), value: o });
+        }
+        if let Some(h) = host {
+            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY.clone(), value: h });
+        }
+        self.routed = Some((router, m));
+        self.forward = Some((fw, cluster));
+        None
+    }
+
+    /// The route's request header edits (route, virtual host, router), after the filters.
+    fn finalize_request(&mut self, headers: &dyn HeaderMap) {
+        let Some((router, m)) = self.routed.clone() else { return };
+        if !router.has_header_edits(m) {
+            return;
+        }
+        let raw = Overlay { base: headers, mutations: &self.mutations }.lookup(":path").first().unwrap_or(b"/").to_vec();
+        let normalized = path::normalize(path::split_query(&raw).0).into_owned();
+        let cluster = self.forward.as_ref().map(|(_, c)| c.name.clone());
+        let snapshot = self.mutations.clone();
+        let view = Overlay { base: headers, mutations: &snapshot };
+        let vars = RequestVars { headers: &view, path: &normalized, listener: &self.listener.name, cluster: cluster.as_deref() };
+        let mut response = Vec::new();
+        for edits in router.header_edits(m) {
+            for e in edits.request(&vars) {
+                header_edit::apply(&e, headers, &mut self.mutations);
+            }
+            response.extend(edits.response(&vars));
+        }
+        self.response_edits = response;
+    }
+
+    /// A malformed request target (a raw byte outside visible ASCII) is answered 400 before
+    /// any filter runs (Envoy's codec refuses the same requests with 400 itself).
+    fn check_request_target(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
+        let raw = headers.get(":path").first().unwrap_or(b"/");
+        (!path::is_valid(raw)).then(|| self.reply_with(400, "invalid request target", "invalid_path"))
     }
 
     fn reply_with(&mut self, status: u16, body: &'static str, details: &'static str) -> Action {
@@ -253,12 +343,27 @@ impl Stream {
 
     /// The chosen cluster, once routed.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.forward.as_ref().map(|(fw, c)| &fw.clusters[*c].0)
+        self.forward.as_ref().map(|(_, c)| c)
+    }
+
+    /// The matched route's JSON path and its virtual host's name, once routed.
+    pub fn route_info(&self) -> Option<(&str, &str)> {
+        self.routed.as_ref().map(|(r, m)| (r.route_path(*m), r.vhost_name(*m)))
     }
 
     /// The route's retry policy, if any.
     pub fn retry_policy(&self) -> Option<&RetryPolicy> {
         self.forward.as_ref().and_then(|(fw, _)| fw.retry.as_ref())
+    }
+
+    /// One attempt's timeout: the retry policy's `retry_timeout`, unless it is not below the
+    /// route's timeout (MOSN ignores it then).
+    pub fn per_try_timeout(&self) -> Option<std::time::Duration> {
+        let per_try = self.retry_policy()?.per_try_timeout?;
+        match self.timeout() {
+            Some(global) if per_try >= global => None,
+            _ => Some(per_try),
+        }
     }
 
     /// The route's timeout, if set.
@@ -274,8 +379,7 @@ impl Stream {
     /// Picks the host for the next attempt; never one already tried in this request
     /// while another healthy host exists.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
-        let Some((fw, c)) = &self.forward else { return Err(NoHost::NotRouted) };
-        let cluster = &fw.clusters[*c].0;
+        let Some((_, cluster)) = &self.forward else { return Err(NoHost::NotRouted) };
         let Some(index) = cluster.choose(&self.tried) else {
             self.flags |= flags::NO_HEALTHY_UPSTREAM;
             return Err(NoHost::NoHealthyHost);
@@ -353,6 +457,9 @@ impl Stream {
             if want != status {
                 self.response_mutations.push(HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() });
             }
+        }
+        for e in &self.response_edits {
+            header_edit::apply(e, headers, &mut self.response_mutations);
         }
         let listener = self.listener.clone();
         for f in listener.filters.iter().filter(|f| f.sends()) {

@@ -51,11 +51,13 @@ class CaseContext:
         return f"/c/{self.case_name}/{next(self._seq)}{('-' + tag) if tag else ''}"
 
     def get(self, headers=(), *, raw=(), path: str | None = None, method: str = "GET",
-            timeout: float = 10.0, body: bytes | None = None) -> Response:
+            timeout: float = 10.0, body: bytes | None = None, host: str | None = None) -> Response:
         """One request on a fresh connection. headers: [(name, value)] sent as ``name: value``;
-        raw: header lines sent verbatim (e.g. b"uid:2", exactly what curl -H "uid:2" sends)."""
+        raw: header lines sent verbatim (e.g. b"uid:2", exactly what curl -H "uid:2" sends);
+        host: the Host header (default 127.0.0.1:<port>)."""
         path = path or self.new_path()
-        r = request(self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body)
+        r = request(self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body,
+                    host_header=host)
         r.path = path
         return r
 
@@ -410,9 +412,10 @@ def client_abort_while_parked(ctx: CaseContext):
 @case
 def path_spellings_cannot_dodge_a_route(ctx: CaseContext):
     """A `prefix: /admin` route answering 403 catches every spelling of /admin: dot segments,
-    doubled slashes and escaped letters are normalized before routes match (MOSN matches the
-    decoded path), so none of them reaches a backend."""
-    for path in ["/admin/x", "/x/../admin/x", "//admin/x", "/%61dmin/x", "/./admin", "/%2e/admin/x", "/admin"]:
+    doubled slashes and escapes (an encoded slash too) are decoded and normalized before routes
+    match, as MOSN matches the decoded path, so none of them reaches a backend."""
+    for path in ["/admin/x", "/x/../admin/x", "//admin/x", "/%61dmin/x", "/./admin", "/%2e/admin/x", "/admin",
+                 "/public%2F..%2Fadmin", "/public%2f%2e%2e%2fadmin/x"]:
         try:
             r = send_raw(ctx.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nuid: 150\r\nConnection: close\r\n\r\n".encode(), timeout=5)
         except NoResponse as e:
@@ -422,3 +425,225 @@ def path_spellings_cannot_dodge_a_route(ctx: CaseContext):
         if r.status == 403:
             assert r.text == "denied", f"[{ctx.host_name}] {path}: {r.describe()}"
     ctx.expect_site(ctx.get([("uid", "150")]), "s2", "normal request after the deny route")
+
+
+@case
+def forwarded_path_is_the_routed_path(ctx: CaseContext):
+    """The backend gets the path the router matched (decoded, normalized, written back with
+    nginx's URI escaping) and the query unchanged; a path already in that form goes as sent.
+    Both hosts forward the same bytes."""
+    from harness.backend import sanitize
+    table = [
+        ("/fwd/a/./b/../c?x=%2F&y", "/fwd/a/c?x=%2F&y"),
+        ("/fwd//a%2Fb", "/fwd/a/b"),
+        ("/fwd/%7Euser/%61", "/fwd/~user/a"),
+        ("/fwd/a%20b%3Fc", "/fwd/a%20b%3Fc"),
+        ("/fwd/plain?q=1", "/fwd/plain?q=1"),
+    ]
+    for sent, want in table:
+        r = send_raw(ctx.port, f"GET {sent} HTTP/1.1\r\nHost: x\r\nuid: 150\r\nConnection: close\r\n\r\n".encode(),
+                     timeout=5)
+        assert r.status == 200, f"[{ctx.host_name}] {sent}: {r.describe()}"
+        assert r.header("x-seen-path") == sanitize(want), \
+            f"[{ctx.host_name}] {sent}: backend saw {r.header('x-seen-path')!r}, want {sanitize(want)!r}"
+
+
+@case
+def raw_non_ascii_path_is_400(ctx: CaseContext):
+    """A raw byte outside visible ASCII in the request target is malformed: 400 on both hosts
+    (Envoy's codec, the core on nginx), never routed."""
+    for path in [b"/a\x80b", b"/\xff", b"/caf\xc3\xa9"]:
+        try:
+            r = send_raw(ctx.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+        except NoResponse as e:
+            raise AssertionError(f"[{ctx.host_name}] {path!r}: no response ({e})")
+        assert r.status == 400, f"[{ctx.host_name}] {path!r}: expected 400, got {r.describe()}"
+    ctx.expect_healthy("normal request after non-ASCII paths")
+
+
+@case
+def http10_is_served(ctx: CaseContext):
+    """HTTP/1.0 with a Host header is served like HTTP/1.1 on both hosts."""
+    r = send_raw(ctx.port, f"GET {ctx.new_path('h10')} HTTP/1.0\r\nHost: x\r\nuid: 150\r\n\r\n".encode(), timeout=5)
+    ctx.expect_site(r, "s2", "HTTP/1.0 with Host")
+
+
+@case
+def virtual_host_by_host_and_port(ctx: CaseContext):
+    """Virtual hosts are chosen by Host with MOSN's port rules (`vhost.test` serves a Host
+    without port, `vhost.test:*` any port); other Hosts get the default `*` virtual host.
+    Without a Host header (HTTP/1.0) and several virtual hosts there is no virtual host: 404
+    (MOSN)."""
+    for host in ["vhost.test", "VHOST.test:8080", "vhost.test:1"]:
+        r = ctx.get(host=host, path=ctx.new_path().replace("/c/", "/v/", 1))
+        assert (r.status, r.text) == (200, "vhost"), f"[{ctx.host_name}] Host {host}: {r.describe()}"
+    r = ctx.get([("uid", "150")], host="other.test:8080")
+    ctx.expect_site(r, "s2", "Host other.test:8080 -> default virtual host")
+    r = send_raw(ctx.port, f"GET {ctx.new_path('nohost')} HTTP/1.0\r\nuid: 150\r\n\r\n".encode(), timeout=5)
+    assert r.status == 404, f"[{ctx.host_name}] HTTP/1.0 without Host: expected 404, got {r.describe()}"
+
+
+@case
+def host_header_reaches_the_backend_with_its_port(ctx: CaseContext):
+    """The backend gets the client's Host as sent, port included (as MOSN forwards it)."""
+    from harness.backend import sanitize
+    for host in ["svc.test:8080", "svc.test"]:
+        r = ctx.get([("uid", "150")], host=host)
+        ctx.expect_site(r, "s2", f"Host {host}")
+        assert r.header("x-seen-host") == sanitize(host), f"[{ctx.host_name}] Host {host}: backend saw {r.header('x-seen-host')!r}"
+
+
+@case
+def any_5xx_is_retried_by_the_core(ctx: CaseContext):
+    """The core decides every retry, the same on both hosts: with `retry_on` and no
+    `status_codes`, any 5xx is retried (a 501 too, which nginx's proxy_next_upstream cannot
+    name); with `status_codes: [503]` a 501 reaches the client unchanged."""
+    if "fail501" not in ctx.ports:
+        return
+    attempts = []
+    for i in range(4):
+        r = ctx.get([("x-case", "retry501")])
+        ctx.expect_site(r, "s2", f"retry501 #{i + 1}")
+        attempts.append(ctx.log_for(r).get("attempts"))
+    assert "2" in attempts, f"[{ctx.host_name}] the 501 host was never tried first: {attempts}"
+    seen = set()
+    for i in range(4):
+        r = ctx.get([("x-case", "retry503only")])
+        seen.add(r.status)
+        if r.status == 501:
+            assert r.text == f"site fail501 from {ctx.ports['fail501']}\n", f"[{ctx.host_name}] {r.describe()}"
+            assert ctx.log_for(r).get("attempts") == "1", f"[{ctx.host_name}] retry503only retried a 501"
+        else:
+            ctx.expect_site(r, "s2", f"retry503only #{i + 1}")
+    assert 501 in seen, f"[{ctx.host_name}] retry503only: the 501 never reached the client ({seen})"
+
+
+@case
+def failover_under_load(ctx: CaseContext):
+    """A three-host cluster with a retry policy under 16 concurrent connections: one backend
+    is killed in the middle and restarted; every request is answered 2xx (the core retries on
+    another host, never the dead one twice)."""
+    fo = getattr(ctx, "failover", None)
+    if not fo:
+        return
+    stop_at = time.monotonic() + 4.0
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def worker():
+        n = 0
+        while time.monotonic() < stop_at and n < 400:
+            n += 1
+            try:
+                r = ctx.get([("x-case", "failover")], path=ctx.new_path("fo"), timeout=10)
+                with lock:
+                    results.append((r.status, r.site()[0]))
+            except BaseException as e:  # reported below
+                with lock:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(1.2)
+    victim = fo["f2"]
+    port = victim.ports["f2"]
+    victim.stop()
+    time.sleep(1.3)
+    victim.start(ports={"f2": port})
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), f"[{ctx.host_name}] load threads did not finish"
+    bad = [s for s, _ in results if not 200 <= s < 300]
+    assert not errors, f"[{ctx.host_name}] {len(errors)} requests failed: {errors[:3]}"
+    assert len(results) >= 100, f"[{ctx.host_name}] only {len(results)} requests in 4 s"
+    assert not bad, f"[{ctx.host_name}] {len(bad)} of {len(results)} requests were not 2xx: {sorted(set(bad))}"
+    assert all(site == "fo" for _, site in results), f"[{ctx.host_name}] a response did not come from the failover cluster"
+
+
+# --- the router (MOSN's routers[] actions), the same on both hosts ----------------------------
+
+@case
+def route_matchers(ctx: CaseContext):
+    """`path` matches case-insensitively (MOSN), `regex` is an unanchored search (here written
+    ^...$), a Host whose virtual host has no matching route gets 404."""
+    for path, body in [("/exact/Path", "exact"), ("/EXACT/path", "exact"), ("/re42", "regex")]:
+        r = ctx.get(path=path)
+        assert (r.status, r.text) == (200, body), f"[{ctx.host_name}] {path}: {r.describe()}"
+    r = ctx.get([("uid", "150")], path="/re42x")
+    ctx.expect_site(r, "s2", "/re42x is not ^/re[0-9]+$")
+    r = ctx.get(host="vhost.test", path="/nothing-here")
+    assert r.status == 404, f"[{ctx.host_name}] no route in the vhost.test virtual host: {r.describe()}"
+
+
+@case
+def redirect_route(ctx: CaseContext):
+    """`redirect` answers with its code and a Location built from the config and the request
+    (query kept); the backend never sees it."""
+    r = ctx.get(path="/redir/x?a=1")
+    assert r.status == 302, f"[{ctx.host_name}] redirect: {r.describe()}"
+    assert r.header("location") == "https://elsewhere.test/landing?a=1", f"[{ctx.host_name}] Location: {r.header('location')!r}"
+
+
+@case
+def path_and_host_rewrites(ctx: CaseContext):
+    """prefix_rewrite / regex_rewrite / host_rewrite: the backend sees the rewritten path and
+    Host; the original path travels in x-mosn-original-path."""
+    from harness.backend import sanitize
+    r = ctx.get([("x-echo", "x-mosn-original-path")], path="/rw/old/a%20b?q=1")
+    ctx.expect_site(r, "s2", "prefix_rewrite")
+    assert r.header("x-seen-path") == sanitize("/rw/new/a%20b?q=1"), f"[{ctx.host_name}] {r.describe()}"
+    assert r.header("x-seen-host") == "rewritten.test", f"[{ctx.host_name}] host_rewrite: {r.header('x-seen-host')!r}"
+    assert r.header("x-echo-x-mosn-original-path") == sanitize("/rw/old/a b"), f"[{ctx.host_name}] {r.describe()}"
+    r = ctx.get(path="/rx/one/two/three")
+    ctx.expect_site(r, "s2", "regex_rewrite")
+    assert r.header("x-seen-path") == "/rx-done/two/one/three", f"[{ctx.host_name}] {r.header('x-seen-path')!r}"
+
+
+@case
+def header_edits(ctx: CaseContext):
+    """Route header edits: added (append joins an existing value), %variables%, removed;
+    response headers added and removed — seen by the backend and by the client."""
+    r = ctx.get([("x-app", "orig"), ("x-drop", "gone"), ("x-echo", "x-added,x-app,x-drop,x-seen-by")],
+                path="/hdr/x", host="svc.test:8080")
+    ctx.expect_site(r, "s2", "header edits")
+    assert r.header("x-echo-x-added") == "route", f"[{ctx.host_name}] {r.describe()}"
+    assert r.header("x-echo-x-app") == "orig,more", f"[{ctx.host_name}] append: {r.describe()}"
+    assert r.header("x-echo-x-drop") == "-", f"[{ctx.host_name}] removed: {r.describe()}"
+    assert r.header("x-echo-x-seen-by") == "svc.test:8080", f"[{ctx.host_name}] %x-mosn-host%: {r.describe()}"
+    assert r.header("x-resp") == "r1", f"[{ctx.host_name}] response header added: {r.describe()}"
+    assert r.header("x-backend-site") is None, f"[{ctx.host_name}] response header removed: {r.describe()}"
+
+
+@case
+def cluster_from_a_header(ctx: CaseContext):
+    """cluster_header: the cluster the request names; a name that is no cluster gets 404."""
+    r = ctx.get([("x-case", "byheader"), ("x-cluster", "s3")])
+    ctx.expect_site(r, "s3", "cluster_header s3")
+    r = ctx.get([("x-case", "byheader"), ("x-cluster", "nope")])
+    assert r.status == 404, f"[{ctx.host_name}] unknown cluster: {r.describe()}"
+
+
+@case
+def weighted_split(ctx: CaseContext):
+    """weighted_clusters s2:1, s3:3 over 400 requests: s3 gets 75 % ± 10 points (a binomial
+    spread is ±2.2 points; the tolerance keeps this from flaking)."""
+    counts = {"s2": 0, "s3": 0}
+    for _ in range(400):
+        site, _ = ctx.get([("x-case", "weighted")]).site()
+        counts[site] = counts.get(site, 0) + 1
+    share = counts["s3"] / 400
+    assert 0.65 <= share <= 0.85, f"[{ctx.host_name}] s3 got {counts['s3']}/400 ({share:.0%}), want 75 % ± 10: {counts}"
+
+
+@case
+def per_try_timeout_then_504(ctx: CaseContext):
+    """A slow cluster (both hosts answer after 1 s), retry_timeout 300 ms, 1 retry: two
+    attempts time out, the client gets 504 in well under the 1 s a backend would take."""
+    if "slow1" not in ctx.ports:
+        return
+    r = ctx.get([("x-case", "slow")], timeout=10)
+    assert r.status == 504, f"[{ctx.host_name}] per-try timeouts: expected 504, got {r.describe()}"
+    assert 0.5 <= r.elapsed < 1.0, f"[{ctx.host_name}] took {r.elapsed:.2f}s (2 × 300 ms expected)"
+    line = ctx.log_for(r)
+    assert line.get("status") == "504" and line.get("attempts") == "2", f"[{ctx.host_name}] {line['_raw']}"

@@ -26,7 +26,8 @@ if str(TESTS_DIR) not in sys.path:
 
 from harness import hosts  # noqa: E402
 
-BACKEND_SPECS = [("s1a", "s1"), ("s1b", "s1"), ("s2", "s2"), ("s3", "s3"), ("fail503", "fail503")]
+BACKEND_SPECS = [("s1a", "s1"), ("s1b", "s1"), ("s2", "s2"), ("s3", "s3"), ("fail503", "fail503"), ("fail501", "fail501"),
+                 ("slow1", "slow1000"), ("slow2", "slow1000")]
 
 
 def pytest_configure(config):

@@ -87,7 +87,7 @@ fn engine(routes: serde_json::Value, filters: serde_json::Value) -> std::sync::A
 fn virtual_hosts_paths_and_direct_responses() {
     let e = engine(
         serde_json::json!([
-          {"name": "api", "domains": ["api.example.com", "*.api.example.com"], "routers": [
+          {"name": "api", "domains": ["api.example.com", "api.example.com:*", "*.api.example.com"], "routers": [
             {"match": {"path": "/status"}, "direct_response": {"status": 200, "body": "ok"}},
             {"match": {"prefix": "/v1/"}, "route": {"cluster_name": "a"}},
             {"match": {"regex": "/v[0-9]+/.*"}, "route": {"cluster_name": "b"}}]},
@@ -158,4 +158,64 @@ fn zone_driver_from_the_readme_example() {
     assert_eq!(s.request_headers(&Headers(&[h(":path", "/")]), true), Action::Continue);
     assert_eq!(s.metadata("zone"), Some("gz00a"), "values are lower-cased unless case_sensitive");
     assert_eq!(&*s.cluster().unwrap().name, "a");
+}
+
+#[test]
+fn forwarded_path_is_the_matched_path() {
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
+            {"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]}]),
+        serde_json::json!([]),
+    );
+    let run = |p: &str| {
+        let mut s = e.new_stream(0, None).unwrap();
+        let a = s.request_headers(&Headers(&[h(":path", p)]), true);
+        let path = s.request_mutations().iter().find(|m| &*m.name == ":path").map(|m| m.value.to_string());
+        (a, s.local_reply().map(|r| r.status), path)
+    };
+    // Every spelling of /admin is caught, %2F included (MOSN decodes it).
+    for p in ["/admin", "/x/../admin", "//admin", "/%61dmin", "/public%2F..%2Fadmin", "/public%2f%2e%2e%2fadmin/x"] {
+        assert_eq!(run(p).1, Some(403), "{p}");
+    }
+    // A normal path is forwarded as it came (no mutation); others as matched.
+    assert_eq!(run("/a/b?x=1"), (Action::Continue, None, None));
+    assert_eq!(run("/a/./b?x=%2F"), (Action::Continue, None, Some("/a/b?x=%2F".into())));
+    assert_eq!(run("/a%20b"), (Action::Continue, None, None), "already in the forwarded form");
+    assert_eq!(run("/%7Ea"), (Action::Continue, None, Some("/~a".into())));
+    // A raw byte outside visible ASCII is a malformed request target: 400 before any filter.
+    assert_eq!(run("/a\u{80}").1, Some(400));
+}
+
+#[test]
+fn no_host_finds_no_virtual_host_when_there_are_several() {
+    let e = engine(
+        serde_json::json!([
+            {"name": "a", "domains": ["a.com"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]},
+            {"name": "d", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+        serde_json::json!([]),
+    );
+    let mut s = e.new_stream(0, None).unwrap();
+    assert_eq!(s.request_headers(&Headers(&[h(":path", "/")]), true), Action::LocalReply);
+    assert_eq!(s.local_reply().unwrap().status, 404, "MOSN: no Host, several virtual hosts: 404");
+    let mut s = e.new_stream(0, None).unwrap();
+    assert_eq!(s.request_headers(&Headers(&[h(":path", "/"), h("host", "b.com")]), true), Action::Continue);
+    assert_eq!(&*s.cluster().unwrap().name, "b");
+}
+
+#[test]
+fn a_disabled_metadata_filter_still_strips_forged_headers() {
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s1"}]}, "route": {"cluster_name": "a"}},
+            {"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+        serde_json::json!([{"type": "metadata", "config": {"disable": true, "metadataers": [
+            {"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}}]),
+    );
+    let mut s = e.new_stream(0, None).unwrap();
+    let hs = [h(":path", "/"), h("x-mosn-on-envoy-unit", "s1"), h("uid", "2")];
+    assert_eq!(s.request_headers(&Headers(&hs), true), Action::Continue);
+    assert_eq!(&*s.cluster().unwrap().name, "b", "a forged unit header must not route");
+    assert_eq!(s.metadata("unit"), None, "disabled: no driver ran");
+    assert!(s.request_mutations().iter().any(|m| m.op == HeaderOp::Remove && &*m.name == "x-mosn-on-envoy-unit"));
 }

@@ -38,7 +38,15 @@ def host_ctx(request, mosn_ext, backends):
     listen, dead1, dead2 = hosts.free_ports(3)
     blackhole = hosts.Blackhole()
     request.addfinalizer(blackhole.close)
-    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port)
+    # The failover cluster's hosts, each its own process so a case can kill and restart one.
+    failover = {}
+    for key in ("f1", "f2", "f3"):
+        b = hosts.Backends([(key, "fo")])
+        b.start()
+        request.addfinalizer(lambda b=b: b.stop())
+        failover[key] = b
+    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port,
+                 **{k: b.ports[k] for k, b in failover.items()})
     cfg = build_mosn_config(listen, ports)
     h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])
     err = None
@@ -49,7 +57,8 @@ def host_ctx(request, mosn_ext, backends):
         err = str(e)
     if err is not None:
         pytest.fail(f"{name} did not start (work dir kept: {work}):\n{err}", pytrace=False)
-    ctx = CaseContext(h, ports, backends.site_of)
+    ctx = CaseContext(h, ports, {**backends.site_of, **{b.ports[k]: "fo" for k, b in failover.items()}})
+    ctx.failover = failover
     try:
         yield ctx
     finally:
@@ -146,3 +155,46 @@ def test_stops_cleanly_on_sigterm(mosn_ext, backends, run_dir, host):
         assert not hosts.tcp_open(listen, timeout=0.5), f"{host}: port {listen} still open after SIGTERM"
     finally:
         h.stop()
+
+
+@pytest.mark.needs_binary
+def test_start_finds_the_modules_or_says_where_it_looked(mosn_ext, run_dir):
+    """`mosn-ext start` looks for the host modules where `make` puts them (next to the binary,
+    else <repo>/build/output, so target/release/mosn-ext works too); when one is missing it
+    names the file, where it looked and the make target that builds it."""
+    import shutil
+    good, _, _ = _good_and_bad(run_dir)
+    cfg = run_dir / "mosn.json"
+    cfg.write_text(json.dumps(good, indent=2))
+    release = hosts.REPO_ROOT / "target" / "release" / "mosn-ext"
+    if release.is_file():
+        r = subprocess.run([str(release), "start", "--host", "nginx", "-c", str(cfg), "--work-dir", str(run_dir),
+                            "--print-config"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"target/release/mosn-ext start: {r.stderr}"
+        assert str(hosts.module_dir() / "ngx_http_mosn_module.so") in r.stdout, r.stdout[:400]
+    lonely = run_dir / "bin"
+    lonely.mkdir()
+    shutil.copy(mosn_ext, lonely / "mosn-ext")
+    for host, missing, target in [("nginx", "ngx_http_mosn_module.so", "make build-nginx-module"),
+                                  ("envoy", "libmosn_envoy.so", "make build-l7")]:
+        r = subprocess.run([str(lonely / "mosn-ext"), "start", "--host", host, "-c", str(cfg), "--module-dir",
+                            str(lonely), "--work-dir", str(run_dir)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, f"{host}: rc={r.returncode} {r.stderr}"
+        assert missing in r.stderr and str(lonely) in r.stderr and target in r.stderr, r.stderr
+
+
+@pytest.mark.needs_binary
+def test_route_check_cli(mosn_ext, run_dir):
+    """`mosn-ext route-check -c mosn.json cases.json`: exit 0 when every case holds, exit 1 with
+    one line per mismatch otherwise (the README's example cases for the demo config)."""
+    demo = hosts.REPO_ROOT / "examples" / "unit-routing"
+    r = subprocess.run([str(mosn_ext), "route-check", "-c", str(demo / "mosn.json"), str(demo / "route-cases.json")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"rc={r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert "5 of 5 cases as expected" in r.stdout, r.stdout
+    bad = run_dir / "cases.json"
+    bad.write_text(json.dumps([{"name": "uid 2", "request": {"headers": {"uid": "2"}}, "expect": {"cluster": "s3"}}]))
+    r = subprocess.run([str(mosn_ext), "route-check", "-c", str(demo / "mosn.json"), str(bad)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, f"rc={r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert 'case "uid 2": cluster: want "s3", got "s1"' in r.stdout, r.stdout

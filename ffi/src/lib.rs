@@ -518,7 +518,7 @@ pub extern "C" fn mosn_ext_stream_route(s: *const mosn_ext_stream, out: *mut mos
             cluster: out_bytes(c.name.as_bytes()),
             max_attempts: s.stream.max_attempts(),
             timeout_ms: ms(s.stream.timeout()),
-            per_try_timeout_ms: ms(policy.and_then(|p| p.per_try_timeout)),
+            per_try_timeout_ms: ms(s.stream.per_try_timeout()),
             connect_timeout_ms: ms(Some(c.connect_timeout)),
             retry_on: policy.is_some_and(|p| p.retry_on),
             retry_status_codes: codes.as_ptr(),

@@ -5,6 +5,7 @@
 //! mosn-ext start --host envoy|nginx -c mosn.json   run the host in the foreground
 //!          [--work-dir DIR] [--concurrency N] [--admin-port P] [--module-dir DIR]
 //!          [--print-config]
+//! mosn-ext route-check -c mosn.json cases.json      test a route table (exit 1 on a mismatch)
 //! mosn-ext fields [--markdown]                     every MOSN field and what it does here
 //! ```
 
@@ -19,6 +20,7 @@ const USAGE: &str = "usage:
   mosn-ext check -c mosn.json
   mosn-ext start --host envoy|nginx -c mosn.json [--work-dir DIR] [--concurrency N]
                  [--admin-port P] [--module-dir DIR] [--print-config]
+  mosn-ext route-check -c mosn.json cases.json
   mosn-ext fields [--markdown]";
 
 struct Args {
@@ -31,6 +33,8 @@ struct Args {
     admin_port: u16,
     print_config: bool,
     markdown: bool,
+    /// Positional arguments (route-check's cases file).
+    rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         admin_port: 0,
         print_config: false,
         markdown: false,
+        rest: Vec::new(),
     };
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -59,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--print-config" => a.print_config = true,
             "--markdown" => a.markdown = true,
             "-h" | "--help" => return Err(String::new()),
+            other if !other.starts_with('-') => a.rest.push(other.to_string()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -123,6 +129,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         "start" => start(&args, &config),
+        "route-check" => route_check(&args, &config),
         other => {
             eprintln!("mosn-ext: unknown command {other}\n{USAGE}");
             ExitCode::from(2)
@@ -198,6 +205,42 @@ fn start(args: &Args, config: &Path) -> ExitCode {
     };
     eprintln!("mosn-ext: cannot start {host}: {err}");
     ExitCode::from(1)
+}
+
+/// `mosn-ext route-check -c mosn.json cases.json`: prints each mismatch, exits 1 if any.
+fn route_check(args: &Args, config: &Path) -> ExitCode {
+    let [cases] = args.rest.as_slice() else {
+        eprintln!("mosn-ext: route-check needs one cases file\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let engine = match load(config) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(cases) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mosn-ext: cannot read {cases}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match mosn_extension::route_check::run(&engine, &text) {
+        Ok(report) => {
+            for m in &report.mismatches {
+                println!("{cases}: case {:?}: {}", m.case, m.what);
+            }
+            println!("route-check: {} of {} cases as expected", report.passed, report.passed + report.failed);
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("mosn-ext: {cases}: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// The files a host needs, by the make target that builds them.

@@ -48,11 +48,17 @@ pub mod object {
     pub const ROUTE: &str = "servers[].routers[].virtual_hosts[].routers[]";
     pub const MATCH: &str = "servers[].routers[].virtual_hosts[].routers[].match";
     pub const MATCH_HEADER: &str = "servers[].routers[].virtual_hosts[].routers[].match.headers[]";
+    pub const MATCH_VARIABLE: &str = "servers[].routers[].virtual_hosts[].routers[].match.variables[]";
     pub const ROUTE_ACTION: &str = "servers[].routers[].virtual_hosts[].routers[].route";
     pub const WEIGHTED_CLUSTER: &str = "servers[].routers[].virtual_hosts[].routers[].route.weighted_clusters[].cluster";
     pub const WEIGHTED_CLUSTERS: &str = "servers[].routers[].virtual_hosts[].routers[].route.weighted_clusters[]";
     pub const RETRY_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].route.retry_policy";
     pub const DIRECT_RESPONSE: &str = "servers[].routers[].virtual_hosts[].routers[].direct_response";
+    pub const REDIRECT: &str = "servers[].routers[].virtual_hosts[].routers[].redirect";
+    pub const REGEX_REWRITE: &str = "servers[].routers[].virtual_hosts[].routers[].route.regex_rewrite";
+    pub const REGEX_REWRITE_PATTERN: &str = "servers[].routers[].virtual_hosts[].routers[].route.regex_rewrite.pattern";
+    pub const HEADER_ADD: &str = "*_headers_to_add[]";
+    pub const HEADER_VALUE: &str = "*_headers_to_add[].header";
     pub const CLUSTER_MANAGER: &str = "cluster_manager";
     pub const CLUSTER: &str = "cluster_manager.clusters[]";
     pub const HOST: &str = "cluster_manager.clusters[].hosts[]";
@@ -88,8 +94,11 @@ const HOST_POOLS: &str = "the host keeps the upstream connection pools";
 const HOT_UPGRADE: &str = "MOSN's hot upgrade; the host reloads itself";
 const MOSN_UNUSED: &str = "MOSN parses it but does not use it either";
 const STRICT_DNS_ONLY: &str = "only for STRICT_DNS clusters";
-// What a refused field is for.
-const HEADERS: &str = "header rewriting";
+// Header edits, at router, virtual host and route level.
+const REQUEST_HEADERS_TO_ADD: &str = "headers added to the request ([{header, append}])";
+const REQUEST_HEADERS_TO_REMOVE: &str = "headers removed from the request";
+const RESPONSE_HEADERS_TO_ADD: &str = "headers added to the response ([{header, append}])";
+const RESPONSE_HEADERS_TO_REMOVE: &str = "headers removed from the response";
 
 /// The table. Order: as the README lists it.
 pub static FIELDS: &[Field] = &[
@@ -167,62 +176,68 @@ pub static FIELDS: &[Field] = &[
     yes(ROUTER, "router_config_name", "the name a proxy's router_config_name refers to"),
     yes(ROUTER, "virtual_hosts", "virtual hosts, chosen by Host"),
     no(ROUTER, "router_configs", "route tables loaded from a directory"),
-    no(ROUTER, "request_headers_to_add", HEADERS),
-    no(ROUTER, "request_headers_to_remove", HEADERS),
-    no(ROUTER, "response_headers_to_add", HEADERS),
-    no(ROUTER, "response_headers_to_remove", HEADERS),
+    yes(ROUTER, "request_headers_to_add", REQUEST_HEADERS_TO_ADD),
+    yes(ROUTER, "request_headers_to_remove", REQUEST_HEADERS_TO_REMOVE),
+    yes(ROUTER, "response_headers_to_add", RESPONSE_HEADERS_TO_ADD),
+    yes(ROUTER, "response_headers_to_remove", RESPONSE_HEADERS_TO_REMOVE),
     // --- virtual_hosts[]
     yes(VIRTUAL_HOST, "name", "a label"),
     yes(VIRTUAL_HOST, "domains", "Host values this virtual host serves (at least one; \"*\" is any)"),
     yes(VIRTUAL_HOST, "routers", "the routes, first match wins"),
     ign(VIRTUAL_HOST, "require_tls", MOSN_UNUSED),
     ign(VIRTUAL_HOST, "per_filter_config", "MOSN's filters read only the route's per_filter_config"),
-    no(VIRTUAL_HOST, "request_headers_to_add", HEADERS),
-    no(VIRTUAL_HOST, "request_headers_to_remove", HEADERS),
-    no(VIRTUAL_HOST, "response_headers_to_add", HEADERS),
-    no(VIRTUAL_HOST, "response_headers_to_remove", HEADERS),
+    yes(VIRTUAL_HOST, "request_headers_to_add", REQUEST_HEADERS_TO_ADD),
+    yes(VIRTUAL_HOST, "request_headers_to_remove", REQUEST_HEADERS_TO_REMOVE),
+    yes(VIRTUAL_HOST, "response_headers_to_add", RESPONSE_HEADERS_TO_ADD),
+    yes(VIRTUAL_HOST, "response_headers_to_remove", RESPONSE_HEADERS_TO_REMOVE),
     // --- routers[] (routes)
     yes(ROUTE, "match", "what the request must look like"),
     yes(ROUTE, "route", "forward to a cluster"),
     yes(ROUTE, "direct_response", "answer with a fixed status and body"),
-    no(ROUTE, "redirect", "redirects"),
-    no(ROUTE, "per_filter_config", "per-route filter configs"),
-    no(ROUTE, "request_mirror_policies", "request mirroring"),
+    yes(ROUTE, "redirect", "answer with a redirect"),
+    yes(ROUTE, "per_filter_config", "{\"<filter type>\": config} replacing the listener's config of that filter for this route (fault)"),
+    ign(ROUTE, "request_mirror_policies", "MOSN mirrors only through its mirror stream filter, which is not supported yet"),
     ign(ROUTE, "metadata", "MOSN's router does not use route metadata either"),
-    no(ROUTE, "request_headers_to_add", HEADERS),
-    no(ROUTE, "request_headers_to_remove", HEADERS),
-    no(ROUTE, "response_headers_to_add", HEADERS),
-    no(ROUTE, "response_headers_to_remove", HEADERS),
     // --- match
     yes(MATCH, "prefix", "the normalized path starts with it (case-sensitive)"),
     yes(MATCH, "path", "the normalized path equals it (case-insensitive, as in MOSN)"),
     yes(MATCH, "regex", "the normalized path contains a match (unanchored, as in MOSN; write ^...$ for all of it)"),
     yes(MATCH, "headers", "request headers that must match, all of them"),
-    no(MATCH, "variables", "variable matchers"),
+    yes(MATCH, "variables", "MOSN variable tests, combined left to right by their model"),
     no(MATCH, "dsl_expressions", "DSL matchers"),
     // --- match.headers[]
     yes(MATCH_HEADER, "name", "header name (case-insensitive; \"method\" is the method)"),
     yes(MATCH_HEADER, "value", "the value it must equal"),
     yes(MATCH_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- match.variables[]
+    yes(MATCH_VARIABLE, "name", "a MOSN variable (x-mosn-host, x-mosn-method, x-mosn-path, Http1_request_header_<name>, ...)"),
+    yes(MATCH_VARIABLE, "value", "the value it must equal"),
+    yes(MATCH_VARIABLE, "regex", "or a regex it must contain a match of (wins over value, as in MOSN)"),
+    yes(MATCH_VARIABLE, "model", "and (default): ANDed with the next item; or: a true result so far matches"),
     // --- route
     yes(ROUTE_ACTION, "cluster_name", "the cluster"),
     yes(ROUTE_ACTION, "weighted_clusters", "clusters picked at random by weight (wins over cluster_name, as in MOSN)"),
     yes(ROUTE_ACTION, "timeout", "the whole request's timeout (Go duration)"),
     yes(ROUTE_ACTION, "retry_policy", "when to retry on another host"),
     yes(ROUTE_ACTION, "upstream_protocol", "Http1 (the default); other protocols are refused"),
-    ign(ROUTE_ACTION, "cluster_header", MOSN_UNUSED),
+    yes(ROUTE_ACTION, "cluster_header", "the request header naming the cluster (MOSN parses it but does not use it; here it works)"),
     no(ROUTE_ACTION, "cluster_variable", "cluster from a variable"),
     no(ROUTE_ACTION, "metadata_match", "subset load balancing"),
-    no(ROUTE_ACTION, "hash_policy", "consistent-hash load balancing"),
-    no(ROUTE_ACTION, "prefix_rewrite", "path rewriting"),
-    no(ROUTE_ACTION, "regex_rewrite", "path rewriting"),
-    no(ROUTE_ACTION, "host_rewrite", "Host rewriting"),
-    no(ROUTE_ACTION, "auto_host_rewrite", "Host rewriting"),
-    no(ROUTE_ACTION, "auto_host_rewrite_header", "Host rewriting"),
-    no(ROUTE_ACTION, "request_headers_to_add", HEADERS),
-    no(ROUTE_ACTION, "request_headers_to_remove", HEADERS),
-    no(ROUTE_ACTION, "response_headers_to_add", HEADERS),
-    no(ROUTE_ACTION, "response_headers_to_remove", HEADERS),
+    ign(ROUTE_ACTION, "hash_policy", "only LB_MAGLEV hashes, and it is not supported yet"),
+    yes(ROUTE_ACTION, "prefix_rewrite", "replaces the matched prefix (or path) of the path; the old path goes in x-mosn-original-path"),
+    yes(ROUTE_ACTION, "regex_rewrite", "{pattern: {regex}, substitution}: replaces every match in the path"),
+    yes(ROUTE_ACTION, "host_rewrite", "the Host the upstream gets"),
+    yes(ROUTE_ACTION, "auto_host_rewrite_header", "the upstream gets this request header's value as Host"),
+    ign(ROUTE_ACTION, "auto_host_rewrite", "MOSN applies it to STRICT_DNS clusters only"),
+    yes(ROUTE_ACTION, "request_headers_to_add", REQUEST_HEADERS_TO_ADD),
+    yes(ROUTE_ACTION, "request_headers_to_remove", REQUEST_HEADERS_TO_REMOVE),
+    yes(ROUTE_ACTION, "response_headers_to_add", RESPONSE_HEADERS_TO_ADD),
+    yes(ROUTE_ACTION, "response_headers_to_remove", RESPONSE_HEADERS_TO_REMOVE),
+    // --- regex_rewrite
+    yes(REGEX_REWRITE, "pattern", "{regex}"),
+    yes(REGEX_REWRITE, "substitution", "the replacement ($1 for a group)"),
+    yes(REGEX_REWRITE_PATTERN, "regex", "the regex (MOSN ignores one of a single character)"),
+    ign(REGEX_REWRITE_PATTERN, "google_re2", "the regex engine is RE2-compatible anyway"),
     // --- weighted_clusters[]
     yes(WEIGHTED_CLUSTERS, "cluster", "{name, weight}"),
     yes(WEIGHTED_CLUSTER, "name", "the cluster"),
@@ -233,6 +248,16 @@ pub static FIELDS: &[Field] = &[
     yes(RETRY_POLICY, "num_retries", "retries after the first attempt, exactly (default 3)"),
     yes(RETRY_POLICY, "retry_timeout", "one attempt's timeout (Go duration)"),
     yes(RETRY_POLICY, "status_codes", "the statuses retried when retry_on (default: every 5xx)"),
+    // --- redirect
+    yes(REDIRECT, "response_code", "301 (default), 302, 303, 307 or 308"),
+    yes(REDIRECT, "path_redirect", "the path of Location (default: the request's)"),
+    yes(REDIRECT, "host_redirect", "the host of Location (default: the request's Host)"),
+    yes(REDIRECT, "scheme_redirect", "the scheme of Location (default: http)"),
+    // --- request/response_headers_to_add[] (router, virtual host, route)
+    yes(HEADER_ADD, "header", "{key, value}: value is literal or %variable%"),
+    yes(HEADER_ADD, "append", "true (the default): append to an existing value as old,new; false: replace"),
+    yes(HEADER_VALUE, "key", "the header name"),
+    yes(HEADER_VALUE, "value", "the value"),
     // --- direct_response
     yes(DIRECT_RESPONSE, "status", "the status (100..=599)"),
     yes(DIRECT_RESPONSE, "body", "the body"),

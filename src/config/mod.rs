@@ -114,6 +114,8 @@ pub struct RouterConfig {
     pub path: String,
     pub router_config_name: String,
     pub virtual_hosts: Vec<VirtualHostConfig>,
+    /// Router-level header edits (applied last).
+    pub headers: HeaderEditsConfig,
 }
 
 /// `virtual_hosts[]`.
@@ -121,9 +123,37 @@ pub struct RouterConfig {
 pub struct VirtualHostConfig {
     pub path: String,
     pub name: String,
-    /// Lower-cased; `["*"]` when absent.
+    /// Lower-cased.
     pub domains: Vec<String>,
     pub routers: Vec<RouteConfig>,
+    /// Virtual-host-level header edits (after the route's).
+    pub headers: HeaderEditsConfig,
+}
+
+/// `request_headers_to_add/_remove`, `response_headers_to_add/_remove` of a route, a
+/// virtual host or a router.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEditsConfig {
+    pub request_add: Vec<HeaderAddConfig>,
+    pub request_remove: Vec<String>,
+    pub response_add: Vec<HeaderAddConfig>,
+    pub response_remove: Vec<String>,
+}
+
+impl HeaderEditsConfig {
+    pub fn is_empty(&self) -> bool {
+        self.request_add.is_empty() && self.request_remove.is_empty() && self.response_add.is_empty() && self.response_remove.is_empty()
+    }
+}
+
+/// `{"header": {"key", "value"}, "append"}`; `append` defaults to true (MOSN).
+#[derive(Debug, Clone)]
+pub struct HeaderAddConfig {
+    /// Lower-cased.
+    pub key: String,
+    /// Literal, or `%variable%`.
+    pub value: String,
+    pub append: bool,
 }
 
 /// `routers[] {match, route | direct_response}`.
@@ -132,6 +162,8 @@ pub struct RouteConfig {
     pub path: String,
     pub matcher: RouteMatchConfig,
     pub action: RouteActionConfig,
+    /// `per_filter_config`: a filter type's config for this route (replaces the listener's).
+    pub per_filter_config: Vec<(String, Value, String)>,
 }
 
 /// A route's path test: the one of `prefix` / `path` / `regex` it has, or none (a
@@ -146,11 +178,24 @@ pub enum PathMatchConfig {
     Regex(String, String),
 }
 
-/// `match {prefix | path | regex, headers}`.
+/// `match {prefix | path | regex | variables, headers}`.
 #[derive(Debug, Clone, Default)]
 pub struct RouteMatchConfig {
     pub path: PathMatchConfig,
     pub headers: Vec<HeaderMatcherConfig>,
+    pub variables: Vec<VariableMatcherConfig>,
+}
+
+/// `variables[] {name, value, regex, model}` (MOSN's variable route rule).
+#[derive(Debug, Clone)]
+pub struct VariableMatcherConfig {
+    /// JSON path of this item.
+    pub path: String,
+    pub name: String,
+    pub value: Option<String>,
+    pub regex: Option<String>,
+    /// `"or"`: a true result so far ends the match; `"and"` (default): ANDed with the next.
+    pub or: bool,
 }
 
 /// `{name, value, regex}`: header equals `value`, or matches it as an unanchored regex.
@@ -165,17 +210,39 @@ pub struct HeaderMatcherConfig {
 
 #[derive(Debug, Clone)]
 pub enum RouteActionConfig {
-    Forward(ForwardConfig),
+    Forward(Box<ForwardConfig>),
     DirectResponse { status: u16, body: String },
+    Redirect(RedirectConfig),
+}
+
+/// `redirect {response_code, path_redirect, host_redirect, scheme_redirect}`.
+#[derive(Debug, Clone)]
+pub struct RedirectConfig {
+    /// 301 (default), 302, 303, 307 or 308.
+    pub response_code: u16,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// Lower-cased.
+    pub scheme: Option<String>,
 }
 
 /// `route {cluster_name | weighted_clusters, timeout, retry_policy}`.
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
     /// `(cluster, weight, JSON path of the name)`; one entry with weight 1 for `cluster_name`.
+    /// Empty when the cluster comes from `cluster_header`.
     pub clusters: Vec<(String, u32, String)>,
+    /// `cluster_header`: the request header naming the cluster (lower-cased).
+    pub cluster_header: Option<String>,
     pub timeout: Option<Duration>,
     pub retry_policy: Option<RetryPolicyConfig>,
+    pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite {pattern {regex}, substitution}` and the JSON path of the regex.
+    pub regex_rewrite: Option<(String, String, String)>,
+    pub host_rewrite: Option<String>,
+    /// `auto_host_rewrite_header` (lower-cased).
+    pub host_rewrite_header: Option<String>,
+    pub headers: HeaderEditsConfig,
 }
 
 /// MOSN's `retry_policy`. `retry_on` is MOSN's boolean: false retries connect failures only.

@@ -3,7 +3,10 @@
 use super::fields::object;
 use super::reader::{index, Diagnostics, Obj};
 use super::{ForwardConfig, HeaderMatcherConfig, PathMatchConfig, RetryPolicyConfig, RouteActionConfig, RouteConfig, RouteMatchConfig};
-use super::{RouterConfig, VirtualHostConfig};
+use super::{HeaderAddConfig, HeaderEditsConfig, RedirectConfig, RouterConfig, VariableMatcherConfig, VirtualHostConfig};
+
+/// Redirect codes MOSN accepts.
+const REDIRECT_CODES: &[u16] = &[301, 302, 303, 307, 308];
 
 pub(super) fn parse(mut r: Obj<'_>, d: &mut Diagnostics) -> Option<RouterConfig> {
     let path = r.path().to_string();
@@ -15,8 +18,9 @@ pub(super) fn parse(mut r: Obj<'_>, d: &mut Diagnostics) -> Option<RouterConfig>
     if virtual_hosts.is_empty() && !r.has("router_configs") {
         d.error(r.field_path("virtual_hosts"), "is required (at least one virtual host)");
     }
+    let headers = parse_header_edits(&mut r, d);
     r.finish(d);
-    Some(RouterConfig { path, router_config_name: name?, virtual_hosts })
+    Some(RouterConfig { path, router_config_name: name?, virtual_hosts, headers })
 }
 
 fn parse_virtual_host(mut vh: Obj<'_>, d: &mut Diagnostics) -> VirtualHostConfig {
@@ -38,8 +42,9 @@ fn parse_virtual_host(mut vh: Obj<'_>, d: &mut Diagnostics) -> VirtualHostConfig
         d.error(domains_path, "needs at least one domain (\"*\" serves any Host)");
     }
     let routers = vh.objects("routers", object::ROUTE, d).into_iter().filter_map(|rt| parse_route(rt, d)).collect();
+    let headers = parse_header_edits(&mut vh, d);
     vh.finish(d);
-    VirtualHostConfig { path, name, domains, routers }
+    VirtualHostConfig { path, name, domains, routers, headers }
 }
 
 fn parse_route(mut rt: Obj<'_>, d: &mut Diagnostics) -> Option<RouteConfig> {
@@ -59,20 +64,114 @@ fn parse_route(mut rt: Obj<'_>, d: &mut Diagnostics) -> Option<RouteConfig> {
         d.error(path.clone(), format!("has {} and {}: a route takes one action", actions[0], actions[1]));
     }
     let action = match actions.first().copied() {
-        Some("route") => rt.object("route", object::ROUTE_ACTION, d).and_then(|o| parse_forward(o, d)).map(RouteActionConfig::Forward),
+        Some("route") => {
+            rt.object("route", object::ROUTE_ACTION, d).and_then(|o| parse_forward(o, d)).map(|f| RouteActionConfig::Forward(Box::new(f)))
+        }
         Some("direct_response") => rt.object("direct_response", object::DIRECT_RESPONSE, d).and_then(|dr| parse_direct_response(dr, d)),
-        // `redirect` stays unread: the field table refuses it ("not supported yet").
-        Some(_) => None,
+        Some(_) => rt.object("redirect", object::REDIRECT, d).and_then(|o| parse_redirect(o, d)).map(RouteActionConfig::Redirect),
         None => {
             d.error(path.clone(), "needs \"route\", \"direct_response\" or \"redirect\"");
             None
         }
     };
+    let per_filter_config = parse_per_filter_config(&mut rt, d);
     rt.finish(d);
     if d.error_count() != errors {
         return None;
     }
-    Some(RouteConfig { path, matcher, action: action? })
+    Some(RouteConfig { path, matcher, action: action?, per_filter_config })
+}
+
+/// `per_filter_config {"<filter type>": {config}}`; the filter reads the config when the
+/// router is built.
+fn parse_per_filter_config(rt: &mut Obj<'_>, d: &mut Diagnostics) -> Vec<(String, serde_json::Value, String)> {
+    let path = rt.field_path("per_filter_config");
+    match rt.raw("per_filter_config") {
+        None => Vec::new(),
+        Some(serde_json::Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone(), format!("{path}.{k}"))).collect(),
+        Some(other) => {
+            d.error(path, format!("expected an object of filter configs by type, found {other}"));
+            Vec::new()
+        }
+    }
+}
+
+/// `redirect {response_code, path_redirect, host_redirect, scheme_redirect}` with MOSN's
+/// checks: the code is 301 (default), 302, 303, 307 or 308; the scheme is a URI scheme.
+fn parse_redirect(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<RedirectConfig> {
+    let errors = d.error_count();
+    let code_path = o.field_path("response_code");
+    let response_code = match o.uint("response_code", 0, 999, d).unwrap_or(0) as u16 {
+        0 => 301,
+        c if REDIRECT_CODES.contains(&c) => c,
+        c => {
+            d.error(code_path, format!("{c} is not a redirect code (301, 302, 303, 307, 308)"));
+            301
+        }
+    };
+    let path = o.string("path_redirect", d).filter(|s| !s.is_empty()).map(str::to_string);
+    if let Some(p) = &path {
+        if !p.starts_with('/') {
+            d.error(o.field_path("path_redirect"), format!("\"{p}\" must start with /"));
+        }
+    }
+    let host = o.string("host_redirect", d).filter(|s| !s.is_empty()).map(str::to_string);
+    let scheme = o.string("scheme_redirect", d).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
+    if let Some(sc) = &scheme {
+        let ok = sc.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && sc.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+        if !ok {
+            d.error(o.field_path("scheme_redirect"), format!("\"{sc}\" is not a URI scheme"));
+        }
+    }
+    o.finish(d);
+    (d.error_count() == errors).then_some(RedirectConfig { response_code, path, host, scheme })
+}
+
+/// The four header edit lists of a route action, virtual host or router.
+fn parse_header_edits(o: &mut Obj<'_>, d: &mut Diagnostics) -> HeaderEditsConfig {
+    HeaderEditsConfig {
+        request_add: parse_header_adds(o, "request_headers_to_add", d),
+        request_remove: parse_header_removes(o, "request_headers_to_remove", d),
+        response_add: parse_header_adds(o, "response_headers_to_add", d),
+        response_remove: parse_header_removes(o, "response_headers_to_remove", d),
+    }
+}
+
+fn parse_header_adds(o: &mut Obj<'_>, key: &'static str, d: &mut Diagnostics) -> Vec<HeaderAddConfig> {
+    let mut out = Vec::new();
+    for mut a in o.objects(key, object::HEADER_ADD, d) {
+        let append = a.boolean("append", d).unwrap_or(true);
+        if let Some(mut h) = a.object("header", object::HEADER_VALUE, d) {
+            let k = h.required_string("key", d);
+            if let Some(k) = k {
+                if !crate::headers::valid_name(k) {
+                    d.error(h.field_path("key"), format!("\"{k}\" is not a valid header name"));
+                }
+            }
+            let value = h.string("value", d).unwrap_or("").to_string();
+            h.finish(d);
+            if let Some(k) = k {
+                out.push(HeaderAddConfig { key: k.to_ascii_lowercase(), value, append });
+            }
+        } else if !a.has("header") {
+            d.error(a.field_path("header"), "is required ({\"key\", \"value\"})");
+        }
+        a.finish(d);
+    }
+    out
+}
+
+fn parse_header_removes(o: &mut Obj<'_>, key: &'static str, d: &mut Diagnostics) -> Vec<String> {
+    let path = o.field_path(key);
+    let mut out = Vec::new();
+    for (i, v) in o.array(key, d).into_iter().flatten().enumerate() {
+        match v.as_str() {
+            Some(s) if crate::headers::valid_name(s) => out.push(s.to_ascii_lowercase()),
+            _ => d.error(index(&path, i), format!("{v} is not a header name")),
+        }
+    }
+    out
 }
 
 /// `match`: at most one of `prefix` / `path` / `regex`, none empty; then `headers`.
@@ -99,8 +198,37 @@ fn parse_match(mut m: Obj<'_>, d: &mut Diagnostics) -> RouteMatchConfig {
         Some((_, v)) => PathMatchConfig::Regex(v, m.field_path("regex")),
     };
     let headers = parse_header_matchers(&mut m, object::MATCH_HEADER, d);
+    let variables = parse_variables(&mut m, d);
+    if !variables.is_empty() && path != PathMatchConfig::Any {
+        // MOSN would ignore the variables here (the path matcher decides the rule's kind).
+        d.error(m.path().to_string(), "has a path matcher and variables: set only one of prefix, path, regex, variables");
+    }
     m.finish(d);
-    RouteMatchConfig { path, headers }
+    RouteMatchConfig { path, headers, variables }
+}
+
+/// `variables[] {name, value, regex, model}`; the names are checked when the router is built.
+fn parse_variables(m: &mut Obj<'_>, d: &mut Diagnostics) -> Vec<VariableMatcherConfig> {
+    let mut out = Vec::new();
+    for mut v in m.objects("variables", object::MATCH_VARIABLE, d) {
+        let path = v.path().to_string();
+        let name = v.required_string("name", d).map(str::to_string);
+        let value = v.string("value", d).filter(|s| !s.is_empty()).map(str::to_string);
+        let regex = v.string("regex", d).filter(|s| !s.is_empty()).map(str::to_string);
+        let or = match v.string("model", d).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("and") => false,
+            Some("or") => true,
+            Some(other) => {
+                d.error(v.field_path("model"), format!("\"{other}\" is not a model (and, or)"));
+                false
+            }
+        };
+        v.finish(d);
+        if let Some(name) = name {
+            out.push(VariableMatcherConfig { path, name, value, regex, or });
+        }
+    }
+    out
 }
 
 /// `headers[] {name, value, regex}` of the object `o`, read as `schema`.
@@ -135,6 +263,7 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
     let errors = d.error_count();
     let mut clusters = Vec::new();
     let cluster_name = o.string("cluster_name", d).filter(|s| !s.is_empty()).map(str::to_string);
+    let cluster_header = o.string("cluster_header", d).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
     let cluster_name_path = o.field_path("cluster_name");
     let weighted = o.has("weighted_clusters");
     for mut w in o.objects("weighted_clusters", object::WEIGHTED_CLUSTERS, d) {
@@ -158,8 +287,8 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
             clusters.push((name, 1, cluster_name_path.clone()));
         }
     }
-    if clusters.is_empty() && d.error_count() == errors {
-        d.error(cluster_name_path, "is required (or weighted_clusters)");
+    if clusters.is_empty() && cluster_header.is_none() && d.error_count() == errors {
+        d.error(cluster_name_path, "is required (or weighted_clusters, or cluster_header)");
     } else if weighted && !clusters.is_empty() && clusters.iter().all(|(_, w, _)| *w == 0) {
         d.error(o.field_path("weighted_clusters"), "all weights are 0");
     }
@@ -168,8 +297,37 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
         super::listener::http1_only(p, &o.field_path("upstream_protocol"), d);
     }
     let retry_policy = o.object("retry_policy", object::RETRY_POLICY, d).map(|rp| parse_retry_policy(rp, d));
+    let prefix_rewrite = o.string("prefix_rewrite", d).filter(|s| !s.is_empty()).map(str::to_string);
+    let regex_rewrite = o.object("regex_rewrite", object::REGEX_REWRITE, d).and_then(|rr| parse_regex_rewrite(rr, d));
+    let host_rewrite = o.string("host_rewrite", d).filter(|s| !s.is_empty()).map(str::to_string);
+    let host_rewrite_header = o.string("auto_host_rewrite_header", d).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
+    let headers = parse_header_edits(&mut o, d);
     o.finish(d);
-    (d.error_count() == errors).then_some(ForwardConfig { clusters, timeout, retry_policy })
+    (d.error_count() == errors).then_some(ForwardConfig {
+        clusters,
+        cluster_header,
+        timeout,
+        retry_policy,
+        prefix_rewrite,
+        regex_rewrite,
+        host_rewrite,
+        host_rewrite_header,
+        headers,
+    })
+}
+
+/// `regex_rewrite {pattern {regex}, substitution}`; MOSN applies it only when the regex is
+/// longer than one character, and only without a `prefix_rewrite`.
+fn parse_regex_rewrite(mut rr: Obj<'_>, d: &mut Diagnostics) -> Option<(String, String, String)> {
+    let substitution = rr.string("substitution", d).unwrap_or("").to_string();
+    let mut regex = None;
+    if let Some(mut p) = rr.object("pattern", object::REGEX_REWRITE_PATTERN, d) {
+        let path = p.field_path("regex");
+        regex = p.string("regex", d).filter(|r| r.len() > 1).map(|r| (r.to_string(), path));
+        p.finish(d);
+    }
+    rr.finish(d);
+    regex.map(|(r, path)| (r, substitution, path))
 }
 
 fn parse_retry_policy(mut rp: Obj<'_>, d: &mut Diagnostics) -> RetryPolicyConfig {

@@ -52,8 +52,22 @@ const MOSN_FILTERS: &[&str] = &[
     "echo",
 ];
 
+/// Filter types that take a route's `per_filter_config` (MOSN: the filters that implement
+/// `ReadPerRouteConfig`).
+pub const PER_ROUTE: &[&str] = &["fault"];
+
 /// Builds the filter of one `stream_filters[]` entry.
 pub fn build(raw: &RawFilterConfig, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {
+    build_config(raw, format!("{}.config", raw.path), cx, d)
+}
+
+/// Builds a filter of type `raw.type_name` from `raw.config`, whose JSON path is `config_path`.
+pub fn build_config(
+    raw: &RawFilterConfig,
+    config_path: String,
+    cx: &ParseContext<'_>,
+    d: &mut Diagnostics,
+) -> Option<Arc<dyn StreamFilter>> {
     let type_path = format!("{}.type", raw.path);
     let Some(ty) = FILTERS.iter().find(|f| f.name == raw.type_name) else {
         if MOSN_FILTERS.contains(&raw.type_name.as_str()) {
@@ -64,7 +78,7 @@ pub fn build(raw: &RawFilterConfig, cx: &ParseContext<'_>, d: &mut Diagnostics) 
         }
         return None;
     };
-    let config = raw.config.as_ref().and_then(|v| Obj::open(v, format!("{}.config", raw.path), ty.object, d));
+    let config = raw.config.as_ref().and_then(|v| Obj::open(v, config_path, ty.object, d));
     if raw.config.is_some() && config.is_none() {
         return None;
     }

@@ -25,6 +25,11 @@ pub fn empty() -> SharedStr {
     EMPTY.clone()
 }
 
+/// True for an HTTP field name (an RFC 9110 token).
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// The result of looking a header up by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup<'a> {

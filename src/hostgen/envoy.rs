@@ -17,6 +17,9 @@ pub const MODULE_NAME: &str = "mosn_envoy";
 /// The request header carrying the router's cluster choice to Envoy's router.
 pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 
+/// Envoy's circuit breaker thresholds when MOSN sets none (MOSN: 0 = unlimited).
+const UNLIMITED: u32 = 1_000_000_000;
+
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
 pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%RESPONSE_FLAGS% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS%\n";
 
@@ -44,10 +47,14 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {stat}
-          codec_type: AUTO
-          # The upstream gets the path the MOSN router matched (dot segments, // removed).
-          normalize_path: true
-          merge_slashes: true
+          # MOSN's downstream_protocol Http1 (the only one accepted so far).
+          codec_type: HTTP1
+          # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise).
+          http_protocol_options: {{ accept_http_10: true }}
+          # The core decodes and normalizes the path and hands Envoy the one it routed on
+          # (as :path), so Envoy does not normalize it first.
+          normalize_path: false
+          merge_slashes: false
           access_log:
           - name: envoy.access_loggers.file
             typed_config:
@@ -96,6 +103,11 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             y,
             r#"  - name: {name}
     connect_timeout: {connect_s:.3}s
+    # MOSN's limits decide (none without circuit_breakers); Envoy's defaults (1024
+    # connections, 3 concurrent retries) must not.
+    circuit_breakers:
+      thresholds:
+      - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
     lb_policy: CLUSTER_PROVIDED
     cluster_type:
       name: envoy.clusters.dynamic_modules
@@ -110,6 +122,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             name = quote(&c.name),
             module = module_config(),
             cluster_cfg = quote(&cluster_cfg),
+            unlimited = UNLIMITED,
         );
     }
     y

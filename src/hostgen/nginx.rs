@@ -46,9 +46,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
       proxy_pass http://mosn_upstream;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;
+      # The client's Host as sent, port included (as Envoy and MOSN forward it).
+      proxy_set_header Host $http_host;
+      # Per request the module sets the route's retry conditions and the cluster's
+      # connect timeout (MOSN's default 10s); these are the fallbacks.
       proxy_next_upstream error timeout;
-      proxy_connect_timeout 2s;
+      proxy_connect_timeout 10s;
     }}
   }}"#,
             addr = l.address,

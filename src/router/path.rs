@@ -1,16 +1,20 @@
-//! The path routes match against: the request path normalized like a server would see it.
+//! The path routes match and the path the upstream gets.
 //!
-//! Matching the raw `:path` would let `/x/../admin`, `//admin` or `/%61dmin` slip past a
-//! `prefix: /admin` route while the backend still serves `/admin`. So before matching, the
-//! query is dropped, `%XX` escapes of unreserved characters are decoded, runs of `/` are
-//! merged and `.`/`..` segments are removed (RFC 3986 §6.2.2, §5.2.4). Other escapes (e.g.
-//! `%2F`) stay encoded, so they never create new segments.
+//! MOSN matches routes against the decoded, normalized path (fasthttp's `URI.Path()`): every
+//! `%XX` is decoded (`%2F` too), runs of `/` are merged and `.`/`..` segments removed; the
+//! query is not part of it. So `/x/../admin`, `//admin`, `/%61dmin` and
+//! `/public%2F..%2Fadmin` all match a `prefix: /admin` route.
+//!
+//! MOSN then forwards the client's raw request target, so a backend could see a different
+//! path than the one routed on. Here the upstream gets exactly the path that was matched:
+//! [`encode`] writes it back with the escaping nginx applies to a URI (`%XX` for controls,
+//! space, `#`, `%`, `?` and bytes above 0x7e), and both hosts forward that. The query is
+//! forwarded unchanged.
+//!
+//! A request target with a raw byte outside visible ASCII is malformed: [`is_valid`] says so,
+//! and the stream answers 400 on both hosts (Envoy's codec refuses such bytes itself).
 
 use std::borrow::Cow;
-
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -21,7 +25,18 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// True when the path needs no work (the common case: no allocation).
+/// True when every byte of the raw `:path` is visible ASCII (0x21..=0x7e).
+pub fn is_valid(raw: &[u8]) -> bool {
+    raw.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// `(path, rest)`: the raw path and what follows it (`?query`, `#fragment` or nothing).
+pub fn split_query(raw: &[u8]) -> (&[u8], &[u8]) {
+    let end = raw.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(raw.len());
+    raw.split_at(end)
+}
+
+/// True when decoding and normalizing would change nothing (the common case: no work).
 fn is_normal(p: &[u8]) -> bool {
     p.first() == Some(&b'/')
         && !p.contains(&b'%')
@@ -29,14 +44,12 @@ fn is_normal(p: &[u8]) -> bool {
         && !p.split(|b| *b == b'/').any(|seg| seg == b"." || seg == b"..")
 }
 
-/// The normalized path of a `:path` value (query and fragment removed).
-pub fn normalize(raw: &[u8]) -> Cow<'_, [u8]> {
-    let end = raw.iter().position(|b| *b == b'?' || *b == b'#').unwrap_or(raw.len());
-    let p = &raw[..end];
+/// The decoded, normalized form of a raw path (without its query).
+pub fn normalize(p: &[u8]) -> Cow<'_, [u8]> {
     if is_normal(p) {
         return Cow::Borrowed(p);
     }
-    // 1. Decode escapes of unreserved characters.
+    // 1. Decode every valid escape; a `%` not followed by two hex digits stays as it is.
     let mut decoded = Vec::with_capacity(p.len() + 1);
     if p.first() != Some(&b'/') {
         decoded.push(b'/');
@@ -45,12 +58,9 @@ pub fn normalize(raw: &[u8]) -> Cow<'_, [u8]> {
     while i < p.len() {
         if p[i] == b'%' && i + 2 < p.len() {
             if let (Some(h), Some(l)) = (hex(p[i + 1]), hex(p[i + 2])) {
-                let c = h * 16 + l;
-                if unreserved(c) {
-                    decoded.push(c);
-                    i += 3;
-                    continue;
-                }
+                decoded.push(h * 16 + l);
+                i += 3;
+                continue;
             }
         }
         decoded.push(p[i]);
@@ -79,17 +89,49 @@ pub fn normalize(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(path)
 }
 
+/// Bytes nginx escapes in a URI (`NGX_ESCAPE_URI`): controls, space, `#`, `%`, `?`, DEL
+/// and everything above 0x7e.
+fn escaped(b: u8) -> bool {
+    b <= 0x20 || b >= 0x7f || matches!(b, b'#' | b'%' | b'?')
+}
+
+/// A normalized path written back as a request target (see the module doc).
+pub fn encode(path: &[u8]) -> Cow<'_, str> {
+    if !path.iter().any(|b| escaped(*b)) {
+        // Only visible ASCII: valid UTF-8.
+        return Cow::Borrowed(std::str::from_utf8(path).unwrap_or("/"));
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(path.len() + 8);
+    for &b in path {
+        if escaped(b) {
+            s.push('%');
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
+        } else {
+            s.push(b as char);
+        }
+    }
+    Cow::Owned(s)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::*;
 
     fn n(s: &str) -> String {
-        String::from_utf8(normalize(s.as_bytes()).into_owned()).unwrap()
+        String::from_utf8_lossy(&normalize(s.as_bytes())).into_owned()
+    }
+
+    fn fwd(s: &str) -> String {
+        encode(&normalize(split_query(s.as_bytes()).0)).into_owned()
     }
 
     #[test]
     fn normal_paths_are_borrowed() {
-        assert!(matches!(normalize(b"/api/orders?id=1"), std::borrow::Cow::Borrowed(b"/api/orders")));
+        assert!(matches!(normalize(b"/api/orders"), Cow::Borrowed(b"/api/orders")));
+        assert!(matches!(encode(b"/api/orders"), Cow::Borrowed("/api/orders")));
+        assert_eq!(split_query(b"/a?b=1#c"), (&b"/a"[..], &b"?b=1#c"[..]));
         assert_eq!(n("/"), "/");
         assert_eq!(n("/a/b/"), "/a/b/");
     }
@@ -105,13 +147,43 @@ mod tests {
         assert_eq!(n("admin"), "/admin");
         assert_eq!(n("/a/.."), "/");
         assert_eq!(n("/a/b/.."), "/a/");
+        // MOSN decodes %2F too: an encoded slash is a slash.
+        assert_eq!(n("/public%2F..%2Fadmin"), "/admin");
+        assert_eq!(n("/a%2fb"), "/a/b");
     }
 
     #[test]
-    fn reserved_escapes_stay_encoded() {
-        assert_eq!(n("/a%2Fb"), "/a%2Fb");
+    fn escapes_decode_once_and_forward_as_nginx_escapes() {
         assert_eq!(n("/a%2"), "/a%2");
         assert_eq!(n("/a%zz"), "/a%zz");
         assert_eq!(n("/%"), "/%");
+        assert_eq!(fwd("/a%20b"), "/a%20b");
+        assert_eq!(fwd("/a%252F"), "/a%252F", "decoded once: %25 is a literal % again on the wire");
+        assert_eq!(fwd("/%E4%BD%A0"), "/%E4%BD%A0");
+        assert_eq!(fwd("/a%3Fb"), "/a%3Fb", "an encoded ? stays part of the path");
+        assert_eq!(fwd("/public%2F..%2Fadmin?x=%2F"), "/admin");
+        assert_eq!(fwd("/%7e%61"), "/~a");
+        assert_eq!(fwd("/a\"b"), "/a\"b");
+    }
+
+    #[test]
+    fn raw_bytes_outside_visible_ascii_are_invalid() {
+        assert!(is_valid(b"/a/b?c=d"));
+        assert!(!is_valid(b"/a\x80b"));
+        assert!(!is_valid(b"/a b"));
+        assert!(!is_valid(b"/a\x00"));
+    }
+
+    #[test]
+    fn the_forwarded_path_routes_the_same() {
+        // Decoding is done once: the property is on the wire form, not on decoding twice.
+        for p in ["/a/../b", "//x//y/", "/%2e/%2F/z", "/a%zz/../b", "/.", "/..", "/%25%2e%2e/", "/a%2541"] {
+            let once = normalize(p.as_bytes()).into_owned();
+            let segs: Vec<&[u8]> = once.split(|b| *b == b'/').skip(1).collect();
+            assert!(!segs.iter().any(|s| *s == b"." || *s == b".."), "{p}: dot segment left");
+            assert!(!once.windows(2).any(|w| w == b"//"), "{p}: // left");
+            let wire = encode(&once).into_owned();
+            assert_eq!(normalize(wire.as_bytes()).into_owned(), once, "{p}: the forwarded path routes the same");
+        }
     }
 }

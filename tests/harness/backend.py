@@ -11,6 +11,9 @@ Every request (any method, any path) is answered 200 with body ``site <site> fro
     x-seen-unit:    <request header x-mosn-on-envoy-unit, or ->   (all values joined by ",")
     x-seen-uid:     <request header uid, or ->                    (sanitised, see below)
     x-seen-path:    <request path>
+    x-seen-host:    <request header Host, or ->
+    x-echo-<name>:  for each name in request header x-echo (comma-separated): that request
+                    header as received (all values joined by ","), or -
 A request body (Content-Length or chunked) is read and discarded.
 
 Echoed values are sanitised so that a hostile request cannot make the *response* invalid:
@@ -32,6 +35,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UNIT_HEADER = "x-mosn-on-envoy-unit"
@@ -99,8 +103,12 @@ class SiteHandler(BaseHTTPRequestHandler):
         body = f"site {self.site} from {port}\n".encode()
         units = self.headers.get_all(UNIT_HEADER)
         unit = ",".join(units) if units else None
-        # A site named `fail503` answers 503 (a broken backend for retry tests).
-        self.send_response(503 if self.site == "fail503" else 200)
+        # A site named `failNNN` answers NNN (a broken backend for retry tests); `slowNNN`
+        # answers after NNN ms (timeout tests).
+        status = int(self.site[4:]) if self.site.startswith("fail") and self.site[4:].isdigit() else 200
+        if self.site.startswith("slow") and self.site[4:].isdigit():
+            time.sleep(int(self.site[4:]) / 1000)
+        self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-backend-port", str(port))
@@ -108,6 +116,10 @@ class SiteHandler(BaseHTTPRequestHandler):
         self.send_header("x-seen-unit", sanitize(unit))
         self.send_header("x-seen-uid", sanitize(self.headers.get("uid")))
         self.send_header("x-seen-path", sanitize(self.path))
+        self.send_header("x-seen-host", sanitize(self.headers.get("Host")))
+        # `x-echo: a,b` asks for `x-echo-a`, `x-echo-b`: those request headers as received.
+        for name in filter(None, (n.strip() for n in (self.headers.get("x-echo") or "").split(","))):
+            self.send_header(f"x-echo-{name}", sanitize(",".join(self.headers.get_all(name) or []) or None))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

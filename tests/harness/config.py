@@ -51,11 +51,50 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
                                               "retry_policy": {"retry_on": True, "num_retries": 1}}),
             _hdr_route("x-case", "noretry5xx", {"cluster_name": "flaky",
                                                 "retry_policy": {"retry_on": False, "num_retries": 1}}),
+            # Any 5xx is retried when status_codes is empty (MOSN), 501 included, which
+            # nginx's proxy_next_upstream cannot name; with status_codes [503] a 501 is not.
+            _hdr_route("x-case", "retry501", {"cluster_name": "flaky501",
+                                              "retry_policy": {"retry_on": True, "num_retries": 1}}),
+            _hdr_route("x-case", "retry503only", {"cluster_name": "flaky501",
+                                                  "retry_policy": {"retry_on": True, "num_retries": 1,
+                                                                   "status_codes": [503]}}),
+            # Three hosts, one of which a test kills and restarts under load.
+            _hdr_route("x-case", "failover", {"cluster_name": "failover",
+                                              "retry_policy": {"retry_on": True, "num_retries": 2}}),
             # A deny route: no spelling of /admin may get past it (path normalization).
             {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
+            # Router actions (tests/cases.py: the router cases).
+            {"match": {"path": "/exact/Path"}, "direct_response": {"status": 200, "body": "exact"}},
+            {"match": {"regex": "^/re[0-9]+$"}, "direct_response": {"status": 200, "body": "regex"}},
+            {"match": {"prefix": "/redir"}, "redirect": {"response_code": 302, "scheme_redirect": "https",
+                                                         "host_redirect": "elsewhere.test", "path_redirect": "/landing"}},
+            {"match": {"prefix": "/rw/old/"}, "route": {"cluster_name": "s2", "prefix_rewrite": "/rw/new/",
+                                                        "host_rewrite": "rewritten.test"}},
+            {"match": {"prefix": "/rx/"}, "route": {"cluster_name": "s2", "regex_rewrite": {
+                "pattern": {"regex": "^/rx/(\\w+)/(\\w+)"}, "substitution": "/rx-done/$2/$1"}}},
+            {"match": {"prefix": "/hdr/"}, "route": {
+                "cluster_name": "s2",
+                "request_headers_to_add": [{"header": {"key": "x-added", "value": "route"}},
+                                           {"header": {"key": "x-app", "value": "more"}},
+                                           {"header": {"key": "x-seen-by", "value": "%x-mosn-host%"}}],
+                "request_headers_to_remove": ["x-drop"],
+                "response_headers_to_add": [{"header": {"key": "x-resp", "value": "r1"}, "append": False}],
+                "response_headers_to_remove": ["x-backend-site"]}},
+            _hdr_route("x-case", "byheader", {"cluster_header": "x-cluster"}),
+            _hdr_route("x-case", "weighted", {"weighted_clusters": [{"cluster": {"name": "s2", "weight": 1}},
+                                                                    {"cluster": {"name": "s3", "weight": 3}}]}),
+            _hdr_route("x-case", "slow", {"cluster_name": "slow", "timeout": "3s",
+                                          "retry_policy": {"retry_on": True, "num_retries": 1,
+                                                           "retry_timeout": "300ms"}}),
         ]
     routers += [_hdr_route(UNIT_HEADER, s, {"cluster_name": s}) for s in ("s1", "s2", "s3")]
     routers.append({"match": {"prefix": "/"}, "route": {"cluster_name": catch_all_cluster}})
+
+    virtual_hosts = [{"name": "sites", "domains": ["*"], "routers": routers}]
+    if not minimal:
+        # A second virtual host (MOSN: a request without Host then finds none: 404).
+        virtual_hosts.append({"name": "vhost", "domains": ["vhost.test", "vhost.test:*"], "routers": [
+            {"match": {"prefix": "/v"}, "direct_response": {"status": 200, "body": "vhost"}}]})
 
     stream_filters = []
     if not minimal:
@@ -78,6 +117,9 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
         ]
         # [503-answering host, s2] (without a fail503 backend: s2 alone).
         clusters.append(_cluster("flaky", ([ports["fail503"]] if "fail503" in ports else []) + [ports["s2"]]))
+        clusters.append(_cluster("flaky501", ([ports["fail501"]] if "fail501" in ports else []) + [ports["s2"]]))
+        clusters.append(_cluster("slow", [ports[k] for k in ("slow1", "slow2") if k in ports] or [ports["s2"]]))
+        clusters.append(_cluster("failover", [ports[k] for k in ("f1", "f2", "f3") if k in ports] or [ports["s2"]]))
         if "blackhole" in ports:  # a listener that never accepts: connects time out
             clusters.append(dict(_cluster("blackhole", [ports["blackhole"]]), connect_timeout="300ms"))
         else:
@@ -86,8 +128,7 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
     return {
         "servers": [{
             "default_log_path": "stdout",
-            "routers": [{"router_config_name": "unit_router",
-                         "virtual_hosts": [{"name": "sites", "domains": ["*"], "routers": routers}]}],
+            "routers": [{"router_config_name": "unit_router", "virtual_hosts": virtual_hosts}],
             "listeners": [{
                 "name": "serverListener",
                 "address": f"{listen_host}:{int(listen_port)}",

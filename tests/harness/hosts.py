@@ -353,10 +353,11 @@ class Backends:
         self.ports: dict[str, int] = {}
         self.site_of: dict[int, str] = {}
 
-    def start(self, timeout: float = 10.0) -> "Backends":
+    def start(self, timeout: float = 10.0, ports: dict | None = None) -> "Backends":
+        """ports: {key: port} to listen on (e.g. to restart a killed backend); default: free ports."""
         args = [sys.executable, str(BACKEND_PY)]
-        for _, site in self.specs:
-            args += ["--backend", f"{site}:0"]
+        for key, site in self.specs:
+            args += ["--backend", f"{site}:{(ports or {}).get(key, 0)}"]
         err = open(self.log_dir / "backends.stderr.log", "wb") if self.log_dir else subprocess.DEVNULL
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                                      start_new_session=True)

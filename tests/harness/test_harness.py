@@ -21,39 +21,414 @@ PORTS = {"s1a": 3450, "s1b": 3451, "s2": 3452, "s3": 3453, "dead1": 3460, "dead2
 
 # The config of the brief, verbatim, with the placeholders filled in.
 EXPECTED = json.loads("""
-{"servers": [{
+{
+ "servers": [
+  {
    "default_log_path": "stdout",
-   "routers": [{"router_config_name": "unit_router",
-      "virtual_hosts": [{"name": "sites", "domains": ["*"], "routers": [
-        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "retry"}]},
-         "route": {"cluster_name": "pair", "retry_policy": {"retry_on": true, "num_retries": 2}}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "dead"}]},
-         "route": {"cluster_name": "dead"}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "blackhole"}]},
-         "route": {"cluster_name": "blackhole"}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "retry5xx"}]},
-         "route": {"cluster_name": "flaky", "retry_policy": {"retry_on": true, "num_retries": 1}}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "noretry5xx"}]},
-         "route": {"cluster_name": "flaky", "retry_policy": {"retry_on": false, "num_retries": 1}}},
-        {"match": {"prefix": "/admin"}, "direct_response": {"status": 403, "body": "denied"}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s1"}]}, "route": {"cluster_name": "s1"}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s2"}]}, "route": {"cluster_name": "s2"}},
-        {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-unit", "value": "s3"}]}, "route": {"cluster_name": "s3"}},
-        {"match": {"prefix": "/"}, "route": {"cluster_name": "all_sites"}}]}]}],
-   "listeners": [{"name": "serverListener", "address": "127.0.0.1:2990", "bind_port": true,
-      "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "upstream_protocol": "Http1", "router_config_name": "unit_router"}}]}],
-      "stream_filters": [
-        {"type": "fault", "config": {"delay": {"fixed_delay": "400ms", "percentage": 100}, "headers": [{"name": "x-case", "value": "delay"}]}},
-        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}}]}]}],
- "cluster_manager": {"clusters": [
-   {"name": "s1", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3450"}, {"address": "127.0.0.1:3451"}]},
-   {"name": "s2", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3452"}]},
-   {"name": "s3", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3453"}]},
-   {"name": "all_sites", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3450"}, {"address": "127.0.0.1:3451"}, {"address": "127.0.0.1:3452"}, {"address": "127.0.0.1:3453"}]},
-   {"name": "pair", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3460"}, {"address": "127.0.0.1:3452"}]},
-   {"name": "dead", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3461"}]},
-   {"name": "flaky", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3452"}]},
-   {"name": "blackhole", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:3461"}]}]}}
+   "routers": [
+    {
+     "router_config_name": "unit_router",
+     "virtual_hosts": [
+      {
+       "name": "sites",
+       "domains": [
+        "*"
+       ],
+       "routers": [
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "retry"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "pair",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 2
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "dead"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "dead"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "blackhole"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "blackhole"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "retry5xx"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "flaky",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 1
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "noretry5xx"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "flaky",
+          "retry_policy": {
+           "retry_on": false,
+           "num_retries": 1
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "retry501"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "flaky501",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 1
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "retry503only"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "flaky501",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 1,
+           "status_codes": [
+            503
+           ]
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "failover"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "failover",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 2
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/admin"
+         },
+         "direct_response": {
+          "status": 403,
+          "body": "denied"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-mosn-on-envoy-unit",
+            "value": "s1"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "s1"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-mosn-on-envoy-unit",
+            "value": "s2"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "s2"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-mosn-on-envoy-unit",
+            "value": "s3"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "s3"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/"
+         },
+         "route": {
+          "cluster_name": "all_sites"
+         }
+        }
+       ]
+      },
+      {
+       "name": "vhost",
+       "domains": [
+        "vhost.test",
+        "vhost.test:*"
+       ],
+       "routers": [
+        {
+         "match": {
+          "prefix": "/"
+         },
+         "direct_response": {
+          "status": 200,
+          "body": "vhost"
+         }
+        }
+       ]
+      }
+     ]
+    }
+   ],
+   "listeners": [
+    {
+     "name": "serverListener",
+     "address": "127.0.0.1:2990",
+     "bind_port": true,
+     "filter_chains": [
+      {
+       "filters": [
+        {
+         "type": "proxy",
+         "config": {
+          "downstream_protocol": "Http1",
+          "upstream_protocol": "Http1",
+          "router_config_name": "unit_router"
+         }
+        }
+       ]
+      }
+     ],
+     "stream_filters": [
+      {
+       "type": "fault",
+       "config": {
+        "delay": {
+         "fixed_delay": "400ms",
+         "percentage": 100
+        },
+        "headers": [
+         {
+          "name": "x-case",
+          "value": "delay"
+         }
+        ]
+       }
+      },
+      {
+       "type": "metadata",
+       "config": {
+        "metadataers": [
+         {
+          "meta_data_key": "UNIT",
+          "config": {
+           "unit_key": "uid"
+          }
+         }
+        ]
+       }
+      }
+     ]
+    }
+   ]
+  }
+ ],
+ "cluster_manager": {
+  "clusters": [
+   {
+    "name": "s1",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3450"
+     },
+     {
+      "address": "127.0.0.1:3451"
+     }
+    ]
+   },
+   {
+    "name": "s2",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "s3",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3453"
+     }
+    ]
+   },
+   {
+    "name": "all_sites",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3450"
+     },
+     {
+      "address": "127.0.0.1:3451"
+     },
+     {
+      "address": "127.0.0.1:3452"
+     },
+     {
+      "address": "127.0.0.1:3453"
+     }
+    ]
+   },
+   {
+    "name": "pair",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3460"
+     },
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "dead",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3461"
+     }
+    ]
+   },
+   {
+    "name": "flaky",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "flaky501",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "failover",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "blackhole",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3461"
+     }
+    ]
+   }
+  ]
+ }
+}
 """)
 
 

@@ -13,18 +13,13 @@ pub(super) fn parse(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Option<Box<
     let mut unit_key = DEFAULT_UNIT_KEY.to_string();
     if let Some(mut c) = config {
         let k = c.string("unit_key", d).filter(|k| !k.is_empty()).unwrap_or(DEFAULT_UNIT_KEY);
-        if !valid_header_name(k) {
+        if !crate::headers::valid_name(k) {
             d.error(c.field_path("unit_key"), format!("\"{k}\" is not a valid header name"));
         }
         unit_key = k.to_string();
         c.finish(d);
     }
     Some(Box::new(UnitDriver::new(&unit_key)))
-}
-
-/// An HTTP field name (RFC 9110 token).
-pub(crate) fn valid_header_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A missing, empty, non-integer or out-of-range (i64) value yields nothing, as in MOSN.
