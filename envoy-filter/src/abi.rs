@@ -4,7 +4,7 @@
 //! written from the reference notes in `/work/shared/reference/envoy-*-1.40.md` and checked
 //! against the 1.40 binary (`nm -D`, and `objdump` for the argument registers of
 //! `http_get_header`, `http_get_headers_size`, `http_get_body_chunks_size`,
-//! `http_set_filter_state_bytes`, `http_send_response`, `log`,
+//! `http_set_filter_state_bytes`, `http_send_response`, `http_get_buffer_limit`, `log`,
 //! `cluster_lb_context_get_filter_state_bytes` and `cluster_lb_context_should_select_another_host`).
 //! Signatures drift between Envoy releases: re-check them (and the `nm -D` subset test in the
 //! crate README) before moving to another Envoy version.
@@ -187,6 +187,8 @@ extern "C" {
         result_buffer_vector: *mut EnvoyBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(filter_envoy: *mut c_void) -> bool;
+    /// `uint64_t f(void*)` (checked with `objdump` on 1.40: one argument; 0 without callbacks).
+    pub fn envoy_dynamic_module_callback_http_get_buffer_limit(filter_envoy: *mut c_void) -> u64;
 
     // --- HTTP filter: routing, replies, flow ---
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy: *mut c_void);

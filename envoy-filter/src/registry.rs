@@ -6,7 +6,7 @@
 //! request's filter state (`mosn.stream_id`); the LB reads the id back from its context.
 
 use mosn_extension::Stream;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// One request as both the HTTP filter and the cluster LB see it.
 pub struct StreamState {
     /// The core's stream; `None` once the request is done (dropping it closes the waker).
-    pub stream: Option<mosn_extension::Stream>,
+    pub stream: Option<Stream>,
     /// Where the request path is.
     pub phase: Phase,
     /// The request had a body after the headers (`end_of_stream` was false).
@@ -25,10 +25,6 @@ pub struct StreamState {
     pub chosen: bool,
     /// How the latest attempt ended was already told to the core.
     pub outcome_reported: bool,
-    /// A local reply (the module's or Envoy's) is answering this request.
-    pub local_reply: bool,
-    /// The local reply is the module's own (`send_response`), not Envoy's.
-    pub own_reply: bool,
 }
 
 /// The request path's progress, as far as the adapter drives it.
@@ -46,24 +42,73 @@ pub enum Phase {
     Replied,
 }
 
-/// Shared by the filter object and the registry.
-pub type SharedState = Rc<RefCell<StreamState>>;
+/// The state plus the flags every hook reads first. The flags sit outside the `RefCell`
+/// so that a re-entered hook (Envoy runs the local-reply and response hooks inside
+/// `send_response`) can read them whatever is borrowed.
+pub struct StreamCell {
+    /// A hook panicked: no hook touches the core stream again (see `guard.rs`).
+    poisoned: Cell<bool>,
+    /// A local reply (the module's or Envoy's) answers this request.
+    local_reply: Cell<bool>,
+    /// That local reply is the module's own (`send_response`), not Envoy's.
+    own_reply: Cell<bool>,
+    pub state: RefCell<StreamState>,
+}
 
-impl StreamState {
-    /// A fresh state for `stream`.
+/// Shared by the filter object and the registry.
+pub type SharedState = Rc<StreamCell>;
+
+// === impl StreamCell ===
+
+impl StreamCell {
+    /// A fresh cell for `stream`.
     pub fn new(stream: Stream) -> SharedState {
-        Rc::new(RefCell::new(StreamState {
-            stream: Some(stream),
-            phase: Phase::Start,
-            more_body: false,
-            body: None,
-            chosen: false,
-            outcome_reported: false,
-            local_reply: false,
-            own_reply: false,
-        }))
+        Rc::new(StreamCell {
+            poisoned: Cell::new(false),
+            local_reply: Cell::new(false),
+            own_reply: Cell::new(false),
+            state: RefCell::new(StreamState {
+                stream: Some(stream),
+                phase: Phase::Start,
+                more_body: false,
+                body: None,
+                chosen: false,
+                outcome_reported: false,
+            }),
+        })
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.get()
+    }
+
+    /// Marks the stream failed for good (idempotent).
+    pub fn poison(&self) {
+        self.poisoned.set(true);
+    }
+
+    pub fn local_reply(&self) -> bool {
+        self.local_reply.get()
+    }
+
+    pub fn own_reply(&self) -> bool {
+        self.own_reply.get()
+    }
+
+    /// Envoy announced a local reply (its own, or the module's).
+    pub fn set_local_reply(&self) {
+        self.local_reply.set(true);
+    }
+
+    /// The module is about to send its own local reply (set before `send_response`, whose
+    /// nested local-reply hook must know it).
+    pub fn set_own_reply(&self) {
+        self.local_reply.set(true);
+        self.own_reply.set(true);
     }
 }
+
+// === The per-thread map ===
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 

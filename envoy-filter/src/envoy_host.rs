@@ -1,0 +1,325 @@
+//! The host traits over the real Envoy ABI (`abi.rs`); not compiled in tests.
+//!
+//! Each type wraps the raw pointer Envoy passed to the hook being run. They are built with
+//! `unsafe fn new`, whose contract (the pointer is live and used only on its thread, during
+//! the hook) is what every `unsafe` block below relies on.
+
+use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
+use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
+use mosn_extension::filter::LocalReply;
+use mosn_extension::headers::Lookup;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+fn header_kind(kind: HeaderKind) -> u32 {
+    match kind {
+        HeaderKind::Request => header_type::REQUEST,
+        HeaderKind::Response => header_type::RESPONSE,
+    }
+}
+
+// === impl EnvoyHttp ===
+
+/// One HTTP stream (`filter_envoy`), inside one of its hooks.
+pub struct EnvoyHttp {
+    envoy: *mut c_void,
+}
+
+impl EnvoyHttp {
+    /// # Safety
+    /// `envoy` is the `filter_envoy` pointer Envoy passed to the hook now running on this
+    /// thread, and the value is used only until that hook returns.
+    pub unsafe fn new(envoy: *mut c_void) -> EnvoyHttp {
+        EnvoyHttp { envoy }
+    }
+}
+
+impl HttpHost for EnvoyHttp {
+    fn header(&self, kind: HeaderKind, name: &str) -> Lookup<'_> {
+        let mut out = EnvoyBuffer::empty();
+        let mut count = 0usize;
+        // SAFETY: the stream's pointer inside its hook (`new`'s contract); `out` and `count`
+        // are valid for writes; the key buffer lives for the call.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.envoy,
+                header_kind(kind),
+                ModuleBuffer::from(name),
+                &mut out,
+                0,
+                &mut count,
+            )
+        };
+        if !found {
+            return Lookup::Missing;
+        }
+        // SAFETY: Envoy's value stays valid until the map is mutated or the hook returns; the
+        // lookup borrows `&self`, and every mutation takes `&mut self`, so it can not outlive
+        // either.
+        let v = unsafe { out.as_slice() };
+        if count > 1 {
+            Lookup::Many(v)
+        } else {
+            Lookup::One(v)
+        }
+    }
+
+    fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8])) {
+        let kind = header_kind(kind);
+        // SAFETY: as in `header`.
+        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
+        if n == 0 {
+            return;
+        }
+        let empty = EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
+        let mut all = vec![empty; n];
+        // SAFETY: `all` has room for the `n` headers Envoy just counted; same thread and hook,
+        // so the map did not change in between.
+        if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, all.as_mut_ptr()) } {
+            return;
+        }
+        for h in &all {
+            // SAFETY: Envoy filled these from its live map (valid until mutation / hook end;
+            // `f` gets them only for this call).
+            let (k, v) = unsafe {
+                (
+                    EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
+                    EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
+                )
+            };
+            f(k, v);
+        }
+    }
+
+    fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
+        // SAFETY: the stream's pointer inside its hook; buffers live for the call, Envoy copies.
+        unsafe { abi::envoy_dynamic_module_callback_http_set_header(self.envoy, header_kind(kind), name.into(), value.into()) };
+    }
+
+    fn add_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
+        // SAFETY: as in `set_header`.
+        unsafe { abi::envoy_dynamic_module_callback_http_add_header(self.envoy, header_kind(kind), name.into(), value.into()) };
+    }
+
+    fn remove_header(&mut self, kind: HeaderKind, name: &str) {
+        // SAFETY: as in `set_header`; a NULL value removes every value (reference §1.2).
+        unsafe { abi::envoy_dynamic_module_callback_http_set_header(self.envoy, header_kind(kind), name.into(), ModuleBuffer::null()) };
+    }
+
+    fn send_local_reply(&mut self, r: &LocalReply) {
+        let headers: Vec<ModuleHttpHeader> = r
+            .headers
+            .iter()
+            .map(|(k, v)| ModuleHttpHeader { key_ptr: k.as_ptr(), key_length: k.len(), value_ptr: v.as_ptr(), value_length: v.len() })
+            .collect();
+        // SAFETY: the stream's pointer inside its hook (or `on_http_filter_scheduled`);
+        // `headers` and the strings it points into outlive the call; Envoy copies everything.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_send_response(
+                self.envoy,
+                u32::from(r.status),
+                headers.as_ptr(),
+                headers.len(),
+                ModuleBuffer::from(&*r.body),
+                ModuleBuffer::from(r.details),
+            )
+        };
+    }
+
+    fn clear_route_cache(&mut self) {
+        // SAFETY: the stream's pointer inside its hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.envoy) };
+    }
+
+    fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        // SAFETY: as in `set_header`; Envoy copies namespace, key and value.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(self.envoy, namespace.into(), key.into(), value.into())
+        };
+    }
+
+    fn set_filter_state(&mut self, key: &str, value: &str) -> bool {
+        // SAFETY: as in `set_header`; Envoy copies key and value.
+        unsafe { abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(self.envoy, key.into(), value.into()) }
+    }
+
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        // SAFETY: the stream's pointer inside a request hook, after Envoy set the decoder
+        // callbacks that `scheduler_new` uses.
+        let sched = unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(self.envoy) };
+        (!sched.is_null()).then(|| Arc::new(EnvoyScheduler(sched as usize)) as Arc<dyn Scheduler>)
+    }
+
+    fn continue_decoding(&mut self) {
+        // SAFETY: the stream's pointer inside its scheduled hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.envoy) };
+    }
+
+    fn request_body(&self, kind: BodyKind, out: &mut Vec<u8>) {
+        let kind = match kind {
+            BodyKind::Received => body_type::RECEIVED_REQUEST,
+            BodyKind::Buffered => body_type::BUFFERED_REQUEST,
+        };
+        // SAFETY: the stream's pointer inside its body or trailers hook.
+        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.envoy, kind) };
+        if n == 0 {
+            return;
+        }
+        let mut chunks = vec![EnvoyBuffer::empty(); n];
+        // SAFETY: room for the `n` chunks Envoy just counted, same hook.
+        if unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks(self.envoy, kind, chunks.as_mut_ptr()) } {
+            for c in &chunks {
+                // SAFETY: Envoy's slices stay valid until the body changes or the hook
+                // returns; copied right away.
+                out.extend_from_slice(unsafe { c.as_slice() });
+            }
+        }
+    }
+
+    fn received_body_is_buffered(&self) -> bool {
+        // SAFETY: the stream's pointer inside its hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.envoy) }
+    }
+
+    fn buffer_limit(&self) -> u64 {
+        // SAFETY: the stream's pointer inside its hook (Envoy answers 0 without callbacks).
+        unsafe { abi::envoy_dynamic_module_callback_http_get_buffer_limit(self.envoy) }
+    }
+}
+
+// === impl EnvoyScheduler ===
+
+/// Envoy's scheduler of one stream (the address of `http_filter_scheduler_new`'s result).
+struct EnvoyScheduler(usize);
+
+impl Scheduler for EnvoyScheduler {
+    fn commit(&self, event_id: u64) {
+        // SAFETY: `scheduler_commit` is thread-safe (reference §3). The only committer is the
+        // core stream's wake function, and the stream is dropped (closing its wake cell under
+        // the lock a commit runs under) before `delete`, so no commit reaches a deleted
+        // scheduler.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0 as *mut c_void, event_id) }
+    }
+
+    fn delete(&self) {
+        // SAFETY: created by `scheduler_new` for this stream; called once, on the worker, from
+        // `on_http_filter_destroy` after the stream (and with it every commit) is gone.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0 as *mut c_void) }
+    }
+}
+
+// === impl EnvoyCluster ===
+
+/// One cluster (`cluster_envoy`), on the main thread.
+pub struct EnvoyCluster {
+    envoy: *mut c_void,
+}
+
+impl EnvoyCluster {
+    /// # Safety
+    /// `envoy` is the `cluster_envoy` pointer of the cluster hook now running on the main
+    /// thread, used only until it returns.
+    pub unsafe fn new(envoy: *mut c_void) -> EnvoyCluster {
+        EnvoyCluster { envoy }
+    }
+}
+
+impl ClusterHost for EnvoyCluster {
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>> {
+        let n = hosts.len();
+        let addresses: Vec<ModuleBuffer> = hosts.iter().map(|h| ModuleBuffer::from(h.address)).collect();
+        let weights: Vec<u32> = hosts.iter().map(|h| h.weight).collect();
+        let no_locality = vec![ModuleBuffer::null(); n];
+        let per_host = hosts.first().map_or(0, |h| h.metadata.len());
+        if hosts.iter().any(|h| h.metadata.len() != per_host) {
+            return None; // the ABI takes a fixed number of triples per host
+        }
+        let triples: Vec<ModuleBuffer> = hosts
+            .iter()
+            .flat_map(|h| h.metadata.iter())
+            .flat_map(|(k, v)| [ModuleBuffer::from(metadata_filter), ModuleBuffer::from(k.as_str()), ModuleBuffer::from(v.as_str())])
+            .collect();
+        let mut out = vec![std::ptr::null_mut::<c_void>(); n];
+        // SAFETY: main thread, inside this cluster's init hook (`new`'s contract); every
+        // array has `n` entries (the triples array `n * per_host`), all buffers outlive the
+        // call and Envoy copies them; `out` has room for `n` host pointers.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_cluster_add_hosts(
+                self.envoy,
+                0,
+                addresses.as_ptr(),
+                weights.as_ptr(),
+                no_locality.as_ptr(),
+                no_locality.as_ptr(),
+                no_locality.as_ptr(),
+                if per_host == 0 { std::ptr::null() } else { triples.as_ptr() },
+                per_host,
+                n,
+                out.as_mut_ptr(),
+            )
+        };
+        ok.then(|| out.into_iter().map(|p| HostHandle(p as usize)).collect())
+    }
+
+    fn pre_init_complete(&mut self) {
+        // SAFETY: our cluster's pointer, on the main thread, in its init hook.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_pre_init_complete(self.envoy) };
+    }
+}
+
+// === impl EnvoyLb ===
+
+/// A worker's load balancer (`lb_envoy`) and the context of one `choose_host` call (`ctx`,
+/// may be NULL).
+pub struct EnvoyLb {
+    lb: *mut c_void,
+    ctx: *mut c_void,
+}
+
+impl EnvoyLb {
+    /// # Safety
+    /// `lb` is the `lb_envoy` pointer Envoy gave the LB now choosing on this thread, and
+    /// `ctx` is NULL or the context of the `choose_host` call now running; the value is used
+    /// only until that call returns.
+    pub unsafe fn new(lb: *mut c_void, ctx: *mut c_void) -> EnvoyLb {
+        EnvoyLb { lb, ctx }
+    }
+}
+
+impl LbHost for EnvoyLb {
+    fn healthy_host_count(&self) -> usize {
+        // SAFETY: our LB pointer, on the thread Envoy created it for (`new`'s contract).
+        unsafe { abi::envoy_dynamic_module_callback_cluster_lb_get_healthy_host_count(self.lb, 0) }
+    }
+
+    fn healthy_host(&self, index: usize) -> Option<HostHandle> {
+        // SAFETY: as above; Envoy answers NULL for an index out of range.
+        let h = unsafe { abi::envoy_dynamic_module_callback_cluster_lb_get_healthy_host(self.lb, 0, index) };
+        (!h.is_null()).then_some(HostHandle(h as usize))
+    }
+
+    fn has_context(&self) -> bool {
+        !self.ctx.is_null()
+    }
+
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        if self.ctx.is_null() {
+            return None;
+        }
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: `ctx` is non-NULL and live for this `choose_host` call; `out` is writable.
+        let found = unsafe { abi::envoy_dynamic_module_callback_cluster_lb_context_get_filter_state_bytes(self.ctx, key.into(), &mut out) };
+        // SAFETY: Envoy's buffer is valid during this call; the slice borrows `&self`, which
+        // lives no longer than the call (`new`'s contract).
+        found.then(|| unsafe { out.as_slice() })
+    }
+
+    fn should_select_another_host(&self, index: usize) -> bool {
+        if self.ctx.is_null() {
+            return false;
+        }
+        // SAFETY: `ctx` is the live context of this call, `lb` ours; `index` is a healthy
+        // index at priority 0, as the callback expects for cluster LBs.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(self.lb, self.ctx, 0, index) }
+    }
+}

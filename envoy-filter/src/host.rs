@@ -1,0 +1,147 @@
+//! The Envoy calls the adapter makes, as small traits.
+//!
+//! The adapter's logic ([`crate::http_logic`], [`crate::lb`]) talks to Envoy only through
+//! these traits, so it runs in `cargo test` against the recording fakes of
+//! [`crate::testing`]; `crate::envoy_host` implements them over the real ABI (`abi.rs`,
+//! left out of test builds).
+//!
+//! - [`HttpHost`]: one HTTP stream, inside one of its hooks (the `filter_envoy` pointer);
+//! - [`Scheduler`]: the stream's scheduler (commit from any thread, delete on the worker);
+//! - [`ClusterHost`]: a cluster on the main thread (`cluster_envoy`);
+//! - [`LbHost`]: a worker's load balancer plus the context of one `choose_host` call.
+//!
+//! Mutating calls take `&mut self`: Envoy's header buffers stay valid only until the map is
+//! changed, so a [`Lookup`] borrowed from `&self` can not outlive a mutation.
+
+use mosn_extension::filter::LocalReply;
+use mosn_extension::headers::Lookup;
+use std::sync::Arc;
+
+// === Vocabulary ===
+
+/// Which header map of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderKind {
+    Request,
+    Response,
+}
+
+/// Which request body buffer (Envoy's `http_body_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// The chunk of the current body hook.
+    Received,
+    /// What Envoy buffered so far (after `StopIterationAndBuffer`).
+    Buffered,
+}
+
+/// What a headers hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadersStatus {
+    Continue,
+    StopIteration,
+    /// Hold headers and buffer the body until `continue_decoding`.
+    StopAllIterationAndBuffer,
+}
+
+/// What a body hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStatus {
+    Continue,
+    StopIterationAndBuffer,
+    StopIterationNoBuffer,
+}
+
+/// What a trailers hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailersStatus {
+    Continue,
+    StopIteration,
+}
+
+/// An Envoy host object (`HostDescription*`), opaque to the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostHandle(pub usize);
+
+/// One host for [`ClusterHost::add_hosts`].
+#[derive(Debug, Clone, Copy)]
+pub struct HostSpec<'a> {
+    /// `ip:port`.
+    pub address: &'a str,
+    /// 1..=128.
+    pub weight: u32,
+    /// `(key, value)` pairs; every host of one call has the same number.
+    pub metadata: &'a [(String, String)],
+}
+
+// === HTTP filter ===
+
+/// One HTTP stream as its filter sees it, inside one of its hooks, on its worker.
+pub trait HttpHost {
+    /// A header by lower-case name (first value, and whether there are more).
+    fn header(&self, kind: HeaderKind, name: &str) -> Lookup<'_>;
+    /// Every header, in order.
+    fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8]));
+    /// Replaces every value of `name` with `value`.
+    fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
+    /// Appends one value.
+    fn add_header(&mut self, kind: HeaderKind, name: &str, value: &str);
+    /// Removes every value.
+    fn remove_header(&mut self, kind: HeaderKind, name: &str);
+    /// Answers locally. Envoy runs this stream's local-reply and response hooks before it
+    /// returns, so the caller must hold no borrow of the stream state.
+    fn send_local_reply(&mut self, reply: &LocalReply);
+    /// Makes Envoy match the route again (after `x-mosn-cluster` changed).
+    fn clear_route_cache(&mut self);
+    /// A string in the stream's dynamic metadata (access logs).
+    fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str);
+    /// Bytes in the stream's filter state (read back by the cluster LB); false if refused.
+    fn set_filter_state(&mut self, key: &str, value: &str) -> bool;
+    /// The stream's scheduler (`None` if Envoy gives none).
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>>;
+    /// Resumes a request stopped by an earlier hook. Envoy may run the router, the cluster
+    /// LB and response hooks before it returns (hold no borrow of the stream state).
+    fn continue_decoding(&mut self);
+    /// Appends the request body chunks of `kind` to `out`.
+    fn request_body(&self, kind: BodyKind, out: &mut Vec<u8>);
+    /// True if the current body hook's chunk is already part of the buffered body.
+    fn received_body_is_buffered(&self) -> bool;
+    /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
+    fn buffer_limit(&self) -> u64;
+}
+
+/// The scheduler of one stream: `commit` makes Envoy call `on_http_filter_scheduled` on the
+/// stream's worker.
+pub trait Scheduler: Send + Sync {
+    /// Any thread.
+    fn commit(&self, event_id: u64);
+    /// Worker only, once, after the last `commit` can have started (the core stream, which
+    /// owns the only wake function that commits, is dropped first).
+    fn delete(&self);
+}
+
+// === Cluster and load balancer ===
+
+/// One Envoy cluster, on the main thread.
+pub trait ClusterHost {
+    /// Adds hosts at priority 0 (all or nothing); their Envoy handles in the same order.
+    /// `metadata_filter` is the metadata namespace of every `(key, value)` pair.
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>>;
+    /// Ends warming; Envoy waits for it before serving the cluster.
+    fn pre_init_complete(&mut self);
+}
+
+/// A worker's load balancer, during one `choose_host` call (priority 0 only: MOSN hosts
+/// are all added there).
+pub trait LbHost {
+    /// Envoy's healthy hosts.
+    fn healthy_host_count(&self) -> usize;
+    fn healthy_host(&self, index: usize) -> Option<HostHandle>;
+    /// False when Envoy passed no context (health checks, some async paths); the context
+    /// methods then answer `None` / `false`.
+    fn has_context(&self) -> bool;
+    /// The request's filter state bytes under `key`.
+    fn filter_state(&self, key: &str) -> Option<&[u8]>;
+    /// Envoy's retry host predicates (e.g. `previous_hosts`) reject healthy host `index`.
+    fn should_select_another_host(&self, index: usize) -> bool;
+}

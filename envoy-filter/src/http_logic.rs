@@ -1,0 +1,552 @@
+//! The HTTP filter's logic: one core [`Stream`] per Envoy stream, driven through an
+//! [`HttpHost`].
+//!
+//! `http.rs` turns each Envoy hook into one call here (with the real host); the tests call
+//! the same functions with the fake host of `testing.rs`. The entry points take
+//! `Option<&HttpFilter>` because Envoy calls the hooks with a NULL filter when
+//! `on_http_filter_new` returned NULL.
+//!
+//! Request path (the state machine of [`Phase`]):
+//!
+//! ```text
+//! headers ─► core ─► Continue   ─► apply mutations, x-mosn-cluster, x-envoy-* ─► Continue
+//!                 ├► Wait       ─► Stop(All) … wake ─► scheduler commit ─► scheduled ─► resume ─► continue_decoding
+//!                 ├► BufferBody ─► Stop … body (end) / trailers ─► core(body) ─► as above
+//!                 └► LocalReply ─► send_local_reply ─► Stop
+//! ```
+//!
+//! Fail closed: every request hook either forwards what the core decided or stops the
+//! request. Where the core can not decide (NULL filter, stream state busy, core stream
+//! gone, a hook in an unexpected phase, a panic) the request is answered with a 500 local
+//! reply, once: a second reply is never sent while one is answering the request.
+//!
+//! Re-entrancy: `send_local_reply` and `continue_decoding` make Envoy run other hooks of the
+//! same stream (local reply, response headers, the cluster LB) before they return, so no
+//! `RefCell` borrow of the stream state is held across those two calls.
+
+use crate::guard::{self, Panicked};
+use crate::host::{BodyKind, BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
+use crate::policy;
+use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
+use mosn_extension::filter::LocalReply;
+use mosn_extension::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::wake::WakeFn;
+use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+/// The HTTP filter config: the engine and the MOSN listener whose filters and router run.
+pub struct HttpConfig {
+    engine: Arc<Engine>,
+    listener: usize,
+}
+
+/// One stream's filter object (lives on its worker).
+pub struct HttpFilter {
+    id: u64,
+    /// Created at the first request hook (`scheduler_new` needs the decoder callbacks,
+    /// which Envoy sets only after `on_http_filter_new`); deleted in [`HttpFilter::destroy`].
+    scheduler: RefCell<Option<Arc<dyn Scheduler>>>,
+    attached: Cell<bool>,
+    cell: SharedState,
+}
+
+/// What a request hook does after the core answered.
+#[derive(Debug)]
+enum Next {
+    Forward,
+    Park,
+    Buffer,
+    Reply(LocalReply),
+}
+
+/// A 500 for a request the core could not judge; `details` names why (access logs).
+pub fn internal_error(details: &'static str) -> LocalReply {
+    LocalReply::new(500, "internal error", details)
+}
+
+// === impl HttpConfig ===
+
+impl HttpConfig {
+    /// A config for `listener` of `engine`.
+    pub fn new(engine: Arc<Engine>, listener: usize) -> HttpConfig {
+        HttpConfig { engine, listener }
+    }
+
+    /// `on_http_filter_config_new`: `{"config_path": ..., "listener": ...}`. Errors are logged
+    /// one per line; `None` makes Envoy reject the config.
+    pub fn load(bytes: &[u8]) -> Option<HttpConfig> {
+        let (cfg, engine) = crate::engines::load(bytes, "listener", "http filter")?;
+        let Some(listener) = engine.listener_index(cfg.name.as_deref()) else {
+            crate::log_error(&format!(
+                "mosn: config error: listener \"{}\" is not in {}",
+                cfg.name.as_deref().unwrap_or(""),
+                cfg.config_path.display()
+            ));
+            return None;
+        };
+        Some(HttpConfig { engine, listener })
+    }
+
+    /// `on_http_filter_new`: a filter with a fresh core stream.
+    pub fn new_filter(&self) -> Option<HttpFilter> {
+        let stream = self.engine.new_stream(self.listener, None)?;
+        Some(HttpFilter {
+            id: registry::next_id(),
+            scheduler: RefCell::new(None),
+            attached: Cell::new(false),
+            cell: StreamCell::new(stream),
+        })
+    }
+}
+
+// === Entry points (one per hook) ===
+
+/// Request headers: run the core's filters and router.
+pub fn request_headers(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_stream: bool) -> HeadersStatus {
+    let Some(f) = f else {
+        // `on_http_filter_new` failed: without a core stream there is no verdict, and a
+        // client-sent x-mosn-cluster would reach the router untouched.
+        crate::log_error("mosn: request without a filter object (filter_new failed); answering 500");
+        host.send_local_reply(&internal_error("mosn_filter_missing"));
+        return HeadersStatus::StopIteration;
+    };
+    f.request_side("http_filter_request_headers", host, HeadersStatus::StopIteration, |f, host| f.on_request_headers(host, end_of_stream))
+}
+
+/// Request body: buffered for the core when it asked; held while the stream waits.
+pub fn request_body(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_stream: bool) -> BodyStatus {
+    // NULL filter: the headers hook of this stream already answered 500.
+    let Some(f) = f else { return BodyStatus::StopIterationNoBuffer };
+    f.request_side("http_filter_request_body", host, BodyStatus::StopIterationNoBuffer, |f, host| f.on_request_body(host, end_of_stream))
+}
+
+/// Request trailers end a body the core is waiting for.
+pub fn request_trailers(f: Option<&HttpFilter>, host: &mut dyn HttpHost) -> TrailersStatus {
+    let Some(f) = f else { return TrailersStatus::StopIteration };
+    f.request_side("http_filter_request_trailers", host, TrailersStatus::StopIteration, |f, host| f.on_request_trailers(host))
+}
+
+/// Back on the worker after the core's wake: resume the core, then let the request go on.
+pub fn scheduled(f: Option<&HttpFilter>, host: &mut dyn HttpHost, _event_id: u64) {
+    let Some(f) = f else { return };
+    f.request_side("http_filter_scheduled", host, (), |f, host| f.on_scheduled(host))
+}
+
+/// Envoy (or this module) answers locally: tell the core how the upstream attempt ended.
+/// Envoy's reply always goes out (the hook's answer is `Continue`).
+pub fn local_reply(f: Option<&HttpFilter>, details: &[u8]) {
+    let Some(f) = f else { return };
+    f.cell.set_local_reply();
+    if f.cell.is_poisoned() {
+        return;
+    }
+    if guard::catch("http_filter_local_reply", || f.on_local_reply(details)).is_err() {
+        f.cell.poison();
+    }
+}
+
+/// Response headers (upstream or local): report the outcome, run the core's send filters,
+/// apply their changes (a `:status` change turns Envoy's 503 into MOSN's 502). Always
+/// `Continue`: the response side never holds a response back (see `guard.rs`).
+pub fn response_headers(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_stream: bool) -> HeadersStatus {
+    let Some(f) = f else { return HeadersStatus::Continue };
+    if f.cell.is_poisoned() {
+        tracing::debug!("stream poisoned: response passed through unchanged");
+        return HeadersStatus::Continue;
+    }
+    let h = &mut *host;
+    if guard::catch("http_filter_response_headers", || f.on_response_headers(h, end_of_stream)).is_err() {
+        // The core's changes are applied only after its call returned: a panic in the core
+        // leaves the response as it was.
+        f.cell.poison();
+    }
+    HeadersStatus::Continue
+}
+
+/// The stream is complete (access logs are written): the core stream ends here.
+pub fn stream_complete(f: Option<&HttpFilter>) {
+    if let Some(f) = f {
+        guard::or("http_filter_stream_complete", || (), || f.done());
+    }
+}
+
+// === impl HttpFilter ===
+
+impl HttpFilter {
+    /// The id under which the cluster LB finds this stream (filter state `mosn.stream_id`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The shared state (tests: to inspect flags and phase).
+    pub fn cell(&self) -> &SharedState {
+        &self.cell
+    }
+
+    /// `on_http_filter_destroy`: ends the core stream (no wake after that), then deletes the
+    /// scheduler, whose only committer was the stream's wake function.
+    pub fn destroy(self) {
+        let sched = self.scheduler.borrow_mut().take();
+        guard::or("http_filter_destroy", || (), || self.done());
+        // The last `Rc` of the state: dropping it drops the core stream if `done` could not.
+        drop(self);
+        if let Some(s) = sched {
+            s.delete();
+        }
+    }
+
+    /// Runs a request-side hook under the panic policy of `guard.rs`: a poisoned stream
+    /// skips the core; a panic poisons it and answers 500 once.
+    fn request_side<R: Copy>(
+        &self,
+        hook: &'static str,
+        host: &mut dyn HttpHost,
+        stopped: R,
+        run: impl FnOnce(&Self, &mut dyn HttpHost) -> R,
+    ) -> R {
+        if self.cell.is_poisoned() {
+            tracing::debug!(hook, "stream poisoned: the core is not called again");
+            return stopped;
+        }
+        let h = &mut *host;
+        match guard::catch(hook, move || run(self, h)) {
+            Ok(r) => r,
+            Err(Panicked) => {
+                self.cell.poison();
+                self.reply(host, &internal_error("mosn_panic"));
+                stopped
+            }
+        }
+    }
+
+    fn on_request_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> HeadersStatus {
+        let phase = match self.cell.state.try_borrow_mut() {
+            Ok(mut st) => {
+                if st.phase == Phase::Start {
+                    self.attach(host, &mut st);
+                    st.more_body = !end_of_stream;
+                }
+                st.phase
+            }
+            Err(_) => {
+                tracing::error!("stream state busy in the request-headers hook; answering 500");
+                self.reply(host, &internal_error("mosn_state_busy"));
+                return HeadersStatus::StopIteration;
+            }
+        };
+        match phase {
+            Phase::Start => {}
+            Phase::Replied => return HeadersStatus::StopIteration,
+            other => {
+                tracing::error!(phase = ?other, "request headers arrived twice; answering 500");
+                self.reply(host, &internal_error("mosn_unexpected_headers"));
+                return HeadersStatus::StopIteration;
+            }
+        }
+        match self.drive(host, |s, h, _| s.request_headers(h, end_of_stream)) {
+            Next::Forward => HeadersStatus::Continue,
+            // A body follows: Envoy buffers it while the request is parked.
+            Next::Park if !end_of_stream => HeadersStatus::StopAllIterationAndBuffer,
+            Next::Park | Next::Buffer => HeadersStatus::StopIteration,
+            Next::Reply(r) => {
+                self.reply(host, &r);
+                HeadersStatus::StopIteration
+            }
+        }
+    }
+
+    fn on_request_body(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> BodyStatus {
+        if self.cell.local_reply() {
+            return BodyStatus::StopIterationNoBuffer;
+        }
+        let Some(phase) = self.phase() else {
+            tracing::error!("stream state busy in the request-body hook; answering 500");
+            self.reply(host, &internal_error("mosn_state_busy"));
+            return BodyStatus::StopIterationNoBuffer;
+        };
+        match phase {
+            Phase::Buffering if !end_of_stream => {
+                tracing::debug!(limit = host.buffer_limit(), "buffering the request body for the core");
+                BodyStatus::StopIterationAndBuffer
+            }
+            Phase::Buffering => match self.finish_body(host, true) {
+                Next::Forward => BodyStatus::Continue,
+                Next::Park => BodyStatus::StopIterationAndBuffer,
+                Next::Buffer => {
+                    self.reply(host, &internal_error("mosn_body_incomplete"));
+                    BodyStatus::StopIterationNoBuffer
+                }
+                Next::Reply(r) => {
+                    self.reply(host, &r);
+                    BodyStatus::StopIterationNoBuffer
+                }
+            },
+            Phase::Waiting => BodyStatus::StopIterationAndBuffer,
+            Phase::Forwarded => BodyStatus::Continue,
+            Phase::Replied => BodyStatus::StopIterationNoBuffer,
+            // A Continue here would release headers the core never judged.
+            Phase::Start => {
+                tracing::error!("request body before the headers were judged; answering 500");
+                self.reply(host, &internal_error("mosn_no_verdict"));
+                BodyStatus::StopIterationNoBuffer
+            }
+        }
+    }
+
+    fn on_request_trailers(&self, host: &mut dyn HttpHost) -> TrailersStatus {
+        if self.cell.local_reply() {
+            return TrailersStatus::StopIteration;
+        }
+        let Some(phase) = self.phase() else {
+            tracing::error!("stream state busy in the request-trailers hook; answering 500");
+            self.reply(host, &internal_error("mosn_state_busy"));
+            return TrailersStatus::StopIteration;
+        };
+        match phase {
+            // Trailers end the body: all of it is buffered by now.
+            Phase::Buffering => match self.finish_body(host, false) {
+                Next::Forward => TrailersStatus::Continue,
+                Next::Park => TrailersStatus::StopIteration,
+                Next::Buffer => {
+                    self.reply(host, &internal_error("mosn_body_incomplete"));
+                    TrailersStatus::StopIteration
+                }
+                Next::Reply(r) => {
+                    self.reply(host, &r);
+                    TrailersStatus::StopIteration
+                }
+            },
+            Phase::Waiting | Phase::Replied => TrailersStatus::StopIteration,
+            Phase::Forwarded => TrailersStatus::Continue,
+            Phase::Start => {
+                tracing::error!("request trailers before the headers were judged; answering 500");
+                self.reply(host, &internal_error("mosn_no_verdict"));
+                TrailersStatus::StopIteration
+            }
+        }
+    }
+
+    fn on_scheduled(&self, host: &mut dyn HttpHost) {
+        if self.cell.local_reply() {
+            return; // a reply answers the request: resuming would forward it
+        }
+        let Some(phase) = self.phase() else {
+            // Parked with no way to resume: answer instead of leaving it hanging.
+            tracing::error!("stream state busy in the scheduled hook; answering 500");
+            self.reply(host, &internal_error("mosn_state_busy"));
+            return;
+        };
+        if phase != Phase::Waiting {
+            tracing::debug!(?phase, "stale scheduler event ignored");
+            return;
+        }
+        match self.drive(host, |s, h, b| s.resume(h, b)) {
+            // No state borrow is held: the router may call the cluster LB in there.
+            Next::Forward => host.continue_decoding(),
+            Next::Park => {}
+            Next::Buffer => self.reply(host, &internal_error("mosn_unexpected_buffer")),
+            Next::Reply(r) => self.reply(host, &r),
+        }
+    }
+
+    fn on_local_reply(&self, details: &[u8]) {
+        if self.cell.own_reply() {
+            return;
+        }
+        let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
+            tracing::debug!("stream state busy in the local-reply hook; outcome not reported");
+            return;
+        };
+        let st = &mut *guard;
+        let Some(stream) = st.stream.as_mut() else { return };
+        let details = String::from_utf8_lossy(details);
+        if let Some(outcome) = policy::outcome_from_details(&details) {
+            if st.chosen && stream.upstream_host().is_some() {
+                stream.upstream_result(outcome);
+                st.outcome_reported = true;
+            }
+        }
+    }
+
+    fn on_response_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) {
+        let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
+            tracing::warn!("stream state busy in the response-headers hook; response passed through");
+            return;
+        };
+        let st = &mut *guard;
+        let Some(stream) = st.stream.as_mut() else { return };
+        {
+            let headers = HostHeaders { host: &*host, kind: HeaderKind::Response };
+            let status =
+                headers.get(":status").first().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
+            // A local reply's status is not an upstream answer (its outcome came from the
+            // local-reply hook).
+            if !self.cell.local_reply() && st.chosen && stream.upstream_host().is_some() {
+                stream.upstream_result(UpstreamOutcome::Response(status));
+                st.outcome_reported = true;
+            }
+            stream.response_headers(status, &headers, end_of_stream);
+        }
+        apply_mutations(host, HeaderKind::Response, stream.response_mutations());
+    }
+
+    /// Creates the scheduler and wake function, and registers the stream for the cluster LB.
+    /// Runs at the first request hook, where Envoy has set the filter's callbacks.
+    fn attach(&self, host: &mut dyn HttpHost, st: &mut StreamState) {
+        if self.attached.replace(true) {
+            return;
+        }
+        if let Some(sched) = host.scheduler_new() {
+            if let Some(stream) = st.stream.as_mut() {
+                let commit = sched.clone();
+                // The stream's wake cell guarantees one call per wait and none after the
+                // stream is dropped, which `destroy` does before deleting the scheduler.
+                stream.set_wake_fn(WakeFn::Rust(Arc::new(move || commit.commit(1))));
+            }
+            *self.scheduler.borrow_mut() = Some(sched);
+        }
+        registry::insert(self.id, self.cell.clone());
+        if !host.set_filter_state(policy::STREAM_ID_KEY, &self.id.to_string()) {
+            tracing::warn!("could not set filter state {}; the cluster LB will not see this stream", policy::STREAM_ID_KEY);
+        }
+    }
+
+    /// The phase, or `None` if the state is busy.
+    fn phase(&self) -> Option<Phase> {
+        self.cell.state.try_borrow().map(|s| s.phase).ok()
+    }
+
+    /// Runs one core call with the request headers (and the buffered body) and records what
+    /// it decided; applies the mutations on `Continue`. Holds the state borrow only inside.
+    fn drive(&self, host: &mut dyn HttpHost, call: impl FnOnce(&mut Stream, &dyn HeaderMap, Option<&[u8]>) -> Action) -> Next {
+        let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
+            tracing::error!("stream state busy in a request hook; answering 500");
+            return Next::Reply(internal_error("mosn_state_busy"));
+        };
+        let st = &mut *guard;
+        let Some(stream) = st.stream.as_mut() else {
+            tracing::error!("core stream gone in a request hook; answering 500");
+            return Next::Reply(internal_error("mosn_stream_gone"));
+        };
+        let action = call(stream, &HostHeaders { host: &*host, kind: HeaderKind::Request }, st.body.as_deref());
+        match action {
+            Action::Continue => {
+                apply_request(host, stream);
+                st.phase = Phase::Forwarded;
+                Next::Forward
+            }
+            Action::Wait => {
+                st.phase = Phase::Waiting;
+                Next::Park
+            }
+            Action::BufferBody => {
+                st.phase = Phase::Buffering;
+                Next::Buffer
+            }
+            Action::LocalReply => {
+                let reply = stream.local_reply().cloned().unwrap_or_else(|| internal_error("mosn_reply_missing"));
+                if let Some(unit) = stream.metadata("unit") {
+                    host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "unit", unit);
+                }
+                st.phase = Phase::Replied;
+                Next::Reply(reply)
+            }
+        }
+    }
+
+    /// The body is complete: hand it to the core.
+    fn finish_body(&self, host: &mut dyn HttpHost, with_received: bool) -> Next {
+        let mut body = Vec::new();
+        host.request_body(BodyKind::Buffered, &mut body);
+        // In the last body hook the current chunk may not be in the buffer yet.
+        if with_received && !host.received_body_is_buffered() {
+            host.request_body(BodyKind::Received, &mut body);
+        }
+        match self.cell.state.try_borrow_mut() {
+            Ok(mut st) => st.body = Some(body),
+            Err(_) => return Next::Reply(internal_error("mosn_state_busy")),
+        }
+        self.drive(host, |s, h, b| s.request_body(h, b.unwrap_or(&[]), true))
+    }
+
+    /// Sends a local reply unless one already answers the request (a second reply on a
+    /// stream Envoy is already answering would reset it).
+    fn reply(&self, host: &mut dyn HttpHost, r: &LocalReply) {
+        if self.cell.local_reply() {
+            tracing::debug!(details = r.details, "a local reply already answers this request");
+            return;
+        }
+        self.cell.set_own_reply();
+        host.send_local_reply(r);
+    }
+
+    /// Drops the core stream (closing its waker) and unregisters it. Idempotent.
+    fn done(&self) {
+        registry::remove(self.id);
+        match self.cell.state.try_borrow_mut() {
+            Ok(mut st) => {
+                st.stream = None;
+                st.body = None;
+            }
+            // Only if a hook is still running below us; dropping the last `Rc` in `destroy`
+            // drops the stream anyway.
+            Err(_) => tracing::warn!("stream state busy at stream end"),
+        }
+    }
+}
+
+// === Header application ===
+
+/// Applies the core's request mutations and hands the route's decision to Envoy's router:
+/// `x-mosn-cluster` (always overwritten or removed, after the core's own mutations, so
+/// neither a client nor a filter picks the Envoy cluster), the route's retry policy and
+/// timeouts as `x-envoy-*` (removed when the route has none), dynamic metadata
+/// `mosn.unit`, and a route re-match.
+pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
+    apply_mutations(host, HeaderKind::Request, stream.request_mutations());
+    match stream.cluster() {
+        Some(c) => host.set_header(HeaderKind::Request, policy::CLUSTER_HEADER, &c.name),
+        None => host.remove_header(HeaderKind::Request, policy::CLUSTER_HEADER),
+    }
+    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.timeout()) {
+        match value {
+            Some(v) => host.set_header(HeaderKind::Request, name, &v),
+            None => host.remove_header(HeaderKind::Request, name),
+        }
+    }
+    // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs metadata.
+    if let Some(unit) = stream.metadata("unit") {
+        host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "unit", unit);
+    }
+    host.clear_route_cache();
+}
+
+/// Applies header mutations in order.
+pub fn apply_mutations(host: &mut dyn HttpHost, kind: HeaderKind, mutations: &[HeaderMutation]) {
+    for m in mutations {
+        match m.op {
+            HeaderOp::Set => host.set_header(kind, &m.name, &m.value),
+            HeaderOp::Add => host.add_header(kind, &m.name, &m.value),
+            HeaderOp::Remove => host.remove_header(kind, &m.name),
+        }
+    }
+}
+
+// === impl HostHeaders ===
+
+/// A header map of the host seen through [`HeaderMap`] for one core call. Lookups borrow
+/// the host, so none survives a mutation.
+struct HostHeaders<'a> {
+    host: &'a dyn HttpHost,
+    kind: HeaderKind,
+}
+
+impl HeaderMap for HostHeaders<'_> {
+    fn get(&self, name: &str) -> Lookup<'_> {
+        self.host.header(self.kind, name)
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        self.host.for_each_header(self.kind, f)
+    }
+}

@@ -1,0 +1,386 @@
+//! Test doubles (compiled for `cargo test` only): recording fakes of the host traits, a
+//! scripted core filter, and a small MOSN config.
+//!
+//! The fakes record every call in order and keep a header map that the calls really change,
+//! so a test can assert both "what was called" and "what Envoy would forward".
+
+use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
+use mosn_extension::filter::{FilterStatus, LocalReply, ReceiveContext, SendContext, StreamFilter};
+use mosn_extension::headers::{self, Header, Lookup};
+use mosn_extension::wake::Waker;
+use mosn_extension::Engine;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+// === Captured log lines ===
+
+thread_local! {
+    static LOGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records an error line of this thread (what `crate::log_error` does in tests).
+pub fn record_log(line: &str) {
+    LOGS.with(|l| l.borrow_mut().push(line.to_string()));
+}
+
+/// The error lines logged on this thread so far.
+pub fn logs() -> Vec<String> {
+    LOGS.with(|l| l.borrow().clone())
+}
+
+// === FakeHttp ===
+
+/// One call a host received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Set(HeaderKind, String, String),
+    Add(HeaderKind, String, String),
+    Remove(HeaderKind, String),
+    Reply { status: u16, body: String, details: String, headers: Vec<(String, String)> },
+    ClearRouteCache,
+    Metadata(String, String, String),
+    FilterState(String, String),
+    SchedulerNew,
+    Commit(u64),
+    SchedulerDelete,
+    ContinueDecoding,
+}
+
+/// A recording [`HttpHost`] with scripted headers, body chunks and scheduler.
+pub struct FakeHttp {
+    pub request: Vec<(String, String)>,
+    pub response: Vec<(String, String)>,
+    /// Chunks served as Envoy's buffered request body.
+    pub buffered: Vec<Vec<u8>>,
+    /// The chunk of the current body hook.
+    pub received: Vec<u8>,
+    pub received_is_buffered: bool,
+    pub filter_state: HashMap<String, String>,
+    /// `scheduler_new` returns `None`.
+    pub no_scheduler: bool,
+    /// Every call, in order (shared with the scheduler, which commits from other threads).
+    pub calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FakeHttp {
+    /// A host whose request has these headers.
+    pub fn new(request: &[(&str, &str)]) -> FakeHttp {
+        FakeHttp {
+            request: request.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            response: Vec::new(),
+            buffered: Vec::new(),
+            received: Vec::new(),
+            received_is_buffered: false,
+            filter_state: HashMap::new(),
+            no_scheduler: false,
+            calls: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+
+    /// The local replies sent, as `(status, details)`.
+    pub fn replies(&self) -> Vec<(u16, String)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Reply { status, details, .. } => Some((status, details)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every value of a request header, in order.
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.request.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Every value of a response header.
+    pub fn response_values(&self, name: &str) -> Vec<String> {
+        self.response.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+
+    fn record(&self, c: Call) {
+        self.calls.lock().unwrap().push(c);
+    }
+
+    fn map(&mut self, kind: HeaderKind) -> &mut Vec<(String, String)> {
+        match kind {
+            HeaderKind::Request => &mut self.request,
+            HeaderKind::Response => &mut self.response,
+        }
+    }
+
+    fn map_ref(&self, kind: HeaderKind) -> &Vec<(String, String)> {
+        match kind {
+            HeaderKind::Request => &self.request,
+            HeaderKind::Response => &self.response,
+        }
+    }
+}
+
+impl HttpHost for FakeHttp {
+    fn header(&self, kind: HeaderKind, name: &str) -> Lookup<'_> {
+        headers::lookup(self.map_ref(kind).iter().map(|(k, v)| Header { name: k.as_bytes(), value: v.as_bytes() }), name)
+    }
+    fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (k, v) in self.map_ref(kind) {
+            f(k.as_bytes(), v.as_bytes())
+        }
+    }
+    fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
+        self.record(Call::Set(kind, name.into(), value.into()));
+        let map = self.map(kind);
+        map.retain(|(k, _)| k != name);
+        map.push((name.into(), value.into()));
+    }
+    fn add_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
+        self.record(Call::Add(kind, name.into(), value.into()));
+        self.map(kind).push((name.into(), value.into()));
+    }
+    fn remove_header(&mut self, kind: HeaderKind, name: &str) {
+        self.record(Call::Remove(kind, name.into()));
+        self.map(kind).retain(|(k, _)| k != name);
+    }
+    fn send_local_reply(&mut self, r: &LocalReply) {
+        self.record(Call::Reply {
+            status: r.status,
+            body: r.body.to_string(),
+            details: r.details.to_string(),
+            headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+    }
+    fn clear_route_cache(&mut self) {
+        self.record(Call::ClearRouteCache);
+    }
+    fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str) {
+        self.record(Call::Metadata(namespace.into(), key.into(), value.into()));
+    }
+    fn set_filter_state(&mut self, key: &str, value: &str) -> bool {
+        self.record(Call::FilterState(key.into(), value.into()));
+        self.filter_state.insert(key.into(), value.into());
+        true
+    }
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        self.record(Call::SchedulerNew);
+        if self.no_scheduler {
+            return None;
+        }
+        Some(Arc::new(FakeScheduler { calls: self.calls.clone() }))
+    }
+    fn continue_decoding(&mut self) {
+        self.record(Call::ContinueDecoding);
+    }
+    fn request_body(&self, kind: BodyKind, out: &mut Vec<u8>) {
+        match kind {
+            BodyKind::Buffered => self.buffered.iter().for_each(|c| out.extend_from_slice(c)),
+            BodyKind::Received => out.extend_from_slice(&self.received),
+        }
+    }
+    fn received_body_is_buffered(&self) -> bool {
+        self.received_is_buffered
+    }
+    fn buffer_limit(&self) -> u64 {
+        1 << 20
+    }
+}
+
+/// Records commits and the delete into its host's call list.
+struct FakeScheduler {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Scheduler for FakeScheduler {
+    fn commit(&self, event_id: u64) {
+        self.calls.lock().unwrap().push(Call::Commit(event_id));
+    }
+    fn delete(&self) {
+        self.calls.lock().unwrap().push(Call::SchedulerDelete);
+    }
+}
+
+// === FakeCluster / FakeLb ===
+
+/// One host as [`FakeCluster`] saw it: address, weight, `(filter, key, value)` triples.
+pub type AddedHost = (String, u32, Vec<(String, String, String)>);
+
+/// A recording [`ClusterHost`]: host i gets handle `base + i`.
+#[derive(Default)]
+pub struct FakeCluster {
+    pub base: usize,
+    /// `add_hosts` fails (Envoy refused an address).
+    pub refuse: bool,
+    pub added: Vec<AddedHost>,
+    pub pre_init_completed: usize,
+}
+
+impl ClusterHost for FakeCluster {
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>> {
+        if self.refuse {
+            return None;
+        }
+        let first = self.added.len();
+        for h in hosts {
+            let md = h.metadata.iter().map(|(k, v)| (metadata_filter.to_string(), k.clone(), v.clone())).collect();
+            self.added.push((h.address.to_string(), h.weight, md));
+        }
+        Some((first..self.added.len()).map(|i| HostHandle(self.base + i)).collect())
+    }
+    fn pre_init_complete(&mut self) {
+        self.pre_init_completed += 1;
+    }
+}
+
+/// A scripted [`LbHost`]: Envoy's healthy hosts, the request's filter state, and the hosts
+/// Envoy's retry predicate rejects.
+#[derive(Default)]
+pub struct FakeLb {
+    pub healthy: Vec<HostHandle>,
+    pub context: bool,
+    pub filter_state: HashMap<String, Vec<u8>>,
+    pub rejected: Vec<HostHandle>,
+    /// `healthy_host_count` panics (a bug in the LB path).
+    pub panic: bool,
+    /// Healthy indexes the predicate was asked about.
+    pub asked: RefCell<Vec<usize>>,
+    pub count_calls: Cell<usize>,
+}
+
+impl FakeLb {
+    /// An LB with these healthy hosts and a context carrying `filter_state`.
+    pub fn new(healthy: Vec<HostHandle>, filter_state: &HashMap<String, String>) -> FakeLb {
+        FakeLb {
+            healthy,
+            context: true,
+            filter_state: filter_state.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect(),
+            ..FakeLb::default()
+        }
+    }
+}
+
+impl LbHost for FakeLb {
+    fn healthy_host_count(&self) -> usize {
+        assert!(!self.panic, "fake LB panics on purpose");
+        self.count_calls.set(self.count_calls.get() + 1);
+        self.healthy.len()
+    }
+    fn healthy_host(&self, index: usize) -> Option<HostHandle> {
+        self.healthy.get(index).copied()
+    }
+    fn has_context(&self) -> bool {
+        self.context
+    }
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        if !self.context {
+            return None;
+        }
+        self.filter_state.get(key).map(Vec::as_slice)
+    }
+    fn should_select_another_host(&self, index: usize) -> bool {
+        self.asked.borrow_mut().push(index);
+        self.context && self.rejected.contains(&self.healthy[index])
+    }
+}
+
+// === A scripted core filter ===
+
+/// A receive + send filter driven by request headers (tests only):
+/// - `x-test-panic: now` panics; `x-test-panic: resume` panics when resumed;
+/// - `x-test-wait` waits once (the waker goes to [`ScriptFilter::waker`]);
+/// - `x-test-reply` answers 418 with a header;
+/// - `x-test-ops` records SET a=1, ADD a=2, REMOVE b, SET c=3, and SET x-mosn-cluster /
+///   x-envoy-max-retries (which the adapter must override);
+/// - with `needs_body`, a body containing `reject` is answered 403, others get
+///   `x-body-len`;
+/// - on the response, an `x-test-panic` response header panics, otherwise `x-sent: 1`.
+pub struct ScriptFilter {
+    pub needs_body: bool,
+    pub waker: Arc<Mutex<Option<Waker>>>,
+}
+
+impl StreamFilter for ScriptFilter {
+    fn name(&self) -> &'static str {
+        "test_script"
+    }
+    fn needs_body(&self) -> bool {
+        self.needs_body
+    }
+    fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
+        match cx.header("x-test-panic").first() {
+            Some(b"now") => panic!("script filter panics on purpose"),
+            Some(b"resume") if cx.resumed() => panic!("script filter panics on resume"),
+            _ => {}
+        }
+        if cx.header("x-test-wait") != Lookup::Missing && !cx.resumed() {
+            *self.waker.lock().unwrap() = Some(cx.waker());
+            return FilterStatus::Wait;
+        }
+        if cx.header("x-test-reply") != Lookup::Missing {
+            let mut r = LocalReply::new(418, "teapot", "test_reply");
+            r.headers.push(("x-why".into(), "test".into()));
+            cx.local_reply(r);
+            return FilterStatus::LocalReply;
+        }
+        if cx.header("x-test-ops") != Lookup::Missing {
+            cx.set_header("a".into(), "1".into());
+            cx.add_header("a".into(), "2".into());
+            cx.remove_header("b".into());
+            cx.set_header("c".into(), "3".into());
+            cx.set_header("x-mosn-cluster".into(), "forged".into());
+            cx.set_header("x-envoy-max-retries".into(), "99".into());
+        }
+        if self.needs_body {
+            let body = cx.body().unwrap_or_default().to_vec();
+            if body.windows(6).any(|w| w == b"reject") {
+                cx.local_reply(LocalReply::new(403, "rejected", "test_body_reject"));
+                return FilterStatus::LocalReply;
+            }
+            cx.set_header("x-body-len".into(), body.len().to_string().into());
+        }
+        FilterStatus::Continue
+    }
+    fn sends(&self) -> bool {
+        true
+    }
+    fn on_send(&self, cx: &mut SendContext<'_>) -> FilterStatus {
+        if cx.header("x-test-panic") != Lookup::Missing {
+            panic!("script filter panics on the response");
+        }
+        cx.set_header("x-sent".into(), "1".into());
+        FilterStatus::Continue
+    }
+}
+
+/// Routes: `x-route: b` → cluster `b` (one host, no retry policy); `/direct` → 403;
+/// anything else → cluster `a` (three hosts, 3s timeout, 2 retries, 1s per try). The
+/// `metadata` filter maps header `uid` to the unit.
+pub const CONFIG: &str = r#"{
+  "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [
+      {"match": {"prefix": "/", "headers": [{"name": "x-route", "value": "b"}]}, "route": {"cluster_name": "b"}},
+      {"match": {"prefix": "/direct"}, "direct_response": {"status": 403, "body": "no"}},
+      {"match": {"prefix": "/"}, "route": {"cluster_name": "a", "timeout": "3s",
+        "retry_policy": {"retry_on": true, "num_retries": 2, "retry_timeout": "1s"}}}]}]}],
+    "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+      "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}],
+      "stream_filters": [{"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}}]}]}],
+  "cluster_manager": {"clusters": [
+    {"name": "a", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+     "hosts": [{"address": "127.0.0.1:11"}, {"address": "127.0.0.1:12"}, {"address": "127.0.0.1:13"}]},
+    {"name": "b", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": "127.0.0.1:21"}]}]}
+}"#;
+
+/// [`CONFIG`] with a [`ScriptFilter`] after the `metadata` filter (so replies carry the
+/// unit); returns the engine and the filter's waker slot.
+pub fn engine(needs_body: bool) -> (Arc<Engine>, Arc<Mutex<Option<Waker>>>) {
+    let mut e = Engine::load(CONFIG).unwrap_or_else(|errs| panic!("test config: {errs:?}"));
+    let waker = Arc::new(Mutex::new(None));
+    e.listener_mut(0).unwrap().insert_filter(1, Arc::new(ScriptFilter { needs_body, waker: waker.clone() }));
+    (Arc::new(e), waker)
+}

@@ -1,0 +1,302 @@
+//! The cluster extension's logic: host registration, the LB host-choice loop (stream
+//! found / not found / routed elsewhere, tried hosts, Envoy's retry predicate), the panic
+//! policy of the LB, and how attempt outcomes reach the core.
+
+use super::request;
+use crate::host::{HeadersStatus, HostHandle};
+use crate::http_logic::{self, HttpConfig, HttpFilter};
+use crate::lb::{ClusterConfig, ClusterShared, Lb};
+use crate::testing::{self, logs, FakeCluster, FakeHttp, FakeLb};
+use mosn_extension::Engine;
+use std::sync::Arc;
+
+/// The HTTP filter config and the LBs of clusters `a` (3 hosts, handles 0xa00..) and `b`
+/// (1 host, 0xb00), all on one engine.
+struct Setup {
+    engine: Arc<Engine>,
+    http: HttpConfig,
+    a: Lb,
+    b: Lb,
+}
+
+fn setup() -> Setup {
+    let (engine, _) = testing::engine(false);
+    let lb = |name: &str, base: usize| {
+        let shared = ClusterShared::new(engine.clone(), engine.cluster(name).unwrap().clone());
+        let mut fc = FakeCluster { base, ..FakeCluster::default() };
+        shared.init(&mut fc);
+        assert_eq!(fc.pre_init_completed, 1);
+        Lb::new(shared)
+    };
+    let (a, b) = (lb("a", 0xa00), lb("b", 0xb00));
+    Setup { http: HttpConfig::new(engine.clone(), 0), engine, a, b }
+}
+
+fn a_hosts() -> Vec<HostHandle> {
+    (0..3).map(|i| HostHandle(0xa00 + i)).collect()
+}
+
+/// Envoy's LB for one attempt of the request served by `host` (its filter state).
+fn lb_for(host: &FakeHttp) -> FakeLb {
+    FakeLb::new(a_hosts(), &host.filter_state)
+}
+
+fn attempts(f: &HttpFilter) -> u32 {
+    f.cell().state.borrow().stream.as_ref().unwrap().attempts()
+}
+
+// === Cluster init ===
+
+#[test]
+fn init_adds_the_hosts_in_core_order_then_completes_pre_init() {
+    let engine = Engine::from_json(&testing::CONFIG.replace(
+        r#""hosts": [{"address": "127.0.0.1:11"}, {"address": "127.0.0.1:12"}, {"address": "127.0.0.1:13"}]"#,
+        r#""hosts": [{"address": "127.0.0.1:11", "weight": 200, "metadata": {"filter_metadata": {"mosn.lb": {"zone": "z1"}}}},
+                     {"address": "127.0.0.1:12", "weight": 0, "metadata": {"filter_metadata": {"mosn.lb": {"zone": "z2"}}}},
+                     {"address": "127.0.0.1:13", "weight": 7, "metadata": {"filter_metadata": {"mosn.lb": {"zone": "z3"}}}}]"#,
+    ))
+    .unwrap();
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    let mut fc = FakeCluster::default();
+    shared.init(&mut fc);
+    let got: Vec<(&str, u32, &str)> = fc.added.iter().map(|(a, w, md)| (a.as_str(), *w, md[0].2.as_str())).collect();
+    assert_eq!(got, [("127.0.0.1:11", 128, "z1"), ("127.0.0.1:12", 1, "z2"), ("127.0.0.1:13", 7, "z3")]);
+    assert!(fc.added.iter().all(|(_, _, md)| md.len() == 1 && md[0].0 == "mosn.lb" && md[0].1 == "zone"));
+    assert_eq!(fc.pre_init_completed, 1);
+    // Without a stream the cluster's own round robin picks, from the first host.
+    let lb = Lb::new(shared);
+    let no_ctx = FakeLb { healthy: vec![HostHandle(0), HostHandle(1), HostHandle(2)], ..FakeLb::default() };
+    assert_eq!(lb.choose_host(&no_ctx), Some(HostHandle(0)));
+    assert_eq!(lb.choose_host(&no_ctx), Some(HostHandle(1)));
+}
+
+#[test]
+fn refused_hosts_still_complete_pre_init_and_then_give_no_host() {
+    let (engine, _) = testing::engine(false);
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    let mut fc = FakeCluster { refuse: true, ..FakeCluster::default() };
+    shared.init(&mut fc);
+    assert_eq!(fc.pre_init_completed, 1, "Envoy's init must not wait forever");
+    assert!(logs().iter().any(|l| l.contains("cluster a: Envoy refused its hosts")));
+    assert_eq!(Lb::new(shared).choose_host(&FakeLb::default()), None);
+}
+
+#[test]
+fn cluster_config_names_its_mosn_cluster() {
+    let p = std::env::temp_dir().join(format!("mosn-envoy-lb-{}.json", std::process::id()));
+    std::fs::write(&p, testing::CONFIG).unwrap();
+    let json = |extra: &str| format!(r#"{{"config_path": "{}"{extra}}}"#, p.display());
+    assert!(ClusterConfig::load("a", json("").as_bytes()).is_some(), "defaults to the Envoy cluster name");
+    assert!(ClusterConfig::load("x", json(r#", "cluster": "b""#).as_bytes()).is_some());
+    assert!(ClusterConfig::load("zz", json("").as_bytes()).is_none());
+    assert!(logs().iter().any(|l| l.contains(r#"cluster "zz" is not in"#)));
+    std::fs::remove_file(p).ok();
+}
+
+// === The host-choice loop ===
+
+#[test]
+fn a_registered_stream_chooses_through_the_core() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    assert_eq!(s.a.choose_host(&lb_for(&host)), Some(HostHandle(0xa00)));
+    assert_eq!(attempts(&f), 1);
+    assert!(f.cell().state.borrow().chosen);
+    // The next request continues the shared round robin.
+    let (_g, host2, _) = request(&s.http, &[(":path", "/")]);
+    assert_eq!(s.a.choose_host(&lb_for(&host2)), Some(HostHandle(0xa01)));
+}
+
+#[test]
+fn without_a_stream_the_cluster_chooses_on_its_own() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    let mut lb = lb_for(&host);
+    lb.context = false; // health checks and some async paths pass no context
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa00)));
+    let empty = FakeLb::new(a_hosts(), &Default::default());
+    assert_eq!(s.a.choose_host(&empty), Some(HostHandle(0xa01)));
+    for bad in ["999999999999", "x", ""] {
+        let lb = FakeLb::new(a_hosts(), &[("mosn.stream_id".to_string(), bad.to_string())].into());
+        assert!(s.a.choose_host(&lb).is_some(), "{bad}");
+    }
+    assert_eq!(attempts(&f), 0, "the request's stream was never asked");
+}
+
+#[test]
+fn a_stream_routed_to_another_cluster_does_not_decide_here() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(s.a.choose_host(&lb_for(&host)), Some(HostHandle(0xa00)), "cluster a's own choice");
+    assert_eq!(attempts(&f), 0);
+    assert!(!f.cell().state.borrow().chosen);
+    let lb_b = FakeLb::new(vec![HostHandle(0xb00)], &host.filter_state);
+    assert_eq!(s.b.choose_host(&lb_b), Some(HostHandle(0xb00)));
+    assert_eq!(attempts(&f), 1);
+}
+
+#[test]
+fn a_retry_never_picks_a_tried_host_while_another_is_healthy() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    let mut picked: Vec<HostHandle> = (0..3).map(|_| s.a.choose_host(&lb).unwrap()).collect();
+    picked.sort_by_key(|h| h.0);
+    assert_eq!(picked, a_hosts());
+    // Each retry told the core the previous attempt failed (Envoy retried on its own).
+    let st = f.cell().state.borrow();
+    let stream = st.stream.as_ref().unwrap();
+    assert_eq!(stream.failure_status(), Some(502));
+    assert_eq!(
+        s.engine.cluster("a").unwrap().hosts.iter().map(|h| h.failures().load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>(),
+        2
+    );
+    drop(st);
+    // All tried: a healthy tried host rather than none.
+    assert!(s.a.choose_host(&lb).is_some());
+
+    // A host the core knows is unhealthy is skipped too.
+    let s = setup();
+    s.engine.cluster("a").unwrap().hosts[1].set_healthy(false);
+    let (_f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa00)));
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa02)));
+}
+
+#[test]
+fn envoys_retry_predicate_is_honoured_on_retries() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    let mut lb = lb_for(&host);
+    // The core's next choice (a01) is one Envoy's previous_hosts predicate rejects.
+    lb.rejected = vec![HostHandle(0xa01)];
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa00)));
+    assert!(lb.asked.borrow().is_empty(), "not asked on the first attempt");
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa02)));
+    assert_eq!(*lb.asked.borrow(), [1, 2], "asked about a01 (rejected), then a02");
+    assert_eq!(attempts(&f), 3, "the rejected pick counts as a core attempt");
+
+    // A host Envoy does not count as healthy can not be asked about: the core's pick stands.
+    let s = setup();
+    let (_f, host, _) = request(&s.http, &[(":path", "/")]);
+    let mut lb = lb_for(&host);
+    lb.healthy = vec![HostHandle(0xa00)];
+    lb.rejected = vec![HostHandle(0xa01)];
+    s.a.choose_host(&lb);
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa01)));
+}
+
+#[test]
+fn a_predicate_rejecting_every_host_keeps_the_last_core_choice() {
+    let s = setup();
+    let (_f, host, _) = request(&s.http, &[(":path", "/")]);
+    let mut lb = lb_for(&host);
+    lb.rejected = a_hosts();
+    assert_eq!(s.a.choose_host(&lb), Some(HostHandle(0xa00)));
+    let h = s.a.choose_host(&lb);
+    assert!(h.is_some() && h != Some(HostHandle(0xa00)), "{h:?}");
+}
+
+// === Fail closed ===
+
+#[test]
+fn a_stream_that_can_not_decide_gets_no_host() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    {
+        let _busy = f.cell().state.borrow_mut();
+        assert_eq!(s.a.choose_host(&lb), None, "busy");
+    }
+    let stream = f.cell().state.borrow_mut().stream.take();
+    assert_eq!(s.a.choose_host(&lb), None, "core stream gone");
+    f.cell().state.borrow_mut().stream = stream;
+    assert!(s.a.choose_host(&lb).is_some());
+    f.cell().poison();
+    assert_eq!(s.a.choose_host(&lb), None, "poisoned");
+}
+
+#[test]
+fn an_lb_panic_gives_no_host_and_poisons_the_stream() {
+    let s = setup();
+    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+    let mut lb = lb_for(&host);
+    assert!(s.a.choose_host(&lb).is_some());
+    lb.panic = true; // the retry path asks Envoy's healthy hosts
+    assert_eq!(s.a.choose_host(&lb), None);
+    assert!(f.cell().is_poisoned());
+    assert!(logs().iter().any(|l| l == "mosn: panic in cluster_lb_choose_host: fake LB panics on purpose"), "{:?}", logs());
+    // Envoy answers 503 no_healthy_upstream; it reaches the client unchanged.
+    http_logic::local_reply(Some(&f), b"no_healthy_upstream");
+    host.response = vec![(":status".into(), "503".into())];
+    assert_eq!(http_logic::response_headers(Some(&f), &mut host, true), HeadersStatus::Continue);
+    assert_eq!(host.response_values(":status"), ["503"]);
+}
+
+// === Outcome mapping ===
+
+/// A request to `a` whose first attempt ended with Envoy local reply `details`; the
+/// response status the client gets when Envoy's reply says `envoy_status`.
+fn status_after_local_reply(details: &str, envoy_status: &str) -> String {
+    let s = setup();
+    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+    s.a.choose_host(&lb_for(&host)).unwrap();
+    http_logic::local_reply(Some(&f), details.as_bytes());
+    host.response = vec![(":status".into(), envoy_status.into())];
+    http_logic::response_headers(Some(&f), &mut host, true);
+    assert_eq!(host.response_values("x-sent"), ["1"]);
+    host.response_values(":status").join(",")
+}
+
+#[test]
+fn envoy_local_replies_become_mosn_statuses() {
+    assert_eq!(status_after_local_reply("upstream_reset_before_response_started{remote_connection_failure}", "503"), "502");
+    assert_eq!(status_after_local_reply("upstream_reset_before_response_started{connection_termination}", "503"), "502");
+    assert_eq!(status_after_local_reply("upstream_response_timeout", "504"), "504");
+    assert_eq!(status_after_local_reply("upstream_per_try_timeout", "503"), "504");
+    assert_eq!(status_after_local_reply("upstream_reset_before_response_started{overflow}", "503"), "503");
+    // Not about an attempt: left alone.
+    assert_eq!(status_after_local_reply("route_not_found", "404"), "404");
+}
+
+#[test]
+fn an_upstream_response_is_reported_as_is() {
+    let s = setup();
+    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+    s.a.choose_host(&lb_for(&host)).unwrap();
+    host.response = vec![(":status".into(), "503".into())];
+    http_logic::response_headers(Some(&f), &mut host, false);
+    assert_eq!(host.response_values(":status"), ["503"], "an upstream's own 503 stays");
+    let st = f.cell().state.borrow();
+    assert!(st.outcome_reported);
+    assert_eq!(st.stream.as_ref().unwrap().failure_status(), None);
+    assert_eq!(s.engine.cluster("a").unwrap().hosts[0].failures().load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[test]
+fn no_healthy_host_is_502() {
+    let s = setup();
+    for h in &s.engine.cluster("a").unwrap().hosts {
+        h.set_healthy(false);
+    }
+    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+    assert_eq!(s.a.choose_host(&lb_for(&host)), None);
+    http_logic::local_reply(Some(&f), b"no_healthy_upstream");
+    host.response = vec![(":status".into(), "503".into())];
+    http_logic::response_headers(Some(&f), &mut host, true);
+    assert_eq!(host.response_values(":status"), ["502"]);
+}
+
+#[test]
+fn a_reported_outcome_is_not_reported_again_on_the_retry() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    s.a.choose_host(&lb).unwrap();
+    http_logic::local_reply(Some(&f), b"upstream_per_try_timeout");
+    // Envoy retries after its per-try timeout: the LB must not add a ConnectFailure.
+    s.a.choose_host(&lb).unwrap();
+    let st = f.cell().state.borrow();
+    assert_eq!(st.stream.as_ref().unwrap().failure_status(), Some(504));
+}
