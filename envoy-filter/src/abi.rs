@@ -215,6 +215,12 @@ extern "C" {
         key: ModuleBuffer,
         value: ModuleBuffer,
     ) -> bool;
+    /// Upstream filters read the downstream stream's filter state (measured on 1.40).
+    pub fn envoy_dynamic_module_callback_http_get_filter_state_bytes(
+        filter_envoy: *mut c_void,
+        key: ModuleBuffer,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
 
     // --- HTTP filter: scheduler (new/delete on the worker, commit from any thread) ---
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter_envoy: *mut c_void) -> *mut c_void;

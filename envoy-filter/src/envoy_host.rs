@@ -143,6 +143,16 @@ impl HttpHost for EnvoyHttp {
         unsafe { abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(self.envoy, key.into(), value.into()) }
     }
 
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: as in `header`: this stream's pointer inside one of its hooks; `out` is
+        // writable; the key buffer lives for the call.
+        let found = unsafe { abi::envoy_dynamic_module_callback_http_get_filter_state_bytes(self.envoy, key.into(), &mut out) };
+        // SAFETY: Envoy's buffer stays valid while the filter state is unchanged, i.e. for the
+        // rest of this hook; the borrow is tied to `&self`.
+        found.then(|| unsafe { out.as_slice() })
+    }
+
     fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
         // SAFETY: the stream's pointer inside a request hook, after Envoy set the decoder
         // callbacks that `scheduler_new` uses.

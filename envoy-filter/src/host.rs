@@ -97,6 +97,8 @@ pub trait HttpHost {
     fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str);
     /// Bytes in the stream's filter state (read back by the cluster LB); false if refused.
     fn set_filter_state(&mut self, key: &str, value: &str) -> bool;
+    /// Bytes of the stream's filter state (an upstream filter sees the downstream stream's).
+    fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// The stream's scheduler (`None` if Envoy gives none).
     fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>>;
     /// Resumes a request stopped by an earlier hook. Envoy may run the router, the cluster

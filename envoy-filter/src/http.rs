@@ -18,7 +18,30 @@ use crate::envoy_host::EnvoyHttp;
 use crate::guard;
 use crate::host::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
+use crate::upstream;
 use std::ffi::c_void;
+
+/// What `on_http_filter_config_new` builds: the filter of a MOSN listener (downstream), or
+/// the per-attempt filter of a cluster (`{"upstream": true}`, see `upstream.rs`).
+enum FilterConfig {
+    Listener(HttpConfig),
+    Upstream,
+}
+
+/// One stream's filter object.
+enum Filter {
+    Listener(HttpFilter),
+    Upstream,
+}
+
+impl FilterConfig {
+    fn load(bytes: &[u8]) -> Option<FilterConfig> {
+        if upstream::is_upstream_config(bytes) {
+            return Some(FilterConfig::Upstream);
+        }
+        HttpConfig::load(bytes).map(FilterConfig::Listener)
+    }
+}
 
 fn headers(s: HeadersStatus) -> u32 {
     match s {
@@ -46,9 +69,23 @@ fn trailers(s: TrailersStatus) -> u32 {
 /// # Safety
 /// `ptr` must be NULL or a filter pointer this module returned from `on_http_filter_new`
 /// that Envoy has not destroyed yet.
-unsafe fn filter<'a>(ptr: *const c_void) -> Option<&'a HttpFilter> {
-    // SAFETY: by the function contract the pointer is a live `Box<HttpFilter>` (or NULL).
-    unsafe { ptr.cast::<HttpFilter>().as_ref() }
+unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<&'a Filter> {
+    // SAFETY: by the function contract the pointer is a live `Box<Filter>` (or NULL).
+    unsafe { ptr.cast::<Filter>().as_ref() }
+}
+
+/// The listener filter behind `ptr`: `Ok(None)` for NULL (the request hooks answer 500),
+/// `Err(())` for an upstream filter (its request hooks let the attempt go on).
+///
+/// # Safety
+/// As for [`any_filter`].
+unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
+    // SAFETY: the caller's contract.
+    match unsafe { any_filter(ptr) } {
+        None => Ok(None),
+        Some(Filter::Listener(f)) => Ok(Some(f)),
+        Some(Filter::Upstream) => Err(()),
+    }
 }
 
 // === Exported hooks: config ===
@@ -63,7 +100,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     guard::or("http_filter_config_new", std::ptr::null, || {
         // SAFETY: Envoy passes the filter_config bytes, valid for this call.
         let bytes = unsafe { config.as_slice() };
-        HttpConfig::load(bytes).map_or(std::ptr::null(), |c| Box::into_raw(Box::new(c)).cast_const().cast())
+        FilterConfig::load(bytes).map_or(std::ptr::null(), |c| Box::into_raw(Box::new(c)).cast_const().cast())
     })
 }
 
@@ -76,7 +113,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         || {
             if !config.is_null() {
                 // SAFETY: `config` came from `Box::into_raw` in `config_new`; Envoy destroys it once.
-                drop(unsafe { Box::from_raw(config.cast::<HttpConfig>().cast_mut()) });
+                drop(unsafe { Box::from_raw(config.cast::<FilterConfig>().cast_mut()) });
             }
         },
     )
@@ -91,8 +128,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
     guard::or("http_filter_new", std::ptr::null, || {
         // SAFETY: `config` is the live `HttpConfig` from `config_new` (Envoy keeps the config
         // alive while streams use it); shared read-only across workers (`Engine` is `Sync`).
-        let Some(cfg) = (unsafe { config.cast::<HttpConfig>().as_ref() }) else { return std::ptr::null() };
-        cfg.new_filter().map_or(std::ptr::null(), |f| Box::into_raw(Box::new(f)).cast_const().cast())
+        let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
+            None => return std::ptr::null(),
+            Some(FilterConfig::Upstream) => Filter::Upstream,
+            Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
+                Some(f) => Filter::Listener(f),
+                None => return std::ptr::null(),
+            },
+        };
+        Box::into_raw(Box::new(filter)).cast_const().cast()
     })
 }
 
@@ -100,7 +144,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_filter_envoy: *mut c_void, filter_module: *const c_void) {
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return };
     guard::or("http_filter_stream_complete", || (), || http_logic::stream_complete(f))
 }
 
@@ -111,8 +155,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *co
         return;
     }
     // SAFETY: the pointer came from `Box::into_raw` in `filter_new`; Envoy destroys it once.
-    let f = unsafe { Box::from_raw(filter_module.cast::<HttpFilter>().cast_mut()) };
-    guard::or("http_filter_destroy", || (), move || f.destroy())
+    let f = unsafe { Box::from_raw(filter_module.cast::<Filter>().cast_mut()) };
+    guard::or(
+        "http_filter_destroy",
+        || (),
+        move || {
+            if let Filter::Listener(f) = *f {
+                f.destroy()
+            }
+        },
+    )
 }
 
 // === Exported hooks: request path ===
@@ -127,7 +179,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return headers_status::CONTINUE };
     headers(guard::or(
         "http_filter_request_headers",
         || HeadersStatus::StopIteration,
@@ -145,7 +197,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return body_status::CONTINUE };
     body(guard::or(
         "http_filter_request_body",
         || BodyStatus::StopIterationNoBuffer,
@@ -159,7 +211,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(filter_en
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return trailers_status::CONTINUE };
     trailers(guard::or("http_filter_request_trailers", || TrailersStatus::StopIteration, || http_logic::request_trailers(f, &mut host)))
 }
 
@@ -169,7 +221,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(filter_envoy: *m
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (it drops a commit after destroy).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return };
     guard::or("http_filter_scheduled", || (), || http_logic::scheduled(f, &mut host, event_id))
 }
 
@@ -183,7 +235,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     _reset_imminent: bool,
 ) -> u32 {
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return abi::LOCAL_REPLY_CONTINUE };
     // SAFETY: Envoy's details buffer is valid for this call.
     let details = unsafe { details.as_slice() };
     guard::or("http_filter_local_reply", || (), || http_logic::local_reply(f, details));
@@ -203,7 +255,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    let f = unsafe { filter(filter_module) };
+    let f = match unsafe { filter(filter_module) } {
+        Ok(f) => f,
+        Err(()) => {
+            guard::or("http_upstream_filter_response_headers", || (), || upstream::response_headers(&mut host));
+            return headers_status::CONTINUE;
+        }
+    };
     headers(guard::or(
         "http_filter_response_headers",
         || HeadersStatus::Continue,

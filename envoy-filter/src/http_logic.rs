@@ -30,6 +30,7 @@ use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::wake::WakeFn;
 use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
 use std::cell::{Cell, RefCell};
@@ -362,7 +363,7 @@ impl HttpFilter {
         let Some(stream) = st.stream.as_mut() else { return };
         let details = String::from_utf8_lossy(details);
         if let Some(outcome) = policy::outcome_from_details(&details) {
-            if st.chosen && stream.upstream_host().is_some() {
+            if st.chosen && !st.outcome_reported && stream.upstream_host().is_some() {
                 stream.upstream_result(outcome);
                 st.outcome_reported = true;
             }
@@ -381,12 +382,17 @@ impl HttpFilter {
             let status =
                 headers.get(":status").first().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
             // A local reply's status is not an upstream answer (its outcome came from the
-            // local-reply hook).
-            if !self.cell.local_reply() && st.chosen && stream.upstream_host().is_some() {
+            // local-reply hook); the upstream filter may have reported this attempt already.
+            if !self.cell.local_reply() && st.chosen && !st.outcome_reported && stream.upstream_host().is_some() {
                 stream.upstream_result(UpstreamOutcome::Response(status));
                 st.outcome_reported = true;
             }
             stream.response_headers(status, &headers, end_of_stream);
+        }
+        // The upstream filter's retry mark on a response Envoy did not retry (retries ran
+        // out) is not the client's business.
+        if host.header(HeaderKind::Response, crate::upstream::RETRY_HEADER).first().is_some() {
+            host.remove_header(HeaderKind::Response, crate::upstream::RETRY_HEADER);
         }
         apply_mutations(host, HeaderKind::Response, stream.response_mutations());
     }
@@ -509,7 +515,7 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
         Some(c) => host.set_header(HeaderKind::Request, policy::CLUSTER_HEADER, &c.name),
         None => host.remove_header(HeaderKind::Request, policy::CLUSTER_HEADER),
     }
-    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.timeout()) {
+    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
         match value {
             Some(v) => host.set_header(HeaderKind::Request, name, &v),
             None => host.remove_header(HeaderKind::Request, name),
@@ -544,7 +550,12 @@ struct HostHeaders<'a> {
 
 impl HeaderMap for HostHeaders<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        self.host.header(self.kind, name)
+        let found = self.host.header(self.kind, name);
+        // The Host Envoy invents for an HTTP/1.0 request without one is no Host for the core.
+        if self.kind == HeaderKind::Request && (name == ":authority" || name == "host") && found.first() == Some(NO_HOST.as_bytes()) {
+            return Lookup::Missing;
+        }
+        found
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
         self.host.for_each_header(self.kind, f)

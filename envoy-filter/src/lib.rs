@@ -36,6 +36,7 @@ pub mod http_logic;
 pub mod lb;
 pub mod policy;
 pub mod registry;
+pub mod upstream;
 
 #[cfg(not(test))]
 mod abi;

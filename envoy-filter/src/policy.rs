@@ -96,7 +96,9 @@ pub fn outcome_from_details(details: &str) -> Option<UpstreamOutcome> {
 pub const MAX_RETRIES: &str = "x-envoy-max-retries";
 /// Retry conditions (MOSN `retry_on`).
 pub const RETRY_ON: &str = "x-envoy-retry-on";
-/// Statuses retried under `retriable-status-codes` (MOSN `status_codes`).
+/// The response headers that ask for a retry (the upstream filter's mark).
+pub const RETRIABLE_HEADER_NAMES: &str = "x-envoy-retriable-header-names";
+/// Statuses Envoy would retry by itself: never set, always removed (the core decides).
 pub const RETRIABLE_STATUS_CODES: &str = "x-envoy-retriable-status-codes";
 /// The whole request's timeout (MOSN route `timeout`).
 pub const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
@@ -106,28 +108,33 @@ pub const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
 /// The `x-envoy-*` headers that carry a MOSN route's retry policy and timeouts to Envoy's
 /// router, in a fixed order. `None` means "remove the header" so that a client can not set
 /// a policy the MOSN route does not have.
-pub fn route_policy_headers(retry: Option<&RetryPolicy>, timeout: Option<Duration>) -> [(&'static str, Option<String>); 5] {
+///
+/// MOSN retries connect failures under any retry policy, and with `retry_on` also resets
+/// and per-try timeouts: Envoy's `connect-failure` and `reset` are those rules. Which
+/// responses are retried is the core's decision, per attempt: the upstream filter marks
+/// them (`retriable-headers`, see `upstream.rs`); Envoy never retries a status on its own.
+pub fn route_policy_headers(
+    retry: Option<&RetryPolicy>,
+    per_try: Option<Duration>,
+    timeout: Option<Duration>,
+) -> [(&'static str, Option<String>); 6] {
     let ms = |d: Duration| d.as_millis().to_string();
-    let (max_retries, retry_on, codes, per_try) = match retry {
-        None => (None, None, None, None),
-        Some(p) => {
-            let (on, codes) = if !p.retry_on {
-                ("connect-failure".to_string(), None)
-            } else if p.status_codes.is_empty() {
-                ("connect-failure,reset,refused-stream,5xx".to_string(), None)
-            } else {
-                let list = p.status_codes.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-                ("connect-failure,reset,refused-stream,retriable-status-codes".to_string(), Some(list))
-            };
-            (Some(p.num_retries.to_string()), Some(on), codes, p.per_try_timeout.map(ms))
-        }
+    let (max_retries, retry_on, header_names) = match retry {
+        None => (None, None, None),
+        Some(p) if !p.retry_on => (Some(p.num_retries.to_string()), Some("connect-failure".to_string()), None),
+        Some(p) => (
+            Some(p.num_retries.to_string()),
+            Some("connect-failure,reset,retriable-headers".to_string()),
+            Some(crate::upstream::RETRY_HEADER.to_string()),
+        ),
     };
     [
         (MAX_RETRIES, max_retries),
         (RETRY_ON, retry_on),
-        (RETRIABLE_STATUS_CODES, codes),
+        (RETRIABLE_HEADER_NAMES, header_names),
+        (RETRIABLE_STATUS_CODES, None),
         (RQ_TIMEOUT, timeout.map(ms)),
-        (PER_TRY_TIMEOUT, per_try),
+        (PER_TRY_TIMEOUT, retry.and(per_try).map(ms)),
     ]
 }
 
@@ -190,33 +197,28 @@ mod tests {
         }
     }
 
-    fn policy(retry_on: bool, codes: &[u16], per_try: Option<u64>) -> RetryPolicy {
-        RetryPolicy { retry_on, num_retries: 2, per_try_timeout: per_try.map(Duration::from_millis), status_codes: codes.to_vec() }
+    fn policy(retry_on: bool, codes: &[u16]) -> RetryPolicy {
+        RetryPolicy { retry_on, num_retries: 2, per_try_timeout: None, status_codes: codes.to_vec() }
     }
 
     #[test]
     fn retry_policy_becomes_envoy_headers() {
-        let h = route_policy_headers(None, None);
-        assert!(h.iter().all(|(_, v)| v.is_none()));
+        let h = route_policy_headers(None, None, None);
+        assert!(h.iter().all(|(_, v)| v.is_none()), "no policy: every header removed");
 
-        let p = policy(true, &[], None);
-        let h = route_policy_headers(Some(&p), Some(Duration::from_secs(3)));
+        let p = policy(true, &[503]);
+        let h = route_policy_headers(Some(&p), Some(Duration::from_millis(250)), Some(Duration::from_secs(3)));
         assert_eq!(h[0], (MAX_RETRIES, Some("2".into())));
-        assert_eq!(h[1], (RETRY_ON, Some("connect-failure,reset,refused-stream,5xx".into())));
-        assert_eq!(h[2], (RETRIABLE_STATUS_CODES, None));
-        assert_eq!(h[3], (RQ_TIMEOUT, Some("3000".into())));
-        assert_eq!(h[4], (PER_TRY_TIMEOUT, None));
+        assert_eq!(h[1], (RETRY_ON, Some("connect-failure,reset,retriable-headers".into())));
+        assert_eq!(h[2], (RETRIABLE_HEADER_NAMES, Some("x-mosn-retry".into())));
+        assert_eq!(h[3], (RETRIABLE_STATUS_CODES, None), "statuses are the core's decision");
+        assert_eq!(h[4], (RQ_TIMEOUT, Some("3000".into())));
+        assert_eq!(h[5], (PER_TRY_TIMEOUT, Some("250".into())));
 
-        let p = policy(true, &[502, 503], Some(250));
-        let h = route_policy_headers(Some(&p), None);
-        assert_eq!(h[1].1.as_deref(), Some("connect-failure,reset,refused-stream,retriable-status-codes"));
-        assert_eq!(h[2].1.as_deref(), Some("502,503"));
-        assert_eq!(h[4].1.as_deref(), Some("250"));
-
-        let p = policy(false, &[502], None);
-        let h = route_policy_headers(Some(&p), None);
+        let p = policy(false, &[502]);
+        let h = route_policy_headers(Some(&p), None, None);
         assert_eq!(h[1].1.as_deref(), Some("connect-failure"));
-        assert_eq!(h[2].1, None);
+        assert_eq!((h[2].1.as_ref(), h[5].1.as_ref()), (None, None));
     }
 
     #[test]

@@ -168,6 +168,9 @@ impl HttpHost for FakeHttp {
         self.filter_state.insert(key.into(), value.into());
         true
     }
+    fn filter_state(&self, key: &str) -> Option<&[u8]> {
+        self.filter_state.get(key).map(|v| v.as_bytes())
+    }
     fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
         self.record(Call::SchedulerNew);
         if self.no_scheduler {

@@ -9,8 +9,32 @@
 //!   `lb_policy: CLUSTER_PROVIDED`: the module adds the MOSN hosts and picks the host.
 
 use super::{quote, HostOptions};
-use crate::config::MosnConfig;
+use crate::config::{MosnConfig, RouteActionConfig};
+use std::collections::HashSet;
 use std::fmt::Write as _;
+
+/// The Host Envoy gives an HTTP/1.0 request that has none (Envoy needs one); the module
+/// reads it as "no Host", so the core decides as for nginx (MOSN: 404 with several virtual
+/// hosts). `.invalid` is reserved (RFC 6761): it can never be a real host.
+pub const NO_HOST: &str = "mosn-no-host.invalid";
+
+/// The clusters a route with `retry_on` can reach: only their responses are ever retried,
+/// so only they get the per-attempt upstream filter (all of them when a `cluster_header`
+/// route retries).
+fn clusters_with_status_retries(cfg: &MosnConfig) -> HashSet<&str> {
+    let mut out = HashSet::new();
+    for rt in cfg.routers.iter().flat_map(|r| &r.virtual_hosts).flat_map(|v| &v.routers) {
+        let RouteActionConfig::Forward(f) = &rt.action else { continue };
+        if !f.retry_policy.as_ref().is_some_and(|p| p.retry_on) {
+            continue;
+        }
+        if f.cluster_header.is_some() {
+            return cfg.clusters.iter().map(|c| c.name.as_str()).collect();
+        }
+        out.extend(f.clusters.iter().map(|(n, _, _)| n.as_str()));
+    }
+    out
+}
 
 /// The dynamic module's name: Envoy loads `lib<name>.so` from its search path.
 pub const MODULE_NAME: &str = "mosn_envoy";
@@ -49,8 +73,9 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
           stat_prefix: {stat}
           # MOSN's downstream_protocol Http1 (the only one accepted so far).
           codec_type: HTTP1
-          # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise).
-          http_protocol_options: {{ accept_http_10: true }}
+          # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise); one without Host
+          # gets a Host the module reads as none.
+          http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: {no_host} }}
           # The core decodes and normalizes the path and hands Envoy the one it routed on
           # (as :path), so Envoy does not normalize it first.
           normalize_path: false
@@ -92,9 +117,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             module = module_config(),
             filter_cfg = quote(&filter_cfg),
             cluster_header = CLUSTER_HEADER,
+            no_host = NO_HOST,
         );
     }
     let _ = writeln!(y, "  clusters:");
+    let status_retries = clusters_with_status_retries(cfg);
+    let upstream_cfg = serde_json::json!({ "config_path": config_path, "upstream": true }).to_string();
     for c in &cfg.clusters {
         let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": c.name }).to_string();
         // The config applies MOSN's default (10 s); protobuf durations are written in seconds.
@@ -124,6 +152,31 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             cluster_cfg = quote(&cluster_cfg),
             unlimited = UNLIMITED,
         );
+        if status_retries.contains(c.name.as_str()) {
+            // Every attempt's response to the core, which marks the ones it retries.
+            let _ = write!(
+                y,
+                r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http_protocol_options: {{}} }}
+        http_filters:
+        - name: mosn_attempt
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+            dynamic_module_config: {module}
+            filter_name: mosn_attempt
+            filter_config:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: {upstream_cfg}
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+"#,
+                module = module_config(),
+                upstream_cfg = quote(&upstream_cfg),
+            );
+        }
     }
     y
 }

@@ -116,7 +116,10 @@ def make_handler(state: State):
             route = None
             for r in snap.routes:
                 m = r["match"]
-                if self.path.startswith(m.get("prefix", "/")) and all(
+                # The fake knows prefix routes to a cluster_name only.
+                if "prefix" not in m or "cluster_name" not in r.get("route", {}):
+                    continue
+                if self.path.startswith(m["prefix"]) and all(
                         (unit if h["name"] == UNIT else get(h["name"])) == h["value"] for h in m.get("headers", [])):
                     route = r["route"]
                     break

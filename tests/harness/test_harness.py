@@ -20,7 +20,7 @@ from harness.ports import _ephemeral_range, free_port
 PORTS = {"s1a": 3450, "s1b": 3451, "s2": 3452, "s3": 3453, "dead1": 3460, "dead2": 3461}
 
 # The config of the brief, verbatim, with the placeholders filled in.
-EXPECTED = json.loads("""
+EXPECTED = json.loads(r"""
 {
  "servers": [
   {
@@ -185,6 +185,163 @@ EXPECTED = json.loads("""
         },
         {
          "match": {
+          "path": "/exact/Path"
+         },
+         "direct_response": {
+          "status": 200,
+          "body": "exact"
+         }
+        },
+        {
+         "match": {
+          "regex": "^/re[0-9]+$"
+         },
+         "direct_response": {
+          "status": 200,
+          "body": "regex"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/redir"
+         },
+         "redirect": {
+          "response_code": 302,
+          "scheme_redirect": "https",
+          "host_redirect": "elsewhere.test",
+          "path_redirect": "/landing"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/rw/old/"
+         },
+         "route": {
+          "cluster_name": "s2",
+          "prefix_rewrite": "/rw/new/",
+          "host_rewrite": "rewritten.test"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/rx/"
+         },
+         "route": {
+          "cluster_name": "s2",
+          "regex_rewrite": {
+           "pattern": {
+            "regex": "^/rx/(\\w+)/(\\w+)"
+           },
+           "substitution": "/rx-done/$2/$1"
+          }
+         }
+        },
+        {
+         "match": {
+          "prefix": "/hdr/"
+         },
+         "route": {
+          "cluster_name": "s2",
+          "request_headers_to_add": [
+           {
+            "header": {
+             "key": "x-added",
+             "value": "route"
+            }
+           },
+           {
+            "header": {
+             "key": "x-app",
+             "value": "more"
+            }
+           },
+           {
+            "header": {
+             "key": "x-seen-by",
+             "value": "%x-mosn-host%"
+            }
+           }
+          ],
+          "request_headers_to_remove": [
+           "x-drop"
+          ],
+          "response_headers_to_add": [
+           {
+            "header": {
+             "key": "x-resp",
+             "value": "r1"
+            },
+            "append": false
+           }
+          ],
+          "response_headers_to_remove": [
+           "x-backend-site"
+          ]
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "byheader"
+           }
+          ]
+         },
+         "route": {
+          "cluster_header": "x-cluster"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "weighted"
+           }
+          ]
+         },
+         "route": {
+          "weighted_clusters": [
+           {
+            "cluster": {
+             "name": "s2",
+             "weight": 1
+            }
+           },
+           {
+            "cluster": {
+             "name": "s3",
+             "weight": 3
+            }
+           }
+          ]
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
+            "value": "slow"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "slow",
+          "timeout": "3s",
+          "retry_policy": {
+           "retry_on": true,
+           "num_retries": 1,
+           "retry_timeout": "300ms"
+          }
+         }
+        },
+        {
+         "match": {
           "prefix": "/",
           "headers": [
            {
@@ -244,7 +401,7 @@ EXPECTED = json.loads("""
        "routers": [
         {
          "match": {
-          "prefix": "/"
+          "prefix": "/v"
          },
          "direct_response": {
           "status": 200,
@@ -398,6 +555,16 @@ EXPECTED = json.loads("""
    },
    {
     "name": "flaky501",
+    "type": "SIMPLE",
+    "lb_type": "LB_ROUNDROBIN",
+    "hosts": [
+     {
+      "address": "127.0.0.1:3452"
+     }
+    ]
+   },
+   {
+    "name": "slow",
     "type": "SIMPLE",
     "lb_type": "LB_ROUNDROBIN",
     "hosts": [

@@ -50,7 +50,8 @@ fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_he
     // Then the route's policy, in the fixed order, after the filter's forged value.
     let policy = [
         set("x-envoy-max-retries", "2"),
-        set("x-envoy-retry-on", "connect-failure,reset,refused-stream,5xx"),
+        set("x-envoy-retry-on", "connect-failure,reset,retriable-headers"),
+        set("x-envoy-retriable-header-names", "x-mosn-retry"),
         remove("x-envoy-retriable-status-codes"),
         set("x-envoy-upstream-rq-timeout-ms", "3000"),
         set("x-envoy-upstream-rq-per-try-timeout-ms", "1000"),
@@ -91,7 +92,7 @@ fn a_route_without_policy_removes_client_sent_envoy_headers() {
     );
     assert_eq!(status, HeadersStatus::Continue);
     assert_eq!(host.values("x-mosn-cluster"), ["b"]);
-    for h in crate::policy::route_policy_headers(None, None).map(|(n, _)| n) {
+    for h in crate::policy::route_policy_headers(None, None, None).map(|(n, _)| n) {
         assert!(host.values(h).is_empty(), "{h} kept: {:?}", host.request);
     }
     // No unit: no metadata.

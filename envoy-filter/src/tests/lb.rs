@@ -300,3 +300,65 @@ fn a_reported_outcome_is_not_reported_again_on_the_retry() {
     let st = f.cell().state.borrow();
     assert_eq!(st.stream.as_ref().unwrap().failure_status(), Some(504));
 }
+
+// === The upstream filter: each attempt's response, the core's retry verdict ===
+
+/// The upstream filter's view of one attempt of the request served by `host`: its filter
+/// state and this response.
+fn attempt_response(host: &FakeHttp, status: &str, extra: &[(&str, &str)]) -> FakeHttp {
+    let mut up = FakeHttp::new(&[]);
+    up.filter_state = host.filter_state.clone();
+    up.response = [(":status", status)].iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    crate::upstream::response_headers(&mut up);
+    up
+}
+
+#[test]
+fn the_core_decides_which_responses_are_retried() {
+    let s = setup();
+    let (f, host, status) = request(&s.http, &[(":path", "/x")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    // Attempt 1: a 503 → retried (retry_on, any 5xx): marked for Envoy's retriable-headers.
+    assert!(s.a.choose_host(&lb_for(&host)).is_some());
+    let up = attempt_response(&host, "503", &[]);
+    assert_eq!(up.response_values("x-mosn-retry"), ["1"], "{:?}", up.calls());
+    // Attempt 2: a 404 is not retried; a backend's own mark is removed first.
+    assert!(s.a.choose_host(&lb_for(&host)).is_some());
+    let up = attempt_response(&host, "404", &[("x-mosn-retry", "1")]);
+    assert!(up.response_values("x-mosn-retry").is_empty(), "a backend must not ask for retries: {:?}", up.calls());
+    assert_eq!(attempts(&f), 2);
+    // The downstream filter does not report the final response again (one outcome per attempt).
+    let mut down = FakeHttp::new(&[]);
+    down.response = vec![(":status".into(), "404".into())];
+    http_logic::response_headers(Some(&f), &mut down, true);
+    let stream_ok = f.cell().state.borrow().stream.as_ref().unwrap().failure_status().is_none();
+    assert!(stream_ok, "the last outcome is the 404 response");
+}
+
+#[test]
+fn retries_end_with_the_policy_and_the_mark_never_reaches_the_client() {
+    let s = setup();
+    let (f, host, _) = request(&s.http, &[(":path", "/x")]);
+    // num_retries 2: attempts 1 and 2 are marked, attempt 3 (the last) is not.
+    for (i, want) in [(1, true), (2, true), (3, false)] {
+        assert!(s.a.choose_host(&lb_for(&host)).is_some(), "attempt {i}");
+        let up = attempt_response(&host, "500", &[]);
+        assert_eq!(!up.response_values("x-mosn-retry").is_empty(), want, "attempt {i}");
+    }
+    // Had Envoy stopped retrying earlier, the downstream filter strips a mark left on.
+    let mut down = FakeHttp::new(&[]);
+    down.response = vec![(":status".into(), "500".into()), ("x-mosn-retry".into(), "1".into())];
+    http_logic::response_headers(Some(&f), &mut down, true);
+    assert!(down.response_values("x-mosn-retry").is_empty());
+}
+
+#[test]
+fn an_upstream_filter_without_a_stream_only_strips_the_mark() {
+    let mut up = FakeHttp::new(&[]);
+    up.response = vec![(":status".into(), "503".into()), ("x-mosn-retry".into(), "1".into())];
+    crate::upstream::response_headers(&mut up);
+    assert!(up.response_values("x-mosn-retry").is_empty());
+    assert!(crate::upstream::is_upstream_config(br#"{"config_path": "/x", "upstream": true}"#));
+    assert!(!crate::upstream::is_upstream_config(br#"{"config_path": "/x", "listener": "l"}"#));
+    assert!(!crate::upstream::is_upstream_config(br#"{"upstream": true, "listener": "l"}"#));
+}
