@@ -102,6 +102,8 @@ impl Engine {
     }
 
     /// Starts a stream on a listener (see [`Engine::listener_index`]); `None` if out of range.
+    /// Inlined so the stream is built where the caller keeps it (no copy out of the option).
+    #[inline]
     pub fn new_stream(&self, listener: usize, wake: Option<WakeFn>) -> Option<Stream> {
         let l = self.listeners.get(listener)?;
         Some(Stream::new(l.clone(), wake))

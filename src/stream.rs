@@ -18,7 +18,7 @@ use crate::headers::SharedStr;
 use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
 use crate::listener::Listener;
 use crate::router::header_edit::{self, Edit};
-use crate::router::{path, Forward, RetryPolicy, RouteAction, RouteMatch, Router};
+use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
 use crate::upstream::{Cluster, Host, TriedHosts};
 use crate::variable::RequestVars;
 use crate::wake::{WakeFn, WakeSource};
@@ -59,10 +59,10 @@ pub struct Stream {
     response_mutations: Mutations,
     metadata: Metadata,
     reply: Option<LocalReply>,
-    /// The router and route that matched (for header edits and per-route filters).
-    routed: Option<(Arc<Router>, RouteMatch)>,
-    /// The forward action and the cluster chosen for this request.
-    forward: Option<(Arc<Forward>, Arc<Cluster>)>,
+    /// The route that matched in the listener's router (header edits, per-route filters).
+    routed: Option<RouteMatch>,
+    /// The cluster chosen for this request (the route forwards).
+    picked: Option<Picked>,
     /// The route's response header edits, resolved at request time.
     response_edits: Vec<Edit>,
     tried: TriedHosts,
@@ -74,6 +74,7 @@ pub struct Stream {
 }
 
 impl Stream {
+    #[inline]
     pub(crate) fn new(listener: Arc<Listener>, wake: Option<WakeFn>) -> Stream {
         Stream {
             listener,
@@ -83,7 +84,7 @@ impl Stream {
             metadata: Metadata::new(),
             reply: None,
             routed: None,
-            forward: None,
+            picked: None,
             response_edits: Vec::new(),
             tried: TriedHosts::default(),
             attempts: 0,
@@ -111,14 +112,16 @@ impl Stream {
         if self.stage != Stage::Start {
             return self.current_action();
         }
-        if let Some(a) = self.check_request_target(headers) {
-            return a;
+        // Looked up once: checked here, routed on later (unless a filter changes it).
+        let raw_path = headers.get(":path").first();
+        if !path::is_valid(raw_path.unwrap_or(b"/")) {
+            return self.reply_with(400, "invalid request target", "invalid_path");
         }
         if !end_of_stream && self.listener.needs_body {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, None)
+        self.run(headers, None, raw_path)
     }
 
     /// The buffered request body (after [`Action::BufferBody`]). Only the call with
@@ -131,7 +134,7 @@ impl Stream {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, Some(body))
+        self.run(headers, Some(body), None)
     }
 
     /// Continues after the wake function was called. The host passes the request
@@ -140,7 +143,7 @@ impl Stream {
         match self.stage {
             Stage::Waiting { phase, at } => {
                 self.stage = Stage::Filters { phase, next: at, resumed: true };
-                self.run(headers, body)
+                self.run(headers, body, None)
             }
             _ => self.current_action(),
         }
@@ -155,7 +158,9 @@ impl Stream {
         }
     }
 
-    fn run(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>) -> Action {
+    /// Runs the filters from the current stage; `raw_path` is the host's `:path` when the
+    /// caller already looked it up.
+    fn run(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>, raw_path: Option<&[u8]>) -> Action {
         let listener = self.listener.clone();
         loop {
             let Stage::Filters { phase, next, resumed } = self.stage else { return self.current_action() };
@@ -169,11 +174,12 @@ impl Stream {
                     continue;
                 }
                 // A route's per_filter_config replaces the listener's filter of that type.
-                let routed = self.routed.clone();
-                if let Some(own) = routed.as_ref().and_then(|(r, m)| r.per_filter(*m, f.name())) {
-                    f = own;
+                if let (Some(m), Some(router)) = (self.routed, listener.router.as_deref()) {
+                    if let Some(own) = router.per_filter(m, f.name()) {
+                        f = own;
+                    }
                 }
-                let cluster = self.forward.as_ref().map(|(_, c)| &*c.name);
+                let cluster = cluster_of(&listener, self.routed, self.picked.as_ref()).map(|c| &*c.name);
                 let mut cx = ReceiveContext {
                     headers,
                     body,
@@ -208,7 +214,7 @@ impl Stream {
             }
             match phase {
                 ReceivePhase::BeforeRoute => {
-                    if let Some(a) = self.route(headers) {
+                    if let Some(a) = self.route(headers, raw_path) {
                         return a;
                     }
                     self.stage = Stage::Filters { phase: ReceivePhase::AfterRoute, next: 0, resumed: false };
@@ -225,22 +231,28 @@ impl Stream {
     /// Matches the route; returns an action only when the request ends here. A forwarded
     /// request gets the path that was matched, or the route's rewrite of it (see
     /// [`crate::router::path`]), and the route's Host rewrite.
-    fn route(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
-        let Some(router) = self.listener.router.clone() else {
+    fn route(&mut self, headers: &dyn HeaderMap, raw_path: Option<&[u8]>) -> Option<Action> {
+        let listener = self.listener.clone();
+        let Some(router) = listener.router.as_deref() else {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no router for this listener", "no_router"));
         };
         let view = Overlay { base: headers, mutations: &self.mutations };
-        let raw = view.lookup(":path").first().unwrap_or(b"/");
+        let raw = match raw_path {
+            Some(p) if !self.mutations.iter().any(|m| &*m.name == ":path") => p,
+            _ => view.lookup(":path").first().unwrap_or(b"/"),
+        };
         let (raw_path, rest) = path::split_query(raw);
-        let normalized = path::normalize(raw_path);
+        // The common case, a canonical path, costs one pass and no allocation.
+        let canonical = path::is_canonical(raw_path);
+        let normalized = if canonical { std::borrow::Cow::Borrowed(raw_path) } else { path::normalize(raw_path) };
         let vars = RequestVars { headers: &view, path: &normalized, listener: &self.listener.name, cluster: None };
         let Some(m) = router.route(&vars) else {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no route", "route_not_found"));
         };
         let fw = match router.action(m) {
-            RouteAction::Forward(fw) => fw.clone(),
+            RouteAction::Forward(fw) => fw,
             RouteAction::DirectResponse { status, body } => {
                 self.reply = Some(LocalReply::new(*status, body.clone(), "direct_response"));
                 self.stage = Stage::Replied;
@@ -256,18 +268,22 @@ impl Stream {
                 return Some(Action::LocalReply);
             }
         };
-        let Some(cluster) = fw.pick(&view, &|n| router.cluster(n)) else {
+        let Some(picked) = fw.pick(&view, &|n| router.cluster(n)) else {
             // cluster_header without the header, or naming no cluster: MOSN's "no cluster".
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no cluster", "cluster_not_found"));
         };
         // The path and Host the upstream gets.
         let rewritten = fw.rewrite_path(&normalized);
-        let forwarded = rewritten.as_deref().unwrap_or(&normalized);
-        let wire = path::encode(forwarded);
-        let query = rest.split(|b| *b == b'#').next().unwrap_or(b"");
-        let unchanged = wire.as_bytes() == raw_path && !rest.contains(&b'#');
-        let new_path = (!unchanged).then(|| format!("{wire}{}", String::from_utf8_lossy(query)));
+        let new_path = if canonical && rewritten.is_none() && !rest.contains(&b'#') {
+            None
+        } else {
+            let forwarded = rewritten.as_deref().unwrap_or(&normalized);
+            let wire = path::encode(forwarded);
+            let query = rest.split(|b| *b == b'#').next().unwrap_or(b"");
+            let unchanged = wire.as_bytes() == raw_path && !rest.contains(&b'#');
+            (!unchanged).then(|| format!("{wire}{}", String::from_utf8_lossy(query)))
+        };
         let original = rewritten.as_ref().map(|_| SharedStr::from(String::from_utf8_lossy(&normalized).as_ref()));
         let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
         if let Some(p) = new_path {
@@ -279,20 +295,21 @@ impl Stream {
         if let Some(h) = host {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY.clone(), value: h });
         }
-        self.routed = Some((router, m));
-        self.forward = Some((fw, cluster));
+        self.routed = Some(m);
+        self.picked = Some(picked);
         None
     }
 
     /// The route's request header edits (route, virtual host, router), after the filters.
     fn finalize_request(&mut self, headers: &dyn HeaderMap) {
-        let Some((router, m)) = self.routed.clone() else { return };
+        let listener = self.listener.clone();
+        let (Some(m), Some(router)) = (self.routed, listener.router.as_deref()) else { return };
         if !router.has_header_edits(m) {
             return;
         }
         let raw = Overlay { base: headers, mutations: &self.mutations }.lookup(":path").first().unwrap_or(b"/").to_vec();
         let normalized = path::normalize(path::split_query(&raw).0).into_owned();
-        let cluster = self.forward.as_ref().map(|(_, c)| c.name.clone());
+        let cluster = self.cluster().map(|c| c.name.clone());
         let snapshot = self.mutations.clone();
         let view = Overlay { base: headers, mutations: &snapshot };
         let vars = RequestVars { headers: &view, path: &normalized, listener: &self.listener.name, cluster: cluster.as_deref() };
@@ -304,13 +321,6 @@ impl Stream {
             response.extend(edits.response(&vars));
         }
         self.response_edits = response;
-    }
-
-    /// A malformed request target (a raw byte outside visible ASCII) is answered 400 before
-    /// any filter runs (Envoy's codec refuses the same requests with 400 itself).
-    fn check_request_target(&mut self, headers: &dyn HeaderMap) -> Option<Action> {
-        let raw = headers.get(":path").first().unwrap_or(b"/");
-        (!path::is_valid(raw)).then(|| self.reply_with(400, "invalid request target", "invalid_path"))
     }
 
     fn reply_with(&mut self, status: u16, body: &'static str, details: &'static str) -> Action {
@@ -343,17 +353,23 @@ impl Stream {
 
     /// The chosen cluster, once routed.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.forward.as_ref().map(|(_, c)| c)
+        cluster_of(&self.listener, self.routed, self.picked.as_ref())
+    }
+
+    /// The matched route's forward action, once routed.
+    fn forward(&self) -> Option<&Forward> {
+        self.listener.router.as_deref()?.forward(self.routed?)
     }
 
     /// The matched route's JSON path and its virtual host's name, once routed.
     pub fn route_info(&self) -> Option<(&str, &str)> {
-        self.routed.as_ref().map(|(r, m)| (r.route_path(*m), r.vhost_name(*m)))
+        let (r, m) = (self.listener.router.as_deref()?, self.routed?);
+        Some((r.route_path(m), r.vhost_name(m)))
     }
 
     /// The route's retry policy, if any.
     pub fn retry_policy(&self) -> Option<&RetryPolicy> {
-        self.forward.as_ref().and_then(|(fw, _)| fw.retry.as_ref())
+        self.forward().and_then(|fw| fw.retry.as_ref())
     }
 
     /// One attempt's timeout: the retry policy's `retry_timeout`, unless it is not below the
@@ -368,7 +384,7 @@ impl Stream {
 
     /// The route's timeout, if set.
     pub fn timeout(&self) -> Option<std::time::Duration> {
-        self.forward.as_ref().and_then(|(fw, _)| fw.timeout)
+        self.forward().and_then(|fw| fw.timeout)
     }
 
     /// Attempts allowed in total (1 + retries).
@@ -379,7 +395,7 @@ impl Stream {
     /// Picks the host for the next attempt; never one already tried in this request
     /// while another healthy host exists.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
-        let Some((_, cluster)) = &self.forward else { return Err(NoHost::NotRouted) };
+        let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
         let Some(index) = cluster.choose(&self.tried) else {
             self.flags |= flags::NO_HEALTHY_UPSTREAM;
             return Err(NoHost::NoHealthyHost);
@@ -475,6 +491,12 @@ impl Stream {
     pub fn response_mutations(&self) -> &[HeaderMutation] {
         &self.response_mutations
     }
+}
+
+/// The cluster a routed request was given (a free function: the caller may hold other
+/// borrows of the stream).
+fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Option<&'a Picked>) -> Option<&'a Arc<Cluster>> {
+    listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
 }
 
 impl Drop for Stream {

@@ -25,6 +25,14 @@ pub enum Clusters {
     Header(SharedStr),
 }
 
+/// The cluster a request was given: an index into the route's weighted list (no reference
+/// count touched on the request path), or the cluster a `cluster_header` named.
+#[derive(Debug, Clone)]
+pub enum Picked {
+    Weighted(usize),
+    Named(Arc<Cluster>),
+}
+
 /// How the path is rewritten before it goes upstream.
 #[derive(Debug)]
 pub enum PathRewrite {
@@ -127,22 +135,31 @@ impl Forward {
 
     /// The cluster for this request: weighted random among several; from the header for
     /// `cluster_header` (`None` when the header is missing or names no cluster).
-    pub fn pick(&self, headers: &dyn HeaderMap, by_name: &dyn Fn(&str) -> Option<Arc<Cluster>>) -> Option<Arc<Cluster>> {
+    pub fn pick(&self, headers: &dyn HeaderMap, by_name: &dyn Fn(&str) -> Option<Arc<Cluster>>) -> Option<Picked> {
         match &self.clusters {
             Clusters::Weighted { clusters, total_weight } => {
                 if clusters.len() == 1 {
-                    return Some(clusters[0].0.clone());
+                    return Some(Picked::Weighted(0));
                 }
                 let mut r = fastrand::u64(0..*total_weight);
-                for (c, w) in clusters {
+                for (i, (_, w)) in clusters.iter().enumerate() {
                     if r < u64::from(*w) {
-                        return Some(c.clone());
+                        return Some(Picked::Weighted(i));
                     }
                     r -= u64::from(*w);
                 }
-                clusters.last().map(|(c, _)| c.clone())
+                Some(Picked::Weighted(clusters.len() - 1))
             }
-            Clusters::Header(h) => headers.get(h).first().and_then(|v| std::str::from_utf8(v).ok()).and_then(by_name),
+            Clusters::Header(h) => headers.get(h).first().and_then(|v| std::str::from_utf8(v).ok()).and_then(by_name).map(Picked::Named),
+        }
+    }
+
+    /// The cluster a [`Picked`] stands for.
+    pub fn cluster<'a>(&'a self, picked: &'a Picked) -> Option<&'a Arc<Cluster>> {
+        match (picked, &self.clusters) {
+            (Picked::Weighted(i), Clusters::Weighted { clusters, .. }) => clusters.get(*i).map(|(c, _)| c),
+            (Picked::Named(c), _) => Some(c),
+            _ => None,
         }
     }
 

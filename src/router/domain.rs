@@ -138,10 +138,16 @@ impl Domains {
 
     /// The index of the virtual host serving `authority` (the `Host`), if any.
     pub fn find(&self, authority: Option<&[u8]>) -> Option<usize> {
+        self.find_with(|| authority)
+    }
+
+    /// [`Domains::find`], looking the `Host` up only when the domains need it (not for a
+    /// router with only the default virtual host).
+    pub fn find_with<'a>(&self, authority: impl FnOnce() -> Option<&'a [u8]>) -> Option<usize> {
         if self.exact.is_empty() && self.wildcard.is_empty() {
             return self.default;
         }
-        let authority = std::str::from_utf8(authority?).ok().filter(|a| !a.is_empty())?;
+        let authority = std::str::from_utf8(authority()?).ok().filter(|a| !a.is_empty())?;
         let lower;
         let authority = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
             lower = authority.to_ascii_lowercase();

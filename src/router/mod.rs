@@ -16,7 +16,7 @@ pub mod header_edit;
 pub mod matcher;
 pub mod path;
 
-pub use action::{Forward, Redirect, RetryPolicy, RouteAction};
+pub use action::{Forward, Picked, Redirect, RetryPolicy, RouteAction};
 
 use crate::config::reader::Diagnostics;
 use crate::config::{MosnConfig, RouteActionConfig, RouteConfig, RouterConfig};
@@ -135,8 +135,7 @@ impl Router {
     /// the decoded, normalized path ([`path::normalize`]).
     pub fn route(&self, vars: &RequestVars<'_>) -> Option<RouteMatch> {
         let headers = vars.headers;
-        let authority = headers.get(":authority").first().or_else(|| headers.get("host").first());
-        let vhost = self.domains.find(authority)?;
+        let vhost = self.domains.find_with(|| headers.get(":authority").first().or_else(|| headers.get("host").first()))?;
         let route = self.vhosts[vhost].routes.iter().position(|r| r.matcher.matches(vars))?;
         Some(RouteMatch { vhost, route })
     }
@@ -173,6 +172,14 @@ impl Router {
     /// The route's replacement for the listener's filter named `name`, if any.
     pub fn per_filter(&self, m: RouteMatch, name: &str) -> Option<&Arc<dyn StreamFilter>> {
         self.route_at(m).per_filter.iter().find(|f| f.name() == name)
+    }
+
+    /// The forward action of the matched route, if it forwards.
+    pub fn forward(&self, m: RouteMatch) -> Option<&Forward> {
+        match self.action(m) {
+            RouteAction::Forward(fw) => Some(fw),
+            _ => None,
+        }
     }
 
     /// The cluster named `name` (for `cluster_header`).

@@ -36,6 +36,33 @@ pub fn split_query(raw: &[u8]) -> (&[u8], &[u8]) {
     raw.split_at(end)
 }
 
+/// True when `p` (a path without query) routes and goes upstream exactly as it is: already
+/// decoded and normalized, and nothing in it needs escaping. One pass; the common case.
+pub fn is_canonical(p: &[u8]) -> bool {
+    if p.first() != Some(&b'/') {
+        return false;
+    }
+    // Bytes since the last '/': a segment of "." or ".." is not canonical, nor is "//".
+    let mut seg_len = 0usize;
+    let mut seg_dots = true;
+    for &b in &p[1..] {
+        if b == b'/' {
+            if seg_len == 0 || (seg_dots && seg_len <= 2) {
+                return false;
+            }
+            seg_len = 0;
+            seg_dots = true;
+            continue;
+        }
+        if b == b'%' || escaped(b) {
+            return false;
+        }
+        seg_len += 1;
+        seg_dots &= b == b'.';
+    }
+    !(seg_dots && (1..=2).contains(&seg_len))
+}
+
 /// True when decoding and normalizing would change nothing (the common case: no work).
 fn is_normal(p: &[u8]) -> bool {
     p.first() == Some(&b'/')
@@ -164,6 +191,18 @@ mod tests {
         assert_eq!(fwd("/public%2F..%2Fadmin?x=%2F"), "/admin");
         assert_eq!(fwd("/%7e%61"), "/~a");
         assert_eq!(fwd("/a\"b"), "/a\"b");
+    }
+
+    #[test]
+    fn canonical_is_what_normalize_and_encode_leave_alone() {
+        for p in [
+            "/", "/a", "/a/b/", "/a/./b", "/a/../b", "//a", "/a//b", "/.", "/..", "/.a", "/a..", "/...", "/a%20b", "/a b", "a", "", "/a?",
+            "/é",
+        ] {
+            let p = p.as_bytes();
+            let same = normalize(p).as_ref() == p && encode(p).as_bytes() == p;
+            assert_eq!(is_canonical(p), same, "{:?}", String::from_utf8_lossy(p));
+        }
     }
 
     #[test]
