@@ -72,6 +72,7 @@ demo: install-deps build-l7 build-nginx-module
 
 bench:
 	$(CARGO) bench --bench decision
+	$(CARGO) bench --bench routing
 
 bench-hosts: install-deps build-l7 build-nginx-module
 	bash scripts/bench-hosts.sh

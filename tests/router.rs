@@ -259,3 +259,53 @@ fn virtual_hosts_with_mosn_port_rules() {
         assert_eq!(run(&e, "GET", host, "/", &[]).cluster.as_deref(), want, "Host {host:?}");
     }
 }
+
+#[test]
+fn indexed_runs_keep_first_match_order() {
+    // Random tables of prefix routes and header-value routes (runs of either are indexed)
+    // mixed with routes testing both, against the first match in config order computed
+    // here, one route at a time.
+    #[derive(Clone, Copy)]
+    enum R {
+        Prefix(&'static str, bool),
+        Value(&'static str),
+    }
+    let mut rng = fastrand::Rng::with_seed(7);
+    let prefixes = ["/", "/a", "/a/b", "/a/bc", "/b", "/b/", "/ab", "/a/b/c", "/c", "/a/"];
+    let values = ["v0", "v1", "v2", "v3"];
+    for table in 0..60 {
+        let mut routes = Vec::new();
+        let mut model = Vec::new();
+        let header_heavy = table % 2 == 0;
+        for _ in 0..rng.usize(1..40) {
+            let r = if rng.u8(0..3) == 0 || (header_heavy && rng.bool()) {
+                R::Value(values[rng.usize(0..values.len())])
+            } else {
+                R::Prefix(prefixes[rng.usize(0..prefixes.len())], rng.u8(0..10) == 0)
+            };
+            let m = match r {
+                R::Value(v) => json!({"prefix": "/", "headers": [{"name": "x-v", "value": v}]}),
+                R::Prefix(p, true) => json!({"prefix": p, "headers": [{"name": "x-h", "value": "1"}]}),
+                R::Prefix(p, false) => json!({"prefix": p}),
+            };
+            routes.push(json!({"match": m, "direct_response": {"status": 200, "body": format!("r{}", routes.len())}}));
+            model.push(r);
+        }
+        let e = engine(json!([{"name": "v", "domains": ["*"], "routers": routes}]), json!({}));
+        for path in ["/", "/a", "/a/b", "/a/bcd", "/a/b/c/d", "/b", "/b/x", "/abc", "/c", "/zzz", "/a/"] {
+            for (with_header, value) in [(false, None), (true, None), (false, Some("v2")), (true, Some("v0")), (false, Some("v9"))] {
+                let want = model.iter().position(|r| match *r {
+                    R::Prefix(p, h) => path.starts_with(p) && (!h || with_header),
+                    R::Value(v) => value == Some(v),
+                });
+                let mut hs: Vec<(&str, &str)> = if with_header { vec![("x-h", "1")] } else { vec![] };
+                if let Some(v) = value {
+                    hs.push(("x-v", v));
+                }
+                let got = run(&e, "GET", "h", path, &hs);
+                let got = got.body.and_then(|b| b.strip_prefix('r').and_then(|n| n.parse::<usize>().ok()));
+                assert_eq!(got, want, "table {table}, {path} ({hs:?})");
+            }
+        }
+    }
+}

@@ -27,6 +27,11 @@ impl HeaderMatcher {
         &self.name
     }
 
+    /// The exact value this matcher wants, unless it is a regex.
+    pub fn exact_value(&self) -> Option<&str> {
+        self.regex.is_none().then_some(&*self.value)
+    }
+
     /// True when the header is present and matches. With several values, the first counts.
     pub fn matches(&self, headers: &dyn HeaderMap) -> bool {
         match headers.get(&self.name).first() {

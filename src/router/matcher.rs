@@ -139,6 +139,25 @@ impl RouteMatcher {
         result
     }
 
+    /// The prefix of a route that tests nothing else (no headers, no variables): such routes
+    /// can be looked up by an index instead of one by one.
+    pub fn pure_prefix(&self) -> Option<&str> {
+        match &self.path {
+            PathMatch::Prefix(p) if self.headers.is_empty() && self.variables.is_empty() => Some(p),
+            _ => None,
+        }
+    }
+
+    /// `(header name, value)` of a route that tests only that header for an exact value
+    /// (any path, or prefix `/`): such routes can be looked up by the header's value.
+    pub fn pure_header(&self) -> Option<(&str, &str)> {
+        let any_path = matches!(&self.path, PathMatch::Any) || matches!(&self.path, PathMatch::Prefix(p) if p == "/");
+        match &self.headers[..] {
+            [h] if any_path && self.variables.is_empty() && !self.any_service => Some((h.name(), h.exact_value()?)),
+            _ => None,
+        }
+    }
+
     /// The matched prefix or path (what `prefix_rewrite` replaces), if the route has one.
     pub fn matched_prefix(&self) -> Option<&str> {
         match &self.path {

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod header_edit;
 pub mod matcher;
 pub mod path;
+mod table;
 
 pub use action::{Forward, Picked, Redirect, RetryPolicy, RouteAction};
 
@@ -34,7 +35,6 @@ use std::sync::Arc;
 struct Route {
     /// JSON path of the route (`servers[0].routers[0].virtual_hosts[1].routers[2]`).
     path: String,
-    matcher: RouteMatcher,
     action: RouteAction,
     edits: Option<HeaderEdits>,
     /// `per_filter_config`: filters that replace the listener's filter of the same type.
@@ -51,6 +51,9 @@ impl std::fmt::Debug for Route {
 struct VirtualHost {
     name: String,
     routes: Vec<Route>,
+    /// `routes[i]`'s matcher is `matchers[i]`.
+    matchers: Vec<RouteMatcher>,
+    table: table::RouteTable,
     edits: Option<HeaderEdits>,
 }
 
@@ -105,6 +108,7 @@ impl Router {
         let mut vhosts = Vec::with_capacity(cfg.virtual_hosts.len());
         for vh in &cfg.virtual_hosts {
             let mut routes = Vec::with_capacity(vh.routers.len());
+            let mut matchers = Vec::with_capacity(vh.routers.len());
             for r in &vh.routers {
                 let Some(matcher) = RouteMatcher::new(&r.matcher, d) else { continue };
                 let (action, edits) = match &r.action {
@@ -119,10 +123,12 @@ impl Router {
                 };
                 let per_filter = per_filter(r, config, d);
                 if let Some(action) = action {
-                    routes.push(Route { path: r.path.clone(), matcher, action, edits, per_filter });
+                    routes.push(Route { path: r.path.clone(), action, edits, per_filter });
+                    matchers.push(matcher);
                 }
             }
-            vhosts.push(VirtualHost { name: vh.name.clone(), routes, edits: HeaderEdits::new(&vh.headers) });
+            let table = table::RouteTable::new(&matchers.iter().collect::<Vec<_>>());
+            vhosts.push(VirtualHost { name: vh.name.clone(), routes, matchers, table, edits: HeaderEdits::new(&vh.headers) });
         }
         let domains = Domains::new(&cfg.virtual_hosts, d);
         if d.error_count() != errors {
@@ -136,7 +142,8 @@ impl Router {
     pub fn route(&self, vars: &RequestVars<'_>) -> Option<RouteMatch> {
         let headers = vars.headers;
         let vhost = self.domains.find_with(|| headers.get(":authority").first().or_else(|| headers.get("host").first()))?;
-        let route = self.vhosts[vhost].routes.iter().position(|r| r.matcher.matches(vars))?;
+        let vh = &self.vhosts[vhost];
+        let route = vh.table.find(&vh.matchers, vars)?;
         Some(RouteMatch { vhost, route })
     }
 
