@@ -647,3 +647,16 @@ def per_try_timeout_then_504(ctx: CaseContext):
     assert 0.5 <= r.elapsed < 1.0, f"[{ctx.host_name}] took {r.elapsed:.2f}s (2 × 300 ms expected)"
     line = ctx.log_for(r)
     assert line.get("status") == "504" and line.get("attempts") == "2", f"[{ctx.host_name}] {line['_raw']}"
+
+
+@case
+def per_route_filter_config_and_variables(ctx: CaseContext):
+    """per_filter_config replaces a filter's config for one route (here the fault filter
+    aborts with 418 on /pfc only); a `variables` route matches by MOSN variables."""
+    r = ctx.get(path="/pfc/x")
+    assert r.status == 418, f"[{ctx.host_name}] per_filter_config abort: {r.describe()}"
+    ctx.expect_healthy("other routes keep the listener's fault config")
+    r = ctx.get([("x-var", "yes")])
+    assert (r.status, r.text) == (200, "variables"), f"[{ctx.host_name}] variables (header): {r.describe()}"
+    r = ctx.get(method="PUT")
+    assert (r.status, r.text) == (200, "variables"), f"[{ctx.host_name}] variables (PUT): {r.describe()}"

@@ -33,3 +33,50 @@ pub const ACCESS_LOG_FIELDS: &[&str] = &["method", "path", "status", "cluster", 
 pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("string serializes")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{reader::Diagnostics, MosnConfig};
+
+    const CONFIG: &str = r#"{"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+        "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]}]}],
+      "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+        "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+      "cluster_manager": {"clusters": [{"name": "a", "hosts": [{"address": "127.0.0.1:2"}]},
+                                       {"name": "b", "connect_timeout": "300ms", "hosts": [{"address": "127.0.0.1:3"}]}]}}"#;
+
+    fn opts() -> HostOptions {
+        HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 2, admin_port: 0 }
+    }
+
+    #[test]
+    fn both_hosts_get_mosns_connect_timeout_and_no_host_limits() {
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(CONFIG, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let envoy = envoy::generate(&cfg, &opts());
+        // MOSN's default 10 s, and a cluster's own value.
+        assert!(envoy.contains("connect_timeout: 10.000s") && envoy.contains("connect_timeout: 0.300s"), "{envoy}");
+        // Envoy's default circuit breakers (3 concurrent retries) must not decide.
+        assert_eq!(envoy.matches("max_retries: 1000000000").count(), 2);
+        // No route retries on status here: no per-attempt upstream filter.
+        assert!(!envoy.contains("mosn_attempt"));
+        let nginx = nginx::generate(&cfg, &opts(), false);
+        assert!(nginx.contains("proxy_connect_timeout 10s;"), "{nginx}");
+        assert!(nginx.contains("proxy_set_header Host $http_host;"), "the Host keeps its port");
+    }
+
+    #[test]
+    fn the_upstream_filter_goes_where_a_status_can_be_retried() {
+        let with_retry = CONFIG.replace(r#""cluster_name": "a"}"#, r#""cluster_name": "a", "retry_policy": {"retry_on": true}}"#);
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(&with_retry, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let envoy = envoy::generate(&cfg, &opts());
+        let a = envoy.find("- name: \"a\"").unwrap();
+        let b = envoy.find("- name: \"b\"").unwrap();
+        assert_eq!(envoy[a..b].matches("mosn_attempt").count(), 2, "cluster a has the filter");
+        assert!(!envoy[b..].contains("mosn_attempt"), "cluster b has not");
+    }
+}

@@ -81,6 +81,13 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
                 "response_headers_to_add": [{"header": {"key": "x-resp", "value": "r1"}, "append": False}],
                 "response_headers_to_remove": ["x-backend-site"]}},
             _hdr_route("x-case", "byheader", {"cluster_header": "x-cluster"}),
+            # per_filter_config: this route's fault filter aborts with 418 (the listener's only delays).
+            {"match": {"prefix": "/pfc"}, "route": {"cluster_name": "s2"},
+             "per_filter_config": {"fault": {"abort": {"status": 418, "percentage": 100}}}},
+            # MOSN variables: PUT, or the header x-var: yes.
+            {"match": {"variables": [{"name": "x-mosn-method", "value": "PUT", "model": "or"},
+                                     {"name": "Http1_request_header_x-var", "value": "yes"}]},
+             "direct_response": {"status": 200, "body": "variables"}},
             _hdr_route("x-case", "weighted", {"weighted_clusters": [{"cluster": {"name": "s2", "weight": 1}},
                                                                     {"cluster": {"name": "s3", "weight": 3}}]}),
             _hdr_route("x-case", "slow", {"cluster_name": "slow", "timeout": "3s",

@@ -295,6 +295,41 @@ EXPECTED = json.loads(r"""
         },
         {
          "match": {
+          "prefix": "/pfc"
+         },
+         "route": {
+          "cluster_name": "s2"
+         },
+         "per_filter_config": {
+          "fault": {
+           "abort": {
+            "status": 418,
+            "percentage": 100
+           }
+          }
+         }
+        },
+        {
+         "match": {
+          "variables": [
+           {
+            "name": "x-mosn-method",
+            "value": "PUT",
+            "model": "or"
+           },
+           {
+            "name": "Http1_request_header_x-var",
+            "value": "yes"
+           }
+          ]
+         },
+         "direct_response": {
+          "status": 200,
+          "body": "variables"
+         }
+        },
+        {
+         "match": {
           "prefix": "/",
           "headers": [
            {
