@@ -68,10 +68,11 @@ impl Engine {
     /// Builds the runtime objects from a parsed config and its listeners' filters; errors
     /// go to `d`.
     fn build(config: MosnConfig, filters: Vec<Vec<Arc<dyn StreamFilter>>>, d: &mut Diagnostics) -> Option<Engine> {
-        let words = config.clusters.iter().map(Cluster::state_words).sum();
-        let state = Arc::new(StateBlock::new(words));
+        // Objects take their state words while they are built; the block is sized after.
+        let state = Arc::new(StateBlock::unallocated());
         let mut layout = Layout::default();
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
+        state.allocate(layout.next);
         let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &config, &clusters, d).map(Arc::new)).collect();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (l, filters) in config.listeners.iter().zip(filters) {

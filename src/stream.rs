@@ -22,7 +22,6 @@ use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch}
 use crate::upstream::{Cluster, Host, TriedHosts};
 use crate::variable::RequestVars;
 use crate::wake::{WakeFn, WakeSource};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use crate::api::{Action, NoHost, UpstreamOutcome};
@@ -68,6 +67,8 @@ pub struct Stream {
     tried: TriedHosts,
     attempts: u32,
     last_host: Option<usize>,
+    /// The latest attempt is counted in its host's active requests until its outcome.
+    in_flight: bool,
     outcome: Option<UpstreamOutcome>,
     flags: u32,
     wake: WakeSource,
@@ -89,6 +90,7 @@ impl Stream {
             tried: TriedHosts::default(),
             attempts: 0,
             last_host: None,
+            in_flight: false,
             outcome: None,
             flags: 0,
             wake: WakeSource::new(wake),
@@ -395,6 +397,7 @@ impl Stream {
     /// Picks the host for the next attempt; never one already tried in this request
     /// while another healthy host exists.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
+        self.end_attempt();
         let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
         let Some(index) = cluster.choose(&self.tried) else {
             self.flags |= flags::NO_HEALTHY_UPSTREAM;
@@ -403,9 +406,19 @@ impl Stream {
         self.tried.insert(index);
         self.attempts += 1;
         self.last_host = Some(index);
+        self.in_flight = true;
         let host = &cluster.hosts[index];
-        host.requests().fetch_add(1, Ordering::Relaxed);
+        host.state.attempt_started();
         Ok(Chosen { cluster, index, host, attempt: self.attempts })
+    }
+
+    /// The latest attempt no longer counts as active on its host.
+    fn end_attempt(&mut self) {
+        if std::mem::take(&mut self.in_flight) {
+            if let Some(h) = self.upstream_host() {
+                h.state.attempt_ended();
+            }
+        }
     }
 
     /// Attempts made so far (hosts chosen for this request).
@@ -423,10 +436,11 @@ impl Stream {
     /// another attempt (the host then calls [`Stream::choose_host`] again).
     pub fn upstream_result(&mut self, outcome: UpstreamOutcome) -> bool {
         self.outcome = Some(outcome);
+        self.end_attempt();
         let failed = !matches!(outcome, UpstreamOutcome::Response(_));
         if failed {
             if let Some(h) = self.upstream_host() {
-                h.failures().fetch_add(1, Ordering::Relaxed);
+                h.state.count_failure();
             }
         }
         self.flags |= match outcome {
@@ -503,5 +517,6 @@ impl Drop for Stream {
     fn drop(&mut self) {
         // Done: no wake after this.
         self.wake.close();
+        self.end_attempt();
     }
 }

@@ -61,7 +61,17 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     if d.error_count() != errors {
         return None;
     }
-    Some(ClusterConfig { path, name: name?.to_string(), lb_type, connect_timeout, hosts })
+    Some(ClusterConfig {
+        path,
+        name: name?.to_string(),
+        lb: super::LbConfig { lb_type, ..Default::default() },
+        connect_timeout,
+        idle_timeout: None,
+        hosts,
+        subset: None,
+        limits: Default::default(),
+        health_check: None,
+    })
 }
 
 /// MOSN runs a health checker only when `health_check.service_name` is set; without it the

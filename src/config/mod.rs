@@ -259,20 +259,148 @@ pub struct RetryPolicyConfig {
 pub struct ClusterConfig {
     pub path: String,
     pub name: String,
-    pub lb_type: LbType,
+    /// `lb_type` and `lbconfig`.
+    pub lb: LbConfig,
     /// MOSN's default is 10 s ([`DEFAULT_CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
+    /// Upstream connections idle this long are closed by the host.
+    pub idle_timeout: Option<Duration>,
     pub hosts: Vec<HostConfig>,
+    /// `lb_subset_config`, when it has selectors.
+    pub subset: Option<SubsetConfig>,
+    /// `circuit_breakers[0]`.
+    pub limits: CircuitBreakers,
+    /// `health_check` with a `service_name`.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// A cluster's balancer settings (`lb_type`, `lbconfig`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbConfig {
+    pub lb_type: LbType,
+    /// `lbconfig.choice_count` (default 2): hosts compared per pick by the least-request
+    /// balancers.
+    pub choice_count: u32,
+    /// `lbconfig.active_request_bias` (default 1.0): how strongly active requests count
+    /// against a host.
+    pub active_request_bias: f64,
+}
+
+impl Default for LbConfig {
+    fn default() -> Self {
+        LbConfig { lb_type: LbType::RoundRobin, choice_count: 2, active_request_bias: 1.0 }
+    }
+}
+
+/// `lb_subset_config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubsetConfig {
+    pub fall_back_policy: FallbackPolicy,
+    /// `default_subset`, sorted by key.
+    pub default_subset: Vec<(String, String)>,
+    /// `subset_selectors`, each sorted.
+    pub selectors: Vec<Vec<String>>,
+}
+
+/// `lb_subset_config.fall_back_policy`: where a request goes when its subset has no host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackPolicy {
+    /// 0: no host (502).
+    NoFallback,
+    /// 1: any host of the cluster.
+    AnyEndpoint,
+    /// 2: the hosts matching `default_subset`.
+    DefaultSubset,
+}
+
+/// `circuit_breakers[0]`; 0 is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    /// Connections per host (each HTTP/1 attempt holds one).
+    pub max_connections: u64,
+    /// Requests in flight to the cluster.
+    pub max_requests: u64,
+    /// Retries in flight to the cluster.
+    pub max_retries: u64,
+}
+
+/// `health_check` (active checks, run when `service_name` is set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheckConfig {
+    pub service_name: String,
+    pub protocol: HealthCheckProtocol,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub interval_jitter: Duration,
+    /// The first check runs this long after the config is loaded.
+    pub initial_delay: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// What a health check sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthCheckProtocol {
+    /// A TCP connect: up if it connects within the timeout.
+    Tcp,
+    /// An HTTP/1.1 request (`check_config.http_check_config`).
+    Http(HttpCheck),
+}
+
+/// `check_config.http_check_config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub path: String,
+    pub method: String,
+    /// `domain`: the Host header (default: the host's address).
+    pub domain: Option<String>,
+    /// `port`: checks this port instead of the host's.
+    pub port: Option<u16>,
+    /// `codes[{start, end}]`, inclusive; default 200 only.
+    pub codes: Vec<(u16, u16)>,
 }
 
 /// MOSN's default cluster `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// MOSN's `lb_type` values implemented so far.
+/// MOSN's `lb_type` values implemented (all but `LB_ORIGINAL_DST`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbType {
     RoundRobin,
     Random,
+    WeightedRoundRobin,
+    LeastRequest,
+    LeastConnection,
+    Maglev,
+    RequestRoundRobin,
+    PeakEwma,
+}
+
+impl LbType {
+    pub const ALL: [LbType; 8] = [
+        LbType::RoundRobin,
+        LbType::Random,
+        LbType::WeightedRoundRobin,
+        LbType::LeastRequest,
+        LbType::LeastConnection,
+        LbType::Maglev,
+        LbType::RequestRoundRobin,
+        LbType::PeakEwma,
+    ];
+
+    /// MOSN's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbType::RoundRobin => "LB_ROUNDROBIN",
+            LbType::Random => "LB_RANDOM",
+            LbType::WeightedRoundRobin => "LB_WEIGHTED_ROUNDROBIN",
+            LbType::LeastRequest => "LB_LEAST_REQUEST",
+            LbType::LeastConnection => "LB_LEAST_CONNECTION",
+            LbType::Maglev => "LB_MAGLEV",
+            LbType::RequestRoundRobin => "LB_REQUEST_ROUNDROBIN",
+            LbType::PeakEwma => "LB_PEAK_EWMA",
+        }
+    }
 }
 
 /// `hosts[] {address, hostname, weight, metadata}`.

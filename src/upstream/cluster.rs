@@ -1,7 +1,7 @@
 //! A MOSN cluster: its hosts and load balancer.
 
 use super::host::{Host, HOST_WORDS};
-use super::lb::{self, LoadBalancer, TriedHosts};
+use super::lb::{self, LoadBalancer, Member, Pick, TriedHosts};
 use super::state::{Layout, StateBlock};
 use crate::config::{ClusterConfig, LbType};
 use crate::headers::SharedStr;
@@ -20,15 +20,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// State words a cluster needs (its balancer's and its hosts').
-    pub(crate) fn state_words(cfg: &ClusterConfig) -> usize {
-        lb::state_words(cfg.lb_type) + HOST_WORDS * cfg.hosts.len()
-    }
-
     pub(crate) fn new(cfg: &ClusterConfig, state: &Arc<StateBlock>, layout: &mut Layout) -> Cluster {
-        let lb = lb::build(cfg.lb_type, state, layout);
-        let hosts = cfg.hosts.iter().map(|h| Host::new(h, state, layout.take(HOST_WORDS))).collect();
-        Cluster { name: cfg.name.as_str().into(), lb_type: cfg.lb_type, connect_timeout: cfg.connect_timeout, hosts, lb }
+        let hosts: Vec<Host> = cfg.hosts.iter().map(|h| Host::new(h, state, layout.take(HOST_WORDS))).collect();
+        let members: Vec<Member> = hosts
+            .iter()
+            .map(|h| Member { weight: h.weight, key: super::hash::bytes(h.address_text.as_bytes()), state: h.state.clone() })
+            .collect();
+        let lb = lb::build(&cfg.lb, &members, state, layout);
+        Cluster { name: cfg.name.as_str().into(), lb_type: cfg.lb.lb_type, connect_timeout: cfg.connect_timeout, hosts, lb }
     }
 
     /// Picks a host index: a healthy host not in `tried` if one exists, else a healthy
@@ -38,12 +37,13 @@ impl Cluster {
         if n == 0 {
             return None;
         }
+        let pick = Pick { hash: None, attempt: 1 };
         let healthy = |i: usize| self.hosts[i].is_healthy();
-        self.lb.select(n, &mut |i| healthy(i) && !tried.contains(i)).or_else(|| {
+        self.lb.select(&pick, &mut |i| healthy(i) && !tried.contains(i)).or_else(|| {
             if tried.is_empty() {
                 None
             } else {
-                self.lb.select(n, &mut |i| healthy(i))
+                self.lb.select(&pick, &mut |i| healthy(i))
             }
         })
     }

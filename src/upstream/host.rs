@@ -1,3 +1,4 @@
+#![allow(dead_code)] // passive/active health words are used from the next commits on
 //! One upstream host (MOSN's `hosts[]` entry) and its shared state words.
 
 use super::StateBlock;
@@ -6,8 +7,168 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// State words per host: health (1 = healthy), requests, failures.
-pub(crate) const HOST_WORDS: usize = 3;
+/// Why a host is not used (MOSN's health flags). 0 is healthy.
+pub mod health {
+    /// The active health check failed `unhealthy_threshold` times in a row.
+    pub const FAILED_ACTIVE_HC: u64 = 0x1;
+    /// Ejected by passive health checking (MOSN's `fault_tolerance`, or consecutive
+    /// failures) until its ejection time is over.
+    pub const FAILED_OUTLIER_CHECK: u64 = 0x2;
+}
+
+// The host's words, in order. All start at 0.
+const FLAGS: usize = 0;
+const RQ_TOTAL: usize = 1;
+const RQ_FAILED: usize = 2;
+const RQ_ACTIVE: usize = 3;
+const RQ_ERROR_RESPONSE: usize = 4;
+const EJECTIONS: usize = 5;
+const EJECTED_UNTIL_MS: usize = 6;
+const CONSECUTIVE_FAILURES: usize = 7;
+const HEALTH_CHANGES: usize = 8;
+const EWMA_LATENCY_NS: usize = 9;
+const EWMA_STAMP_NS: usize = 10;
+const HC_STREAK: usize = 11;
+const WINDOW_CALLS: usize = 12;
+const WINDOW_ERRORS: usize = 13;
+
+/// State words per host.
+pub(crate) const HOST_WORDS: usize = 14;
+
+/// A host's live state (health flags, counters), shared by every worker: a handle to its
+/// words in the config's [`StateBlock`]. Cheap to clone; balancers keep one per member.
+#[derive(Clone)]
+pub struct HostState {
+    state: Arc<StateBlock>,
+    slot: usize,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState").field("flags", &self.flags()).field("active", &self.active()).finish()
+    }
+}
+
+// === impl HostState ===
+
+impl HostState {
+    pub(crate) fn new(state: &Arc<StateBlock>, slot: usize) -> HostState {
+        HostState { state: state.clone(), slot }
+    }
+
+    fn word(&self, w: usize) -> &AtomicU64 {
+        self.state.word(self.slot + w)
+    }
+
+    /// MOSN's health flags ([`health`]); 0 is healthy.
+    pub fn flags(&self) -> u64 {
+        self.word(FLAGS).load(Ordering::Relaxed)
+    }
+    pub fn is_healthy(&self) -> bool {
+        self.flags() == 0
+    }
+    /// Sets or clears one [`health`] flag; true if the host's health changed (counted).
+    pub fn set_flag(&self, flag: u64, on: bool) -> bool {
+        let before =
+            if on { self.word(FLAGS).fetch_or(flag, Ordering::Relaxed) } else { self.word(FLAGS).fetch_and(!flag, Ordering::Relaxed) };
+        let after = if on { before | flag } else { before & !flag };
+        let changed = (before == 0) != (after == 0);
+        if changed {
+            self.word(HEALTH_CHANGES).fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+    /// Requests in flight to this host (all workers).
+    pub fn active(&self) -> u64 {
+        self.word(RQ_ACTIVE).load(Ordering::Relaxed)
+    }
+    pub(crate) fn attempt_started(&self) {
+        self.word(RQ_TOTAL).fetch_add(1, Ordering::Relaxed);
+        self.word(RQ_ACTIVE).fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn attempt_ended(&self) {
+        // Never below 0, whatever the host reports.
+        let _ = self.word(RQ_ACTIVE).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+    /// Attempts sent to this host (all workers).
+    pub fn requests(&self) -> u64 {
+        self.word(RQ_TOTAL).load(Ordering::Relaxed)
+    }
+    /// Attempts that failed to connect, timed out or were reset (all workers).
+    pub fn failures(&self) -> u64 {
+        self.word(RQ_FAILED).load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_failure(&self) {
+        self.word(RQ_FAILED).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Responses with an error status (5xx).
+    pub fn error_responses(&self) -> u64 {
+        self.word(RQ_ERROR_RESPONSE).load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_error_response(&self) {
+        self.word(RQ_ERROR_RESPONSE).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Times passive health checking ejected this host.
+    pub fn ejections(&self) -> u64 {
+        self.word(EJECTIONS).load(Ordering::Relaxed)
+    }
+    /// Times this host went from healthy to unhealthy or back.
+    pub fn health_changes(&self) -> u64 {
+        self.word(HEALTH_CHANGES).load(Ordering::Relaxed)
+    }
+
+    // --- passive health (see `outlier.rs`)
+    pub(crate) fn ejections_word(&self) -> &AtomicU64 {
+        self.word(EJECTIONS)
+    }
+    pub(crate) fn ejected_until_ms(&self) -> &AtomicU64 {
+        self.word(EJECTED_UNTIL_MS)
+    }
+    pub(crate) fn consecutive_failures(&self) -> &AtomicU64 {
+        self.word(CONSECUTIVE_FAILURES)
+    }
+    pub(crate) fn window_calls(&self) -> &AtomicU64 {
+        self.word(WINDOW_CALLS)
+    }
+    pub(crate) fn window_errors(&self) -> &AtomicU64 {
+        self.word(WINDOW_ERRORS)
+    }
+
+    // --- active health (see `health_check.rs`): consecutive results, + for passes, - for failures
+    pub(crate) fn hc_streak(&self) -> &AtomicU64 {
+        self.word(HC_STREAK)
+    }
+
+    // --- latency (LB_PEAK_EWMA)
+
+    /// The latency EWMA in nanoseconds, decayed to `now_ns`, or `None` before any report.
+    pub fn latency_ewma_ns(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
+        let stamp = self.word(EWMA_STAMP_NS).load(Ordering::Relaxed);
+        if stamp == 0 {
+            return None;
+        }
+        let v = f64::from_bits(self.word(EWMA_LATENCY_NS).load(Ordering::Relaxed));
+        // Peak EWMA decays toward 0 while the host is not reported on.
+        let age = now_ns.saturating_sub(stamp) as f64;
+        Some(v * (-age / decay_ns).exp())
+    }
+    /// Folds one attempt's latency into the EWMA (a peak: a slower sample replaces it).
+    pub(crate) fn record_latency(&self, latency_ns: u64, now_ns: u64, decay_ns: f64) {
+        let sample = latency_ns as f64;
+        let _ = self.word(EWMA_LATENCY_NS).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let stamp = self.word(EWMA_STAMP_NS).load(Ordering::Relaxed);
+            let old = f64::from_bits(bits);
+            let next = if stamp == 0 || sample > old {
+                sample
+            } else {
+                let w = (-(now_ns.saturating_sub(stamp) as f64) / decay_ns).exp();
+                old * w + sample * (1.0 - w)
+            };
+            Some(next.to_bits())
+        });
+        self.word(EWMA_STAMP_NS).store(now_ns.max(1), Ordering::Relaxed);
+    }
+}
 
 /// One upstream host.
 #[derive(Debug)]
@@ -19,37 +180,32 @@ pub struct Host {
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]`, sorted by key.
     pub metadata: Vec<(String, String)>,
-    state: Arc<StateBlock>,
-    slot: usize,
+    pub state: HostState,
 }
 
 impl Host {
-    /// A host whose state words start at `slot` of `state` (marked healthy).
+    /// A host whose state words start at `slot` of `state`.
     pub(crate) fn new(cfg: &crate::config::HostConfig, state: &Arc<StateBlock>, slot: usize) -> Host {
-        state.word(slot).store(1, Ordering::Relaxed);
         Host {
             address: cfg.address,
             address_text: cfg.address.to_string().into(),
             hostname: cfg.hostname.clone(),
             weight: cfg.weight,
             metadata: cfg.metadata.clone(),
-            state: state.clone(),
-            slot,
+            state: HostState::new(state, slot),
         }
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.state.word(self.slot).load(Ordering::Relaxed) == 1
+        self.state.is_healthy()
     }
+    /// Marks the host up or down as an active health check would (tests, hosts that
+    /// report health themselves).
     pub fn set_healthy(&self, healthy: bool) {
-        self.state.word(self.slot).store(u64::from(healthy), Ordering::Relaxed)
+        self.state.set_flag(health::FAILED_ACTIVE_HC, !healthy);
     }
-    /// Attempts sent to this host (all workers).
-    pub fn requests(&self) -> &AtomicU64 {
-        self.state.word(self.slot + 1)
-    }
-    /// Attempts that failed to connect, timed out or were reset (all workers).
-    pub fn failures(&self) -> &AtomicU64 {
-        self.state.word(self.slot + 2)
+    /// The value of metadata key `k` (`mosn.lb`).
+    pub fn metadata_value(&self, k: &str) -> Option<&str> {
+        self.metadata.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
 }

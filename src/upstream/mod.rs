@@ -12,11 +12,12 @@
 //! config's [`StateBlock`], which nginx moves into memory shared by its worker processes.
 
 pub mod cluster;
+pub mod hash;
 pub mod host;
 pub mod lb;
 pub mod state;
 
 pub use cluster::Cluster;
-pub use host::Host;
+pub use host::{Host, HostState};
 pub use lb::TriedHosts;
 pub use state::StateBlock;

@@ -13,47 +13,72 @@ const HEADER_WORDS: usize = 2;
 const MAGIC: u64 = 0x4d4f_534e_5354_0001; // "MOSNST" v1
 
 /// The state words of one config.
+///
+/// Built in two steps: the config's objects take word offsets from a [`Layout`] while
+/// they are built (holding the block), then [`StateBlock::allocate`] sizes it once. Every
+/// word starts at 0, so 0 must mean the initial state (e.g. a host's failure flags: 0 is
+/// healthy).
 pub struct StateBlock {
     base: AtomicPtr<AtomicU64>,
-    words: usize,
-    owned: Box<[AtomicU64]>,
+    words: std::sync::OnceLock<usize>,
+    owned: std::sync::OnceLock<Box<[AtomicU64]>>,
 }
 
 impl std::fmt::Debug for StateBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateBlock").field("words", &self.words).field("shared", &self.is_shared()).finish()
+        f.debug_struct("StateBlock").field("words", &self.words.get()).field("shared", &self.is_shared()).finish()
     }
 }
 
 impl StateBlock {
     /// A block of `words` state words (plus the header), in process memory.
     pub fn new(words: usize) -> StateBlock {
+        let b = StateBlock::unallocated();
+        b.allocate(words);
+        b
+    }
+
+    /// A block to be sized by [`StateBlock::allocate`] once the layout is known.
+    pub fn unallocated() -> StateBlock {
+        StateBlock { base: AtomicPtr::new(std::ptr::null_mut()), words: std::sync::OnceLock::new(), owned: std::sync::OnceLock::new() }
+    }
+
+    /// Gives the block `words` zeroed words (plus the header). Only the first call counts.
+    pub fn allocate(&self, words: usize) {
         let total = HEADER_WORDS + words;
+        if self.words.set(total).is_err() {
+            return;
+        }
         let owned: Box<[AtomicU64]> = (0..total).map(|_| AtomicU64::new(0)).collect();
         owned[0].store(MAGIC, Ordering::Relaxed);
         owned[1].store(total as u64, Ordering::Relaxed);
-        let base = AtomicPtr::new(owned.as_ptr() as *mut AtomicU64);
-        StateBlock { base, words: total, owned }
+        let owned = self.owned.get_or_init(|| owned);
+        self.base.store(owned.as_ptr() as *mut AtomicU64, Ordering::Release);
+    }
+
+    fn total_words(&self) -> usize {
+        self.words.get().copied().unwrap_or(0)
     }
 
     /// Bytes a shared region must have for [`StateBlock::attach`].
     pub fn size_bytes(&self) -> usize {
-        self.words * std::mem::size_of::<AtomicU64>()
+        self.total_words() * std::mem::size_of::<AtomicU64>()
     }
 
     /// Word `i` (0-based, after the header).
     pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
-        debug_assert!(HEADER_WORDS + i < self.words);
         let base = self.base.load(Ordering::Acquire);
-        // SAFETY: `base` points to `self.words` initialised AtomicU64s: either `owned`
-        // (lives as long as self) or a region the host promised (in `attach`) outlives
-        // this config; the index is within the layout computed at build time.
+        assert!(!base.is_null() && HEADER_WORDS + i < self.total_words(), "state word {i} outside the allocated block");
+        // SAFETY: `base` is non-NULL, so `allocate` ran and it points to `total_words()`
+        // initialised AtomicU64s: either `owned` (lives as long as self) or a region the host
+        // promised (in `attach`) outlives this config; the index was just checked.
         unsafe { &*base.add(HEADER_WORDS + i) }
     }
 
     /// True once the state lives in host-provided shared memory.
     pub fn is_shared(&self) -> bool {
-        !std::ptr::eq(self.base.load(Ordering::Acquire), self.owned.as_ptr())
+        let owned = self.owned.get().map_or(std::ptr::null(), |o| o.as_ptr());
+        !std::ptr::eq(self.base.load(Ordering::Acquire), owned)
     }
 
     /// Moves the state into `mem` (copying the current values) and uses it from now on.
@@ -67,6 +92,7 @@ impl StateBlock {
         if mem.is_null() || (mem as usize) % std::mem::align_of::<AtomicU64>() != 0 {
             return Err("shared state memory is NULL or not 8-byte aligned".into());
         }
+        let Some(owned) = self.owned.get() else { return Err("upstream state is not allocated yet".into()) };
         if self.is_shared() {
             return Err("upstream state is already shared".into());
         }
@@ -74,8 +100,8 @@ impl StateBlock {
             return Err(format!("shared state memory has {len} bytes, needs {}", self.size_bytes()));
         }
         let dst = mem.cast::<AtomicU64>();
-        for i in 0..self.words {
-            let v = self.owned[i].load(Ordering::Relaxed);
+        for (i, w) in owned.iter().enumerate() {
+            let v = w.load(Ordering::Relaxed);
             // SAFETY: in bounds (len checked) and aligned (checked) per the contract;
             // AtomicU64 has the layout of u64, so writing the initial value is sound.
             unsafe { dst.add(i).write(AtomicU64::new(v)) };
