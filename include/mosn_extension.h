@@ -33,7 +33,7 @@
  function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
  compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
  */
-#define MOSN_EXT_ABI_VERSION 2
+#define MOSN_EXT_ABI_VERSION 3
 
 /*
  `mosn_ext_action.kind`: go on (apply `mutations`).
@@ -76,6 +76,12 @@
 
 #define MOSN_EXT_HOST_NONE_HEALTHY 2
 
+/*
+ A circuit breaker is full (`max_requests`, or every host at `max_connections`); the
+ request's failure status is 503.
+ */
+#define MOSN_EXT_HOST_OVERFLOW 3
+
 #define MOSN_EXT_HOST_ERROR -1
 
 #define MOSN_EXT_OUTCOME_RESPONSE 0
@@ -114,6 +120,10 @@
 
 #define MOSN_EXT_FLAG_FAULT_INJECTED 1024
 
+#define MOSN_EXT_HEALTH_FAILED_ACTIVE_HC 1
+
+#define MOSN_EXT_HEALTH_FAILED_OUTLIER_CHECK 2
+
 /*
  A loaded configuration (opaque). Shared by streams; freeing it while streams run is
  allowed (they keep their own reference).
@@ -132,6 +142,104 @@ typedef struct {
   const uint8_t *ptr;
   size_t len;
 } mosn_ext_bytes;
+
+/*
+ A cluster's counters, summed over every worker (`mosn_ext_config_cluster_stats`).
+ MOSN's metric names in the comments.
+ */
+typedef struct {
+  /*
+   The cluster's name (points into the config).
+   */
+  mosn_ext_bytes name;
+  /*
+   Hosts in the cluster.
+   */
+  uint64_t hosts;
+  /*
+   Hosts healthy now.
+   */
+  uint64_t healthy_hosts;
+  /*
+   Requests in flight (`upstream_request_active`).
+   */
+  uint64_t rq_active;
+  /*
+   Requests started (`upstream_request_total`).
+   */
+  uint64_t rq_total;
+  /*
+   Retries in flight.
+   */
+  uint64_t retry_active;
+  /*
+   Retries started (`upstream_request_retry`).
+   */
+  uint64_t retry_total;
+  /*
+   Requests refused by `max_requests` (`upstream_request_pending_overflow`).
+   */
+  uint64_t rq_overflow;
+  /*
+   Retries refused by `max_retries` (`upstream_request_retry_overflow`).
+   */
+  uint64_t retry_overflow;
+  /*
+   Host choices refused because every host was at `max_connections`.
+   */
+  uint64_t cx_overflow;
+  /*
+   Host choices that found no healthy host.
+   */
+  uint64_t no_healthy;
+  /*
+   Requests whose subset had no usable host (`lb_subsets_fallback`).
+   */
+  uint64_t subsets_fallback;
+  /*
+   Subsets built (`lb_subsets_created`).
+   */
+  uint64_t subsets_created;
+} mosn_ext_cluster_stats;
+
+/*
+ One host's counters, summed over every worker (`mosn_ext_config_host_stats`).
+ */
+typedef struct {
+  /*
+   `ip:port` (points into the config).
+   */
+  mosn_ext_bytes address;
+  /*
+   MOSN's health flags: 0 healthy, `MOSN_EXT_HEALTH_FAILED_ACTIVE_HC`,
+   `MOSN_EXT_HEALTH_FAILED_OUTLIER_CHECK`.
+   */
+  uint64_t health_flags;
+  /*
+   Attempts in flight.
+   */
+  uint64_t rq_active;
+  /*
+   Attempts started.
+   */
+  uint64_t rq_total;
+  /*
+   Attempts that failed to connect, timed out or were reset.
+   */
+  uint64_t rq_failed;
+  /*
+   Responses with a 5xx status.
+   */
+  uint64_t rq_error_response;
+  /*
+   Passive-health ejections.
+   */
+  uint64_t ejections;
+  /*
+   Changes between healthy and unhealthy.
+   */
+  uint64_t health_changes;
+} mosn_ext_host_stats;
 
 /*
  One header. Names are matched case-insensitively. Pseudo-headers carry the request
@@ -326,6 +434,29 @@ size_t mosn_ext_config_state_size(const mosn_ext_config *cfg);
 int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_t len, char **err);
 
 /*
+ Starts this config's active health checks (clusters with a `health_check`): library
+ threads that probe off the request path and stop when the config is freed. Call it in
+ one process of those sharing the state (nginx: one worker). Idempotent. Returns true if
+ checks run (false: no cluster has a `health_check`).
+ */
+bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg);
+
+/*
+ The number of clusters in this config.
+ */
+size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg);
+
+/*
+ Fills `out` with cluster `index`'s counters (all workers). False if out of range.
+ */
+bool mosn_ext_config_cluster_stats(const mosn_ext_config *cfg, size_t index, mosn_ext_cluster_stats *out);
+
+/*
+ Fills `out` with host `host` of cluster `cluster`'s counters. False if out of range.
+ */
+bool mosn_ext_config_host_stats(const mosn_ext_config *cfg, size_t cluster, size_t host, mosn_ext_host_stats *out);
+
+/*
  Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the
  first listener). `wake(wake_ctx)` is called, from any thread, exactly once after each
  `MOSN_EXT_WAIT`, and never after `mosn_ext_stream_destroy` returned (destroy waits for a
@@ -367,9 +498,16 @@ uint32_t mosn_ext_stream_resume(mosn_ext_stream *s, const mosn_ext_message *req,
 bool mosn_ext_stream_route(const mosn_ext_stream *s, mosn_ext_route *out);
 
 /*
+ The client's address (`ip` or `ip:port`, `len` bytes), for `source_ip` consistent
+ hashing. Call before `mosn_ext_stream_request_headers`.
+ */
+void mosn_ext_stream_set_downstream_address(mosn_ext_stream *s, const uint8_t *addr, size_t len);
+
+/*
  Chooses the upstream host for the next attempt (never one already tried in this
  request while another healthy host exists). Returns `MOSN_EXT_HOST_OK` and fills
- `out`, or `MOSN_EXT_HOST_NOT_ROUTED`, `MOSN_EXT_HOST_NONE_HEALTHY`, `MOSN_EXT_HOST_ERROR`.
+ `out`, or `MOSN_EXT_HOST_NOT_ROUTED`, `MOSN_EXT_HOST_NONE_HEALTHY`,
+ `MOSN_EXT_HOST_OVERFLOW`, `MOSN_EXT_HOST_ERROR`.
  */
 int32_t mosn_ext_stream_choose_host(mosn_ext_stream *s, mosn_ext_upstream *out);
 

@@ -314,7 +314,9 @@ ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
                           ? "the request has no cluster"
                           : rc == MOSN_EXT_HOST_NONE_HEALTHY
                                 ? "no healthy host in the cluster"
-                                : "library error");
+                                : rc == MOSN_EXT_HOST_OVERFLOW
+                                      ? "circuit breaker overflow"
+                                      : "library error");
         pc->tries = 0;
         return NGX_BUSY;
     }

@@ -471,8 +471,24 @@ ngx_http_mosn_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_mosn_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_mosn_main_conf_t  *mmcf;
+
     ngx_http_mosn_main_thread = pthread_self();
     ngx_http_mosn_main_thread_set = 1;
+
+    /*
+     * Active health checks run in exactly one worker (threads do not survive the
+     * master's fork); the results reach every worker through the shared zone.
+     */
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mosn_module);
+
+    if (mmcf != NULL && mmcf->cfg != NULL
+        && ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0
+        && mosn_ext_config_start_health_checks(mmcf->cfg))
+    {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "mosn: active health checks run in worker 0");
+    }
 
     return ngx_http_mosn_wake_init(cycle);
 }

@@ -131,6 +131,11 @@ ngx_http_mosn_start(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the client's address, for source_ip consistent hashing */
+    mosn_ext_stream_set_downstream_address(ctx->stream,
+                                           r->connection->addr_text.data,
+                                           r->connection->addr_text.len);
+
     if (ngx_http_mosn_build_request(r, ctx) != NGX_OK) {
         ctx->state = NGX_HTTP_MOSN_DONE;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

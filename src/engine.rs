@@ -15,6 +15,7 @@ use crate::filter::StreamFilter;
 use crate::listener::Listener;
 use crate::router::Router;
 use crate::stream::Stream;
+use crate::upstream::health_check::{HealthChecker, HealthWatch};
 use crate::upstream::state::Layout;
 use crate::upstream::{Cluster, StateBlock};
 use crate::wake::WakeFn;
@@ -29,6 +30,10 @@ pub struct Engine {
     pub state: Arc<StateBlock>,
     /// Fields that change nothing here, with the reason (`mosn-ext check` prints them).
     pub notes: Vec<(String, &'static str)>,
+    /// The active health checks, once started.
+    health: std::sync::Mutex<Option<HealthChecker>>,
+    /// Told about every health change the active checks make.
+    health_watchers: Arc<std::sync::Mutex<Vec<HealthWatch>>>,
 }
 
 impl Engine {
@@ -77,6 +82,7 @@ impl Engine {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (l, filters) in config.listeners.iter().zip(filters) {
             let needs_body = filters.iter().any(|f| f.needs_body());
+            let outlier = filters.iter().find_map(|f| f.outlier().cloned());
             let router = l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned());
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
@@ -85,9 +91,18 @@ impl Engine {
                 filters,
                 needs_body,
                 router,
+                outlier,
             }));
         }
-        Some(Engine { config, listeners, clusters, state, notes: Vec::new() })
+        Some(Engine {
+            config,
+            listeners,
+            clusters,
+            state,
+            notes: Vec::new(),
+            health: Default::default(),
+            health_watchers: Default::default(),
+        })
     }
 
     /// The index of a listener by name; `None` or empty picks the first listener.
@@ -108,6 +123,31 @@ impl Engine {
     pub fn new_stream(&self, listener: usize, wake: Option<WakeFn>) -> Option<Stream> {
         let l = self.listeners.get(listener)?;
         Some(Stream::new(l.clone(), wake))
+    }
+
+    /// Starts the active health checks of every cluster with a `health_check` (a thread per
+    /// config, stopped when the engine is dropped). Idempotent; true if checks run. Call it
+    /// in one process only when the state is shared (nginx: one worker).
+    pub fn start_health_checks(&self) -> bool {
+        let Ok(mut running) = self.health.lock() else { return false };
+        if running.is_none() {
+            let watchers = self.health_watchers.clone();
+            let watch: HealthWatch = Arc::new(move |c: &Cluster, i: usize, healthy: bool| {
+                if let Ok(ws) = watchers.lock() {
+                    ws.iter().for_each(|w| w(c, i, healthy));
+                }
+            });
+            *running = HealthChecker::start(&self.clusters, Some(watch));
+        }
+        running.is_some()
+    }
+
+    /// Adds a function told about every health change the active checks make (from their
+    /// thread): `(cluster, host index, healthy)`.
+    pub fn watch_health(&self, w: HealthWatch) {
+        if let Ok(mut ws) = self.health_watchers.lock() {
+            ws.push(w);
+        }
     }
 
     /// Mutable access to a listener before the engine is shared (tests).

@@ -29,6 +29,6 @@ pub mod upstream;
 pub mod variable;
 pub mod wake;
 
-pub use api::{Action, UpstreamOutcome};
+pub use api::{Action, NoHost, UpstreamOutcome};
 pub use engine::Engine;
 pub use stream::Stream;

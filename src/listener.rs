@@ -16,6 +16,8 @@ pub struct Listener {
     /// True if a filter reads the request body (the host buffers it first).
     pub(crate) needs_body: bool,
     pub router: Option<Arc<Router>>,
+    /// Passive health settings (a `fault_tolerance` filter), fed every attempt's outcome.
+    pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
 }
 
 impl Listener {

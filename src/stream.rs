@@ -19,7 +19,8 @@ use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
 use crate::listener::Listener;
 use crate::router::header_edit::{self, Edit};
 use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
-use crate::upstream::{Cluster, Host, TriedHosts};
+use crate::upstream::lb::Pick;
+use crate::upstream::{Cluster, Criteria, Host, NoHostReason, TriedHosts};
 use crate::variable::RequestVars;
 use crate::wake::{WakeFn, WakeSource};
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct Stream {
     mutations: Mutations,
     response_mutations: Mutations,
     metadata: Metadata,
+    /// Subset criteria filters set (MOSN's `x-mosn-router-meta`).
+    router_meta: Metadata,
     reply: Option<LocalReply>,
     /// The route that matched in the listener's router (header edits, per-route filters).
     routed: Option<RouteMatch>,
@@ -69,6 +72,16 @@ pub struct Stream {
     last_host: Option<usize>,
     /// The latest attempt is counted in its host's active requests until its outcome.
     in_flight: bool,
+    /// The request counts against its cluster's `max_requests` until it ends.
+    admitted: bool,
+    /// The next (or current) attempt is a retry counted against `max_retries`.
+    retry_admitted: bool,
+    /// Why the latest host choice failed.
+    no_host: Option<NoHost>,
+    /// The consistent-hash key of this request (only for clusters that hash).
+    hash: Option<u64>,
+    /// The client address as the host gave it (`ip` or `ip:port`), for `source_ip` hashing.
+    downstream: Option<DownstreamAddr>,
     outcome: Option<UpstreamOutcome>,
     flags: u32,
     wake: WakeSource,
@@ -83,6 +96,7 @@ impl Stream {
             mutations: Mutations::new(),
             response_mutations: Mutations::new(),
             metadata: Metadata::new(),
+            router_meta: Metadata::new(),
             reply: None,
             routed: None,
             picked: None,
@@ -91,6 +105,11 @@ impl Stream {
             attempts: 0,
             last_host: None,
             in_flight: false,
+            admitted: false,
+            retry_admitted: false,
+            no_host: None,
+            hash: None,
+            downstream: None,
             outcome: None,
             flags: 0,
             wake: WakeSource::new(wake),
@@ -187,6 +206,7 @@ impl Stream {
                     body,
                     mutations: &mut self.mutations,
                     metadata: &mut self.metadata,
+                    router_meta: &mut self.router_meta,
                     reply: &mut self.reply,
                     cluster,
                     wake_source: &self.wake,
@@ -288,6 +308,8 @@ impl Stream {
         };
         let original = rewritten.as_ref().map(|_| SharedStr::from(String::from_utf8_lossy(&normalized).as_ref()));
         let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
+        let hash = fw.cluster(&picked).is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
+        self.hash = hash;
         if let Some(p) = new_path {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH.clone(), value: p.into() });
         }
@@ -300,6 +322,24 @@ impl Stream {
         self.routed = Some(m);
         self.picked = Some(picked);
         None
+    }
+
+    /// The route's `hash_policy` value (MOSN's default: the client address); a request
+    /// without the value gets a random one.
+    fn hash_key(&self, fw: &Forward, headers: &dyn HeaderMap) -> u64 {
+        use crate::router::HashPolicy;
+        use crate::upstream::hash;
+        let key = match &fw.hash_policy {
+            Some(HashPolicy::Header(h)) => headers.get(h).first().map(hash::bytes),
+            Some(HashPolicy::Cookie(name)) => headers.get("cookie").first().and_then(|c| cookie_value(c, name.as_bytes())).map(hash::bytes),
+            Some(HashPolicy::SourceIp) | None => self.downstream.as_ref().and_then(DownstreamAddr::ip).map(|ip| hash::bytes(ip.as_bytes())),
+        };
+        key.unwrap_or_else(|| fastrand::u64(..))
+    }
+
+    /// The client address (`ip` or `ip:port`, as the host has it), for `source_ip` hashing.
+    pub fn set_downstream_address(&mut self, addr: &[u8]) {
+        self.downstream = DownstreamAddr::new(addr);
     }
 
     /// The route's request header edits (route, virtual host, router), after the filters.
@@ -395,29 +435,74 @@ impl Stream {
     }
 
     /// Picks the host for the next attempt; never one already tried in this request
-    /// while another healthy host exists.
+    /// while another healthy host exists. The first attempt counts against the cluster's
+    /// `max_requests`.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
         self.end_attempt();
-        let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
-        let Some(index) = cluster.choose(&self.tried) else {
-            self.flags |= flags::NO_HEALTHY_UPSTREAM;
-            return Err(NoHost::NoHealthyHost);
+        let listener = self.listener.clone();
+        let Some(cluster) = cluster_of(&listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
+        if !self.admitted {
+            if !cluster.start_request() {
+                return Err(self.no_host(NoHost::Overflow));
+            }
+            self.admitted = true;
+        }
+        let criteria = self.criteria(cluster);
+        let pick = Pick { hash: self.hash, attempt: self.attempts + 1 };
+        let index = match cluster.choose(&criteria, &pick, &self.tried) {
+            Ok(i) => i,
+            Err(NoHostReason::NoHealthy) => return Err(self.no_host(NoHost::NoHealthyHost)),
+            Err(NoHostReason::Overflow) => return Err(self.no_host(NoHost::Overflow)),
         };
+        self.no_host = None;
         self.tried.insert(index);
         self.attempts += 1;
         self.last_host = Some(index);
         self.in_flight = true;
+        let cluster = cluster_of(&self.listener, self.routed, self.picked.as_ref()).expect("routed above");
         let host = &cluster.hosts[index];
-        host.state.attempt_started();
         Ok(Chosen { cluster, index, host, attempt: self.attempts })
     }
 
-    /// The latest attempt no longer counts as active on its host.
+    fn no_host(&mut self, why: NoHost) -> NoHost {
+        self.flags |= match why {
+            NoHost::Overflow => flags::UPSTREAM_OVERFLOW,
+            _ => flags::NO_HEALTHY_UPSTREAM,
+        };
+        self.no_host = Some(why);
+        why
+    }
+
+    /// The subset criteria: the route's (or weighted cluster's) `metadata_match` with what
+    /// filters set on top. Empty (no allocation) for clusters without subsets.
+    fn criteria(&self, cluster: &Cluster) -> Criteria {
+        if !cluster.has_subsets() {
+            return Criteria::default();
+        }
+        let from_route = match (self.forward(), self.picked.as_ref()) {
+            (Some(fw), Some(p)) => fw.criteria(p).clone(),
+            _ => Criteria::default(),
+        };
+        from_route.merged(&self.router_meta)
+    }
+
+    /// The latest attempt no longer counts as active on its host (nor as a retry).
     fn end_attempt(&mut self) {
-        if std::mem::take(&mut self.in_flight) {
-            if let Some(h) = self.upstream_host() {
-                h.state.attempt_ended();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        // A retry slot is released when that retry's attempt ends (or it never started).
+        let retry = self.retry_admitted && (in_flight || self.attempts == 0);
+        if let Some(cluster) = self.cluster() {
+            if in_flight {
+                if let Some(i) = self.last_host {
+                    cluster.hosts[i].state.attempt_ended();
+                }
             }
+            if retry {
+                cluster.end_retry();
+            }
+        }
+        if retry {
+            self.retry_admitted = false;
         }
     }
 
@@ -436,11 +521,17 @@ impl Stream {
     /// another attempt (the host then calls [`Stream::choose_host`] again).
     pub fn upstream_result(&mut self, outcome: UpstreamOutcome) -> bool {
         self.outcome = Some(outcome);
+        if let (Some(o), Some(c), Some(i)) = (self.listener.outlier.as_ref(), self.cluster(), self.last_host) {
+            if self.in_flight {
+                o.record(c, i, outcome, crate::upstream::outlier::now_ms());
+            }
+        }
         self.end_attempt();
-        let failed = !matches!(outcome, UpstreamOutcome::Response(_));
-        if failed {
-            if let Some(h) = self.upstream_host() {
-                h.state.count_failure();
+        if let Some(h) = self.upstream_host() {
+            match outcome {
+                UpstreamOutcome::Response(s) if s >= 500 => h.state.count_error_response(),
+                UpstreamOutcome::Response(_) => {}
+                _ => h.state.count_failure(),
             }
         }
         self.flags |= match outcome {
@@ -450,7 +541,18 @@ impl Stream {
             UpstreamOutcome::Overflow => flags::UPSTREAM_OVERFLOW,
             UpstreamOutcome::Response(_) => 0,
         };
-        self.attempts < self.max_attempts() && self.retriable(outcome)
+        if !(self.attempts < self.max_attempts() && self.retriable(outcome)) {
+            return false;
+        }
+        // MOSN's max_retries: retries in flight per cluster; a refused retry is an overflow
+        // and the response stands.
+        let Some(cluster) = self.cluster() else { return false };
+        if !cluster.start_retry() {
+            self.flags |= flags::UPSTREAM_OVERFLOW;
+            return false;
+        }
+        self.retry_admitted = true;
+        true
     }
 
     fn retriable(&self, outcome: UpstreamOutcome) -> bool {
@@ -466,8 +568,10 @@ impl Stream {
     /// MOSN's status for a request whose last attempt failed: 502 for connect
     /// failures, resets and no healthy host; 504 for timeouts; 503 for overflow.
     pub fn failure_status(&self) -> Option<u16> {
-        if self.flags & flags::NO_HEALTHY_UPSTREAM != 0 && self.outcome.is_none() {
-            return Some(502);
+        match (self.no_host, self.outcome) {
+            (Some(NoHost::Overflow), None) => return Some(503),
+            (Some(_), None) => return Some(502),
+            _ => {}
         }
         match self.outcome? {
             UpstreamOutcome::Response(_) => None,
@@ -513,10 +617,54 @@ fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Op
     listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
 }
 
+/// The value of cookie `name` in one `Cookie` header value.
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|b| *b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+/// A client address as text (`ip`, `ip:port`, `[v6]:port`), kept inline (no allocation).
+#[derive(Clone, Copy)]
+struct DownstreamAddr {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl DownstreamAddr {
+    fn new(addr: &[u8]) -> Option<DownstreamAddr> {
+        if addr.is_empty() || addr.len() > 64 {
+            return None;
+        }
+        let mut buf = [0; 64];
+        buf[..addr.len()].copy_from_slice(addr);
+        Some(DownstreamAddr { buf, len: addr.len() as u8 })
+    }
+
+    /// The IP, in its canonical text form (so `ip` and `ip:port` hash alike).
+    fn ip(&self) -> Option<String> {
+        let text = std::str::from_utf8(&self.buf[..self.len as usize]).ok()?;
+        let ip = text.parse::<std::net::SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<std::net::IpAddr>()).ok()?;
+        Some(ip.to_string())
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         // Done: no wake after this.
         self.wake.close();
         self.end_attempt();
+        if self.retry_admitted {
+            if let Some(c) = self.cluster() {
+                c.end_retry();
+            }
+        }
+        if self.admitted {
+            if let Some(c) = self.cluster() {
+                c.end_request();
+            }
+        }
     }
 }

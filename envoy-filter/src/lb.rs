@@ -112,7 +112,7 @@ impl ClusterShared {
 
     /// The cluster's own choice, for requests without a stream.
     fn own_choice(&self) -> Option<HostHandle> {
-        let index = self.cluster.choose(&TriedHosts::default());
+        let index = self.cluster.choose_any();
         tracing::debug!(cluster = %self.cluster.name, ?index, "host chosen without a stream");
         index.and_then(|i| self.handle(i))
     }

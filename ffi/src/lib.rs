@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// The ABI version of this header. Bumped on any change of a `#[repr(C)]` layout or of a
 /// function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
 /// compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
-pub const MOSN_EXT_ABI_VERSION: u32 = 2;
+pub const MOSN_EXT_ABI_VERSION: u32 = 3;
 
 /// A loaded configuration (opaque). Shared by streams; freeing it while streams run is
 /// allowed (they keep their own reference).
@@ -403,6 +403,87 @@ pub extern "C" fn mosn_ext_config_share_state(cfg: *const mosn_ext_config, mem: 
     })
 }
 
+/// Starts this config's active health checks (clusters with a `health_check`): library
+/// threads that probe off the request path and stop when the config is freed. Call it in
+/// one process of those sharing the state (nginx: one worker). Idempotent. Returns true if
+/// checks run (false: no cluster has a `health_check`).
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_start_health_checks(cfg: *const mosn_ext_config) -> bool {
+    // SAFETY: NULL or a live handle (contract).
+    guard(false, || unsafe { cfg.as_ref() }.is_some_and(|c| c.engine.start_health_checks()))
+}
+
+/// The number of clusters in this config.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_cluster_count(cfg: *const mosn_ext_config) -> usize {
+    // SAFETY: NULL or a live handle (contract).
+    guard(0, || unsafe { cfg.as_ref() }.map_or(0, |c| c.engine.clusters.len()))
+}
+
+/// Fills `out` with cluster `index`'s counters (all workers). False if out of range.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_cluster_stats(cfg: *const mosn_ext_config, index: usize, out: *mut mosn_ext_cluster_stats) -> bool {
+    guard(false, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }).and_then(|c| c.engine.clusters.get(index)) else { return false };
+        if out.is_null() {
+            return false;
+        }
+        let st = c.stats();
+        let s = mosn_ext_cluster_stats {
+            name: out_bytes(c.name.as_bytes()),
+            hosts: c.hosts.len() as u64,
+            healthy_hosts: c.hosts.iter().filter(|h| h.is_healthy()).count() as u64,
+            rq_active: st.rq_active,
+            rq_total: st.rq_total,
+            retry_active: st.retry_active,
+            retry_total: st.retry_total,
+            rq_overflow: st.rq_overflow,
+            retry_overflow: st.retry_overflow,
+            cx_overflow: st.cx_overflow,
+            no_healthy: st.no_healthy,
+            subsets_fallback: st.subsets_fallback,
+            subsets_created: st.subsets_created,
+        };
+        // SAFETY: non-NULL out parameter (contract).
+        unsafe { *out = s };
+        true
+    })
+}
+
+/// Fills `out` with host `host` of cluster `cluster`'s counters. False if out of range.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_host_stats(
+    cfg: *const mosn_ext_config,
+    cluster: usize,
+    host: usize,
+    out: *mut mosn_ext_host_stats,
+) -> bool {
+    guard(false, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(h) = (unsafe { cfg.as_ref() }).and_then(|c| c.engine.clusters.get(cluster)).and_then(|c| c.hosts.get(host)) else {
+            return false;
+        };
+        if out.is_null() {
+            return false;
+        }
+        let st = &h.state;
+        let s = mosn_ext_host_stats {
+            address: out_bytes(h.address_text.as_bytes()),
+            health_flags: st.flags(),
+            rq_active: st.active(),
+            rq_total: st.requests(),
+            rq_failed: st.failures(),
+            rq_error_response: st.error_responses(),
+            ejections: st.ejections(),
+            health_changes: st.health_changes(),
+        };
+        // SAFETY: non-NULL out parameter (contract).
+        unsafe { *out = s };
+        true
+    })
+}
+
 // === Stream ===
 
 /// Starts a stream on the listener named `listener` (`len` bytes; `len == 0` picks the
@@ -530,9 +611,23 @@ pub extern "C" fn mosn_ext_stream_route(s: *const mosn_ext_stream, out: *mut mos
     })
 }
 
+/// The client's address (`ip` or `ip:port`, `len` bytes), for `source_ip` consistent
+/// hashing. Call before `mosn_ext_stream_request_headers`.
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_set_downstream_address(s: *mut mosn_ext_stream, addr: *const u8, len: usize) {
+    guard((), || {
+        // SAFETY: NULL or a live stream used by this thread only (contract).
+        let Some(s) = (unsafe { s.as_mut() }) else { return };
+        // SAFETY: `addr` points to `len` bytes (contract).
+        let a = unsafe { bytes(mosn_ext_bytes { ptr: addr, len }) };
+        s.stream.set_downstream_address(a);
+    })
+}
+
 /// Chooses the upstream host for the next attempt (never one already tried in this
 /// request while another healthy host exists). Returns `MOSN_EXT_HOST_OK` and fills
-/// `out`, or `MOSN_EXT_HOST_NOT_ROUTED`, `MOSN_EXT_HOST_NONE_HEALTHY`, `MOSN_EXT_HOST_ERROR`.
+/// `out`, or `MOSN_EXT_HOST_NOT_ROUTED`, `MOSN_EXT_HOST_NONE_HEALTHY`,
+/// `MOSN_EXT_HOST_OVERFLOW`, `MOSN_EXT_HOST_ERROR`.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut mosn_ext_upstream) -> i32 {
     guard(MOSN_EXT_HOST_ERROR, || {
@@ -557,6 +652,7 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
             }
             Err(NoHost::NotRouted) => MOSN_EXT_HOST_NOT_ROUTED,
             Err(NoHost::NoHealthyHost) => MOSN_EXT_HOST_NONE_HEALTHY,
+            Err(NoHost::Overflow) => MOSN_EXT_HOST_OVERFLOW,
         }
     })
 }

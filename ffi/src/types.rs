@@ -130,6 +130,9 @@ pub struct mosn_ext_upstream {
 pub const MOSN_EXT_HOST_OK: i32 = 0;
 pub const MOSN_EXT_HOST_NOT_ROUTED: i32 = 1;
 pub const MOSN_EXT_HOST_NONE_HEALTHY: i32 = 2;
+/// A circuit breaker is full (`max_requests`, or every host at `max_connections`); the
+/// request's failure status is 503.
+pub const MOSN_EXT_HOST_OVERFLOW: i32 = 3;
 pub const MOSN_EXT_HOST_ERROR: i32 = -1;
 
 pub const MOSN_EXT_OUTCOME_RESPONSE: u32 = 0;
@@ -152,3 +155,62 @@ pub const MOSN_EXT_FLAG_UPSTREAM_OVERFLOW: u32 = 0x80;
 pub const MOSN_EXT_FLAG_NO_ROUTE_FOUND: u32 = 0x100;
 pub const MOSN_EXT_FLAG_DELAY_INJECTED: u32 = 0x200;
 pub const MOSN_EXT_FLAG_FAULT_INJECTED: u32 = 0x400;
+
+/// A cluster's counters, summed over every worker (`mosn_ext_config_cluster_stats`).
+/// MOSN's metric names in the comments.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mosn_ext_cluster_stats {
+    /// The cluster's name (points into the config).
+    pub name: mosn_ext_bytes,
+    /// Hosts in the cluster.
+    pub hosts: u64,
+    /// Hosts healthy now.
+    pub healthy_hosts: u64,
+    /// Requests in flight (`upstream_request_active`).
+    pub rq_active: u64,
+    /// Requests started (`upstream_request_total`).
+    pub rq_total: u64,
+    /// Retries in flight.
+    pub retry_active: u64,
+    /// Retries started (`upstream_request_retry`).
+    pub retry_total: u64,
+    /// Requests refused by `max_requests` (`upstream_request_pending_overflow`).
+    pub rq_overflow: u64,
+    /// Retries refused by `max_retries` (`upstream_request_retry_overflow`).
+    pub retry_overflow: u64,
+    /// Host choices refused because every host was at `max_connections`.
+    pub cx_overflow: u64,
+    /// Host choices that found no healthy host.
+    pub no_healthy: u64,
+    /// Requests whose subset had no usable host (`lb_subsets_fallback`).
+    pub subsets_fallback: u64,
+    /// Subsets built (`lb_subsets_created`).
+    pub subsets_created: u64,
+}
+
+/// One host's counters, summed over every worker (`mosn_ext_config_host_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mosn_ext_host_stats {
+    /// `ip:port` (points into the config).
+    pub address: mosn_ext_bytes,
+    /// MOSN's health flags: 0 healthy, `MOSN_EXT_HEALTH_FAILED_ACTIVE_HC`,
+    /// `MOSN_EXT_HEALTH_FAILED_OUTLIER_CHECK`.
+    pub health_flags: u64,
+    /// Attempts in flight.
+    pub rq_active: u64,
+    /// Attempts started.
+    pub rq_total: u64,
+    /// Attempts that failed to connect, timed out or were reset.
+    pub rq_failed: u64,
+    /// Responses with a 5xx status.
+    pub rq_error_response: u64,
+    /// Passive-health ejections.
+    pub ejections: u64,
+    /// Changes between healthy and unhealthy.
+    pub health_changes: u64,
+}
+
+pub const MOSN_EXT_HEALTH_FAILED_ACTIVE_HC: u64 = 0x1;
+pub const MOSN_EXT_HEALTH_FAILED_OUTLIER_CHECK: u64 = 0x2;

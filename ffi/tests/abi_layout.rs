@@ -42,6 +42,28 @@ fn current() -> String {
         }
     );
     layout!(out, mosn_ext_upstream { cluster, address, host_index, attempt });
+    layout!(
+        out,
+        mosn_ext_cluster_stats {
+            name,
+            hosts,
+            healthy_hosts,
+            rq_active,
+            rq_total,
+            retry_active,
+            retry_total,
+            rq_overflow,
+            retry_overflow,
+            cx_overflow,
+            no_healthy,
+            subsets_fallback,
+            subsets_created
+        }
+    );
+    layout!(
+        out,
+        mosn_ext_host_stats { address, health_flags, rq_active, rq_total, rq_failed, rq_error_response, ejections, health_changes }
+    );
     constants!(
         out,
         MOSN_EXT_CONTINUE,
@@ -54,7 +76,10 @@ fn current() -> String {
         MOSN_EXT_HOST_OK,
         MOSN_EXT_HOST_NOT_ROUTED,
         MOSN_EXT_HOST_NONE_HEALTHY,
+        MOSN_EXT_HOST_OVERFLOW,
         MOSN_EXT_HOST_ERROR,
+        MOSN_EXT_HEALTH_FAILED_ACTIVE_HC,
+        MOSN_EXT_HEALTH_FAILED_OUTLIER_CHECK,
         MOSN_EXT_OUTCOME_RESPONSE,
         MOSN_EXT_OUTCOME_CONNECT_FAILURE,
         MOSN_EXT_OUTCOME_TIMEOUT,

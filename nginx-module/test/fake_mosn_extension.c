@@ -162,6 +162,14 @@ int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_
 { (void) cfg; (void) mem; (void) len; (void) err; return 0; }
 void mosn_ext_string_free(char *s) { free(s); }
 size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; return 1; }
+bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }
+size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg) { (void) cfg; return 0; }
+bool mosn_ext_config_cluster_stats(const mosn_ext_config *cfg, size_t i, mosn_ext_cluster_stats *out)
+{ (void) cfg; (void) i; (void) out; return false; }
+bool mosn_ext_config_host_stats(const mosn_ext_config *cfg, size_t c, size_t h, mosn_ext_host_stats *out)
+{ (void) cfg; (void) c; (void) h; (void) out; return false; }
+void mosn_ext_stream_set_downstream_address(mosn_ext_stream *s, const uint8_t *a, size_t len)
+{ (void) s; (void) a; (void) len; }
 
 bool
 mosn_ext_config_listener(const mosn_ext_config *cfg, size_t index, mosn_ext_bytes *name,

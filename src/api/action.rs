@@ -35,4 +35,6 @@ pub enum NoHost {
     NotRouted,
     /// The cluster has no healthy host.
     NoHealthyHost,
+    /// A circuit breaker is full (`max_requests`, or every host at `max_connections`).
+    Overflow,
 }

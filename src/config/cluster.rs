@@ -2,9 +2,13 @@
 
 use super::fields::object;
 use super::listener::tls_off;
-use super::reader::{is_empty, unknown, Diagnostics, Obj};
-use super::{parse_address, ClusterConfig, HostConfig, LbType, DEFAULT_CONNECT_TIMEOUT};
+use super::reader::{unknown, Diagnostics, Obj};
+use super::{
+    parse_address, CircuitBreakers, ClusterConfig, FallbackPolicy, HealthCheckConfig, HealthCheckProtocol, HostConfig, HttpCheck, LbConfig,
+    LbType, SubsetConfig, DEFAULT_CONNECT_TIMEOUT,
+};
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// Every `lb_type` MOSN registers, for "did you mean" and "not supported yet".
 const LB_TYPES: &[&str] = &[
@@ -41,15 +45,19 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
             d.error(c.field_path("type"), unknown("cluster type", t, &known));
         }
     }
-    let lb_type = parse_lb_type(&mut c, d);
+    let mut lb = LbConfig { lb_type: parse_lb_type(&mut c, d), ..LbConfig::default() };
+    if let Some(o) = c.object("lbconfig", object::LB_CONFIG, d) {
+        parse_lbconfig(o, &mut lb, d);
+    }
     // MOSN: absent or "0s" is its 10 s default.
     let connect_timeout = c.duration("connect_timeout", d).filter(|t| !t.is_zero()).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let idle_timeout = c.duration("idle_timeout", d).filter(|t| !t.is_zero());
     tls_off(&mut c, "tls_context", d);
     if c.boolean("cluster_manager_tls", d) == Some(true) {
         d.error(c.field_path("cluster_manager_tls"), "true: TLS to upstreams is not supported yet");
     }
-    health_check_off(&mut c, d);
-    circuit_breakers_off(&mut c, d);
+    let health_check = c.object("health_check", object::HEALTH_CHECK, d).and_then(|o| parse_health_check(o, d));
+    let limits = parse_circuit_breakers(&mut c, d);
     let mut hosts = Vec::new();
     let mut seen = HashSet::new();
     for h in c.objects("hosts", object::HOST, d) {
@@ -57,66 +65,203 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
             hosts.push(host);
         }
     }
+    let subset = c.object("lb_subset_config", object::LB_SUBSET, d).and_then(|o| parse_subset(o, d));
     c.finish(d);
     if d.error_count() != errors {
         return None;
     }
-    Some(ClusterConfig {
-        path,
-        name: name?.to_string(),
-        lb: super::LbConfig { lb_type, ..Default::default() },
-        connect_timeout,
-        idle_timeout: None,
-        hosts,
-        subset: None,
-        limits: Default::default(),
-        health_check: None,
+    Some(ClusterConfig { path, name: name?.to_string(), lb, connect_timeout, idle_timeout, hosts, subset, limits, health_check })
+}
+
+/// `lbconfig {choice_count, active_request_bias}`.
+fn parse_lbconfig(mut o: Obj<'_>, lb: &mut LbConfig, d: &mut Diagnostics) {
+    // 0 is "not set" (Go's zero value): MOSN's default.
+    if let Some(n) = o.uint("choice_count", 0, 100, d).filter(|&n| n > 0) {
+        lb.choice_count = n as u32;
+    }
+    let bpath = o.field_path("active_request_bias");
+    if let Some(v) = o.get("active_request_bias") {
+        match v.as_f64() {
+            Some(b) if (0.0..=100.0).contains(&b) => lb.active_request_bias = b,
+            _ => d.error(bpath, format!("expected a number in 0..=100, found {v}")),
+        }
+    }
+    o.finish(d);
+}
+
+/// `lb_subset_config`: subsets exist only when `subset_selectors` has a selector (MOSN).
+fn parse_subset(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<SubsetConfig> {
+    let fpath = o.field_path("fall_back_policy");
+    let fall_back_policy = match o.get("fall_back_policy").map(|v| (v.as_u64(), v)) {
+        None | Some((Some(0), _)) => FallbackPolicy::NoFallback,
+        Some((Some(1), _)) => FallbackPolicy::AnyEndpoint,
+        Some((Some(2), _)) => FallbackPolicy::DefaultSubset,
+        Some((_, v)) => {
+            d.error(fpath.clone(), format!("expected 0 (NO_FALLBACK), 1 (ANY_ENDPOINT) or 2 (DEFAULT_SUBSET), found {v}"));
+            FallbackPolicy::NoFallback
+        }
+    };
+    let default_subset = o.string_map("default_subset", d);
+    let spath = o.field_path("subset_selectors");
+    let mut selectors: Vec<Vec<String>> = Vec::new();
+    if let Some(arr) = o.array("subset_selectors", d) {
+        for (i, sel) in arr.iter().enumerate() {
+            let p = super::reader::index(&spath, i);
+            let keys: Option<Vec<String>> = sel.as_array().and_then(|a| a.iter().map(|k| k.as_str().map(str::to_string)).collect());
+            match keys {
+                Some(mut keys) if !keys.is_empty() && keys.iter().all(|k| !k.is_empty()) => {
+                    keys.sort();
+                    let n = keys.len();
+                    keys.dedup();
+                    if keys.len() != n {
+                        d.error(p, "names a key twice");
+                    } else if !selectors.contains(&keys) {
+                        selectors.push(keys);
+                    }
+                }
+                _ => d.error(p, format!("expected a non-empty array of metadata keys, found {sel}")),
+            }
+        }
+    }
+    let path = o.path().to_string();
+    o.finish(d);
+    if selectors.is_empty() {
+        d.note(path, "has no subset_selectors, so MOSN builds no subsets either");
+        return None;
+    }
+    if fall_back_policy == FallbackPolicy::DefaultSubset && default_subset.is_empty() {
+        d.error(fpath, "2 (DEFAULT_SUBSET) needs a default_subset");
+    }
+    Some(SubsetConfig { fall_back_policy, default_subset, selectors })
+}
+
+/// `circuit_breakers`: an array of which MOSN reads `[0]`; 0 is unlimited.
+fn parse_circuit_breakers(c: &mut Obj<'_>, d: &mut Diagnostics) -> CircuitBreakers {
+    let mut limits = CircuitBreakers::default();
+    let path = c.field_path("circuit_breakers");
+    match c.raw("circuit_breakers") {
+        None => {}
+        Some(serde_json::Value::Array(a)) => {
+            for (i, t) in a.iter().enumerate() {
+                let Some(mut o) = Obj::open(t, super::reader::index(&path, i), object::CIRCUIT_BREAKER, d) else { continue };
+                let max = |o: &mut Obj<'_>, k: &'static str, d: &mut Diagnostics| o.uint(k, 0, u64::from(u32::MAX), d).unwrap_or(0);
+                let t = CircuitBreakers {
+                    max_connections: max(&mut o, "max_connections", d),
+                    max_requests: max(&mut o, "max_requests", d),
+                    max_retries: max(&mut o, "max_retries", d),
+                };
+                if i == 0 {
+                    limits = t;
+                } else if t != CircuitBreakers::default() {
+                    d.note(o.path().to_string(), "MOSN applies only circuit_breakers[0]");
+                }
+                o.finish(d);
+            }
+        }
+        Some(_) => d.error(path, "expected an array (MOSN's circuit_breakers is [{max_connections, ...}])"),
+    }
+    limits
+}
+
+/// `health_check`: MOSN runs a checker only when `service_name` is set; without it the block
+/// changes nothing and is accepted.
+fn parse_health_check(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<HealthCheckConfig> {
+    let service_name = o.string("service_name", d).unwrap_or("").to_string();
+    let protocol = o.string("protocol", d).unwrap_or("").to_string();
+    let dur = |o: &mut Obj<'_>, k: &'static str, default: Duration, d: &mut Diagnostics| {
+        o.duration(k, d).filter(|t| !t.is_zero()).unwrap_or(default)
+    };
+    let timeout = dur(&mut o, "timeout", Duration::from_secs(1), d);
+    let interval = dur(&mut o, "interval", Duration::from_secs(15), d);
+    let interval_jitter = dur(&mut o, "interval_jitter", Duration::from_millis(5), d);
+    let initial_delay = dur(&mut o, "initial_delay_seconds", Duration::from_secs(1), d);
+    let healthy_threshold = o.uint("healthy_threshold", 0, 1000, d).filter(|&n| n > 0).unwrap_or(1) as u32;
+    let unhealthy_threshold = o.uint("unhealthy_threshold", 0, 1000, d).filter(|&n| n > 0).unwrap_or(1) as u32;
+    let mut http = None;
+    if let Some(mut cc) = o.object("check_config", object::HEALTH_CHECK_CONFIG, d) {
+        if let Some(h) = cc.object("http_check_config", object::HTTP_CHECK, d) {
+            http = parse_http_check(h, d);
+        }
+        cc.finish(d);
+    }
+    let path = o.path().to_string();
+    o.finish(d);
+    if service_name.is_empty() {
+        d.note(path, "has no service_name, so MOSN runs no health check either");
+        return None;
+    }
+    // MOSN: "Http1" checks over HTTP (with http_check_config's defaults when it is absent);
+    // any other protocol is a TCP connect check.
+    let protocol = if protocol == "Http1" {
+        HealthCheckProtocol::Http(http.unwrap_or_else(HttpCheck::default_for_mosn))
+    } else {
+        HealthCheckProtocol::Tcp
+    };
+    Some(HealthCheckConfig {
+        service_name,
+        protocol,
+        timeout,
+        interval,
+        interval_jitter,
+        initial_delay,
+        healthy_threshold,
+        unhealthy_threshold,
     })
 }
 
-/// MOSN runs a health checker only when `health_check.service_name` is set; without it the
-/// block changes nothing and is accepted.
-fn health_check_off(c: &mut Obj<'_>, d: &mut Diagnostics) {
-    let path = c.field_path("health_check");
-    let Some(v) = c.raw("health_check") else { return };
-    match v.get("service_name").and_then(|s| s.as_str()) {
-        Some(name) if !name.is_empty() => {
-            d.error(path, "is not supported yet (active health checks; MOSN runs them when service_name is set)")
+/// `check_config.http_check_config {port, path, method, scheme, domain, timeout, codes}`.
+fn parse_http_check(mut h: Obj<'_>, d: &mut Diagnostics) -> Option<HttpCheck> {
+    let mut check = HttpCheck::default_for_mosn();
+    if let Some(p) = h.string("path", d).filter(|p| !p.is_empty()) {
+        if !p.starts_with('/') || p.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            d.error(h.field_path("path"), format!("\"{p}\" is not a request path (starts with /, visible ASCII)"));
         }
-        _ => d.note(path, "has no service_name, so MOSN runs no health check either"),
+        check.path = p.to_string();
     }
-}
-
-/// `circuit_breakers` (an array; MOSN reads `[0]`) with every limit 0 means unlimited.
-fn circuit_breakers_off(c: &mut Obj<'_>, d: &mut Diagnostics) {
-    let path = c.field_path("circuit_breakers");
-    let Some(v) = c.raw("circuit_breakers") else { return };
-    let limited = match v {
-        serde_json::Value::Array(a) => a.first().is_some_and(|t| t.as_object().is_some_and(|o| o.values().any(|v| !is_empty(v)))),
-        _ => {
-            d.error(path, "expected an array (MOSN's circuit_breakers is [{max_connections, ...}])");
-            return;
+    if let Some(m) = h.string("method", d).filter(|m| !m.is_empty()) {
+        if !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            d.error(h.field_path("method"), format!("\"{m}\" is not an HTTP method"));
         }
-    };
-    if limited {
-        d.error(path, "is not supported yet (circuit breaker limits)");
+        check.method = m.to_ascii_uppercase();
     }
+    if let Some(s) = h.string("scheme", d).filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("http")) {
+        d.error(h.field_path("scheme"), format!("\"{s}\": only http health checks are supported yet"));
+    }
+    check.domain = h.string("domain", d).filter(|s| !s.is_empty()).map(str::to_string);
+    check.port = h.uint("port", 0, 65535, d).filter(|&p| p > 0).map(|p| p as u16);
+    check.timeout = h.duration("timeout", d).filter(|t| !t.is_zero());
+    let cpath = h.field_path("codes");
+    if let Some(codes) = h.array("codes", d) {
+        let mut out = Vec::new();
+        for (i, v) in codes.iter().enumerate() {
+            let p = super::reader::index(&cpath, i);
+            let start = v.get("start").and_then(serde_json::Value::as_u64);
+            let end = v.get("end").and_then(serde_json::Value::as_u64);
+            let extra = v.as_object().is_some_and(|o| o.keys().any(|k| k != "start" && k != "end"));
+            match (start, end) {
+                (Some(s), Some(e)) if (100..=599).contains(&s) && (s..=599).contains(&e) && !extra => out.push((s as u16, e as u16)),
+                _ => d.error(p, format!("expected {{\"start\": 100..=599, \"end\": start..=599}}, found {v}")),
+            }
+        }
+        if !out.is_empty() {
+            check.codes = out;
+        }
+    }
+    h.finish(d);
+    Some(check)
 }
 
 fn parse_lb_type(c: &mut Obj<'_>, d: &mut Diagnostics) -> LbType {
-    match c.string("lb_type", d).unwrap_or("") {
-        "LB_ROUNDROBIN" | "" => LbType::RoundRobin,
-        "LB_RANDOM" => LbType::Random,
-        other => {
-            let msg = if LB_TYPES.contains(&other) {
-                format!("lb_type \"{other}\" is not supported yet (LB_ROUNDROBIN, LB_RANDOM are)")
-            } else {
-                unknown("lb_type", other, LB_TYPES)
-            };
-            d.error(c.field_path("lb_type"), msg);
-            LbType::RoundRobin
-        }
+    let got = c.string("lb_type", d).unwrap_or("");
+    if got.is_empty() {
+        return LbType::RoundRobin;
     }
+    if let Some(t) = LbType::ALL.iter().find(|t| t.name() == got) {
+        return *t;
+    }
+    let msg = if LB_TYPES.contains(&got) { format!("lb_type \"{got}\" is not supported yet") } else { unknown("lb_type", got, LB_TYPES) };
+    d.error(c.field_path("lb_type"), msg);
+    LbType::RoundRobin
 }
 
 fn parse_host(mut h: Obj<'_>, seen: &mut HashSet<std::net::SocketAddr>, d: &mut Diagnostics) -> Option<HostConfig> {

@@ -63,11 +63,25 @@ pub mod object {
     pub const CLUSTER: &str = "cluster_manager.clusters[]";
     pub const HOST: &str = "cluster_manager.clusters[].hosts[]";
     pub const HOST_METADATA: &str = "cluster_manager.clusters[].hosts[].metadata";
+    pub const LB_CONFIG: &str = "cluster_manager.clusters[].lbconfig";
+    pub const LB_SUBSET: &str = "cluster_manager.clusters[].lb_subset_config";
+    pub const CIRCUIT_BREAKER: &str = "cluster_manager.clusters[].circuit_breakers[]";
+    pub const HEALTH_CHECK: &str = "cluster_manager.clusters[].health_check";
+    pub const HEALTH_CHECK_CONFIG: &str = "cluster_manager.clusters[].health_check.check_config";
+    pub const HTTP_CHECK: &str = "cluster_manager.clusters[].health_check.check_config.http_check_config";
+    pub const METADATA_MATCH: &str = "*.metadata_match";
+    pub const HASH_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[]";
+    pub const HASH_HEADER: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].header";
+    pub const HASH_COOKIE: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].cookie";
     pub const FAULT: &str = "stream_filters[].config (fault)";
     pub const FAULT_DELAY: &str = "stream_filters[].config (fault).delay";
     pub const FAULT_ABORT: &str = "stream_filters[].config (fault).abort";
     pub const FAULT_HEADER: &str = "stream_filters[].config (fault).headers[]";
     pub const METADATA: &str = "stream_filters[].config (metadata)";
+    pub const FAULT_TOLERANCE: &str = "stream_filters[].config (fault_tolerance)";
+    pub const HEADER_TO_METADATA: &str = "stream_filters[].config (header_to_metadata)";
+    pub const HEADER_TO_METADATA_RULE: &str = "stream_filters[].config (header_to_metadata).request_rules[]";
+    pub const HEADER_TO_METADATA_KV: &str = "stream_filters[].config (header_to_metadata).request_rules[].on_header_*";
     pub const METADATAER: &str = "stream_filters[].config (metadata).metadataers[]";
     pub const UNIT_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (UNIT)";
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
@@ -222,8 +236,8 @@ pub static FIELDS: &[Field] = &[
     yes(ROUTE_ACTION, "upstream_protocol", "Http1 (the default); other protocols are refused"),
     yes(ROUTE_ACTION, "cluster_header", "the request header naming the cluster (MOSN parses it but does not use it; here it works)"),
     no(ROUTE_ACTION, "cluster_variable", "cluster from a variable"),
-    no(ROUTE_ACTION, "metadata_match", "subset load balancing"),
-    ign(ROUTE_ACTION, "hash_policy", "only LB_MAGLEV hashes, and it is not supported yet"),
+    yes(ROUTE_ACTION, "metadata_match", "{filter_metadata: {\"mosn.lb\": {k: v}}}: the hosts' subset (lb_subset_config)"),
+    yes(ROUTE_ACTION, "hash_policy", "[{header: {key}} | {cookie: {name}} | {source_ip: {}}]: the key LB_MAGLEV hashes (first entry; default: client address)"),
     yes(ROUTE_ACTION, "prefix_rewrite", "replaces the matched prefix (or path) of the path; the old path goes in x-mosn-original-path"),
     yes(ROUTE_ACTION, "regex_rewrite", "{pattern: {regex}, substitution}: replaces every match in the path"),
     yes(ROUTE_ACTION, "host_rewrite", "the Host the upstream gets"),
@@ -242,7 +256,17 @@ pub static FIELDS: &[Field] = &[
     yes(WEIGHTED_CLUSTERS, "cluster", "{name, weight}"),
     yes(WEIGHTED_CLUSTER, "name", "the cluster"),
     yes(WEIGHTED_CLUSTER, "weight", "its share (weights need not add up to 100; not all 0)"),
-    no(WEIGHTED_CLUSTER, "metadata_match", "subset load balancing"),
+    yes(WEIGHTED_CLUSTER, "metadata_match", "the hosts' subset when this cluster is picked (wins over the route's)"),
+    // --- metadata_match (route, weighted cluster)
+    yes(METADATA_MATCH, "filter_metadata", "{\"mosn.lb\": {k: v}}: string values; the criteria a host's metadata must carry"),
+    // --- hash_policy[]
+    yes(HASH_POLICY, "header", "{key}: hash this request header's value"),
+    yes(HASH_POLICY, "cookie", "{name}: hash this cookie's value"),
+    yes(HASH_POLICY, "source_ip", "{}: hash the client address"),
+    yes(HASH_HEADER, "key", "the header name"),
+    yes(HASH_COOKIE, "name", "the cookie name"),
+    ign(HASH_COOKIE, "path", "MOSN sets no cookie either (only reads it)"),
+    ign(HASH_COOKIE, "ttl", "MOSN sets no cookie either (only reads it)"),
     // --- retry_policy
     yes(RETRY_POLICY, "retry_on", "true: retry 5xx (or status_codes), resets and per-try timeouts; false: connect failures only"),
     yes(RETRY_POLICY, "num_retries", "retries after the first attempt, exactly (default 3)"),
@@ -269,19 +293,19 @@ pub static FIELDS: &[Field] = &[
     // --- clusters[]
     yes(CLUSTER, "name", "the name routes use"),
     yes(CLUSTER, "type", "SIMPLE, STATIC, DYNAMIC, EDS (all a fixed host list, as in MOSN)"),
-    yes(CLUSTER, "lb_type", "LB_ROUNDROBIN (default), LB_RANDOM"),
+    yes(CLUSTER, "lb_type", "LB_ROUNDROBIN (default), LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST, LB_LEAST_CONNECTION, LB_MAGLEV, LB_REQUEST_ROUNDROBIN, LB_PEAK_EWMA"),
     yes(CLUSTER, "connect_timeout", "connect timeout (Go duration; default and \"0s\": 10s, MOSN's)"),
     yes(CLUSTER, "hosts", "the hosts (may be empty: requests get 502, no healthy upstream)"),
     yes(CLUSTER, "tls_context", "accepted with \"status\": false; TLS to upstreams is refused"),
     yes(CLUSTER, "cluster_manager_tls", "false; true (TLS to upstreams) is refused"),
-    yes(CLUSTER, "health_check", "accepted without service_name (MOSN then runs no check); checks are refused"),
-    yes(CLUSTER, "circuit_breakers", "accepted when every limit is 0 (unlimited); limits are refused"),
+    yes(CLUSTER, "health_check", "active health checks, run when service_name is set (as in MOSN)"),
+    yes(CLUSTER, "circuit_breakers", "[{max_connections, max_requests, max_retries}]: MOSN reads [0]; 0 is unlimited"),
     ign(CLUSTER, "max_request_per_conn", "MOSN stores it but does not enforce it either"),
     ign(CLUSTER, "conn_buffer_limit_bytes", HOST_IO),
     ign(CLUSTER, "cluster_pool_enable", HOST_POOLS),
     ign(CLUSTER, "keepalive", "MOSN uses it for RPC (xprotocol) pools only"),
     ign(CLUSTER, "sub_type", MOSN_UNUSED),
-    ign(CLUSTER, "lbconfig", "tunes balancers that are not implemented yet"),
+    yes(CLUSTER, "lbconfig", "{choice_count, active_request_bias}: least-request and peak-EWMA tuning"),
     ign(CLUSTER, "original_dst_lb_config", "only for ORIGINAL_DST clusters"),
     ign(CLUSTER, "dns_refresh_rate", STRICT_DNS_ONLY),
     ign(CLUSTER, "respect_dns_ttl", STRICT_DNS_ONLY),
@@ -289,8 +313,8 @@ pub static FIELDS: &[Field] = &[
     ign(CLUSTER, "dns_resolvers", STRICT_DNS_ONLY),
     ign(CLUSTER, "dns_resolver_file", STRICT_DNS_ONLY),
     ign(CLUSTER, "dns_resolver_port", STRICT_DNS_ONLY),
-    no(CLUSTER, "idle_timeout", "closing idle upstream connections"),
-    no(CLUSTER, "lb_subset_config", "subset load balancing"),
+    yes(CLUSTER, "idle_timeout", "idle upstream connections are closed after it (Envoy's idle_timeout, nginx's keepalive_timeout)"),
+    yes(CLUSTER, "lb_subset_config", "{fall_back_policy, default_subset, subset_selectors}: hosts grouped by metadata"),
     no(CLUSTER, "slow_start", "slow start"),
     no(CLUSTER, "spec", "service discovery subscriptions"),
     no(CLUSTER, "mark", "SO_MARK on upstream sockets"),
@@ -300,6 +324,41 @@ pub static FIELDS: &[Field] = &[
     yes(HOST, "weight", "1..=128 (clamped, as MOSN does; 0 is 1)"),
     yes(HOST, "metadata", "filter_metadata[\"mosn.lb\"]: string key/values for load balancing"),
     ign(HOST, "tls_disable", "TLS to upstreams is not used"),
+    // --- lbconfig
+    yes(LB_CONFIG, "choice_count", "hosts compared per pick (default 2)"),
+    yes(LB_CONFIG, "active_request_bias", "exponent of (active requests + 1) in a host's load (default 1.0)"),
+    no(LB_CONFIG, "client_error_bias", "error-rate bias of LB_PEAK_EWMA"),
+    no(LB_CONFIG, "server_error_bias", "error-rate bias of LB_PEAK_EWMA"),
+    // --- lb_subset_config
+    yes(LB_SUBSET, "fall_back_policy", "0 NO_FALLBACK (502), 1 ANY_ENDPOINT, 2 DEFAULT_SUBSET: when the subset has no healthy host"),
+    yes(LB_SUBSET, "default_subset", "{k: v}: the hosts DEFAULT_SUBSET falls back to"),
+    yes(LB_SUBSET, "subset_selectors", "[[k, ...], ...]: the key sets subsets are built by; criteria must name exactly one set"),
+    // --- circuit_breakers[]
+    ign(CIRCUIT_BREAKER, "priority", "MOSN applies circuit_breakers[0] whatever its priority"),
+    yes(CIRCUIT_BREAKER, "max_connections", "attempts in flight per host (each holds one HTTP/1 connection); a full host is skipped"),
+    ign(CIRCUIT_BREAKER, "max_pending_requests", "MOSN never checks it either"),
+    yes(CIRCUIT_BREAKER, "max_requests", "requests in flight to the cluster; more get 503 (UO)"),
+    yes(CIRCUIT_BREAKER, "max_retries", "retries in flight to the cluster; more are not retried (UO)"),
+    // --- health_check
+    yes(HEALTH_CHECK, "protocol", "\"Http1\": an HTTP check (check_config); anything else: TCP connect"),
+    yes(HEALTH_CHECK, "service_name", "set: checks run (MOSN's rule); empty: no checks"),
+    yes(HEALTH_CHECK, "timeout", "one check's deadline (default 1s)"),
+    yes(HEALTH_CHECK, "interval", "between checks of a host (default 15s)"),
+    yes(HEALTH_CHECK, "interval_jitter", "up to this much is added to each interval at random (default 5ms)"),
+    yes(HEALTH_CHECK, "initial_delay_seconds", "before the first check (Go duration; default 1s)"),
+    yes(HEALTH_CHECK, "healthy_threshold", "passes in a row that bring a host back (default 1)"),
+    yes(HEALTH_CHECK, "unhealthy_threshold", "failures in a row that take a host out (default 1)"),
+    yes(HEALTH_CHECK, "check_config", "{http_check_config}"),
+    ign(HEALTH_CHECK, "event_log_path", HOST_LOGS),
+    no(HEALTH_CHECK, "common_callbacks", "health check callbacks"),
+    yes(HEALTH_CHECK_CONFIG, "http_check_config", "{path, method, domain, port, timeout, codes}"),
+    yes(HTTP_CHECK, "path", "the request path (default /)"),
+    yes(HTTP_CHECK, "method", "the method (default GET)"),
+    yes(HTTP_CHECK, "scheme", "http (https is refused)"),
+    yes(HTTP_CHECK, "domain", "the Host header (default: the host's address)"),
+    yes(HTTP_CHECK, "port", "check this port instead of the host's"),
+    yes(HTTP_CHECK, "timeout", "the check's deadline when shorter than health_check.timeout"),
+    yes(HTTP_CHECK, "codes", "[{start, end}]: statuses that pass, inclusive (default 200)"),
     yes(HOST_METADATA, "filter_metadata", "namespaces; only \"mosn.lb\" is used"),
     // --- fault
     yes(FAULT, "delay", "{fixed_delay, percentage}: delay that share of requests"),
@@ -313,6 +372,24 @@ pub static FIELDS: &[Field] = &[
     yes(FAULT_HEADER, "name", "header name"),
     yes(FAULT_HEADER, "value", "value"),
     yes(FAULT_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- fault_tolerance
+    yes(FAULT_TOLERANCE, "enabled", "true: hosts are ejected by what requests see (passive health)"),
+    yes(FAULT_TOLERANCE, "exceptionTypes", "statuses that count as exceptions (default [502, 503, 504]; connect failures count as 502, timeouts as 504)"),
+    yes(FAULT_TOLERANCE, "timeWindow", "the window in ms (default 10000)"),
+    yes(FAULT_TOLERANCE, "leastWindowCount", "calls a host needs in a window to be judged (default 10); as many exceptions in a row eject at once"),
+    yes(FAULT_TOLERANCE, "exceptionRateMultiple", "a host whose exception rate is this multiple of the cluster's average is ejected (default 5)"),
+    yes(FAULT_TOLERANCE, "maxIpCount", "hosts of a cluster ejected at most at once (default 1)"),
+    yes(FAULT_TOLERANCE, "maxIpRatio", "share of a cluster's hosts ejected at most at once (0: no cap; MOSN never checks it)"),
+    yes(FAULT_TOLERANCE, "recoverTime", "ms an ejection lasts, times the host's ejection count up to 10 (default 900000)"),
+    ign(FAULT_TOLERANCE, "taskSize", "the size of MOSN's evaluation goroutine pool"),
+    // --- header_to_metadata
+    yes(HEADER_TO_METADATA, "request_rules", "headers that become subset criteria (MOSN's x-mosn-router-meta)"),
+    yes(HEADER_TO_METADATA_RULE, "header", "the request header"),
+    yes(HEADER_TO_METADATA_RULE, "on_header_present", "{key, value}: when present, key gets value (empty: the header's value)"),
+    yes(HEADER_TO_METADATA_RULE, "on_header_missing", "{key, value}: when missing, key gets value"),
+    yes(HEADER_TO_METADATA_RULE, "remove", "true: the upstream does not get the header"),
+    yes(HEADER_TO_METADATA_KV, "key", "the metadata key (a host's mosn.lb key)"),
+    yes(HEADER_TO_METADATA_KV, "value", "the value"),
     // --- metadata
     yes(METADATA, "disable", "true: no driver runs (client-sent x-mosn-on-envoy-* are still removed)"),
     yes(METADATA, "case_sensitive", "false (default): values are lower-cased"),

@@ -229,9 +229,13 @@ pub struct RedirectConfig {
 /// `route {cluster_name | weighted_clusters, timeout, retry_policy}`.
 #[derive(Debug, Clone)]
 pub struct ForwardConfig {
-    /// `(cluster, weight, JSON path of the name)`; one entry with weight 1 for `cluster_name`.
-    /// Empty when the cluster comes from `cluster_header`.
-    pub clusters: Vec<(String, u32, String)>,
+    /// One entry with weight 1 for `cluster_name`; empty when the cluster comes from
+    /// `cluster_header`.
+    pub clusters: Vec<WeightedClusterConfig>,
+    /// `metadata_match.filter_metadata["mosn.lb"]`, sorted by key: subset criteria.
+    pub metadata_match: Vec<(String, String)>,
+    /// `hash_policy[0]`.
+    pub hash_policy: Option<HashPolicyConfig>,
     /// `cluster_header`: the request header naming the cluster (lower-cased).
     pub cluster_header: Option<String>,
     pub timeout: Option<Duration>,
@@ -252,6 +256,28 @@ pub struct RetryPolicyConfig {
     pub num_retries: u32,
     pub retry_timeout: Option<Duration>,
     pub status_codes: Vec<u16>,
+}
+
+/// A cluster a route forwards to, with its share.
+#[derive(Debug, Clone)]
+pub struct WeightedClusterConfig {
+    pub name: String,
+    pub weight: u32,
+    /// The JSON path of the name (for errors).
+    pub name_path: String,
+    /// The weighted cluster's own `metadata_match` (wins over the route's when not empty).
+    pub metadata_match: Vec<(String, String)>,
+}
+
+/// What a route's consistent hash is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashPolicyConfig {
+    /// `{"header": {"key"}}` (lower-cased).
+    Header(String),
+    /// `{"cookie": {"name"}}`.
+    Cookie(String),
+    /// `{"source_ip": {}}`.
+    SourceIp,
 }
 
 /// `cluster_manager.clusters[]`.
@@ -358,6 +384,15 @@ pub struct HttpCheck {
     pub port: Option<u16>,
     /// `codes[{start, end}]`, inclusive; default 200 only.
     pub codes: Vec<(u16, u16)>,
+    /// `timeout`: the check's own deadline when shorter than `health_check.timeout`.
+    pub timeout: Option<Duration>,
+}
+
+impl HttpCheck {
+    /// MOSN's defaults: `GET /`, 200 only.
+    pub fn default_for_mosn() -> HttpCheck {
+        HttpCheck { path: "/".into(), method: "GET".into(), domain: None, port: None, codes: vec![(200, 200)], timeout: None }
+    }
 }
 
 /// MOSN's default cluster `connect_timeout`.
@@ -387,6 +422,11 @@ impl LbType {
         LbType::RequestRoundRobin,
         LbType::PeakEwma,
     ];
+
+    /// True for the balancers that pick by the request's hash (`hash_policy`).
+    pub fn hashes(self) -> bool {
+        matches!(self, LbType::Maglev)
+    }
 
     /// MOSN's name.
     pub fn name(self) -> &'static str {
@@ -511,9 +551,18 @@ fn validate_references(cfg: &MosnConfig, d: &mut Diagnostics) {
         }
         for rt in r.virtual_hosts.iter().flat_map(|vh| &vh.routers) {
             if let RouteActionConfig::Forward(f) = &rt.action {
-                for (name, _, path) in &f.clusters {
-                    if cfg.cluster(name).is_none() {
-                        d.error(path.clone(), format!("cluster \"{name}\" does not exist in cluster_manager.clusters"));
+                for w in &f.clusters {
+                    match cfg.cluster(&w.name) {
+                        None => d.error(w.name_path.clone(), format!("cluster \"{}\" does not exist in cluster_manager.clusters", w.name)),
+                        // Criteria for a cluster without subsets would change nothing.
+                        Some(c) if c.subset.is_none() && !(f.metadata_match.is_empty() && w.metadata_match.is_empty()) => d.error(
+                            w.name_path.clone(),
+                            format!(
+                                "cluster \"{}\" has no lb_subset_config.subset_selectors, so metadata_match would change nothing",
+                                w.name
+                            ),
+                        ),
+                        Some(_) => {}
                     }
                 }
             }

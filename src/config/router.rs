@@ -3,7 +3,10 @@
 use super::fields::object;
 use super::reader::{index, Diagnostics, Obj};
 use super::{ForwardConfig, HeaderMatcherConfig, PathMatchConfig, RetryPolicyConfig, RouteActionConfig, RouteConfig, RouteMatchConfig};
-use super::{HeaderAddConfig, HeaderEditsConfig, RedirectConfig, RouterConfig, VariableMatcherConfig, VirtualHostConfig};
+use super::{
+    HashPolicyConfig, HeaderAddConfig, HeaderEditsConfig, RedirectConfig, RouterConfig, VariableMatcherConfig, VirtualHostConfig,
+    WeightedClusterConfig,
+};
 
 /// Redirect codes MOSN accepts.
 const REDIRECT_CODES: &[u16] = &[301, 302, 303, 307, 308];
@@ -271,9 +274,10 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
             let name = c.required_string("name", d);
             let weight = c.uint("weight", 0, u32::MAX as u64, d).unwrap_or(0) as u32;
             let name_path = c.field_path("name");
+            let metadata_match = metadata_match(&mut c, d);
             c.finish(d);
             if let Some(name) = name {
-                clusters.push((name.to_string(), weight, name_path));
+                clusters.push(WeightedClusterConfig { name: name.to_string(), weight, name_path, metadata_match });
             }
         }
         w.finish(d);
@@ -284,12 +288,12 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
     }
     if !weighted {
         if let Some(name) = cluster_name {
-            clusters.push((name, 1, cluster_name_path.clone()));
+            clusters.push(WeightedClusterConfig { name, weight: 1, name_path: cluster_name_path.clone(), metadata_match: Vec::new() });
         }
     }
     if clusters.is_empty() && cluster_header.is_none() && d.error_count() == errors {
         d.error(cluster_name_path, "is required (or weighted_clusters, or cluster_header)");
-    } else if weighted && !clusters.is_empty() && clusters.iter().all(|(_, w, _)| *w == 0) {
+    } else if weighted && !clusters.is_empty() && clusters.iter().all(|w| w.weight == 0) {
         d.error(o.field_path("weighted_clusters"), "all weights are 0");
     }
     let timeout = o.duration("timeout", d);
@@ -302,9 +306,13 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
     let host_rewrite = o.string("host_rewrite", d).filter(|s| !s.is_empty()).map(str::to_string);
     let host_rewrite_header = o.string("auto_host_rewrite_header", d).filter(|s| !s.is_empty()).map(str::to_ascii_lowercase);
     let headers = parse_header_edits(&mut o, d);
+    let metadata_match = metadata_match(&mut o, d);
+    let hash_policy = hash_policy(&mut o, d);
     o.finish(d);
     (d.error_count() == errors).then_some(ForwardConfig {
         clusters,
+        metadata_match,
+        hash_policy,
         cluster_header,
         timeout,
         retry_policy,
@@ -314,6 +322,75 @@ fn parse_forward(mut o: Obj<'_>, d: &mut Diagnostics) -> Option<ForwardConfig> {
         host_rewrite_header,
         headers,
     })
+}
+
+/// `metadata_match {"filter_metadata": {"mosn.lb": {k: v}}}`, sorted by key.
+fn metadata_match(o: &mut Obj<'_>, d: &mut Diagnostics) -> Vec<(String, String)> {
+    let Some(mut m) = o.object("metadata_match", object::METADATA_MATCH, d) else { return Vec::new() };
+    let fpath = m.field_path("filter_metadata");
+    let mut out = Vec::new();
+    match m.raw("filter_metadata") {
+        None => {}
+        Some(serde_json::Value::Object(namespaces)) => {
+            for (ns, v) in namespaces {
+                let p = format!("{fpath}.{ns}");
+                if ns != "mosn.lb" {
+                    d.error(p, "only the \"mosn.lb\" namespace selects hosts");
+                    continue;
+                }
+                match v {
+                    serde_json::Value::Object(kv) => {
+                        for (k, v) in kv {
+                            match v.as_str() {
+                                Some(s) => out.push((k.clone(), s.to_string())),
+                                None => d.error(format!("{p}.{k}"), format!("expected a string, found {v}")),
+                            }
+                        }
+                    }
+                    other => d.error(p, format!("expected an object of strings, found {other}")),
+                }
+            }
+        }
+        Some(other) => d.error(fpath, format!("expected an object, found {other}")),
+    }
+    m.finish(d);
+    out.sort();
+    out
+}
+
+/// `hash_policy [{header: {key}} | {cookie: {name, path, ttl}} | {source_ip: {}}]`: MOSN
+/// uses the first entry.
+fn hash_policy(o: &mut Obj<'_>, d: &mut Diagnostics) -> Option<HashPolicyConfig> {
+    let mut first = None;
+    for (i, mut h) in o.objects("hash_policy", object::HASH_POLICY, d).into_iter().enumerate() {
+        let kinds = ["header", "cookie", "source_ip"].iter().filter(|k| h.has(k)).count();
+        if kinds != 1 {
+            d.error(h.path().to_string(), "needs exactly one of header, cookie, source_ip");
+        }
+        let mut policy = None;
+        if let Some(mut hd) = h.object("header", object::HASH_HEADER, d) {
+            policy = hd.required_string("key", d).map(|k| HashPolicyConfig::Header(k.to_ascii_lowercase()));
+            hd.finish(d);
+        }
+        if let Some(mut c) = h.object("cookie", object::HASH_COOKIE, d) {
+            policy = c.required_string("name", d).map(|n| HashPolicyConfig::Cookie(n.to_string()));
+            c.finish(d);
+        }
+        let sp = h.field_path("source_ip");
+        match h.raw("source_ip") {
+            Some(serde_json::Value::Object(m)) if m.is_empty() => policy = Some(HashPolicyConfig::SourceIp),
+            Some(other) => d.error(sp, format!("expected {{}}, found {other}")),
+            None => {}
+        }
+        if i > 0 {
+            d.note(h.path().to_string(), "MOSN uses only hash_policy[0]");
+        }
+        h.finish(d);
+        if i == 0 {
+            first = policy;
+        }
+    }
+    first
 }
 
 /// `regex_rewrite {pattern {regex}, substitution}`; MOSN applies it only when the regex is

@@ -11,6 +11,8 @@
 //! [`registry`] lists them by MOSN type name.
 
 pub mod fault;
+pub mod fault_tolerance;
+pub mod header_to_metadata;
 pub mod metadata;
 pub mod registry;
 
@@ -63,6 +65,11 @@ pub trait StreamFilter: Send + Sync {
     fn on_send(&self, _cx: &mut SendContext<'_>) -> FilterStatus {
         FilterStatus::Continue
     }
+    /// Passive health settings the stream reports every attempt's outcome to
+    /// (`fault_tolerance`).
+    fn outlier(&self) -> Option<&crate::upstream::outlier::OutlierConfig> {
+        None
+    }
 }
 
 /// The per-stream state filters may read and change on the request path.
@@ -71,6 +78,7 @@ pub struct ReceiveContext<'a> {
     pub(crate) body: Option<&'a [u8]>,
     pub(crate) mutations: &'a mut Mutations,
     pub(crate) metadata: &'a mut Metadata,
+    pub(crate) router_meta: &'a mut Metadata,
     pub(crate) reply: &'a mut Option<LocalReply>,
     pub(crate) cluster: Option<&'a str>,
     pub(crate) wake_source: &'a WakeSource,
@@ -105,6 +113,13 @@ impl<'a> ReceiveContext<'a> {
     pub fn set_metadata(&mut self, key: SharedStr, value: SharedStr) {
         self.metadata.retain(|(k, _)| *k != key);
         self.metadata.push((key, value));
+    }
+    /// Adds a subset criterion (MOSN's `x-mosn-router-meta`): the request goes to the
+    /// cluster's hosts whose `mosn.lb` metadata has `key: value`. It wins over the route's
+    /// `metadata_match` for the same key.
+    pub fn set_router_meta(&mut self, key: SharedStr, value: SharedStr) {
+        self.router_meta.retain(|(k, _)| *k != key);
+        self.router_meta.push((key, value));
     }
     /// The cluster the router chose (`AfterRoute` filters only).
     pub fn cluster(&self) -> Option<&str> {

@@ -32,15 +32,15 @@ pub struct FilterType {
 pub static FILTERS: &[FilterType] = &[
     FilterType { name: "metadata", object: object::METADATA, parse: super::metadata::parse },
     FilterType { name: "fault", object: object::FAULT, parse: super::fault::parse },
+    FilterType { name: "fault_tolerance", object: object::FAULT_TOLERANCE, parse: super::fault_tolerance::parse },
+    FilterType { name: "header_to_metadata", object: object::HEADER_TO_METADATA, parse: super::header_to_metadata::parse },
 ];
 
 /// MOSN's other stream filters: refused as "not supported yet" rather than unknown.
 const MOSN_FILTERS: &[&str] = &[
     "payload_limit",
     "ip_access",
-    "header_to_metadata",
     "flowControlFilter",
-    "fault_tolerance",
     "gzip",
     "mirror",
     "dsl",

@@ -31,7 +31,7 @@ fn clusters_with_status_retries(cfg: &MosnConfig) -> HashSet<&str> {
         if f.cluster_header.is_some() {
             return cfg.clusters.iter().map(|c| c.name.as_str()).collect();
         }
-        out.extend(f.clusters.iter().map(|(n, _, _)| n.as_str()));
+        out.extend(f.clusters.iter().map(|w| w.name.as_str()));
     }
     out
 }

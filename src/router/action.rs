@@ -2,9 +2,9 @@
 //! policy), answer directly, or redirect.
 
 use crate::config::reader::Diagnostics;
-use crate::config::{ForwardConfig, RedirectConfig, RetryPolicyConfig};
+use crate::config::{ForwardConfig, HashPolicyConfig, RedirectConfig, RetryPolicyConfig};
 use crate::headers::{HeaderMap, SharedStr};
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Criteria};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +19,9 @@ pub enum RouteAction {
 /// Where a forwarded request's cluster comes from.
 #[derive(Debug)]
 pub enum Clusters {
-    /// `cluster_name`, or `weighted_clusters` picked at random by weight.
-    Weighted { clusters: Vec<(Arc<Cluster>, u32)>, total_weight: u64 },
+    /// `cluster_name`, or `weighted_clusters` picked at random by weight, each with its
+    /// subset criteria (its own `metadata_match`, else the route's).
+    Weighted { clusters: Vec<(Arc<Cluster>, u32, Criteria)>, total_weight: u64 },
     /// `cluster_header`: the request header's value names the cluster.
     Header(SharedStr),
 }
@@ -59,6 +60,21 @@ pub struct Forward {
     pub retry: Option<RetryPolicy>,
     pub path_rewrite: Option<PathRewrite>,
     pub host_rewrite: Option<HostRewrite>,
+    /// The route's `metadata_match` (for `cluster_header` clusters).
+    pub criteria: Criteria,
+    /// What the consistent hash of a request is computed from.
+    pub hash_policy: Option<HashPolicy>,
+}
+
+/// `hash_policy[0]`.
+#[derive(Debug)]
+pub enum HashPolicy {
+    /// This request header's value.
+    Header(SharedStr),
+    /// This cookie's value.
+    Cookie(String),
+    /// The client address.
+    SourceIp,
 }
 
 /// When and how often to retry (from MOSN's `retry_policy`).
@@ -108,8 +124,15 @@ impl Forward {
         let clusters = match &f.cluster_header {
             Some(h) if f.clusters.is_empty() => Clusters::Header(h.as_str().into()),
             _ => {
-                let clusters = f.clusters.iter().map(|(n, w, _)| cluster(n).map(|c| (c, *w))).collect::<Option<Vec<_>>>()?;
-                let total_weight = clusters.iter().map(|(_, w)| u64::from(*w)).sum::<u64>().max(1);
+                let clusters = f
+                    .clusters
+                    .iter()
+                    .map(|w| {
+                        let own = if w.metadata_match.is_empty() { &f.metadata_match } else { &w.metadata_match };
+                        cluster(&w.name).map(|c| (c, w.weight, Criteria::new(own)))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                let total_weight = clusters.iter().map(|(_, w, _)| u64::from(*w)).sum::<u64>().max(1);
                 Clusters::Weighted { clusters, total_weight }
             }
         };
@@ -130,7 +153,20 @@ impl Forward {
             (None, Some(h)) => Some(HostRewrite::Header(h.as_str().into())),
             (None, None) => None,
         };
-        Some(Forward { clusters, timeout: f.timeout, retry: f.retry_policy.as_ref().map(RetryPolicy::new), path_rewrite, host_rewrite })
+        let hash_policy = f.hash_policy.as_ref().map(|h| match h {
+            HashPolicyConfig::Header(n) => HashPolicy::Header(n.as_str().into()),
+            HashPolicyConfig::Cookie(n) => HashPolicy::Cookie(n.clone()),
+            HashPolicyConfig::SourceIp => HashPolicy::SourceIp,
+        });
+        Some(Forward {
+            clusters,
+            timeout: f.timeout,
+            retry: f.retry_policy.as_ref().map(RetryPolicy::new),
+            path_rewrite,
+            host_rewrite,
+            criteria: Criteria::new(&f.metadata_match),
+            hash_policy,
+        })
     }
 
     /// The cluster for this request: weighted random among several; from the header for
@@ -142,7 +178,7 @@ impl Forward {
                     return Some(Picked::Weighted(0));
                 }
                 let mut r = fastrand::u64(0..*total_weight);
-                for (i, (_, w)) in clusters.iter().enumerate() {
+                for (i, (_, w, _)) in clusters.iter().enumerate() {
                     if r < u64::from(*w) {
                         return Some(Picked::Weighted(i));
                     }
@@ -157,9 +193,17 @@ impl Forward {
     /// The cluster a [`Picked`] stands for.
     pub fn cluster<'a>(&'a self, picked: &'a Picked) -> Option<&'a Arc<Cluster>> {
         match (picked, &self.clusters) {
-            (Picked::Weighted(i), Clusters::Weighted { clusters, .. }) => clusters.get(*i).map(|(c, _)| c),
+            (Picked::Weighted(i), Clusters::Weighted { clusters, .. }) => clusters.get(*i).map(|(c, _, _)| c),
             (Picked::Named(c), _) => Some(c),
             _ => None,
+        }
+    }
+
+    /// The subset criteria of a [`Picked`] cluster (`metadata_match`).
+    pub fn criteria<'a>(&'a self, picked: &'a Picked) -> &'a Criteria {
+        match (picked, &self.clusters) {
+            (Picked::Weighted(i), Clusters::Weighted { clusters, .. }) => clusters.get(*i).map_or(&self.criteria, |(_, _, m)| m),
+            _ => &self.criteria,
         }
     }
 

@@ -17,7 +17,7 @@ pub mod matcher;
 pub mod path;
 mod table;
 
-pub use action::{Forward, Picked, Redirect, RetryPolicy, RouteAction};
+pub use action::{Forward, HashPolicy, Picked, Redirect, RetryPolicy, RouteAction};
 
 use crate::config::reader::Diagnostics;
 use crate::config::{MosnConfig, RouteActionConfig, RouteConfig, RouterConfig};

@@ -1,12 +1,27 @@
-//! A MOSN cluster: its hosts and load balancer.
+//! A MOSN cluster: its hosts, balancers, subsets, circuit breakers and counters.
 
 use super::host::{Host, HOST_WORDS};
-use super::lb::{self, LoadBalancer, Member, Pick, TriedHosts};
+use super::lb::{Member, Pick, TriedHosts};
 use super::state::{Layout, StateBlock};
-use crate::config::{ClusterConfig, LbType};
+use super::subset::{self, Criteria, HostSet, Subsets};
+use crate::config::{CircuitBreakers, ClusterConfig, HealthCheckConfig, LbType};
 use crate::headers::SharedStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+// The cluster's words, in order.
+const RQ_ACTIVE: usize = 0;
+const RQ_TOTAL: usize = 1;
+const RETRY_ACTIVE: usize = 2;
+const RETRY_TOTAL: usize = 3;
+const RQ_OVERFLOW: usize = 4;
+const RETRY_OVERFLOW: usize = 5;
+const CX_OVERFLOW: usize = 6;
+const NO_HEALTHY: usize = 7;
+const SUBSET_FALLBACK: usize = 8;
+const WINDOW_START_MS: usize = 9;
+const CLUSTER_WORDS: usize = 10;
 
 /// A MOSN cluster, shared by every worker (its mutable state is atomics in the config's
 /// [`StateBlock`]).
@@ -15,36 +30,205 @@ pub struct Cluster {
     pub name: SharedStr,
     pub lb_type: LbType,
     pub connect_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
     pub hosts: Vec<Host>,
-    lb: Box<dyn LoadBalancer>,
+    /// `circuit_breakers[0]` (0 is unlimited).
+    pub limits: CircuitBreakers,
+    /// Active health checking, when `health_check.service_name` is set.
+    pub health_check: Option<HealthCheckConfig>,
+    all: HostSet,
+    subsets: Option<Subsets>,
+    state: Arc<StateBlock>,
+    slot: usize,
 }
+
+/// Why [`Cluster::choose`] found no host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoHostReason {
+    /// No healthy host (or none in the subset and no fallback): MOSN's 502.
+    NoHealthy,
+    /// Every healthy host is at `max_connections`: MOSN's overflow, 503.
+    Overflow,
+}
+
+// === impl Cluster ===
 
 impl Cluster {
     pub(crate) fn new(cfg: &ClusterConfig, state: &Arc<StateBlock>, layout: &mut Layout) -> Cluster {
+        let slot = layout.take(CLUSTER_WORDS);
         let hosts: Vec<Host> = cfg.hosts.iter().map(|h| Host::new(h, state, layout.take(HOST_WORDS))).collect();
         let members: Vec<Member> = hosts
             .iter()
             .map(|h| Member { weight: h.weight, key: super::hash::bytes(h.address_text.as_bytes()), state: h.state.clone() })
             .collect();
-        let lb = lb::build(&cfg.lb, &members, state, layout);
-        Cluster { name: cfg.name.as_str().into(), lb_type: cfg.lb.lb_type, connect_timeout: cfg.connect_timeout, hosts, lb }
+        let all = subset::host_set((0..hosts.len() as u32).collect(), &cfg.lb, &members, state, layout);
+        let subsets = cfg.subset.as_ref().map(|s| Subsets::new(s, &cfg.lb, &hosts, &members, state, layout));
+        Cluster {
+            name: cfg.name.as_str().into(),
+            lb_type: cfg.lb.lb_type,
+            connect_timeout: cfg.connect_timeout,
+            idle_timeout: cfg.idle_timeout,
+            hosts,
+            limits: cfg.limits,
+            health_check: cfg.health_check.clone(),
+            all,
+            subsets,
+            state: state.clone(),
+            slot,
+        }
     }
 
-    /// Picks a host index: a healthy host not in `tried` if one exists, else a healthy
-    /// tried one (a retry on a one-host cluster), else `None` (no healthy host).
-    pub fn choose(&self, tried: &TriedHosts) -> Option<usize> {
-        let n = self.hosts.len();
-        if n == 0 {
-            return None;
-        }
-        let pick = Pick { hash: None, attempt: 1 };
-        let healthy = |i: usize| self.hosts[i].is_healthy();
-        self.lb.select(&pick, &mut |i| healthy(i) && !tried.contains(i)).or_else(|| {
-            if tried.is_empty() {
-                None
-            } else {
-                self.lb.select(&pick, &mut |i| healthy(i))
-            }
-        })
+    fn word(&self, w: usize) -> &AtomicU64 {
+        self.state.word(self.slot + w)
     }
+
+    /// When the current passive-health window began (ms since the epoch; 0: none yet).
+    pub(crate) fn window_start_ms(&self) -> &AtomicU64 {
+        self.word(WINDOW_START_MS)
+    }
+
+    /// True when the cluster groups its hosts into subsets (`lb_subset_config`).
+    pub fn has_subsets(&self) -> bool {
+        self.subsets.is_some()
+    }
+
+    /// The subsets built (MOSN's `lb_subsets_created`).
+    pub fn subsets_created(&self) -> usize {
+        self.subsets.as_ref().map_or(0, Subsets::len)
+    }
+
+    /// Picks a host for one attempt and counts the attempt on it (release it with
+    /// [`super::HostState::attempt_ended`]): in the subset `criteria` name (or its fallback),
+    /// a healthy host under its connection limit, not in `tried` if one exists, else a tried
+    /// one (a retry on a one-host cluster).
+    pub fn choose(&self, criteria: &Criteria, pick: &Pick, tried: &TriedHosts) -> Result<usize, NoHostReason> {
+        let set = match (&self.subsets, criteria.is_empty()) {
+            (Some(subsets), false) => match subsets.get(criteria) {
+                Some(set) => match self.choose_in(set, pick, tried) {
+                    Ok(i) => return Ok(i),
+                    Err(_) => {
+                        self.word(SUBSET_FALLBACK).fetch_add(1, Ordering::Relaxed);
+                        subsets.fallback()
+                    }
+                },
+                None => {
+                    self.word(SUBSET_FALLBACK).fetch_add(1, Ordering::Relaxed);
+                    subsets.fallback()
+                }
+            },
+            _ => subset::Chosen::All,
+        };
+        let result = match set {
+            subset::Chosen::All => self.choose_in(&self.all, pick, tried),
+            subset::Chosen::Subset(s) | subset::Chosen::Fallback(Some(s)) => self.choose_in(s, pick, tried),
+            subset::Chosen::Fallback(None) => Err(NoHostReason::NoHealthy),
+        };
+        match result {
+            Err(NoHostReason::NoHealthy) => self.word(NO_HEALTHY).fetch_add(1, Ordering::Relaxed),
+            Err(NoHostReason::Overflow) => self.word(CX_OVERFLOW).fetch_add(1, Ordering::Relaxed),
+            Ok(_) => 0,
+        };
+        result
+    }
+
+    /// A host for a request the core does not see (no stream): any usable host, by the
+    /// cluster's balancer.
+    pub fn choose_any(&self) -> Option<usize> {
+        let i = self.choose(&Criteria::default(), &Pick { hash: None, attempt: 1 }, &TriedHosts::default()).ok()?;
+        // The core does not see that attempt end: do not count it.
+        self.hosts[i].state.attempt_ended();
+        Some(i)
+    }
+
+    fn choose_in(&self, set: &HostSet, pick: &Pick, tried: &TriedHosts) -> Result<usize, NoHostReason> {
+        let max_cx = self.limits.max_connections;
+        let mut full = false;
+        // Taking a host counts the attempt on it, atomically with the connection limit.
+        let mut usable = |i: usize| {
+            let h = &self.hosts[i].state;
+            if !h.is_healthy() && !super::outlier::recover_if_due(h, super::outlier::now_ms()) {
+                return false;
+            }
+            if !h.try_start_attempt(max_cx) {
+                full = true;
+                return false;
+            }
+            true
+        };
+        if let Some(i) = set.select(pick, &mut |i| !tried.contains(i) && usable(i)) {
+            return Ok(i);
+        }
+        if !tried.is_empty() {
+            if let Some(i) = set.select(pick, &mut |i| usable(i)) {
+                return Ok(i);
+            }
+        }
+        Err(if full { NoHostReason::Overflow } else { NoHostReason::NoHealthy })
+    }
+
+    /// A request's first attempt may start unless `max_requests` are in flight; counts it.
+    pub(crate) fn start_request(&self) -> bool {
+        self.admit(RQ_ACTIVE, RQ_TOTAL, RQ_OVERFLOW, self.limits.max_requests)
+    }
+
+    /// A retry may start unless `max_retries` are in flight; counts it.
+    pub(crate) fn start_retry(&self) -> bool {
+        self.admit(RETRY_ACTIVE, RETRY_TOTAL, RETRY_OVERFLOW, self.limits.max_retries)
+    }
+
+    fn admit(&self, active: usize, total: usize, overflow: usize, max: u64) -> bool {
+        let ok = self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max == 0 || n < max).then_some(n + 1)).is_ok();
+        self.word(if ok { total } else { overflow }).fetch_add(1, Ordering::Relaxed);
+        ok
+    }
+
+    pub(crate) fn end_request(&self) {
+        let _ = self.word(RQ_ACTIVE).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub(crate) fn end_retry(&self) {
+        let _ = self.word(RETRY_ACTIVE).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The cluster's counters, summed over every worker.
+    pub fn stats(&self) -> ClusterStats {
+        let w = |i| self.word(i).load(Ordering::Relaxed);
+        ClusterStats {
+            rq_active: w(RQ_ACTIVE),
+            rq_total: w(RQ_TOTAL),
+            retry_active: w(RETRY_ACTIVE),
+            retry_total: w(RETRY_TOTAL),
+            rq_overflow: w(RQ_OVERFLOW),
+            retry_overflow: w(RETRY_OVERFLOW),
+            cx_overflow: w(CX_OVERFLOW),
+            no_healthy: w(NO_HEALTHY),
+            subsets_fallback: w(SUBSET_FALLBACK),
+            subsets_created: self.subsets_created() as u64,
+        }
+    }
+}
+
+/// A cluster's counters (MOSN's names in the comments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Requests in flight (`upstream_request_active`).
+    pub rq_active: u64,
+    /// Requests started (`upstream_request_total`).
+    pub rq_total: u64,
+    /// Retries in flight.
+    pub retry_active: u64,
+    /// Retries started (`upstream_request_retry`).
+    pub retry_total: u64,
+    /// Requests refused by `max_requests` (`upstream_request_pending_overflow`).
+    pub rq_overflow: u64,
+    /// Retries refused by `max_retries` (`upstream_request_retry_overflow`).
+    pub retry_overflow: u64,
+    /// Host choices refused because every host was at `max_connections`.
+    pub cx_overflow: u64,
+    /// Host choices that found no healthy host.
+    pub no_healthy: u64,
+    /// Requests whose subset had no usable host (`lb_subsets_fallback`).
+    pub subsets_fallback: u64,
+    /// Subsets built (`lb_subsets_created`).
+    pub subsets_created: u64,
 }

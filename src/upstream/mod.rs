@@ -13,11 +13,15 @@
 
 pub mod cluster;
 pub mod hash;
+pub mod health_check;
 pub mod host;
 pub mod lb;
+pub mod outlier;
 pub mod state;
+pub mod subset;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, ClusterStats, NoHostReason};
 pub use host::{Host, HostState};
 pub use lb::TriedHosts;
 pub use state::StateBlock;
+pub use subset::Criteria;
