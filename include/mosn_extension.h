@@ -356,6 +356,11 @@ typedef struct {
    1 for the first attempt, 2 for the first retry, ...
    */
   uint32_t attempt;
+  /*
+   The cluster's `idle_timeout` in ms (an idle kept-alive connection to the host is
+   closed after it); 0 = unset (host default).
+   */
+  uint64_t idle_timeout_ms;
 } mosn_ext_upstream;
 
 #ifdef __cplusplus

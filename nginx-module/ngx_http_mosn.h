@@ -58,6 +58,10 @@ typedef struct {
     ngx_int_t                 (*process_header)(ngx_http_request_t *r);
     ngx_int_t                 (*reinit_request)(ngx_http_request_t *r);
 
+    /* the attempt's upstream connection and its cluster's idle_timeout (0: nginx's) */
+    ngx_connection_t           *peer_connection;
+    ngx_msec_t                  idle_timeout;
+
     unsigned                    parked:1;
     unsigned                    attempt_pending:1;
     unsigned                    response_seen:1;

@@ -254,6 +254,9 @@ ngx_http_mosn_process_header(ngx_http_request_t *r)
 
     ngx_http_mosn_wrap_process_header(ctx, u);
 
+    /* kept to give it the cluster's idle_timeout once keepalive caches it */
+    ctx->peer_connection = u->peer.connection;
+
     if (rc != NGX_OK || !ctx->attempt_pending || ctx->stream == NULL) {
         return rc;
     }
@@ -348,6 +351,8 @@ ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->name = name;   /* $upstream_addr */
 
     ctx->attempt_pending = 1;
+    ctx->peer_connection = NULL;
+    ctx->idle_timeout = ngx_http_mosn_msec(up.idle_timeout_ms);
 
     return NGX_OK;
 }
@@ -360,9 +365,24 @@ ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_mosn_ctx_t *ctx = data;
 
     uint32_t              outcome, status;
+    ngx_connection_t     *c;
     ngx_http_upstream_t  *u;
 
     u = ctx->r->upstream;
+
+    /*
+     * keepalive (which wraps this balancer) has just cached the connection if it took it:
+     * pc->connection is NULL then and the connection idles with keepalive_timeout. The
+     * cluster's idle_timeout replaces that timer.
+     */
+    c = ctx->peer_connection;
+    ctx->peer_connection = NULL;
+
+    if (c != NULL && pc->connection == NULL && ctx->idle_timeout
+        && c->idle && c->fd != (ngx_socket_t) -1 && c->read->timer_set)
+    {
+        ngx_add_timer(c->read, ctx->idle_timeout);
+    }
 
     if (ctx->attempt_pending && ctx->stream != NULL) {
 

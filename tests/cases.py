@@ -51,12 +51,13 @@ class CaseContext:
         return f"/c/{self.case_name}/{next(self._seq)}{('-' + tag) if tag else ''}"
 
     def get(self, headers=(), *, raw=(), path: str | None = None, method: str = "GET",
-            timeout: float = 10.0, body: bytes | None = None, host: str | None = None) -> Response:
+            timeout: float = 10.0, body: bytes | None = None, host: str | None = None,
+            port: int | None = None) -> Response:
         """One request on a fresh connection. headers: [(name, value)] sent as ``name: value``;
         raw: header lines sent verbatim (e.g. b"uid:2", exactly what curl -H "uid:2" sends);
-        host: the Host header (default 127.0.0.1:<port>)."""
+        host: the Host header (default 127.0.0.1:<port>); port: the listener (default the first)."""
         path = path or self.new_path()
-        r = request(self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body,
+        r = request(port or self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body,
                     host_header=host)
         r.path = path
         return r
@@ -660,3 +661,238 @@ def per_route_filter_config_and_variables(ctx: CaseContext):
     assert (r.status, r.text) == (200, "variables"), f"[{ctx.host_name}] variables (header): {r.describe()}"
     r = ctx.get(method="PUT")
     assert (r.status, r.text) == (200, "variables"), f"[{ctx.host_name}] variables (PUT): {r.describe()}"
+
+
+# --- the upstream (MOSN's clusters: subsets, balancers, health, breakers), on the second
+# listener (tests/harness/config.py: _upstream_listener) --------------------------------------
+
+def up(ctx: CaseContext, case_name: str, headers=(), **kw) -> Response:
+    """A request on the upstream listener with ``x-case: <case_name>``."""
+    return ctx.get([("x-case", case_name), *headers], port=ctx.port2, **kw)
+
+
+def wait_until(what: str, limit: float, f) -> float:
+    """Polls f() every 50 ms until true; the seconds it took. Fails after ``limit`` seconds."""
+    t0 = time.monotonic()
+    while not f():
+        assert time.monotonic() - t0 < limit, f"{what}: not within {limit} s"
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+@case
+def subset_routing_by_host_metadata(ctx: CaseContext):
+    """Seed 000 / GOHPNF's deployment in one cluster: hosts carry mosn.lb `unit: s1|s2|s3`; the
+    UNIT driver's unit becomes the subset criterion (header_to_metadata), so each uid lands
+    exactly where the three-cluster demo sends it; no uid: every host."""
+    if not getattr(ctx, "port2", None):
+        return
+    for uid, site in [("2", "s1"), ("100", "s1"), ("150", "s2"), ("201", "s3"), ("-1", "s3")]:
+        seen = set()
+        for _ in range(4):
+            r = up(ctx, "subset", [("uid", uid)])
+            seen.add(ctx.expect_site(r, site, f"subset uid {uid}"))
+        if site == "s1":
+            assert seen == ctx.site_ports("s1"), f"[{ctx.host_name}] both s1 hosts serve the s1 subset: {seen}"
+    sites = {up(ctx, "subset").site()[0] for _ in range(12)}
+    assert sites == {"s1", "s2", "s3"}, f"[{ctx.host_name}] no uid: every host, got {sites}"
+
+
+@case
+def weighted_split_across_a_multi_host_subset(ctx: CaseContext):
+    """weighted_clusters {units with metadata_match unit=s1 (2 hosts): 1, s3: 1}: half the
+    requests to s3, the other half spread over both s1 hosts."""
+    if not getattr(ctx, "port2", None):
+        return
+    ports = {}
+    for _ in range(200):
+        _, port = up(ctx, "subset-weighted").site()
+        ports[port] = ports.get(port, 0) + 1
+    s1 = sum(n for p, n in ports.items() if ctx.site_of.get(p) == "s1")
+    s3 = ports.get(ctx.ports["s3"], 0)
+    assert s1 + s3 == 200, f"[{ctx.host_name}] only s1 hosts and s3: {ports}"
+    assert 70 <= s3 <= 130, f"[{ctx.host_name}] s3 got {s3}/200, want 100 ± 30: {ports}"
+    assert all(ports.get(p, 0) >= 20 for p in ctx.site_ports("s1")), f"[{ctx.host_name}] both s1 hosts: {ports}"
+
+
+@case
+def weighted_round_robin_is_exact(ctx: CaseContext):
+    """LB_WEIGHTED_ROUNDROBIN with host weights s2:3, s3:1: every 4 requests, exactly 3 and 1
+    (one cursor shared by all workers)."""
+    if not getattr(ctx, "port2", None):
+        return
+    counts = {"s2": 0, "s3": 0}
+    for _ in range(40):
+        counts[up(ctx, "wrr").site()[0]] += 1
+    assert counts == {"s2": 30, "s3": 10}, f"[{ctx.host_name}] 3:1 over 40 requests: {counts}"
+
+
+@case
+def consistent_hash_keeps_a_key_on_one_host(ctx: CaseContext):
+    """LB_MAGLEV with hash_policy header x-user: one user, one host, every time; the users
+    spread over the hosts. Without hash_policy the client address is the key (MOSN's default):
+    every request from this client goes to one host."""
+    if not getattr(ctx, "port2", None):
+        return
+    hosts_used = set()
+    for u in range(12):
+        ports = {up(ctx, "hash", [("x-user", f"user-{u}")]).site()[1] for _ in range(3)}
+        assert len(ports) == 1, f"[{ctx.host_name}] user-{u} went to {ports}"
+        hosts_used |= ports
+    assert len(hosts_used) >= 3, f"[{ctx.host_name}] 12 users over 4 hosts used only {hosts_used}"
+    ports = {up(ctx, "source-ip").site()[1] for _ in range(8)}
+    assert len(ports) == 1, f"[{ctx.host_name}] one client address, one host: {ports}"
+
+
+@case
+def retries_never_repeat_a_host(ctx: CaseContext):
+    """A cluster [fail503, fail501, s2] with 2 retries: a retry never goes to a host already
+    tried, so within 3 attempts every request reaches s2."""
+    if not getattr(ctx, "port2", None):
+        return
+    for i in range(12):
+        r = up(ctx, "retry3")
+        ctx.expect_site(r, "s2", f"retry3 #{i + 1}")
+        attempts = ctx.log_for(r).get("attempts")
+        assert attempts in ("1", "2", "3"), f"[{ctx.host_name}] retry3 #{i + 1}: attempts {attempts}"
+
+
+@case
+def max_requests_overflows_with_503(ctx: CaseContext):
+    """circuit_breakers max_requests 2 on a cluster whose host answers after 1 s: of 8
+    concurrent requests 2 are served, 6 get 503 at once (flag UO in the access log); every
+    request is answered."""
+    if not getattr(ctx, "port2", None):
+        return
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        r = up(ctx, "limited", timeout=10)
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(15)
+    statuses = sorted(r.status for r in results)
+    assert len(results) == 8, f"[{ctx.host_name}] only {len(results)} of 8 answered"
+    assert statuses == [200, 200] + [503] * 6, f"[{ctx.host_name}] max_requests 2: {statuses}"
+    for r in results:
+        if r.status == 503:
+            assert r.elapsed < 0.9, f"[{ctx.host_name}] an overflow is answered at once, took {r.elapsed:.2f}s"
+            line = ctx.log_for(r)
+            flags = line.get("flags") or ""
+            # nginx logs MOSN's flag bits ($mosn_flags, UpstreamOverflow = 0x80), Envoy its own
+            # response flags; both name the overflow in the details.
+            overflow = "UO" in flags or (flags.startswith("0x") and int(flags, 16) & 0x80) \
+                or "overflow" in (line.get("details") or "")
+            assert overflow, f"[{ctx.host_name}] overflow not in the access log: {line['_raw']}"
+    # Slots are freed: the next request is served.
+    r = up(ctx, "limited")
+    assert r.status == 200, f"[{ctx.host_name}] after the burst: {r.describe()}"
+
+
+@case
+def active_health_check_takes_a_dead_host_out_and_back(ctx: CaseContext):
+    """Cluster hc [h1, h2], HTTP checks every 200 ms, unhealthy after 2 failures: h2 is killed,
+    and with no request sent to it in between (so passive health plays no part) the checks
+    take it out within interval × threshold + timeout (~0.6 s; 2 s allowed for scheduling):
+    then every request goes to h1. Restarted, h2 gets traffic again."""
+    kill = getattr(ctx, "killable", None)
+    if not kill or not getattr(ctx, "port2", None):
+        return
+    h1, h2 = ctx.killable["h1"].ports["h1"], ctx.killable["h2"].ports["h2"]
+    seen = {up(ctx, "hc").site()[1] for _ in range(6)}
+    assert seen == {h1, h2}, f"[{ctx.host_name}] both hc hosts serve before the kill: {seen}"
+    ctx.killable["h2"].stop()
+    time.sleep(2.0)
+    ports = [up(ctx, "hc") for _ in range(10)]
+    bad = [r.describe() for r in ports if r.status != 200 or r.site()[1] != h1]
+    assert not bad, f"[{ctx.host_name}] h2 still gets traffic 2 s after it died: {bad[:3]}"
+    ctx.killable["h2"].start(ports={"h2": h2})
+    wait_until(f"[{ctx.host_name}] h2 back in rotation", 5.0, lambda: up(ctx, "hc").site()[1] == h2)
+
+
+@case
+def passive_ejection_bounds_failures_under_load(ctx: CaseContext):
+    """The failover-under-load case with passive health on (this listener's fault_tolerance:
+    3 exceptions in a row eject a host): p2 is killed under 16 concurrent clients. Failed
+    attempts to it (requests with attempts > 1, as p1 and p3 answer) are bounded by
+    leastWindowCount (3) + the clients in flight (16): 19, where without ejection a third of
+    the traffic would hit it until it returns. Every request is answered 2xx."""
+    kill = getattr(ctx, "killable", None)
+    if not kill or not getattr(ctx, "port2", None):
+        return
+    stop_at = time.monotonic() + 3.0
+    results, errors = [], []
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def worker():
+        n = 0
+        while time.monotonic() < stop_at and n < 1500:
+            n += 1
+            try:
+                r = up(ctx, "passive", path=ctx.new_path("pv"), timeout=10)
+                with lock:
+                    results.append((r, killed.is_set()))
+            except BaseException as e:  # reported below
+                with lock:
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)
+    p2 = ctx.killable["p2"]
+    port = p2.ports["p2"]
+    killed.set()
+    t_kill = time.monotonic()
+    p2.stop()
+    assert time.monotonic() - t_kill < 1.5, f"[{ctx.host_name}] stopping p2 took {time.monotonic() - t_kill:.1f}s"
+    for t in threads:
+        t.join(20)
+    p2.start(ports={"p2": port})
+    assert not errors, f"[{ctx.host_name}] {len(errors)} requests failed: {errors[:3]}"
+    bad = [r.describe() for r, _ in results if not 200 <= r.status < 300]
+    assert not bad, f"[{ctx.host_name}] {len(bad)} of {len(results)} not 2xx: {bad[:3]}"
+    after = [r for r, k in results if k]
+    assert len(after) >= 50, f"[{ctx.host_name}] only {len(after)} requests after the kill"
+    # One read of the access log (not one per request: thousands of lines).
+    want = {r.path for r in after}
+    deadline = time.monotonic() + 5
+    while True:
+        by_path = {d.get("path"): d for d in ctx.host.access.lines() if d.get("path") in want}
+        if len(by_path) == len(want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(by_path) == len(want), f"[{ctx.host_name}] {len(want) - len(by_path)} requests have no access-log line"
+    retried = sum(int(d.get("attempts")) - 1 for d in by_path.values() if (d.get("attempts") or "").isdigit())
+    print(f"[{ctx.host_name}] passive ejection: {retried} failed attempts to the dead host, {len(after)} requests after the kill")
+    assert retried <= 19, (f"[{ctx.host_name}] {retried} failed attempts reached the dead host after the kill "
+                           f"({len(after)} requests); bound 19")
+
+
+@case
+def idle_timeout_closes_idle_upstream_connections(ctx: CaseContext):
+    """Cluster idle has idle_timeout 1s: the kept-alive connection a request leaves open to
+    the backend is closed by the proxy within ~1 s of idleness (the backend counts its open
+    connections; asked directly)."""
+    kill = getattr(ctx, "killable", None)
+    if not kill or not getattr(ctx, "port2", None):
+        return
+    port = ctx.killable["i1"].ports["i1"]
+
+    def open_conns() -> int:
+        return int(request(port, "/_open_connections").text.strip())
+
+    for _ in range(3):
+        r = up(ctx, "idle")
+        assert r.status == 200, f"[{ctx.host_name}] idle: {r.describe()}"
+    assert open_conns() >= 1, f"[{ctx.host_name}] the proxy keeps no upstream connection alive to begin with"
+    took = wait_until(f"[{ctx.host_name}] idle upstream connections closed", 4.0, lambda: open_conns() == 0)
+    assert took <= 2.5, f"[{ctx.host_name}] idle connections closed after {took:.1f}s, idle_timeout is 1s"

@@ -35,7 +35,7 @@ def test_mosn_ext_binary_built():
 def host_ctx(request, mosn_ext, backends):
     name = request.param
     work = hosts.make_run_dir(f"test_hosts-{name}")
-    listen, dead1, dead2 = hosts.free_ports(3)
+    listen, dead1, dead2, listen2 = hosts.free_ports(4)
     blackhole = hosts.Blackhole()
     request.addfinalizer(blackhole.close)
     # The failover cluster's hosts, each its own process so a case can kill and restart one.
@@ -45,8 +45,15 @@ def host_ctx(request, mosn_ext, backends):
         b.start()
         request.addfinalizer(lambda b=b: b.stop())
         failover[key] = b
-    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port,
-                 **{k: b.ports[k] for k, b in failover.items()})
+    # The upstream cases' hosts (health checks, passive ejection, idle connections).
+    killable = {}
+    for key, site in [("h1", "hc"), ("h2", "hc"), ("p1", "pv"), ("p2", "pv"), ("p3", "pv"), ("i1", "idle")]:
+        b = hosts.Backends([(key, site)])
+        b.start()
+        request.addfinalizer(lambda b=b: b.stop())
+        killable[key] = b
+    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port, listen2=listen2,
+                 **{k: b.ports[k] for k, b in failover.items()}, **{k: b.ports[k] for k, b in killable.items()})
     cfg = build_mosn_config(listen, ports)
     h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])
     err = None
@@ -57,8 +64,11 @@ def host_ctx(request, mosn_ext, backends):
         err = str(e)
     if err is not None:
         pytest.fail(f"{name} did not start (work dir kept: {work}):\n{err}", pytrace=False)
-    ctx = CaseContext(h, ports, {**backends.site_of, **{b.ports[k]: "fo" for k, b in failover.items()}})
+    ctx = CaseContext(h, ports, {**backends.site_of, **{b.ports[k]: "fo" for k, b in failover.items()},
+                                 **{b.ports[k]: b.specs[0][1] for k, b in killable.items()}})
     ctx.failover = failover
+    ctx.killable = killable
+    ctx.port2 = listen2
     try:
         yield ctx
     finally:
@@ -138,7 +148,7 @@ def test_stops_cleanly_on_sigterm(mosn_ext, backends, run_dir, host):
     import os
     import signal
     import time
-    listen, dead1, dead2 = hosts.free_ports(3)
+    listen, dead1, dead2, listen2 = hosts.free_ports(4)
     cfg = build_mosn_config(listen, dict(backends.ports, dead1=dead1, dead2=dead2))
     h = hosts.Host(host, cfg, run_dir, concurrency=2).start()
     try:

@@ -644,6 +644,7 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
                         address: out_bytes(c.host.address_text.as_bytes()),
                         host_index: c.index as u32,
                         attempt: c.attempt,
+                        idle_timeout_ms: c.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
                     };
                     // SAFETY: non-NULL out parameter (contract).
                     unsafe { *out = u };

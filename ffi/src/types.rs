@@ -125,6 +125,9 @@ pub struct mosn_ext_upstream {
     pub host_index: u32,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
+    /// The cluster's `idle_timeout` in ms (an idle kept-alive connection to the host is
+    /// closed after it); 0 = unset (host default).
+    pub idle_timeout_ms: u64,
 }
 
 pub const MOSN_EXT_HOST_OK: i32 = 0;

@@ -97,9 +97,31 @@ class SiteHandler(BaseHTTPRequestHandler):
                     break
                 n -= len(chunk)
 
+    # Open client connections per server: `GET /_open_connections` answers how many others
+    # are open (a test asks directly, to see whether a proxy closed its idle connections).
+    def setup(self):
+        super().setup()
+        with self.server.conns_lock:
+            self.server.open_conns += 1
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            with self.server.conns_lock:
+                self.server.open_conns -= 1
+
     def _handle(self) -> None:
         self._drain_body()
         port = self.server.server_address[1]
+        if self.path == "/_open_connections":
+            with self.server.conns_lock:
+                body = f"{self.server.open_conns - 1}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         body = f"site {self.site} from {port}\n".encode()
         units = self.headers.get_all(UNIT_HEADER)
         unit = ",".join(units) if units else None
@@ -135,6 +157,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def __init__(self, *a, **kw):
+        self.conns_lock = threading.Lock()
+        self.open_conns = 0
+        super().__init__(*a, **kw)
 
 
 def make_server(site: str, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:

@@ -132,22 +132,90 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
         else:
             clusters.append(_cluster("blackhole", [ports["dead2"]]))
 
+    routers_cfg = [{"router_config_name": "unit_router", "virtual_hosts": virtual_hosts}]
+    listeners = [_listener("serverListener", listen_host, listen_port, "unit_router", stream_filters)]
+    if not minimal and "listen2" in ports:
+        r, l, c = _upstream_listener(ports, listen_host)
+        routers_cfg.append(r)
+        listeners.append(l)
+        clusters += c
     return {
-        "servers": [{
-            "default_log_path": "stdout",
-            "routers": [{"router_config_name": "unit_router", "virtual_hosts": virtual_hosts}],
-            "listeners": [{
-                "name": "serverListener",
-                "address": f"{listen_host}:{int(listen_port)}",
-                "bind_port": True,
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": "Http1", "upstream_protocol": "Http1",
-                    "router_config_name": "unit_router"}}]}],
-                "stream_filters": stream_filters,
-            }],
-        }],
+        "servers": [{"default_log_path": "stdout", "routers": routers_cfg, "listeners": listeners}],
         "cluster_manager": {"clusters": clusters},
     }
+
+
+def _listener(name: str, host: str, port: int, router: str, stream_filters: list) -> dict:
+    return {
+        "name": name,
+        "address": f"{host}:{int(port)}",
+        "bind_port": True,
+        "filter_chains": [{"filters": [{"type": "proxy", "config": {
+            "downstream_protocol": "Http1", "upstream_protocol": "Http1", "router_config_name": router}}]}],
+        "stream_filters": stream_filters,
+    }
+
+
+
+
+def _unit_host(port: int, unit: str) -> dict:
+    return {"address": f"127.0.0.1:{int(port)}", "metadata": {"filter_metadata": {"mosn.lb": {"unit": unit}}}}
+
+
+def _upstream_listener(ports: dict, host: str):
+    """A second listener (ports["listen2"]) for the upstream cases: subsets by host metadata,
+    balancers, health checks, circuit breakers, passive health (its fault_tolerance filter
+    ejects hosts after 3 exceptions in a row; no other listener has it)."""
+    routes = [
+        # Seed 000's subset routing: the UNIT driver's unit (x-mosn-on-envoy-unit) becomes
+        # the subset criterion; no uid: any host (ANY_ENDPOINT fallback... not even needed:
+        # no criteria means every host).
+        _hdr_route("x-case", "subset", {"cluster_name": "units"}),
+        _hdr_route("x-case", "subset-weighted", {"weighted_clusters": [
+            {"cluster": {"name": "units", "weight": 1, "metadata_match": {"filter_metadata": {"mosn.lb": {"unit": "s1"}}}}},
+            {"cluster": {"name": "s3", "weight": 1}}]}),
+        _hdr_route("x-case", "wrr", {"cluster_name": "wrr"}),
+        {"match": {"prefix": "/", "headers": [{"name": "x-case", "value": "hash"}]},
+         "route": {"cluster_name": "hashed", "hash_policy": [{"header": {"key": "x-user"}}]}},
+        _hdr_route("x-case", "source-ip", {"cluster_name": "hashed"}),
+        _hdr_route("x-case", "hc", {"cluster_name": "hc"}),
+        _hdr_route("x-case", "limited", {"cluster_name": "limited"}),
+        _hdr_route("x-case", "passive", {"cluster_name": "passive",
+                                         "retry_policy": {"retry_on": True, "num_retries": 2}}),
+        _hdr_route("x-case", "retry3", {"cluster_name": "retry3",
+                                        "retry_policy": {"retry_on": True, "num_retries": 2}}),
+        _hdr_route("x-case", "idle", {"cluster_name": "idle"}),
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": "no upstream case"}},
+    ]
+    router = {"router_config_name": "upstream_router",
+              "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routers": routes}]}
+    filters = [
+        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}},
+        {"type": "header_to_metadata", "config": {"request_rules": [
+            {"header": UNIT_HEADER, "on_header_present": {"key": "unit"}}]}},
+        {"type": "fault_tolerance", "config": {"enabled": True, "leastWindowCount": 3, "recoverTime": 60000,
+                                                "exceptionTypes": [502, 503, 504]}},
+    ]
+    listener = _listener("upstreamListener", host, ports["listen2"], "upstream_router", filters)
+    clusters = [
+        {"name": "units", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+         "lb_subset_config": {"fall_back_policy": 1, "subset_selectors": [["unit"]]},
+         "hosts": [_unit_host(ports["s1a"], "s1"), _unit_host(ports["s1b"], "s1"),
+                   _unit_host(ports["s2"], "s2"), _unit_host(ports["s3"], "s3")]},
+        {"name": "wrr", "type": "SIMPLE", "lb_type": "LB_WEIGHTED_ROUNDROBIN",
+         "hosts": [dict(_addr(ports["s2"]), weight=3), dict(_addr(ports["s3"]), weight=1)]},
+        dict(_cluster("hashed", [ports[k] for k in ("s1a", "s1b", "s2", "s3")]), lb_type="LB_MAGLEV"),
+        dict(_cluster("hc", [ports["h1"], ports["h2"]]), health_check={
+            "protocol": "Http1", "service_name": "hc", "timeout": "200ms", "interval": "200ms",
+            "interval_jitter": "20ms", "initial_delay_seconds": "100ms",
+            "healthy_threshold": 1, "unhealthy_threshold": 2,
+            "check_config": {"http_check_config": {"path": "/health", "codes": [{"start": 200, "end": 299}]}}}),
+        dict(_cluster("limited", [ports["slow2"]]), circuit_breakers=[{"max_requests": 2}]),
+        _cluster("passive", [ports["p1"], ports["p2"], ports["p3"]]),
+        _cluster("retry3", [ports["fail503"], ports["fail501"], ports["s2"]]),
+        dict(_cluster("idle", [ports["i1"]]), idle_timeout="1s"),
+    ]
+    return router, listener, clusters
 
 
 def listener_port(cfg: dict) -> int:
