@@ -83,7 +83,7 @@ fn a_stream_that_panicked_stays_failed() {
     let mut a = mosn_ext_action::empty();
     assert_eq!(mosn_ext_stream_request_headers(s, &m, true, &mut a), MOSN_EXT_LOCAL_REPLY);
     std::panic::set_hook(prev);
-    let mut up = mosn_ext_upstream { cluster: out_bytes(b""), address: out_bytes(b""), host_index: 0, attempt: 0 };
+    let mut up = mosn_ext_upstream { cluster: out_bytes(b""), address: out_bytes(b""), host_index: 0, attempt: 0, idle_timeout_ms: 0 };
     assert_eq!(mosn_ext_stream_choose_host(s, &mut up), MOSN_EXT_HOST_ERROR);
     assert_eq!(mosn_ext_stream_resume(s, &m, &mut a), MOSN_EXT_LOCAL_REPLY);
     assert_eq!(a.status, 500);
