@@ -6,10 +6,14 @@
 //! implementing [`LoadBalancer`], a variant of [`LbType`], and its line in [`build`].
 
 mod random;
+mod request_round_robin;
 mod round_robin;
+mod weighted_round_robin;
 
 pub use random::Random;
+pub use request_round_robin::RequestRoundRobin;
 pub use round_robin::RoundRobin;
+pub use weighted_round_robin::WeightedRoundRobin;
 
 use super::host::HostState;
 use super::state::{Layout, StateBlock};
@@ -54,8 +58,9 @@ pub(crate) fn build(cfg: &LbConfig, members: &[Member], state: &Arc<StateBlock>,
     match cfg.lb_type {
         LbType::RoundRobin => Box::new(RoundRobin::new(members, state, layout)),
         LbType::Random => Box::new(Random::new(members)),
+        LbType::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(members, state, layout)),
+        LbType::RequestRoundRobin => Box::new(RequestRoundRobin::new(members)),
         // Until each has its own file: the closest implemented order.
-        LbType::WeightedRoundRobin | LbType::RequestRoundRobin => Box::new(RoundRobin::new(members, state, layout)),
         LbType::LeastRequest | LbType::LeastConnection | LbType::Maglev | LbType::PeakEwma => Box::new(Random::new(members)),
     }
 }
