@@ -5,11 +5,17 @@
 //! not yet tried by this request, under their connection limit). Adding one: a file here
 //! implementing [`LoadBalancer`], a variant of [`LbType`], and its line in [`build`].
 
+mod least_connection;
+mod least_request;
+mod peak_ewma;
 mod random;
 mod request_round_robin;
 mod round_robin;
 mod weighted_round_robin;
 
+pub use least_connection::LeastConnection;
+pub use least_request::LeastRequest;
+pub use peak_ewma::PeakEwma;
 pub use random::Random;
 pub use request_round_robin::RequestRoundRobin;
 pub use round_robin::RoundRobin;
@@ -61,7 +67,10 @@ pub(crate) fn build(cfg: &LbConfig, members: &[Member], state: &Arc<StateBlock>,
         LbType::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(members, state, layout)),
         LbType::RequestRoundRobin => Box::new(RequestRoundRobin::new(members)),
         // Until each has its own file: the closest implemented order.
-        LbType::LeastRequest | LbType::LeastConnection | LbType::Maglev | LbType::PeakEwma => Box::new(Random::new(members)),
+        LbType::LeastRequest => Box::new(LeastRequest::new(cfg, members)),
+        LbType::LeastConnection => Box::new(LeastConnection::new(cfg, members)),
+        LbType::PeakEwma => Box::new(PeakEwma::new(cfg, members)),
+        LbType::Maglev => Box::new(Random::new(members)),
     }
 }
 
