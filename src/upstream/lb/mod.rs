@@ -7,6 +7,7 @@
 
 mod least_connection;
 mod least_request;
+mod maglev;
 mod peak_ewma;
 mod random;
 mod request_round_robin;
@@ -15,6 +16,7 @@ mod weighted_round_robin;
 
 pub use least_connection::LeastConnection;
 pub use least_request::LeastRequest;
+pub use maglev::Maglev;
 pub use peak_ewma::PeakEwma;
 pub use random::Random;
 pub use request_round_robin::RequestRoundRobin;
@@ -66,11 +68,10 @@ pub(crate) fn build(cfg: &LbConfig, members: &[Member], state: &Arc<StateBlock>,
         LbType::Random => Box::new(Random::new(members)),
         LbType::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(members, state, layout)),
         LbType::RequestRoundRobin => Box::new(RequestRoundRobin::new(members)),
-        // Until each has its own file: the closest implemented order.
         LbType::LeastRequest => Box::new(LeastRequest::new(cfg, members)),
         LbType::LeastConnection => Box::new(LeastConnection::new(cfg, members)),
         LbType::PeakEwma => Box::new(PeakEwma::new(cfg, members)),
-        LbType::Maglev => Box::new(Random::new(members)),
+        LbType::Maglev => Box::new(Maglev::new(members)),
     }
 }
 
