@@ -75,6 +75,31 @@ pub(crate) fn build(cfg: &LbConfig, members: &[Member], state: &Arc<StateBlock>,
     }
 }
 
+/// For `benches/balancers.rs` only, not an API: the balancer of `lb_type` (other settings
+/// default) over hosts of `weights` with fresh state, and a pick with `hash` as the
+/// request's hash value, every host accepted, as the first attempt. Every host has
+/// reported a latency (1 ms plus 1 µs per index), as in steady state.
+#[doc(hidden)]
+pub fn bench_balancer(lb_type: LbType, weights: &[u32]) -> impl Fn(u64) -> Option<usize> {
+    let state = Arc::new(StateBlock::unallocated());
+    let mut layout = Layout::default();
+    let members: Vec<Member> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| Member {
+            weight,
+            key: super::hash::bytes(format!("10.0.{}.{}:80", i / 256, i % 256).as_bytes()),
+            state: HostState::new(&state, layout.take(super::host::HOST_WORDS)),
+        })
+        .collect();
+    let lb = build(&LbConfig { lb_type, ..LbConfig::default() }, &members, &state, &mut layout);
+    state.allocate(layout.next);
+    for (i, m) in members.iter().enumerate() {
+        m.state.record_latency(1_000_000 + 1_000 * i as u64, peak_ewma::now_ns(), peak_ewma::DECAY_NS);
+    }
+    move |hash| lb.select(&Pick { hash: Some(hash), attempt: 1 }, &mut |_| true)
+}
+
 /// Offers every member from `start` on, in order, wrapping around: the fallback every
 /// balancer uses when its own choice was not accepted.
 pub(crate) fn scan_from(start: usize, n: usize, accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
