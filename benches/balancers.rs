@@ -1,7 +1,8 @@
 //! Host choice per balancer: one `select` (every host accepted) for each `lb_type` over
-//! 10, 1,000 and 10,000 hosts, equal weights and, for the balancers that use weights,
-//! pseudo-random weights 1..=128; every host has reported a latency. With a heap-allocation
-//! count per pick (a counting global allocator), which must be 0.
+//! 10, 1,000 and 10,000 hosts, equal weights and, for every balancer that uses weights,
+//! pseudo-random weights 1..=128; every host has reported a latency. With the time to build
+//! the hosts and balancer, and a heap-allocation count per pick (a counting global
+//! allocator), which must be 0.
 //!
 //! `cargo bench --bench balancers` (part of `make bench`); results in docs/benchmarks.md.
 
@@ -57,7 +58,7 @@ fn allocations_per_pick(pick: &impl Fn(u64) -> Option<usize>) -> f64 {
 fn bench(c: &mut Criterion) {
     let mut rng = fastrand::Rng::with_seed(7);
     for lb_type in LbType::ALL {
-        let weighted = lb_type != LbType::RequestRoundRobin && lb_type != LbType::PeakEwma;
+        let weighted = lb_type != LbType::RequestRoundRobin;
         for n in [10usize, 1_000, 10_000] {
             let mut cases = vec![("equal", vec![1u32; n])];
             if weighted {
@@ -65,9 +66,11 @@ fn bench(c: &mut Criterion) {
             }
             for (weights_name, weights) in cases {
                 let name = format!("balancers/{}/{n}/{weights_name}", lb_type.name());
+                let built = std::time::Instant::now();
                 let pick = bench_balancer(lb_type, &weights);
+                let built = built.elapsed();
                 let allocs = allocations_per_pick(&pick);
-                println!("{name}: {allocs:.2} heap allocations per pick");
+                println!("{name}: built in {built:.1?}, {allocs:.2} heap allocations per pick");
                 assert_eq!(allocs, 0.0, "{name} allocates");
                 let mut h = 0u64;
                 c.bench_function(&name, |b| {

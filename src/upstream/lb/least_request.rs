@@ -16,8 +16,8 @@ pub(super) const MAX_CHOICES: usize = 32;
 /// none of them is accepted, every member from a random one on. O(choice_count) per pick.
 ///
 /// With equal weights this is MOSN's algorithm: the candidate with the fewest requests in
-/// flight. With unequal weights MOSN runs an EDF schedule over weight / (active + 1)^bias,
-/// rebuilt as load changes; here drawing by weight and comparing load per unit of weight
+/// flight. With unequal weights MOSN runs an EDF schedule over weight / (active + 1)^bias
+/// (a host's load re-read when it is rescheduled), behind a mutex; here drawing by weight and comparing load per unit of weight
 /// gives each member its weight's share both when nothing is in flight and under load
 /// (the tests check both). Drawing uniformly instead would cap a member's share at the
 /// chance it is drawn at all (2/n with two choices), whatever its weight; the `+ 1` of
@@ -28,6 +28,16 @@ pub struct LeastRequest {
     /// Per member: live state and weight.
     members: Box<[(HostState, f64)]>,
     bias: f64,
+}
+
+/// A member drawn for a pick.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    /// Lower is better.
+    pub(super) score: f64,
+    /// Position in the draw (breaks ties).
+    order: usize,
+    pub(super) member: usize,
 }
 
 /// How a pick draws its candidates: how many, and by weight or uniformly.
@@ -70,7 +80,7 @@ impl LeastRequest {
 
 impl LoadBalancer for LeastRequest {
     fn select(&self, _pick: &Pick, accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
-        self.choices.select(self.members.len(), |i| self.score(i), accept)
+        self.choices.select(self.members.len(), |drawn| drawn.iter_mut().for_each(|c| c.score = self.score(c.member)), accept)
     }
 }
 
@@ -84,23 +94,24 @@ impl Choices {
         Choices { count: c.min(MAX_CHOICES), by_weight }
     }
 
-    /// Offers the drawn members of `0..n` lowest `score` first (ties in the order drawn),
-    /// then every member from a random one on.
-    pub(super) fn select(&self, n: usize, score: impl Fn(usize) -> f64, accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
+    /// Draws members of `0..n`, has `score` set each one's score, and offers them lowest
+    /// score first (ties in the order drawn), then every member from a random one on.
+    pub(super) fn select(&self, n: usize, score: impl FnOnce(&mut [Candidate]), accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
         if n == 0 {
             return None;
         }
-        let mut drawn = [(0.0, 0, 0); MAX_CHOICES];
+        let mut drawn = [Candidate { score: 0.0, order: 0, member: 0 }; MAX_CHOICES];
         let drawn = &mut drawn[..self.count];
-        for (j, d) in drawn.iter_mut().enumerate() {
-            let i = match &self.by_weight {
+        for (order, c) in drawn.iter_mut().enumerate() {
+            let member = match &self.by_weight {
                 Some(w) => w.draw(),
                 None => fastrand::usize(..n),
             };
-            *d = (score(i), j, i);
+            *c = Candidate { score: 0.0, order, member };
         }
-        drawn.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        drawn.iter().map(|&(_, _, i)| i).find(|&i| accept(i)).or_else(|| scan_from(fastrand::usize(..n), n, accept))
+        score(drawn);
+        drawn.sort_unstable_by(|a, b| a.score.total_cmp(&b.score).then(a.order.cmp(&b.order)));
+        drawn.iter().map(|c| c.member).find(|&i| accept(i)).or_else(|| scan_from(fastrand::usize(..n), n, accept))
     }
 }
 

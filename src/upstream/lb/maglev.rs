@@ -21,11 +21,12 @@ const MAX_TABLE: u64 = 1 << 22;
 ///
 /// Table size: the smallest prime ≥ max(65,537, 100 × hosts), capped near 4,194,304
 /// (and always more than the host count): 4 bytes a slot, so 256 KiB up to 655 hosts,
-/// about 4 MB at 10,000. MOSN uses 65,537 slots whatever the host count (which balances
-/// poorly past a few hundred hosts). Building costs O(M log M); a pick is one lookup, O(1).
+/// about 4 MB at 10,000. MOSN uses 65,537 slots below 30,000 hosts (which balances poorly
+/// past a few hundred hosts), 655,373 from there, and ignores weights. Building costs
+/// O(M log M); a pick is one lookup, O(1).
 ///
-/// A pick without a hash value (no `hash_policy`, or its header absent) uses a random one,
-/// as MOSN does.
+/// A pick without a hash value (a route without `hash_policy`) uses a random one: any
+/// host (MOSN picks none).
 #[derive(Debug)]
 pub struct Maglev {
     table: Box<[u32]>,

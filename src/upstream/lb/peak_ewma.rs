@@ -1,7 +1,7 @@
 //! `LB_PEAK_EWMA`: MOSN scores hosts by their latency's peak EWMA times their requests in
 //! flight, over the success rate, and takes the best of `choice_count` random ones.
 
-use super::least_request::Choices;
+use super::least_request::{Candidate, Choices, WeightDraw};
 use super::{LoadBalancer, Member, Pick};
 use crate::config::LbConfig;
 use crate::upstream::host::HostState;
@@ -11,17 +11,19 @@ use std::time::Instant;
 /// How fast a host's latency EWMA forgets (its time constant): 10 s, in nanoseconds.
 pub(crate) const DECAY_NS: f64 = 10e9;
 
-/// Draws `choice_count` members uniformly at random (2 by default) and offers them lowest score
-/// first, then every member from a random one on (as [`LeastRequest`](super::LeastRequest)):
-/// score = latency × (active + 1)^bias, latency the member's peak EWMA
-/// ([`HostState::latency_ewma_ns`], decay [`DECAY_NS`]) in ns, `bias` the config's
-/// `active_request_bias`. O(choice_count) per pick.
+/// Draws `choice_count` members at random (2 by default; by weight when weights differ)
+/// and offers them lowest score first, ties in the order drawn, then every member from a
+/// random one on (as [`LeastRequest`](super::LeastRequest)): score = latency × (active +
+/// 1)^bias, latency the member's peak EWMA ([`HostState::latency_ewma_ns`], decay
+/// [`DECAY_NS`]) in ns, `bias` the config's `active_request_bias`. O(choice_count) per pick.
 ///
-/// A member with no latency report yet counts 1 ns: it is tried before measured members,
-/// and among unmeasured members the one with fewer requests in flight goes first.
+/// A member with no latency report yet is scored at the mean latency of the measured
+/// candidates drawn with it (MOSN: the cluster's mean latency), so it gets tried when it has
+/// fewer requests in flight, without all traffic rushing to it before its first response;
+/// if no candidate is measured, requests in flight alone decide.
 ///
-/// Differences from MOSN: no success rate (the host's state keeps none per host), and the
-/// weights are not used (MOSN's peak EWMA ignores them too).
+/// Differences from MOSN: no success-rate divisor (the host's state keeps no success rate);
+/// unequal weights weigh the draw (MOSN runs its EDF schedule over weight / score).
 #[derive(Debug)]
 pub struct PeakEwma {
     choices: Choices,
@@ -37,23 +39,35 @@ impl PeakEwma {
         // worker process inherits the same epoch and latency stamps mean the same in all.
         now_ns();
         PeakEwma {
-            choices: Choices::new(cfg, None),
+            choices: Choices::new(cfg, WeightDraw::new(members)),
             members: members.iter().map(|m| m.state.clone()).collect(),
             bias: cfg.active_request_bias,
         }
     }
 
-    fn score(&self, i: usize, now: u64) -> f64 {
-        let state = &self.members[i];
-        let latency = state.latency_ewma_ns(now, DECAY_NS).unwrap_or(0.0).max(1.0);
-        latency * load(state, self.bias)
+    /// Scores the drawn members: latency (NaN while unmeasured) first, then the mean
+    /// measured latency in place of NaN, times the load.
+    fn score(&self, drawn: &mut [Candidate], now: u64) {
+        let (mut sum, mut measured) = (0.0, 0u32);
+        for c in drawn.iter_mut() {
+            c.score = self.members[c.member].latency_ewma_ns(now, DECAY_NS).unwrap_or(f64::NAN);
+            if !c.score.is_nan() {
+                sum += c.score;
+                measured += 1;
+            }
+        }
+        let mean = if measured == 0 { 1.0 } else { sum / f64::from(measured) };
+        for c in drawn.iter_mut() {
+            let latency = if c.score.is_nan() { mean } else { c.score };
+            c.score = latency * load(&self.members[c.member], self.bias);
+        }
     }
 }
 
 impl LoadBalancer for PeakEwma {
     fn select(&self, _pick: &Pick, accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
         let now = now_ns();
-        self.choices.select(self.members.len(), |i| self.score(i, now), accept)
+        self.choices.select(self.members.len(), |drawn| self.score(drawn, now), accept)
     }
 }
 
@@ -110,22 +124,30 @@ mod tests {
     }
 
     #[test]
-    fn unmeasured_members_are_tried_first_least_loaded_first() {
+    fn an_unmeasured_member_competes_at_the_measured_candidates_latency() {
         fastrand::seed(33);
-        let (m, state, layout) = members(&[1, 1, 1]);
+        let (m, state, layout) = members(&[1, 1]);
         state.allocate(layout.next);
-        m[0].state.record_latency(1_000, now_ns(), DECAY_NS);
-        (0..2).for_each(|_| m[2].state.attempt_started());
-        let lb = PeakEwma::new(&LbConfig { choice_count: 3, ..LbConfig::default() }, &m);
-        let mut got = [0usize; 3];
-        for _ in 0..10_000 {
-            let mut first = None;
-            lb.select(&Pick::default(), &mut |i| *first.get_or_insert(i) == i);
-            got[first.unwrap()] += 1;
-        }
-        // Member 1 (unmeasured, idle) whenever drawn; member 2 (unmeasured, 2 in flight)
-        // before the measured member 0.
-        assert!(got[1] > got[2] && got[2] > got[0], "{got:?}");
+        m[0].state.record_latency(1_000_000, now_ns(), DECAY_NS);
+        (0..2).for_each(|_| m[1].state.attempt_started());
+        let lb = PeakEwma::new(&LbConfig::default(), &m);
+        // Unmeasured member 1 has more in flight: it wins only when drawn twice.
+        let share = picks_of(&lb, 1, 10_000) as f64 / 10_000.0;
+        assert!((share - 0.25).abs() < 0.02, "{share}");
+        // Now fewer: it wins whenever drawn.
+        (0..5).for_each(|_| m[0].state.attempt_started());
+        let share = picks_of(&lb, 1, 10_000) as f64 / 10_000.0;
+        assert!((share - 0.75).abs() < 0.02, "{share}");
+    }
+
+    #[test]
+    fn unmeasured_idle_members_are_drawn_by_weight() {
+        fastrand::seed(34);
+        let (m, state, layout) = members(&[1, 3]);
+        state.allocate(layout.next);
+        let lb = PeakEwma::new(&LbConfig::default(), &m);
+        let share = picks_of(&lb, 1, 20_000) as f64 / 20_000.0;
+        assert!((share - 0.75).abs() < 0.02, "{share}");
     }
 
     #[test]
