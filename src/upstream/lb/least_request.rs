@@ -17,11 +17,12 @@ pub(super) const MAX_CHOICES: usize = 32;
 ///
 /// With equal weights this is MOSN's algorithm: the candidate with the fewest requests in
 /// flight. With unequal weights MOSN runs an EDF schedule over weight / (active + 1)^bias
-/// (a host's load re-read when it is rescheduled), behind a mutex; here drawing by weight and comparing load per unit of weight
-/// gives each member its weight's share both when nothing is in flight and under load
-/// (the tests check both). Drawing uniformly instead would cap a member's share at the
-/// chance it is drawn at all (2/n with two choices), whatever its weight; the `+ 1` of
-/// MOSN's formula would give heavy members more than their share at low load.
+/// (a host's load re-read when it is rescheduled) behind a mutex. Here drawing by weight
+/// and comparing load per unit of weight gives each member its weight's share both when
+/// nothing is in flight and under load (the tests check both). Drawing uniformly instead
+/// would cap a member's share at the chance it is drawn at all (about 2/n with two
+/// choices), whatever its weight; the `+ 1` of MOSN's formula would give heavy members
+/// more than their share at low load.
 #[derive(Debug)]
 pub struct LeastRequest {
     choices: Choices,
