@@ -13,7 +13,7 @@ help:
 	@echo "make test              everything CI runs"
 	@echo "make lint              fmt, clippy -D warnings, module dependency check"
 	@echo "make readme-fields     regenerate README.md's configuration reference"
-	@echo "make bench             criterion decision-path benchmark"
+	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
 
 build-l7:
@@ -73,6 +73,7 @@ demo: install-deps build-l7 build-nginx-module
 bench:
 	$(CARGO) bench --bench decision
 	$(CARGO) bench --bench routing
+	$(CARGO) bench --bench balancers
 
 bench-hosts: install-deps build-l7 build-nginx-module
 	bash scripts/bench-hosts.sh

@@ -5,11 +5,23 @@
 //! not yet tried by this request, under their connection limit). Adding one: a file here
 //! implementing [`LoadBalancer`], a variant of [`LbType`], and its line in [`build`].
 
+mod least_connection;
+mod least_request;
+mod maglev;
+mod peak_ewma;
 mod random;
+mod request_round_robin;
 mod round_robin;
+mod weighted_round_robin;
 
+pub use least_connection::LeastConnection;
+pub use least_request::LeastRequest;
+pub use maglev::Maglev;
+pub use peak_ewma::PeakEwma;
 pub use random::Random;
+pub use request_round_robin::RequestRoundRobin;
 pub use round_robin::RoundRobin;
+pub use weighted_round_robin::WeightedRoundRobin;
 
 use super::host::HostState;
 use super::state::{Layout, StateBlock};
@@ -54,10 +66,38 @@ pub(crate) fn build(cfg: &LbConfig, members: &[Member], state: &Arc<StateBlock>,
     match cfg.lb_type {
         LbType::RoundRobin => Box::new(RoundRobin::new(members, state, layout)),
         LbType::Random => Box::new(Random::new(members)),
-        // Until each has its own file: the closest implemented order.
-        LbType::WeightedRoundRobin | LbType::RequestRoundRobin => Box::new(RoundRobin::new(members, state, layout)),
-        LbType::LeastRequest | LbType::LeastConnection | LbType::Maglev | LbType::PeakEwma => Box::new(Random::new(members)),
+        LbType::WeightedRoundRobin => Box::new(WeightedRoundRobin::new(members, state, layout)),
+        LbType::RequestRoundRobin => Box::new(RequestRoundRobin::new(members)),
+        LbType::LeastRequest => Box::new(LeastRequest::new(cfg, members)),
+        LbType::LeastConnection => Box::new(LeastConnection::new(cfg, members)),
+        LbType::PeakEwma => Box::new(PeakEwma::new(cfg, members)),
+        LbType::Maglev => Box::new(Maglev::new(members)),
     }
+}
+
+/// For `benches/balancers.rs` only, not an API: the balancer of `lb_type` (other settings
+/// default) over hosts of `weights` with fresh state, and a pick with `hash` as the
+/// request's hash value, every host accepted, as the first attempt. Every host has
+/// reported a latency (1 ms plus 1 µs per index), as in steady state.
+#[doc(hidden)]
+pub fn bench_balancer(lb_type: LbType, weights: &[u32]) -> impl Fn(u64) -> Option<usize> {
+    let state = Arc::new(StateBlock::unallocated());
+    let mut layout = Layout::default();
+    let members: Vec<Member> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| Member {
+            weight,
+            key: super::hash::bytes(format!("10.0.{}.{}:80", i / 256, i % 256).as_bytes()),
+            state: HostState::new(&state, layout.take(super::host::HOST_WORDS)),
+        })
+        .collect();
+    let lb = build(&LbConfig { lb_type, ..LbConfig::default() }, &members, &state, &mut layout);
+    state.allocate(layout.next);
+    for (i, m) in members.iter().enumerate() {
+        m.state.record_latency(1_000_000 + 1_000 * i as u64, peak_ewma::now_ns(), peak_ewma::DECAY_NS);
+    }
+    move |hash| lb.select(&Pick { hash: Some(hash), attempt: 1 }, &mut |_| true)
 }
 
 /// Offers every member from `start` on, in order, wrapping around: the fallback every
