@@ -19,7 +19,7 @@ use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
 use crate::listener::Listener;
 use crate::router::header_edit::{self, Edit};
 use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
-use crate::upstream::lb::Pick;
+use crate::upstream::lb::{self, Pick};
 use crate::upstream::{Cluster, Criteria, Host, NoHostReason, TriedHosts};
 use crate::variable::RequestVars;
 use crate::wake::{WakeFn, WakeSource};
@@ -78,6 +78,8 @@ pub struct Stream {
     retry_admitted: bool,
     /// Why the latest host choice failed.
     no_host: Option<NoHost>,
+    /// When the latest attempt started (ns, LB_PEAK_EWMA clusters only; 0: not measured).
+    attempt_started_ns: u64,
     /// The consistent-hash key of this request (only for clusters that hash).
     hash: Option<u64>,
     /// The client address as the host gave it (`ip` or `ip:port`), for `source_ip` hashing.
@@ -108,6 +110,7 @@ impl Stream {
             admitted: false,
             retry_admitted: false,
             no_host: None,
+            attempt_started_ns: 0,
             hash: None,
             downstream: None,
             outcome: None,
@@ -455,6 +458,8 @@ impl Stream {
             Err(NoHostReason::Overflow) => return Err(self.no_host(NoHost::Overflow)),
         };
         self.no_host = None;
+        // Peak EWMA learns each host's latency from the attempts' durations.
+        self.attempt_started_ns = if cluster.lb_type == crate::config::LbType::PeakEwma { lb::now_ns() } else { 0 };
         self.tried.insert(index);
         self.attempts += 1;
         self.last_host = Some(index);
@@ -527,6 +532,10 @@ impl Stream {
             }
         }
         self.end_attempt();
+        if let (Some(h), true) = (self.upstream_host(), self.in_flight && self.attempt_started_ns != 0) {
+            let now = lb::now_ns();
+            h.state.record_latency(now.saturating_sub(self.attempt_started_ns), now, lb::DECAY_NS);
+        }
         if let Some(h) = self.upstream_host() {
             match outcome {
                 UpstreamOutcome::Response(s) if s >= 500 => h.state.count_error_response(),

@@ -258,7 +258,6 @@ fn breaker_accounting_holds_under_concurrent_threads() {
 // === consistent hashing ===
 
 #[test]
-#[ignore = "until LB_MAGLEV lands"]
 fn maglev_sends_one_key_to_one_host_and_moves_it_on_failure() {
     let hosts: Vec<Value> = (1..=5).map(|p| json!({"address": format!("127.0.0.1:{p}")})).collect();
     let e = config(json!({"hosts": hosts, "lb_type": "LB_MAGLEV"}), json!({"hash_policy": [{"header": {"key": "x-user"}}]}), json!([]));
@@ -289,7 +288,6 @@ fn maglev_sends_one_key_to_one_host_and_moves_it_on_failure() {
 }
 
 #[test]
-#[ignore = "until LB_MAGLEV lands"]
 fn source_ip_hash_uses_the_client_address() {
     let hosts: Vec<Value> = (1..=5).map(|p| json!({"address": format!("127.0.0.1:{p}")})).collect();
     let e = config(json!({"hosts": hosts, "lb_type": "LB_MAGLEV"}), json!({}), json!([]));

@@ -166,7 +166,6 @@ impl HostState {
         Some(v * (-age / decay_ns).exp())
     }
     /// Folds one attempt's latency into the EWMA (a peak: a slower sample replaces it).
-    #[allow(dead_code)] // fed by the stream once LB_PEAK_EWMA lands
     pub(crate) fn record_latency(&self, latency_ns: u64, now_ns: u64, decay_ns: f64) {
         let sample = latency_ns as f64;
         let _ = self.word(EWMA_LATENCY_NS).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {

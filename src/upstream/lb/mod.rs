@@ -9,6 +9,8 @@ mod least_connection;
 mod least_request;
 mod maglev;
 mod peak_ewma;
+
+pub(crate) use peak_ewma::{now_ns, DECAY_NS};
 mod random;
 mod request_round_robin;
 mod round_robin;
