@@ -68,7 +68,7 @@ test-hosts: build-l7 build-nginx-module
 test: install-deps header-check lint test-rust test-c test-hosts
 
 demo: install-deps build-l7 build-nginx-module
-	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep)
+	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep) $(if $(EXAMPLE),--example $(EXAMPLE))
 
 bench:
 	$(CARGO) bench --bench decision

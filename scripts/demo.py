@@ -2,7 +2,8 @@
 """The unit-routing demo (seed 004) behind a real Envoy or Nginx.
 
 Starts the three sites on free 127.0.0.1 ports (s1 with two hosts, s2 and s3 with one
-each; each answers `site sN from PORT`), writes examples/unit-routing/mosn.json with
+each; each answers `site sN from PORT`), writes examples/unit-routing/mosn.json (or, with
+`--example unit-subset`, the one-cluster variant whose hosts are picked by metadata) with
 those ports and the listener port, runs `mosn-ext start --host HOST` (the same command a
 user runs), sends the seed's curls, prints the answers and stops everything it started.
 `--keep` leaves it running for a person to curl until Ctrl-C.
@@ -23,8 +24,8 @@ from harness.hosts import Backends, Host  # noqa: E402
 CURLS = [("uid:2", {"uid": "2"}), ("uid:2", {"uid": "2"}), ("uid:200", {"uid": "200"}), ("uid:201", {"uid": "201"})]
 
 
-def config(port: int, ports: dict) -> dict:
-    cfg = json.loads((ROOT / "examples/unit-routing/mosn.json").read_text())
+def config(port: int, ports: dict, example: str = "unit-routing") -> dict:
+    cfg = json.loads((ROOT / "examples" / example / "mosn.json").read_text())
     cfg["servers"][0]["listeners"][0]["address"] = f"127.0.0.1:{port}"
     seed_ports = {"127.0.0.1:3450": ports["s1a"], "127.0.0.1:3451": ports["s1b"],
                   "127.0.0.1:3452": ports["s2"], "127.0.0.1:3453": ports["s3"]}
@@ -47,6 +48,8 @@ def main() -> int:
     ap.add_argument("--host", choices=["envoy", "nginx"], default="envoy")
     ap.add_argument("--port", type=int, default=2990)
     ap.add_argument("--keep", action="store_true", help="keep running until Ctrl-C")
+    ap.add_argument("--example", choices=["unit-routing", "unit-subset"], default="unit-routing",
+                    help="unit-routing: a cluster per site; unit-subset: one cluster, hosts picked by metadata")
     a = ap.parse_args()
 
     work = ROOT / "build" / "demo" / a.host
@@ -56,7 +59,7 @@ def main() -> int:
     try:
         p = backends.ports
         print(f"sites: s1 on {p['s1a']} and {p['s1b']}, s2 on {p['s2']}, s3 on {p['s3']}")
-        host = Host(a.host, config(a.port, p), work, concurrency=2)
+        host = Host(a.host, config(a.port, p, a.example), work, concurrency=2)
         print(f"starting {a.host}: {' '.join(host.command())}")
         host.start()
         print(f"{a.host} with mosn-extension listens on 127.0.0.1:{a.port} (logs in {work})\n")

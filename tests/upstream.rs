@@ -531,3 +531,31 @@ mod active {
         assert_eq!(*changes.lock().unwrap(), [("c".to_string(), 1, false), ("c".to_string(), 1, true)]);
     }
 }
+
+// === the single-cluster subset example ===
+
+#[test]
+fn the_subset_example_routes_exactly_like_the_three_cluster_demo() {
+    let demo = Engine::from_json(include_str!("../examples/unit-routing/mosn.json")).unwrap();
+    let subset = Engine::from_json(include_str!("../examples/unit-subset/mosn.json")).unwrap();
+    // The hosts requests with these headers can reach (enough picks to see every host).
+    let reach = |e: &Engine, uid: Option<&str>| {
+        let mut hs = vec![h(":path", "/")];
+        if let Some(u) = uid {
+            hs.push(h("uid", u));
+        }
+        let mut got: Vec<String> = (0..16)
+            .map(|_| {
+                let mut s = e.new_stream(0, None).unwrap();
+                s.request_headers(&Headers(&hs), true);
+                s.choose_host().unwrap().host.address_text.to_string()
+            })
+            .collect();
+        got.sort();
+        got.dedup();
+        got
+    };
+    for uid in [None, Some("1"), Some("2"), Some("100"), Some("101"), Some("200"), Some("201"), Some("0"), Some("-1"), Some("abc"), Some("9223372036854775807")] {
+        assert_eq!(reach(&subset, uid), reach(&demo, uid), "uid {uid:?}");
+    }
+}
