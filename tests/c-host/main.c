@@ -316,6 +316,24 @@ int main(int argc, char **argv) {
         /* the child took s1's first host; this process must get the second one */
         result mine = run(sc, kv);
         CHECK(strcmp(mine.host, "127.0.0.1:3451") == 0, "after the other process's request, round robin gives %s, want 127.0.0.1:3451", mine.host);
+
+        /* the counters are shared too: s1 counts both processes' requests */
+        size_t nc = mosn_ext_config_cluster_count(sc), s1 = nc;
+        for (size_t i = 0; i < nc; i++) {
+            mosn_ext_cluster_stats cs;
+            if (mosn_ext_config_cluster_stats(sc, i, &cs) && eq(cs.name, "s1")) {
+                s1 = i;
+                CHECK(cs.rq_total == 2 && cs.rq_active == 0 && cs.hosts == 2 && cs.healthy_hosts == 2,
+                      "s1 stats: total %llu active %llu hosts %llu healthy %llu", (unsigned long long)cs.rq_total,
+                      (unsigned long long)cs.rq_active, (unsigned long long)cs.hosts, (unsigned long long)cs.healthy_hosts);
+            }
+        }
+        CHECK(s1 < nc, "cluster s1 in the stats");
+        mosn_ext_host_stats hs;
+        CHECK(mosn_ext_config_host_stats(sc, s1, 1, &hs) && eq(hs.address, "127.0.0.1:3451") && hs.rq_total == 1 &&
+                  hs.health_flags == 0,
+              "s1 host 1 stats");
+        CHECK(!mosn_ext_config_host_stats(sc, s1, 2, &hs) && !mosn_ext_config_cluster_stats(sc, nc, NULL), "out of range");
         mosn_ext_config_free(sc);
         munmap(mem, size);
     }
