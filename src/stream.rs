@@ -442,20 +442,25 @@ impl Stream {
     /// `max_requests`.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
         self.end_attempt();
-        let listener = self.listener.clone();
-        let Some(cluster) = cluster_of(&listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
+        // Fields are borrowed one by one (no listener reference count touched).
+        let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
         if !self.admitted {
             if !cluster.start_request() {
-                return Err(self.no_host(NoHost::Overflow));
+                return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::Overflow));
             }
             self.admitted = true;
         }
-        let criteria = self.criteria(cluster);
         let pick = Pick { hash: self.hash, attempt: self.attempts + 1 };
-        let index = match cluster.choose(&criteria, &pick, &self.tried) {
+        let chosen = if cluster.has_subsets() {
+            let criteria = criteria(&self.listener, self.routed, self.picked.as_ref(), &self.router_meta);
+            cluster.choose(&criteria, &pick, &self.tried)
+        } else {
+            cluster.choose(&Criteria::default(), &pick, &self.tried)
+        };
+        let index = match chosen {
             Ok(i) => i,
-            Err(NoHostReason::NoHealthy) => return Err(self.no_host(NoHost::NoHealthyHost)),
-            Err(NoHostReason::Overflow) => return Err(self.no_host(NoHost::Overflow)),
+            Err(NoHostReason::NoHealthy) => return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::NoHealthyHost)),
+            Err(NoHostReason::Overflow) => return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::Overflow)),
         };
         self.no_host = None;
         // Peak EWMA learns each host's latency from the attempts' durations.
@@ -464,31 +469,8 @@ impl Stream {
         self.attempts += 1;
         self.last_host = Some(index);
         self.in_flight = true;
-        let cluster = cluster_of(&self.listener, self.routed, self.picked.as_ref()).expect("routed above");
         let host = &cluster.hosts[index];
         Ok(Chosen { cluster, index, host, attempt: self.attempts })
-    }
-
-    fn no_host(&mut self, why: NoHost) -> NoHost {
-        self.flags |= match why {
-            NoHost::Overflow => flags::UPSTREAM_OVERFLOW,
-            _ => flags::NO_HEALTHY_UPSTREAM,
-        };
-        self.no_host = Some(why);
-        why
-    }
-
-    /// The subset criteria: the route's (or weighted cluster's) `metadata_match` with what
-    /// filters set on top. Empty (no allocation) for clusters without subsets.
-    fn criteria(&self, cluster: &Cluster) -> Criteria {
-        if !cluster.has_subsets() {
-            return Criteria::default();
-        }
-        let from_route = match (self.forward(), self.picked.as_ref()) {
-            (Some(fw), Some(p)) => fw.criteria(p).clone(),
-            _ => Criteria::default(),
-        };
-        from_route.merged(&self.router_meta)
     }
 
     /// The latest attempt no longer counts as active on its host (nor as a retry).
@@ -624,6 +606,27 @@ impl Stream {
 /// borrows of the stream).
 fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Option<&'a Picked>) -> Option<&'a Arc<Cluster>> {
     listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
+}
+
+/// Records why no host was chosen (a free function: the caller holds other borrows).
+fn no_host(flags: &mut u32, slot: &mut Option<NoHost>, why: NoHost) -> NoHost {
+    *flags |= match why {
+        NoHost::Overflow => flags::UPSTREAM_OVERFLOW,
+        _ => flags::NO_HEALTHY_UPSTREAM,
+    };
+    *slot = Some(why);
+    why
+}
+
+/// The subset criteria: the route's (or weighted cluster's) `metadata_match` with what
+/// filters set on top (they win a conflict).
+fn criteria(listener: &Listener, routed: Option<RouteMatch>, picked: Option<&Picked>, router_meta: &Metadata) -> Criteria {
+    let fw = listener.router.as_deref().and_then(|r| r.forward(routed?));
+    let from_route = match (fw, picked) {
+        (Some(fw), Some(p)) => fw.criteria(p).clone(),
+        _ => Criteria::default(),
+    };
+    from_route.merged(router_meta)
 }
 
 /// The value of cookie `name` in one `Cookie` header value.

@@ -555,7 +555,19 @@ fn the_subset_example_routes_exactly_like_the_three_cluster_demo() {
         got.dedup();
         got
     };
-    for uid in [None, Some("1"), Some("2"), Some("100"), Some("101"), Some("200"), Some("201"), Some("0"), Some("-1"), Some("abc"), Some("9223372036854775807")] {
+    for uid in [
+        None,
+        Some("1"),
+        Some("2"),
+        Some("100"),
+        Some("101"),
+        Some("200"),
+        Some("201"),
+        Some("0"),
+        Some("-1"),
+        Some("abc"),
+        Some("9223372036854775807"),
+    ] {
         assert_eq!(reach(&subset, uid), reach(&demo, uid), "uid {uid:?}");
     }
 }

@@ -177,17 +177,24 @@ impl Cluster {
     }
 
     fn admit(&self, active: usize, total: usize, overflow: usize, max: u64) -> bool {
-        let ok = self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max == 0 || n < max).then_some(n + 1)).is_ok();
+        let ok = if max == 0 {
+            self.word(active).fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
+        };
         self.word(if ok { total } else { overflow }).fetch_add(1, Ordering::Relaxed);
         ok
     }
 
+    /// Ends a request admitted by [`Cluster::start_request`] (exactly once).
     pub(crate) fn end_request(&self) {
-        let _ = self.word(RQ_ACTIVE).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.word(RQ_ACTIVE).fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Ends a retry admitted by [`Cluster::start_retry`] (exactly once).
     pub(crate) fn end_retry(&self) {
-        let _ = self.word(RETRY_ACTIVE).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.word(RETRY_ACTIVE).fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The cluster's counters, summed over every worker.

@@ -99,9 +99,9 @@ impl HostState {
     pub(crate) fn attempt_started(&self) {
         self.try_start_attempt(0);
     }
+    /// Ends an attempt this process started (each start is ended exactly once).
     pub(crate) fn attempt_ended(&self) {
-        // Never below 0, whatever the host reports.
-        let _ = self.word(RQ_ACTIVE).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+        self.word(RQ_ACTIVE).fetch_sub(1, Ordering::Relaxed);
     }
     /// Attempts sent to this host (all workers).
     pub fn requests(&self) -> u64 {
