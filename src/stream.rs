@@ -82,6 +82,9 @@ pub struct Stream {
     attempt_started_ns: u64,
     /// The consistent-hash key of this request (only for clusters that hash).
     hash: Option<u64>,
+    /// `x-mosn-global-timeout` / `x-mosn-try-timeout` (ms), which override the route's.
+    timeout_header: Option<std::time::Duration>,
+    try_timeout_header: Option<std::time::Duration>,
     /// The client address as the host gave it (`ip` or `ip:port`), for `source_ip` hashing.
     downstream: Option<DownstreamAddr>,
     outcome: Option<UpstreamOutcome>,
@@ -112,6 +115,8 @@ impl Stream {
             no_host: None,
             attempt_started_ns: 0,
             hash: None,
+            timeout_header: None,
+            try_timeout_header: None,
             downstream: None,
             outcome: None,
             flags: 0,
@@ -313,6 +318,9 @@ impl Stream {
         let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
         let hash = fw.cluster(&picked).is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
         self.hash = hash;
+        // MOSN: these request headers (ms) override the route's timeouts.
+        self.timeout_header = header_ms(&view, "x-mosn-global-timeout");
+        self.try_timeout_header = header_ms(&view, "x-mosn-try-timeout");
         if let Some(p) = new_path {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH.clone(), value: p.into() });
         }
@@ -417,19 +425,20 @@ impl Stream {
         self.forward().and_then(|fw| fw.retry.as_ref())
     }
 
-    /// One attempt's timeout: the retry policy's `retry_timeout`, unless it is not below the
-    /// route's timeout (MOSN ignores it then).
+    /// One attempt's timeout: request header `x-mosn-try-timeout` (ms), else the retry
+    /// policy's `retry_timeout`; ignored when not below the whole request's timeout (MOSN).
     pub fn per_try_timeout(&self) -> Option<std::time::Duration> {
-        let per_try = self.retry_policy()?.per_try_timeout?;
+        let per_try = self.try_timeout_header.or_else(|| self.retry_policy()?.per_try_timeout)?;
         match self.timeout() {
             Some(global) if per_try >= global => None,
             _ => Some(per_try),
         }
     }
 
-    /// The route's timeout, if set.
+    /// The whole request's timeout: request header `x-mosn-global-timeout` (ms), else the
+    /// route's `timeout`, if set.
     pub fn timeout(&self) -> Option<std::time::Duration> {
-        self.forward().and_then(|fw| fw.timeout)
+        self.timeout_header.or_else(|| self.forward().and_then(|fw| fw.timeout))
     }
 
     /// Attempts allowed in total (1 + retries).
@@ -606,6 +615,14 @@ impl Stream {
 /// borrows of the stream).
 fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Option<&'a Picked>) -> Option<&'a Arc<Cluster>> {
     listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
+}
+
+/// A header's value as a positive number of milliseconds (MOSN's timeout headers); anything
+/// else is no value.
+fn header_ms(headers: &dyn HeaderMap, name: &str) -> Option<std::time::Duration> {
+    let v = headers.get(name).first()?;
+    let ms: u64 = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }
 
 /// Records why no host was chosen (a free function: the caller holds other borrows).

@@ -651,6 +651,20 @@ def per_try_timeout_then_504(ctx: CaseContext):
 
 
 @case
+def timeout_headers_override_the_route(ctx: CaseContext):
+    """MOSN's request header x-mosn-global-timeout (ms) replaces the route's timeout: on the
+    slow route (3 s, per try 300 ms) a 250 ms global timeout answers 504 after one attempt
+    (a per-try timeout not below it is ignored; a global timeout is never retried)."""
+    if "slow1" not in ctx.ports:
+        return
+    r = ctx.get([("x-case", "slow"), ("x-mosn-global-timeout", "250")], timeout=10)
+    assert r.status == 504, f"[{ctx.host_name}] x-mosn-global-timeout: expected 504, got {r.describe()}"
+    assert 0.2 <= r.elapsed < 0.5, f"[{ctx.host_name}] took {r.elapsed:.2f}s (250 ms expected)"
+    line = ctx.log_for(r)
+    assert line.get("attempts") == "1", f"[{ctx.host_name}] a global timeout is not retried: {line['_raw']}"
+
+
+@case
 def per_route_filter_config_and_variables(ctx: CaseContext):
     """per_filter_config replaces a filter's config for one route (here the fault filter
     aborts with 418 on /pfc only); a `variables` route matches by MOSN variables."""

@@ -219,3 +219,20 @@ fn a_disabled_metadata_filter_still_strips_forged_headers() {
     assert_eq!(s.metadata("unit"), None, "disabled: no driver ran");
     assert!(s.request_mutations().iter().any(|m| m.op == HeaderOp::Remove && &*m.name == "x-mosn-on-envoy-unit"));
 }
+
+#[test]
+fn timeout_headers_override_the_routes_timeouts() {
+    let e = Engine::from_json(DEMO).unwrap();
+    // s1's route has no timeout; its retry policy has no retry_timeout.
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/"), h("uid", "2"), h("x-mosn-global-timeout", "300"), h("x-mosn-try-timeout", "100")]), true);
+    assert_eq!(s.timeout(), Some(std::time::Duration::from_millis(300)));
+    assert_eq!(s.per_try_timeout(), Some(std::time::Duration::from_millis(100)));
+    // A per-try timeout not below the global one is ignored (MOSN); garbage is no value.
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/"), h("uid", "2"), h("x-mosn-global-timeout", "300"), h("x-mosn-try-timeout", "300")]), true);
+    assert_eq!(s.per_try_timeout(), None);
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/"), h("uid", "2"), h("x-mosn-global-timeout", "3s")]), true);
+    assert_eq!(s.timeout(), None);
+}
