@@ -195,6 +195,18 @@ impl HttpHost for EnvoyHttp {
         // SAFETY: the stream's pointer inside its hook (Envoy answers 0 without callbacks).
         unsafe { abi::envoy_dynamic_module_callback_http_get_buffer_limit(self.envoy) }
     }
+
+    fn source_address(&self) -> Option<&[u8]> {
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: the stream's pointer inside its hook; `out` is writable. Envoy answers false
+        // for an id it does not know or a value of another type.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.envoy, abi::attribute_id::SOURCE_ADDRESS, &mut out)
+        };
+        // SAFETY: the address text belongs to the connection's address object, which outlives
+        // the stream's hooks; the slice borrows `&self` (this hook) only.
+        found.then(|| unsafe { out.as_slice() })
+    }
 }
 
 // === impl EnvoyScheduler ===

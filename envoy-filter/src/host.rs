@@ -110,6 +110,8 @@ pub trait HttpHost {
     fn received_body_is_buffered(&self) -> bool;
     /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
     fn buffer_limit(&self) -> u64;
+    /// The client's address as Envoy reports it (`ip:port`), if it has one.
+    fn source_address(&self) -> Option<&[u8]>;
 }
 
 /// The scheduler of one stream: `commit` makes Envoy call `on_http_filter_scheduled` on the

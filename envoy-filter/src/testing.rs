@@ -59,6 +59,8 @@ pub struct FakeHttp {
     pub filter_state: HashMap<String, String>,
     /// `scheduler_new` returns `None`.
     pub no_scheduler: bool,
+    /// What Envoy reports as the client's address (`source.address`).
+    pub source_address: Option<String>,
     /// Every call, in order (shared with the scheduler, which commits from other threads).
     pub calls: Arc<Mutex<Vec<Call>>>,
 }
@@ -74,6 +76,7 @@ impl FakeHttp {
             received_is_buffered: false,
             filter_state: HashMap::new(),
             no_scheduler: false,
+            source_address: Some("127.0.0.1:40000".into()),
             calls: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -192,6 +195,9 @@ impl HttpHost for FakeHttp {
     }
     fn buffer_limit(&self) -> u64 {
         1 << 20
+    }
+    fn source_address(&self) -> Option<&[u8]> {
+        self.source_address.as_deref().map(str::as_bytes)
     }
 }
 

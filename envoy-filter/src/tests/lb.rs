@@ -363,3 +363,47 @@ fn an_upstream_filter_without_a_stream_only_strips_the_mark() {
     assert!(!crate::upstream::is_upstream_config(br#"{"config_path": "/x", "listener": "l"}"#));
     assert!(!crate::upstream::is_upstream_config(br#"{"upstream": true, "listener": "l"}"#));
 }
+
+// === The client address ===
+
+/// A filter config and the LB of cluster `a` (handles 0xa00..) with `a` as LB_MAGLEV.
+fn maglev_setup() -> (HttpConfig, Lb) {
+    let engine = Engine::from_json(&testing::CONFIG.replacen(r#""lb_type": "LB_ROUNDROBIN""#, r#""lb_type": "LB_MAGLEV""#, 1)).unwrap();
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    shared.init(&mut FakeCluster { base: 0xa00, ..FakeCluster::default() });
+    (HttpConfig::new(engine, 0), Lb::new(shared))
+}
+
+/// The host `a` picks for one request from `client` (Envoy's `source.address`).
+fn pick_for_client(http: &HttpConfig, a: &Lb, client: Option<&str>) -> HostHandle {
+    let f = http.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/")]);
+    host.source_address = client.map(str::to_string);
+    assert_eq!(http_logic::request_headers(Some(&f), &mut host, true), HeadersStatus::Continue);
+    let h = a.choose_host(&lb_for(&host)).expect("a host");
+    http_logic::stream_complete(Some(&f));
+    h
+}
+
+#[test]
+fn any_client_address_value_is_safe() {
+    let (http, a) = maglev_setup();
+    // Something that is not an address is not handed to the core; the request is served.
+    for client in [None, Some("127.0.0.1:40000"), Some("/tmp/envoy.sock"), Some("HTTP/1.1"), Some("")] {
+        pick_for_client(&http, &a, client);
+    }
+}
+
+#[test]
+#[ignore = "until LB_MAGLEV lands in the core (see tests/upstream.rs: source_ip_hash_uses_the_client_address)"]
+fn the_client_address_is_maglevs_hash_key() {
+    let (http, a) = maglev_setup();
+    // One client IP, any port: always the same host.
+    let first = pick_for_client(&http, &a, Some("10.0.0.1:1000"));
+    for port in [1001, 2000, 65000] {
+        assert_eq!(pick_for_client(&http, &a, Some(&format!("10.0.0.1:{port}"))), first);
+    }
+    // Many clients spread over the hosts.
+    let spread: std::collections::HashSet<_> = (1..=32).map(|i| pick_for_client(&http, &a, Some(&format!("10.0.1.{i}:5000")))).collect();
+    assert!(spread.len() > 1, "{spread:?}");
+}
