@@ -151,6 +151,12 @@ pub mod attribute_id {
     pub const SOURCE_ADDRESS: u32 = 24;
 }
 
+/// `envoy_dynamic_module_type_host_health`.
+pub mod host_health {
+    pub const UNHEALTHY: u32 = 0;
+    pub const HEALTHY: u32 = 2;
+}
+
 /// Return value of `on_http_filter_local_reply`: let Envoy send its reply unchanged.
 pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
@@ -261,6 +267,23 @@ extern "C" {
         out_hosts: *mut *mut c_void,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_cluster_pre_init_complete(cluster_envoy: *mut c_void);
+    /// `host_health`: Unhealthy = 0, Degraded = 1, Healthy = 2. Main thread only (1.40 answers
+    /// false elsewhere).
+    pub fn envoy_dynamic_module_callback_cluster_update_host_health(
+        cluster_envoy: *mut c_void,
+        host: *mut c_void,
+        host_health: u32,
+    ) -> bool;
+    /// New / delete on the main thread; commit from any thread (then `on_cluster_scheduled`
+    /// runs on main). The 1.40 scheduler holds the cluster weakly: a commit for a cluster
+    /// that is gone is dropped.
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_new(cluster_envoy: *mut c_void) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_delete(scheduler: *mut c_void);
+
+    // --- process ---
+    /// True under `envoy --mode validate` (no argument; any thread).
+    pub fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
 
     // --- cluster LB (its own worker) ---
     pub fn envoy_dynamic_module_callback_cluster_lb_get_healthy_host_count(lb_envoy: *mut c_void, priority: u32) -> usize;

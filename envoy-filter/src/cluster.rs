@@ -98,16 +98,28 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_init(cluster_envoy: *mut c_voi
     )
 }
 
-/// Frees the cluster.
+/// Stops feeding health changes to this cluster (deletes its scheduler), then frees it. The
+/// per-thread LBs may still hold the shared state until Envoy destroys them.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_destroy(cluster_module: *const c_void) {
+    // SAFETY: `cluster_module` is our live `ClusterModule` (or NULL) until freed just below.
+    if let Some(m) = unsafe { as_ref::<ClusterModule>(cluster_module) } {
+        guard::or("cluster_destroy", || (), || m.shared.destroy());
+    }
     // SAFETY: `cluster_module` came from `cluster_new`; Envoy destroys it once.
     guard::or("cluster_destroy", || (), || unsafe { free::<ClusterModule>(cluster_module) })
 }
 
-/// Unused (no scheduled cluster events).
+/// Main thread, after a commit of the cluster's scheduler: the queued health changes go to
+/// Envoy.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_cluster_scheduled(_cluster_envoy: *mut c_void, _cluster_module: *const c_void, _event_id: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_cluster_scheduled(cluster_envoy: *mut c_void, cluster_module: *const c_void, event_id: u64) {
+    // SAFETY: Envoy passes this cluster's pointer for the duration of the hook, on main.
+    let mut host = unsafe { EnvoyCluster::new(cluster_envoy) };
+    // SAFETY: `cluster_module` is our live `ClusterModule` (or NULL).
+    let Some(m) = (unsafe { as_ref::<ClusterModule>(cluster_module) }) else { return };
+    guard::or("cluster_scheduled", || (), || m.shared.scheduled(&mut host, event_id))
+}
 
 /// Unused.
 #[no_mangle]

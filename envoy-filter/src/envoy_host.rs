@@ -287,6 +287,45 @@ impl ClusterHost for EnvoyCluster {
         // SAFETY: our cluster's pointer, on the main thread, in its init hook.
         unsafe { abi::envoy_dynamic_module_callback_cluster_pre_init_complete(self.envoy) };
     }
+
+    fn is_validation_mode(&self) -> bool {
+        // SAFETY: a process-wide query without arguments.
+        unsafe { abi::envoy_dynamic_module_callback_is_validation_mode() }
+    }
+
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks.
+        let sched = unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_new(self.envoy) };
+        (!sched.is_null()).then(|| Arc::new(EnvoyClusterScheduler(sched as usize)) as Arc<dyn Scheduler>)
+    }
+
+    fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
+        let health = if healthy { abi::host_health::HEALTHY } else { abi::host_health::UNHEALTHY };
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks; `host`
+        // is a handle `add_hosts` returned for this cluster, and hosts are never removed, so
+        // it is still in the cluster.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_update_host_health(self.envoy, host.0 as *mut c_void, health) }
+    }
+}
+
+// === impl EnvoyClusterScheduler ===
+
+/// A cluster's scheduler (the address of `cluster_scheduler_new`'s result).
+struct EnvoyClusterScheduler(usize);
+
+impl Scheduler for EnvoyClusterScheduler {
+    fn commit(&self, event_id: u64) {
+        // SAFETY: `cluster_scheduler_commit` is thread-safe (reference: upstream §2.2, §7.2).
+        // Commits happen under the lock of the cluster's `HealthFeed`, which deletes the
+        // scheduler under the same lock, so the scheduler is live here.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_commit(self.0 as *mut c_void, event_id) }
+    }
+
+    fn delete(&self) {
+        // SAFETY: created by `cluster_scheduler_new` for this cluster; deleted once, on the main
+        // thread, from `on_cluster_destroy` (the feed gives its scheduler up only once).
+        unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_delete(self.0 as *mut c_void) }
+    }
 }
 
 // === impl EnvoyLb ===

@@ -228,6 +228,25 @@ pub struct FakeCluster {
     pub refuse: bool,
     pub added: Vec<AddedHost>,
     pub pre_init_completed: usize,
+    /// Envoy runs as `--mode validate`.
+    pub validation: bool,
+    /// `scheduler_new` returns `None`.
+    pub no_scheduler: bool,
+    /// `update_host_health` calls, in order.
+    pub health: Vec<(HostHandle, bool)>,
+    /// The cluster scheduler's calls (`SchedulerNew`, `Commit`, `SchedulerDelete`); shared
+    /// with the scheduler, which the checker thread commits.
+    pub sched: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FakeCluster {
+    pub fn sched_calls(&self) -> Vec<Call> {
+        self.sched.lock().unwrap().clone()
+    }
+    /// Commits made so far.
+    pub fn commits(&self) -> usize {
+        self.sched_calls().iter().filter(|c| matches!(c, Call::Commit(_))).count()
+    }
 }
 
 impl ClusterHost for FakeCluster {
@@ -244,6 +263,20 @@ impl ClusterHost for FakeCluster {
     }
     fn pre_init_complete(&mut self) {
         self.pre_init_completed += 1;
+    }
+    fn is_validation_mode(&self) -> bool {
+        self.validation
+    }
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        self.sched.lock().unwrap().push(Call::SchedulerNew);
+        if self.no_scheduler {
+            return None;
+        }
+        Some(Arc::new(FakeScheduler { calls: self.sched.clone() }))
+    }
+    fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
+        self.health.push((host, healthy));
+        true
     }
 }
 
