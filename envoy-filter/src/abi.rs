@@ -295,6 +295,15 @@ extern "C" {
         key: ModuleBuffer,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    /// Ends a selection `choose_host` answered with an async handle; a NULL host is "no host"
+    /// and `details` become the reply's details. 1.40 posts the completion to the worker's
+    /// dispatcher (measured: the router's local reply ran after the call returned).
+    pub fn envoy_dynamic_module_callback_cluster_lb_async_host_selection_complete(
+        lb_envoy: *mut c_void,
+        ctx: *mut c_void,
+        host: *mut c_void,
+        details: ModuleBuffer,
+    );
     pub fn envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(
         lb_envoy: *mut c_void,
         ctx: *mut c_void,

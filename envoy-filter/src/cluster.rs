@@ -199,31 +199,41 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_lb_choose_host(
     host_out: *mut *mut c_void,
     async_out: *mut *mut c_void,
 ) {
-    let host = guard::or(
-        "cluster_lb_choose_host",
-        || None,
-        || {
-            // SAFETY: `lb_module` is our live `LbModule`, used on its own thread.
-            let m = unsafe { as_ref::<LbModule>(lb_module) }?;
-            // SAFETY: our LB's pointer on its thread; `ctx` is NULL or the live context of this
-            // call; the host object lives only inside this hook.
-            let envoy = unsafe { EnvoyLb::new(m.lb_envoy, ctx) };
-            m.lb.choose_host(&envoy)
-        },
-    );
-    let host = host.map_or(std::ptr::null_mut(), |h| h.0 as *mut c_void);
+    // SAFETY: `lb_module` is our live `LbModule`, used on its own thread.
+    let m = guard::or("cluster_lb_choose_host", || None, || unsafe { as_ref::<LbModule>(lb_module) });
+    // SAFETY: our LB's pointer on its thread; `ctx` is NULL or the live context of this call;
+    // the host object lives only inside this hook.
+    let envoy = m.map(|m| unsafe { EnvoyLb::new(m.lb_envoy, ctx) });
+    let host = match (m, &envoy) {
+        (Some(m), Some(envoy)) => guard::or("cluster_lb_choose_host", || None, || m.lb.choose_host(envoy)),
+        _ => None,
+    };
+    // A selection already completed (with no host, see `end_without_host`) must be answered
+    // asynchronously, or Envoy would get a completion it does not wait for.
+    let ended = envoy.as_ref().is_some_and(EnvoyLb::ended);
+    let host = if ended { std::ptr::null_mut() } else { host.map_or(std::ptr::null_mut(), |h| h.0 as *mut c_void) };
+    let handle = if ended { async_token() } else { std::ptr::null_mut() };
     // SAFETY: Envoy passes writable out-pointers (NULL-checked anyway).
     unsafe {
         if !host_out.is_null() {
             *host_out = host;
         }
         if !async_out.is_null() {
-            *async_out = std::ptr::null_mut();
+            *async_out = handle;
         }
     }
 }
 
-/// Never called: host selection is always synchronous.
+/// The async handle of a selection completed inside `choose_host`: a token, not memory, so
+/// Envoy's cancel (1.40 calls it even after the completion ran) frees nothing.
+fn async_token() -> *mut c_void {
+    static TOKEN: u8 = 0;
+    std::ptr::addr_of!(TOKEN).cast_mut().cast()
+}
+
+/// Nothing to cancel: the only asynchronous selection (an overflow's "no host") was
+/// completed inside `choose_host`; Envoy drops the posted completion of a request that is
+/// gone, and the handle is a token.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_lb_cancel_host_selection(_lb_module: *const c_void, _async_handle: *mut c_void) {}
 

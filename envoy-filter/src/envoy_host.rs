@@ -8,6 +8,7 @@ use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, Mod
 use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::Lookup;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -335,6 +336,8 @@ impl Scheduler for EnvoyClusterScheduler {
 pub struct EnvoyLb {
     lb: *mut c_void,
     ctx: *mut c_void,
+    /// `end_without_host` completed the selection: the hook must answer asynchronously.
+    ended: Cell<bool>,
 }
 
 impl EnvoyLb {
@@ -343,7 +346,13 @@ impl EnvoyLb {
     /// `ctx` is NULL or the context of the `choose_host` call now running; the value is used
     /// only until that call returns.
     pub unsafe fn new(lb: *mut c_void, ctx: *mut c_void) -> EnvoyLb {
-        EnvoyLb { lb, ctx }
+        EnvoyLb { lb, ctx, ended: Cell::new(false) }
+    }
+
+    /// True if the selection was completed through `end_without_host`: `choose_host` must
+    /// then hand Envoy an async handle (and no host), whatever else happened.
+    pub fn ended(&self) -> bool {
+        self.ended.get()
     }
 }
 
@@ -382,5 +391,26 @@ impl LbHost for EnvoyLb {
         // SAFETY: `ctx` is the live context of this call, `lb` ours; `index` is a healthy
         // index at priority 0, as the callback expects for cluster LBs.
         unsafe { abi::envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(self.lb, self.ctx, 0, index) }
+    }
+
+    fn end_without_host(&self, details: &'static str) -> bool {
+        if self.ctx.is_null() || self.ended.get() {
+            return false;
+        }
+        // SAFETY: `lb` is our LB and `ctx` the live context of this `choose_host` call; Envoy
+        // copies `details`. Measured on 1.40 (and read in its code): the completion is posted
+        // to the worker's dispatcher, so the router sees it only after this hook returned the
+        // async handle (`ended` makes sure it does) and stored its callback; a request that
+        // is gone by then cancels it, and the posted completion is dropped.
+        unsafe {
+            abi::envoy_dynamic_module_callback_cluster_lb_async_host_selection_complete(
+                self.lb,
+                self.ctx,
+                std::ptr::null_mut(),
+                ModuleBuffer::from(details),
+            )
+        };
+        self.ended.set(true);
+        true
     }
 }

@@ -158,4 +158,8 @@ pub trait LbHost {
     fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// Envoy's retry host predicates (e.g. `previous_hosts`) reject healthy host `index`.
     fn should_select_another_host(&self, index: usize) -> bool;
+    /// Ends this host selection without a host, with `details` in Envoy's 503 reply and
+    /// access log (`%RESPONSE_CODE_DETAILS%`) instead of `no_healthy_upstream`. False when
+    /// it can not (no context): then the caller answers "no host" as usual.
+    fn end_without_host(&self, details: &'static str) -> bool;
 }

@@ -10,7 +10,10 @@
 //! host predicates are asked too. Without a stream (health checks, a NULL context, a stream
 //! the core routed to another cluster) the core cluster picks a host on its own. A stream
 //! that can not decide (poisoned, its state busy, its core stream gone) gets no host: Envoy
-//! answers 503.
+//! answers 503. When the core has no host, Envoy answers 503 too (`no_healthy_upstream`,
+//! which the core's response mapping turns into MOSN's 502); when the core refuses one
+//! because a circuit breaker is full (MOSN's overflow), the selection ends with details
+//! `mosn_upstream_overflow` instead, so the access log names it, and the status stays 503.
 //!
 //! Health: the core's active health checks (library threads, started once per engine from
 //! a cluster's init on the main thread, never in `envoy --mode validate`) decide which
@@ -27,7 +30,7 @@ use crate::registry::{self, SharedState, StreamState};
 use mosn_extension::upstream::health_check::HealthWatch;
 use mosn_extension::upstream::host::health;
 use mosn_extension::upstream::{Cluster, TriedHosts};
-use mosn_extension::{Engine, UpstreamOutcome};
+use mosn_extension::{Engine, NoHost, UpstreamOutcome};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// `on_cluster_config_new`'s result: the MOSN cluster an Envoy cluster stands for.
@@ -367,9 +370,17 @@ impl Lb {
         let mut seen = TriedHosts::default();
         let mut picked = None;
         for _ in 0..self.shared.cluster.hosts.len().max(1) {
-            let Ok(chosen) = stream.choose_host() else {
-                tracing::debug!(cluster = %self.shared.cluster.name, "stream has no healthy host");
-                return None;
+            let chosen = match stream.choose_host() {
+                Ok(c) => c,
+                Err(why) => {
+                    tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");
+                    // No attempt is in flight: Envoy's reply reports none.
+                    st.outcome_reported = true;
+                    if why == NoHost::Overflow {
+                        host.end_without_host(policy::OVERFLOW_DETAILS);
+                    }
+                    return None;
+                }
             };
             let index = chosen.index;
             tracing::debug!(cluster = %chosen.cluster.name, attempt = chosen.attempt, host = %chosen.host.address_text, "host chosen by the stream");

@@ -20,6 +20,10 @@ pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 /// Filter state key the HTTP filter sets and the cluster LB reads.
 pub const STREAM_ID_KEY: &str = "mosn.stream_id";
 
+/// Envoy's response details when the core refuses an upstream host because a circuit
+/// breaker is full (MOSN's overflow, 503, flag UO); Envoy's own flag is UH.
+pub const OVERFLOW_DETAILS: &str = "mosn_upstream_overflow";
+
 // === AdapterConfig ===
 
 /// What an Envoy `filter_config` / `cluster_config` StringValue carries:
@@ -74,11 +78,12 @@ pub fn client_address(raw: &[u8]) -> Option<&[u8]> {
 
 /// Maps the details of an Envoy local reply to how the upstream attempt ended.
 ///
-/// `None` for replies that say nothing about an attempt (`no_healthy_upstream`: the core
-/// already knows it chose no host; the module's own replies; route/codec errors).
+/// `None` for replies that say nothing about an attempt (`no_healthy_upstream` and the
+/// module's own details, `mosn_*`, e.g. [`OVERFLOW_DETAILS`]: the core already knows it
+/// chose no host, or answered itself; route/codec errors).
 pub fn outcome_from_details(details: &str) -> Option<UpstreamOutcome> {
     let d = details.to_ascii_lowercase();
-    if d.contains("no_healthy_upstream") {
+    if d.contains("no_healthy_upstream") || d.starts_with("mosn_") {
         return None;
     }
     if d.contains("overflow") {
@@ -211,6 +216,8 @@ mod tests {
             ("upstream_reset_before_response_started{overflow}", Some(Overflow)),
             ("upstream_reset_after_response_started{remote_reset}", Some(Reset)),
             ("no_healthy_upstream", None),
+            (OVERFLOW_DETAILS, None),
+            ("mosn_panic", None),
             ("fault_abort", None),
             ("route_not_found", None),
         ];

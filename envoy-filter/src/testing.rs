@@ -292,6 +292,8 @@ pub struct FakeLb {
     pub panic: bool,
     /// Healthy indexes the predicate was asked about.
     pub asked: RefCell<Vec<usize>>,
+    /// The details of `end_without_host` calls.
+    pub ended: RefCell<Vec<&'static str>>,
     pub count_calls: Cell<usize>,
 }
 
@@ -328,6 +330,10 @@ impl LbHost for FakeLb {
     fn should_select_another_host(&self, index: usize) -> bool {
         self.asked.borrow_mut().push(index);
         self.context && self.rejected.contains(&self.healthy[index])
+    }
+    fn end_without_host(&self, details: &'static str) -> bool {
+        self.ended.borrow_mut().push(details);
+        self.context
     }
 }
 

@@ -407,3 +407,56 @@ fn the_client_address_is_maglevs_hash_key() {
     let spread: std::collections::HashSet<_> = (1..=32).map(|i| pick_for_client(&http, &a, Some(&format!("10.0.1.{i}:5000")))).collect();
     assert!(spread.len() > 1, "{spread:?}");
 }
+
+// === Circuit breakers ===
+
+#[test]
+fn an_overflow_ends_the_selection_with_its_own_details_and_answers_503() {
+    // Cluster `a` takes one request at a time (MOSN's max_requests).
+    let engine = Engine::from_json(&testing::CONFIG.replacen(
+        r#""lb_type": "LB_ROUNDROBIN","#,
+        r#""lb_type": "LB_ROUNDROBIN", "circuit_breakers": [{"max_requests": 1}],"#,
+        1,
+    ))
+    .unwrap();
+    let http = HttpConfig::new(engine.clone(), 0);
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    shared.init(&mut FakeCluster { base: 0xa00, ..FakeCluster::default() });
+    let a = Lb::new(shared);
+
+    let (_first, host1, _) = request(&http, &[(":path", "/")]);
+    let lb1 = lb_for(&host1);
+    assert_eq!(a.choose_host(&lb1), Some(HostHandle(0xa00)));
+    assert!(lb1.ended.borrow().is_empty());
+
+    // The second request overflows: no host, and the selection ends with the overflow's details.
+    let (f, mut host2, _) = request(&http, &[(":path", "/")]);
+    let lb2 = lb_for(&host2);
+    assert_eq!(a.choose_host(&lb2), None);
+    assert_eq!(*lb2.ended.borrow(), ["mosn_upstream_overflow"]);
+    assert!(f.cell().state.borrow().outcome_reported, "no attempt is in flight");
+    // Envoy answers 503 with those details: the status stays (MOSN's overflow is 503), no
+    // attempt outcome is reported for it, and the core's flags say UO.
+    http_logic::local_reply(Some(&f), b"mosn_upstream_overflow");
+    host2.response = vec![(":status".into(), "503".into())];
+    http_logic::response_headers(Some(&f), &mut host2, true);
+    assert_eq!(host2.response_values(":status"), ["503"]);
+    let st = f.cell().state.borrow();
+    let stream = st.stream.as_ref().unwrap();
+    assert_eq!(stream.failure_status(), Some(503));
+    assert_ne!(stream.flags() & mosn_extension::api::flags::UPSTREAM_OVERFLOW, 0);
+    assert_eq!(attempts(&f), 0);
+    assert_eq!(engine.cluster("a").unwrap().hosts.iter().map(|h| h.state.failures()).sum::<u64>(), 0);
+}
+
+#[test]
+fn no_healthy_host_keeps_envoys_own_details() {
+    let s = setup();
+    for h in &s.engine.cluster("a").unwrap().hosts {
+        h.set_healthy(false);
+    }
+    let (_f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    assert_eq!(s.a.choose_host(&lb), None);
+    assert!(lb.ended.borrow().is_empty(), "Envoy's no_healthy_upstream reply");
+}
