@@ -216,7 +216,8 @@ mod tests {
         let mut d = Diagnostics::default();
         let cfg = MosnConfig::parse(CONFIG, &mut d);
         assert!(d.errors.is_empty(), "{:?}", d.errors);
-        let o = HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 2, admin_port: 0 };
+        let o =
+            HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 2, admin_port: 0 };
         generate(&cfg, &o)
     }
 
