@@ -1,5 +1,7 @@
 """Envoy-only checks: `envoy --mode validate` on the generated config (bad MOSN config is reported
-with its JSON path; the module's ABI version matches) and the CI symbol gate.
+with its JSON path; the module's ABI version matches), the CI symbol gate, and how Envoy shows
+the core's upstream decisions (active health results in admin /clusters, a circuit breaker
+overflow in the access log, MOSN's idle_timeout in Envoy's cluster).
 
 These depend on Envoy-specific behaviour (validate mode loads the dynamic module and runs its
 config hooks; the ABI is a set of exported `envoy_dynamic_module_callback_*` symbols), hence
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 
 import pytest
 
 from harness import hosts
+from harness.client import request
 from harness.config import build_mosn_config, with_bad_host_address
 
 RUN_DIR_HOST = "envoy"  # run dirs: build/test-runs/<test-name>-envoy/
@@ -120,3 +125,114 @@ def test_envoy_module_exports_no_c_abi():
     assert not leaked, f"{so.name} exports {len(leaked)} mosn_ext_* symbols: {leaked[:5]}"
     c_lib = _nm(["--defined-only"], hosts.module_dir() / "mosn_extension.so")
     assert "mosn_ext_stream_new" in c_lib and "mosn_ext_abi_version" in c_lib
+
+
+# --- the core's upstream features as Envoy shows them -------------------------------------------
+
+def _small_config(listen: int, clusters: list, cluster: str) -> dict:
+    """One listener whose only route goes to ``cluster``."""
+    return {
+        "servers": [{
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [
+                {"match": {"prefix": "/"}, "route": {"cluster_name": cluster}}]}]}],
+            "listeners": [{"name": "serverListener", "address": f"127.0.0.1:{listen}", "bind_port": True,
+                           "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                               "downstream_protocol": "Http1", "router_config_name": "r"}}]}]}],
+        }],
+        "cluster_manager": {"clusters": clusters},
+    }
+
+
+def _admin(port: int, path: str) -> str:
+    r = request(port, path, timeout=5)
+    assert r.status == 200, f"admin {path}: {r.describe()}"
+    return r.text
+
+
+def _health_flags(admin: int, cluster: str, host_port: int) -> str | None:
+    """The host's ``health_flags`` in Envoy's admin /clusters (``healthy``, ``/failed_eds_health``, ...)."""
+    prefix = f"{cluster}::127.0.0.1:{host_port}::health_flags::"
+    for line in _admin(admin, "/clusters").splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    return None
+
+
+def _wait(what: str, timeout: float, probe, ok, host) -> object:
+    """Polls ``probe()`` until ``ok(value)``; fails with the last value and the host's logs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if ok(value):
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})\n{host.logs_tail(30)}", pytrace=False)
+        time.sleep(0.05)
+
+
+@pytest.mark.needs_binary
+def test_active_health_results_show_in_envoys_clusters(mosn_ext, run_dir):
+    """MOSN's health_check runs in the core; its verdict reaches Envoy's view of the host
+    (admin /clusters health flags) within a few intervals, and the host comes back when a
+    backend starts on its port. While it is out, the core answers MOSN's 502."""
+    listen, admin, port = hosts.free_ports(3)
+    cluster = {"name": "hc", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": f"127.0.0.1:{port}"}],
+               "health_check": {"protocol": "Http1", "service_name": "hc", "interval": "200ms", "interval_jitter": "10ms",
+                                "timeout": "500ms", "initial_delay_seconds": "100ms",
+                                "healthy_threshold": 1, "unhealthy_threshold": 2,
+                                "check_config": {"http_check_config": {"path": "/health"}}}}
+    h = hosts.Host("envoy", _small_config(listen, [cluster], "hc"), run_dir, extra_args=["--admin-port", str(admin)])
+    h.start()
+    backend = None
+    try:
+        flags = _wait("Envoy lists the dead host as unhealthy", 5, lambda: _health_flags(admin, "hc", port),
+                      lambda f: f not in (None, "healthy"), h)
+        # What `cluster_update_host_health(host, Unhealthy)` sets in 1.40: the EDS health flag.
+        assert flags == "/failed_eds_health", f"health flags {flags!r}\n{h.logs_tail(30)}"
+        r = request(listen, "/while-down")
+        assert r.status == 502, f"no healthy host: expected MOSN's 502, got {r.describe()}"
+        backend = hosts.Backends([("hc", "hc")]).start(ports={"hc": port})
+        _wait("Envoy lists the host as healthy again", 5, lambda: _health_flags(admin, "hc", port),
+              lambda f: f == "healthy", h)
+        r = request(listen, "/after")
+        assert r.status == 200 and r.text == f"site hc from {port}\n", r.describe()
+        assert h.alive() and not h.crash_lines(), h.logs_tail(30)
+    finally:
+        if backend is not None:
+            backend.stop()
+        h.stop()
+
+
+@pytest.mark.needs_binary
+def test_circuit_breaker_overflow_is_503_named_in_the_access_log(mosn_ext, run_dir, backends):
+    """max_requests 1: a second request while the first is in flight is refused by the core
+    (MOSN's overflow): 503, and the access log's details name it. MOSN's idle_timeout is
+    Envoy's upstream idle_timeout."""
+    listen, admin = hosts.free_ports(2)
+    slow = backends.ports["slow1"]  # answers after 1 s
+    cluster = {"name": "cb", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": f"127.0.0.1:{slow}"}],
+               "circuit_breakers": [{"max_requests": 1}], "idle_timeout": "90s"}
+    h = hosts.Host("envoy", _small_config(listen, [cluster], "cb"), run_dir, extra_args=["--admin-port", str(admin)])
+    h.start()
+    try:
+        first = []
+        t = threading.Thread(target=lambda: first.append(request(listen, "/first", timeout=10)))
+        t.start()
+        try:
+            _wait("the first request is in flight", 3,
+                  lambda: _admin(admin, "/stats?filter=^cluster\\.cb\\.upstream_rq_active$").strip(),
+                  lambda s: s.endswith(": 1"), h)
+            r = request(listen, "/second")
+        finally:
+            t.join(15)
+        assert r.status == 503, f"overflow: expected 503, got {r.describe()}"
+        line = h.find_access("/second")[-1]
+        assert line.get("status") == "503" and line.get("cluster") == "cb", line["_raw"]
+        assert line.get("details") == "mosn_upstream_overflow", f"details must name the overflow: {line['_raw']}"
+        assert first and first[0].status == 200, f"the first request: {first[0].describe() if first else 'no response'}"
+        r = request(listen, "/third")
+        assert r.status == 200, f"after the first request ended: {r.describe()}"
+        assert '"idle_timeout": "90s"' in _admin(admin, "/config_dump"), "MOSN's idle_timeout is not in Envoy's cluster"
+        assert h.alive() and not h.crash_lines(), h.logs_tail(30)
+    finally:
+        h.stop()

@@ -141,6 +141,22 @@ pub mod trailers_status {
     pub const STOP_ITERATION: u32 = 1;
 }
 
+/// `envoy_dynamic_module_type_attribute_id` (CEL attribute ids).
+///
+/// Checked on the 1.40 binary by logging every id's string value for a request from curl:
+/// 24 is the client's `ip:port` (26, `destination.address`, is the listener's). 23 is
+/// `response.backend_latency`, an int attribute: that enum entry exists in 1.40 (older
+/// headers without it would make `source.address` 23).
+pub mod attribute_id {
+    pub const SOURCE_ADDRESS: u32 = 24;
+}
+
+/// `envoy_dynamic_module_type_host_health`.
+pub mod host_health {
+    pub const UNHEALTHY: u32 = 0;
+    pub const HEALTHY: u32 = 2;
+}
+
 /// Return value of `on_http_filter_local_reply`: let Envoy send its reply unchanged.
 pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
@@ -222,6 +238,15 @@ extern "C" {
         out: *mut EnvoyBuffer,
     ) -> bool;
 
+    // --- HTTP filter: attributes ---
+    /// `bool f(filter, attribute_id, envoy_buffer* out)` (checked with `objdump` on 1.40: three
+    /// arguments, the result through one buffer; ids above 41 answer false).
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter_envoy: *mut c_void,
+        attribute_id: u32,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
+
     // --- HTTP filter: scheduler (new/delete on the worker, commit from any thread) ---
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter_envoy: *mut c_void) -> *mut c_void;
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
@@ -242,6 +267,23 @@ extern "C" {
         out_hosts: *mut *mut c_void,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_cluster_pre_init_complete(cluster_envoy: *mut c_void);
+    /// `host_health`: Unhealthy = 0, Degraded = 1, Healthy = 2. Main thread only (1.40 answers
+    /// false elsewhere).
+    pub fn envoy_dynamic_module_callback_cluster_update_host_health(
+        cluster_envoy: *mut c_void,
+        host: *mut c_void,
+        host_health: u32,
+    ) -> bool;
+    /// New / delete on the main thread; commit from any thread (then `on_cluster_scheduled`
+    /// runs on main). The 1.40 scheduler holds the cluster weakly: a commit for a cluster
+    /// that is gone is dropped.
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_new(cluster_envoy: *mut c_void) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    pub fn envoy_dynamic_module_callback_cluster_scheduler_delete(scheduler: *mut c_void);
+
+    // --- process ---
+    /// True under `envoy --mode validate` (no argument; any thread).
+    pub fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
 
     // --- cluster LB (its own worker) ---
     pub fn envoy_dynamic_module_callback_cluster_lb_get_healthy_host_count(lb_envoy: *mut c_void, priority: u32) -> usize;
@@ -253,6 +295,15 @@ extern "C" {
         key: ModuleBuffer,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    /// Ends a selection `choose_host` answered with an async handle; a NULL host is "no host"
+    /// and `details` become the reply's details. 1.40 posts the completion to the worker's
+    /// dispatcher (measured: the router's local reply ran after the call returned).
+    pub fn envoy_dynamic_module_callback_cluster_lb_async_host_selection_complete(
+        lb_envoy: *mut c_void,
+        ctx: *mut c_void,
+        host: *mut c_void,
+        details: ModuleBuffer,
+    );
     pub fn envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(
         lb_envoy: *mut c_void,
         ctx: *mut c_void,

@@ -98,16 +98,28 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_init(cluster_envoy: *mut c_voi
     )
 }
 
-/// Frees the cluster.
+/// Stops feeding health changes to this cluster (deletes its scheduler), then frees it. The
+/// per-thread LBs may still hold the shared state until Envoy destroys them.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_destroy(cluster_module: *const c_void) {
+    // SAFETY: `cluster_module` is our live `ClusterModule` (or NULL) until freed just below.
+    if let Some(m) = unsafe { as_ref::<ClusterModule>(cluster_module) } {
+        guard::or("cluster_destroy", || (), || m.shared.destroy());
+    }
     // SAFETY: `cluster_module` came from `cluster_new`; Envoy destroys it once.
     guard::or("cluster_destroy", || (), || unsafe { free::<ClusterModule>(cluster_module) })
 }
 
-/// Unused (no scheduled cluster events).
+/// Main thread, after a commit of the cluster's scheduler: the queued health changes go to
+/// Envoy.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_cluster_scheduled(_cluster_envoy: *mut c_void, _cluster_module: *const c_void, _event_id: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_cluster_scheduled(cluster_envoy: *mut c_void, cluster_module: *const c_void, event_id: u64) {
+    // SAFETY: Envoy passes this cluster's pointer for the duration of the hook, on main.
+    let mut host = unsafe { EnvoyCluster::new(cluster_envoy) };
+    // SAFETY: `cluster_module` is our live `ClusterModule` (or NULL).
+    let Some(m) = (unsafe { as_ref::<ClusterModule>(cluster_module) }) else { return };
+    guard::or("cluster_scheduled", || (), || m.shared.scheduled(&mut host, event_id))
+}
 
 /// Unused.
 #[no_mangle]
@@ -187,31 +199,41 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_lb_choose_host(
     host_out: *mut *mut c_void,
     async_out: *mut *mut c_void,
 ) {
-    let host = guard::or(
-        "cluster_lb_choose_host",
-        || None,
-        || {
-            // SAFETY: `lb_module` is our live `LbModule`, used on its own thread.
-            let m = unsafe { as_ref::<LbModule>(lb_module) }?;
-            // SAFETY: our LB's pointer on its thread; `ctx` is NULL or the live context of this
-            // call; the host object lives only inside this hook.
-            let envoy = unsafe { EnvoyLb::new(m.lb_envoy, ctx) };
-            m.lb.choose_host(&envoy)
-        },
-    );
-    let host = host.map_or(std::ptr::null_mut(), |h| h.0 as *mut c_void);
+    // SAFETY: `lb_module` is our live `LbModule`, used on its own thread.
+    let m = guard::or("cluster_lb_choose_host", || None, || unsafe { as_ref::<LbModule>(lb_module) });
+    // SAFETY: our LB's pointer on its thread; `ctx` is NULL or the live context of this call;
+    // the host object lives only inside this hook.
+    let envoy = m.map(|m| unsafe { EnvoyLb::new(m.lb_envoy, ctx) });
+    let host = match (m, &envoy) {
+        (Some(m), Some(envoy)) => guard::or("cluster_lb_choose_host", || None, || m.lb.choose_host(envoy)),
+        _ => None,
+    };
+    // A selection already completed (with no host, see `end_without_host`) must be answered
+    // asynchronously, or Envoy would get a completion it does not wait for.
+    let ended = envoy.as_ref().is_some_and(EnvoyLb::ended);
+    let host = if ended { std::ptr::null_mut() } else { host.map_or(std::ptr::null_mut(), |h| h.0 as *mut c_void) };
+    let handle = if ended { async_token() } else { std::ptr::null_mut() };
     // SAFETY: Envoy passes writable out-pointers (NULL-checked anyway).
     unsafe {
         if !host_out.is_null() {
             *host_out = host;
         }
         if !async_out.is_null() {
-            *async_out = std::ptr::null_mut();
+            *async_out = handle;
         }
     }
 }
 
-/// Never called: host selection is always synchronous.
+/// The async handle of a selection completed inside `choose_host`: a token, not memory, so
+/// Envoy's cancel (1.40 calls it even after the completion ran) frees nothing.
+fn async_token() -> *mut c_void {
+    static TOKEN: u8 = 0;
+    std::ptr::addr_of!(TOKEN).cast_mut().cast()
+}
+
+/// Nothing to cancel: the only asynchronous selection (an overflow's "no host") was
+/// completed inside `choose_host`; Envoy drops the posted completion of a request that is
+/// gone, and the handle is a token.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_lb_cancel_host_selection(_lb_module: *const c_void, _async_handle: *mut c_void) {}
 

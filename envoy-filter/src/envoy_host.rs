@@ -8,6 +8,7 @@ use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, Mod
 use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::Lookup;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -195,6 +196,18 @@ impl HttpHost for EnvoyHttp {
         // SAFETY: the stream's pointer inside its hook (Envoy answers 0 without callbacks).
         unsafe { abi::envoy_dynamic_module_callback_http_get_buffer_limit(self.envoy) }
     }
+
+    fn source_address(&self) -> Option<&[u8]> {
+        let mut out = EnvoyBuffer::empty();
+        // SAFETY: the stream's pointer inside its hook; `out` is writable. Envoy answers false
+        // for an id it does not know or a value of another type.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.envoy, abi::attribute_id::SOURCE_ADDRESS, &mut out)
+        };
+        // SAFETY: the address text belongs to the connection's address object, which outlives
+        // the stream's hooks; the slice borrows `&self` (this hook) only.
+        found.then(|| unsafe { out.as_slice() })
+    }
 }
 
 // === impl EnvoyScheduler ===
@@ -275,6 +288,45 @@ impl ClusterHost for EnvoyCluster {
         // SAFETY: our cluster's pointer, on the main thread, in its init hook.
         unsafe { abi::envoy_dynamic_module_callback_cluster_pre_init_complete(self.envoy) };
     }
+
+    fn is_validation_mode(&self) -> bool {
+        // SAFETY: a process-wide query without arguments.
+        unsafe { abi::envoy_dynamic_module_callback_is_validation_mode() }
+    }
+
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks.
+        let sched = unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_new(self.envoy) };
+        (!sched.is_null()).then(|| Arc::new(EnvoyClusterScheduler(sched as usize)) as Arc<dyn Scheduler>)
+    }
+
+    fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
+        let health = if healthy { abi::host_health::HEALTHY } else { abi::host_health::UNHEALTHY };
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks; `host`
+        // is a handle `add_hosts` returned for this cluster, and hosts are never removed, so
+        // it is still in the cluster.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_update_host_health(self.envoy, host.0 as *mut c_void, health) }
+    }
+}
+
+// === impl EnvoyClusterScheduler ===
+
+/// A cluster's scheduler (the address of `cluster_scheduler_new`'s result).
+struct EnvoyClusterScheduler(usize);
+
+impl Scheduler for EnvoyClusterScheduler {
+    fn commit(&self, event_id: u64) {
+        // SAFETY: `cluster_scheduler_commit` is thread-safe (reference: upstream §2.2, §7.2).
+        // Commits happen under the lock of the cluster's `HealthFeed`, which deletes the
+        // scheduler under the same lock, so the scheduler is live here.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_commit(self.0 as *mut c_void, event_id) }
+    }
+
+    fn delete(&self) {
+        // SAFETY: created by `cluster_scheduler_new` for this cluster; deleted once, on the main
+        // thread, from `on_cluster_destroy` (the feed gives its scheduler up only once).
+        unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_delete(self.0 as *mut c_void) }
+    }
 }
 
 // === impl EnvoyLb ===
@@ -284,6 +336,8 @@ impl ClusterHost for EnvoyCluster {
 pub struct EnvoyLb {
     lb: *mut c_void,
     ctx: *mut c_void,
+    /// `end_without_host` completed the selection: the hook must answer asynchronously.
+    ended: Cell<bool>,
 }
 
 impl EnvoyLb {
@@ -292,7 +346,13 @@ impl EnvoyLb {
     /// `ctx` is NULL or the context of the `choose_host` call now running; the value is used
     /// only until that call returns.
     pub unsafe fn new(lb: *mut c_void, ctx: *mut c_void) -> EnvoyLb {
-        EnvoyLb { lb, ctx }
+        EnvoyLb { lb, ctx, ended: Cell::new(false) }
+    }
+
+    /// True if the selection was completed through `end_without_host`: `choose_host` must
+    /// then hand Envoy an async handle (and no host), whatever else happened.
+    pub fn ended(&self) -> bool {
+        self.ended.get()
     }
 }
 
@@ -331,5 +391,26 @@ impl LbHost for EnvoyLb {
         // SAFETY: `ctx` is the live context of this call, `lb` ours; `index` is a healthy
         // index at priority 0, as the callback expects for cluster LBs.
         unsafe { abi::envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(self.lb, self.ctx, 0, index) }
+    }
+
+    fn end_without_host(&self, details: &'static str) -> bool {
+        if self.ctx.is_null() || self.ended.get() {
+            return false;
+        }
+        // SAFETY: `lb` is our LB and `ctx` the live context of this `choose_host` call; Envoy
+        // copies `details`. Measured on 1.40 (and read in its code): the completion is posted
+        // to the worker's dispatcher, so the router sees it only after this hook returned the
+        // async handle (`ended` makes sure it does) and stored its callback; a request that
+        // is gone by then cancels it, and the posted completion is dropped.
+        unsafe {
+            abi::envoy_dynamic_module_callback_cluster_lb_async_host_selection_complete(
+                self.lb,
+                self.ctx,
+                std::ptr::null_mut(),
+                ModuleBuffer::from(details),
+            )
+        };
+        self.ended.set(true);
+        true
     }
 }

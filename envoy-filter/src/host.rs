@@ -6,7 +6,8 @@
 //! left out of test builds).
 //!
 //! - [`HttpHost`]: one HTTP stream, inside one of its hooks (the `filter_envoy` pointer);
-//! - [`Scheduler`]: the stream's scheduler (commit from any thread, delete on the worker);
+//! - [`Scheduler`]: a stream's or a cluster's scheduler (commit from any thread, delete on
+//!   the thread that owns it);
 //! - [`ClusterHost`]: a cluster on the main thread (`cluster_envoy`);
 //! - [`LbHost`]: a worker's load balancer plus the context of one `choose_host` call.
 //!
@@ -110,15 +111,19 @@ pub trait HttpHost {
     fn received_body_is_buffered(&self) -> bool;
     /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
     fn buffer_limit(&self) -> u64;
+    /// The client's address as Envoy reports it (`ip:port`), if it has one.
+    fn source_address(&self) -> Option<&[u8]>;
 }
 
-/// The scheduler of one stream: `commit` makes Envoy call `on_http_filter_scheduled` on the
-/// stream's worker.
+/// A scheduler: `commit` makes Envoy call `on_http_filter_scheduled` on a stream's worker
+/// (a stream's scheduler) or `on_cluster_scheduled` on the main thread (a cluster's).
 pub trait Scheduler: Send + Sync {
     /// Any thread.
     fn commit(&self, event_id: u64);
-    /// Worker only, once, after the last `commit` can have started (the core stream, which
-    /// owns the only wake function that commits, is dropped first).
+    /// The owning thread only (the stream's worker, or main for a cluster), once, after the
+    /// last `commit` can have started: the stream's core stream, which owns the only wake
+    /// function that commits, is dropped first; a cluster's [`crate::lb::HealthFeed`]
+    /// deletes it under the lock its commits take.
     fn delete(&self);
 }
 
@@ -131,6 +136,13 @@ pub trait ClusterHost {
     fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>>;
     /// Ends warming; Envoy waits for it before serving the cluster.
     fn pre_init_complete(&mut self);
+    /// True when Envoy runs as `envoy --mode validate` (which runs cluster init too).
+    fn is_validation_mode(&self) -> bool;
+    /// The cluster's scheduler (`None` if Envoy gives none).
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>>;
+    /// Sets the host's health in Envoy's view (healthy, or unhealthy: an EDS health flag);
+    /// false if Envoy refused (not the main thread, unknown host).
+    fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool;
 }
 
 /// A worker's load balancer, during one `choose_host` call (priority 0 only: MOSN hosts
@@ -146,4 +158,8 @@ pub trait LbHost {
     fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// Envoy's retry host predicates (e.g. `previous_hosts`) reject healthy host `index`.
     fn should_select_another_host(&self, index: usize) -> bool;
+    /// Ends this host selection without a host, with `details` in Envoy's 503 reply and
+    /// access log (`%RESPONSE_CODE_DETAILS%`) instead of `no_healthy_upstream`. False when
+    /// it can not (no context): then the caller answers "no host" as usual.
+    fn end_without_host(&self, details: &'static str) -> bool;
 }

@@ -227,6 +227,10 @@ impl HttpFilter {
                 if st.phase == Phase::Start {
                     self.attach(host, &mut st);
                     st.more_body = !end_of_stream;
+                    // The client address, for `source_ip` hashing (LB_MAGLEV's default key).
+                    if let (Some(stream), Some(addr)) = (st.stream.as_mut(), host.source_address().and_then(policy::client_address)) {
+                        stream.set_downstream_address(addr);
+                    }
                 }
                 st.phase
             }

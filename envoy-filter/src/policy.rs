@@ -20,6 +20,10 @@ pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 /// Filter state key the HTTP filter sets and the cluster LB reads.
 pub const STREAM_ID_KEY: &str = "mosn.stream_id";
 
+/// Envoy's response details when the core refuses an upstream host because a circuit
+/// breaker is full (MOSN's overflow, 503, flag UO); Envoy's own flag is UH.
+pub const OVERFLOW_DETAILS: &str = "mosn_upstream_overflow";
+
 // === AdapterConfig ===
 
 /// What an Envoy `filter_config` / `cluster_config` StringValue carries:
@@ -59,15 +63,27 @@ impl AdapterConfig {
     }
 }
 
+// === Client address ===
+
+/// The client address Envoy reported, if it is an `ip` or `ip:port` (`[v6]:port`) the core
+/// can hash (`source_ip`); anything else (a pipe's path, an attribute id that meant
+/// something else in another Envoy) is not used, so it can never steer a hash.
+pub fn client_address(raw: &[u8]) -> Option<&[u8]> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let ok = text.parse::<std::net::SocketAddr>().is_ok() || text.parse::<std::net::IpAddr>().is_ok();
+    ok.then_some(raw)
+}
+
 // === Outcomes ===
 
 /// Maps the details of an Envoy local reply to how the upstream attempt ended.
 ///
-/// `None` for replies that say nothing about an attempt (`no_healthy_upstream`: the core
-/// already knows it chose no host; the module's own replies; route/codec errors).
+/// `None` for replies that say nothing about an attempt (`no_healthy_upstream` and the
+/// module's own details, `mosn_*`, e.g. [`OVERFLOW_DETAILS`]: the core already knows it
+/// chose no host, or answered itself; route/codec errors).
 pub fn outcome_from_details(details: &str) -> Option<UpstreamOutcome> {
     let d = details.to_ascii_lowercase();
-    if d.contains("no_healthy_upstream") {
+    if d.contains("no_healthy_upstream") || d.starts_with("mosn_") {
         return None;
     }
     if d.contains("overflow") {
@@ -174,6 +190,17 @@ mod tests {
     }
 
     #[test]
+    fn only_ip_addresses_are_client_addresses() {
+        for ok in ["127.0.0.1:40000", "10.1.2.3", "[::1]:8080", "::1", "2001:db8::7"] {
+            assert_eq!(client_address(ok.as_bytes()), Some(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "/tmp/envoy.sock", "@abstract", "HTTP/1.1", "localhost:80", "127.0.0.1:99999", "10.0.0.1:"] {
+            assert_eq!(client_address(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(client_address(b"\xff\xfe"), None);
+    }
+
+    #[test]
     fn details_map_to_outcomes() {
         use UpstreamOutcome::*;
         let cases = [
@@ -189,6 +216,8 @@ mod tests {
             ("upstream_reset_before_response_started{overflow}", Some(Overflow)),
             ("upstream_reset_after_response_started{remote_reset}", Some(Reset)),
             ("no_healthy_upstream", None),
+            (OVERFLOW_DETAILS, None),
+            ("mosn_panic", None),
             ("fault_abort", None),
             ("route_not_found", None),
         ];

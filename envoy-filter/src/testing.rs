@@ -59,6 +59,8 @@ pub struct FakeHttp {
     pub filter_state: HashMap<String, String>,
     /// `scheduler_new` returns `None`.
     pub no_scheduler: bool,
+    /// What Envoy reports as the client's address (`source.address`).
+    pub source_address: Option<String>,
     /// Every call, in order (shared with the scheduler, which commits from other threads).
     pub calls: Arc<Mutex<Vec<Call>>>,
 }
@@ -74,6 +76,7 @@ impl FakeHttp {
             received_is_buffered: false,
             filter_state: HashMap::new(),
             no_scheduler: false,
+            source_address: Some("127.0.0.1:40000".into()),
             calls: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -193,6 +196,9 @@ impl HttpHost for FakeHttp {
     fn buffer_limit(&self) -> u64 {
         1 << 20
     }
+    fn source_address(&self) -> Option<&[u8]> {
+        self.source_address.as_deref().map(str::as_bytes)
+    }
 }
 
 /// Records commits and the delete into its host's call list.
@@ -222,6 +228,25 @@ pub struct FakeCluster {
     pub refuse: bool,
     pub added: Vec<AddedHost>,
     pub pre_init_completed: usize,
+    /// Envoy runs as `--mode validate`.
+    pub validation: bool,
+    /// `scheduler_new` returns `None`.
+    pub no_scheduler: bool,
+    /// `update_host_health` calls, in order.
+    pub health: Vec<(HostHandle, bool)>,
+    /// The cluster scheduler's calls (`SchedulerNew`, `Commit`, `SchedulerDelete`); shared
+    /// with the scheduler, which the checker thread commits.
+    pub sched: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FakeCluster {
+    pub fn sched_calls(&self) -> Vec<Call> {
+        self.sched.lock().unwrap().clone()
+    }
+    /// Commits made so far.
+    pub fn commits(&self) -> usize {
+        self.sched_calls().iter().filter(|c| matches!(c, Call::Commit(_))).count()
+    }
 }
 
 impl ClusterHost for FakeCluster {
@@ -239,6 +264,20 @@ impl ClusterHost for FakeCluster {
     fn pre_init_complete(&mut self) {
         self.pre_init_completed += 1;
     }
+    fn is_validation_mode(&self) -> bool {
+        self.validation
+    }
+    fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        self.sched.lock().unwrap().push(Call::SchedulerNew);
+        if self.no_scheduler {
+            return None;
+        }
+        Some(Arc::new(FakeScheduler { calls: self.sched.clone() }))
+    }
+    fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
+        self.health.push((host, healthy));
+        true
+    }
 }
 
 /// A scripted [`LbHost`]: Envoy's healthy hosts, the request's filter state, and the hosts
@@ -253,6 +292,8 @@ pub struct FakeLb {
     pub panic: bool,
     /// Healthy indexes the predicate was asked about.
     pub asked: RefCell<Vec<usize>>,
+    /// The details of `end_without_host` calls.
+    pub ended: RefCell<Vec<&'static str>>,
     pub count_calls: Cell<usize>,
 }
 
@@ -289,6 +330,10 @@ impl LbHost for FakeLb {
     fn should_select_another_host(&self, index: usize) -> bool {
         self.asked.borrow_mut().push(index);
         self.context && self.rejected.contains(&self.healthy[index])
+    }
+    fn end_without_host(&self, details: &'static str) -> bool {
+        self.ended.borrow_mut().push(details);
+        self.context
     }
 }
 

@@ -6,7 +6,10 @@
 //!   listener's stream filters and router; a single route takes the cluster from the
 //!   request header `x-mosn-cluster` that the module sets (`cluster_header`);
 //! - per MOSN cluster: an `envoy.clusters.dynamic_modules` cluster with
-//!   `lb_policy: CLUSTER_PROVIDED`: the module adds the MOSN hosts and picks the host.
+//!   `lb_policy: CLUSTER_PROVIDED`: the module adds the MOSN hosts and picks the host. Its
+//!   circuit breaker thresholds are effectively unlimited (MOSN's limits are the core's);
+//!   MOSN's `connect_timeout` and `idle_timeout` are Envoy's; the per-attempt upstream
+//!   filter runs where a route retries on status.
 
 use super::{quote, HostOptions};
 use crate::config::{MosnConfig, RouteActionConfig};
@@ -152,15 +155,29 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             cluster_cfg = quote(&cluster_cfg),
             unlimited = UNLIMITED,
         );
-        if status_retries.contains(c.name.as_str()) {
-            // Every attempt's response to the core, which marks the ones it retries.
-            let _ = write!(
-                y,
-                r#"    typed_extension_protocol_options:
+        let attempt_filter = status_retries.contains(c.name.as_str());
+        if !attempt_filter && c.idle_timeout.is_none() {
+            continue;
+        }
+        // Envoy 1.40 requires the upstream protocol to be chosen with any of these options:
+        // HTTP/1.1, as without them.
+        let _ = write!(
+            y,
+            r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http_protocol_options: {{}} }}
-        http_filters:
+"#
+        );
+        if let Some(idle) = c.idle_timeout {
+            // MOSN's idle_timeout: an upstream connection idle that long is closed.
+            let _ = writeln!(y, "        common_http_protocol_options: {{ idle_timeout: {:.3}s }}", idle.as_secs_f64().max(0.001));
+        }
+        if attempt_filter {
+            // Every attempt's response to the core, which marks the ones it retries.
+            let _ = write!(
+                y,
+                r#"        http_filters:
         - name: mosn_attempt
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
@@ -179,4 +196,59 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
         }
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::Diagnostics;
+
+    const CONFIG: &str = r#"{"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+        "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a", "retry_policy": {"retry_on": true}}}]}]}],
+      "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+        "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+      "cluster_manager": {"clusters": [{"name": "a", "idle_timeout": "90s", "hosts": [{"address": "127.0.0.1:2"}]},
+                                       {"name": "b", "idle_timeout": "1500ms", "hosts": [{"address": "127.0.0.1:3"}]},
+                                       {"name": "c", "hosts": [{"address": "127.0.0.1:4"}]},
+                                       {"name": "d", "idle_timeout": "0s", "hosts": [{"address": "127.0.0.1:5"}]}]}}"#;
+
+    fn generated() -> String {
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(CONFIG, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let o =
+            HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 2, admin_port: 0 };
+        generate(&cfg, &o)
+    }
+
+    /// The YAML of cluster `name` (up to the next cluster).
+    fn cluster<'a>(y: &'a str, name: &str) -> &'a str {
+        let start = y.find(&format!("  - name: \"{name}\"\n")).unwrap_or_else(|| panic!("cluster {name}:\n{y}"));
+        let end = y[start + 1..].find("\n  - name: ").map_or(y.len(), |e| start + 1 + e + 1);
+        &y[start..end]
+    }
+
+    #[test]
+    fn mosns_idle_timeout_is_envoys_upstream_idle_timeout() {
+        let y = generated();
+        let options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions:";
+        let http1 = "explicit_http_config: { http_protocol_options: {} }";
+        // With the upstream filter (a route retries on status) and an idle timeout.
+        let a = cluster(&y, "a");
+        assert!(a.contains(options) && a.contains(http1), "{a}");
+        assert!(a.contains("common_http_protocol_options: { idle_timeout: 90.000s }"), "{a}");
+        assert_eq!(a.matches("mosn_attempt").count(), 2, "{a}");
+        assert_eq!(a.matches("typed_extension_protocol_options:").count(), 1, "one options block: {a}");
+        // An idle timeout alone: the options block, HTTP/1.1, no filter.
+        let b = cluster(&y, "b");
+        assert!(b.contains(options) && b.contains(http1) && b.contains("idle_timeout: 1.500s }"), "{b}");
+        assert!(!b.contains("mosn_attempt") && !b.contains("http_filters"), "{b}");
+        // Neither (and "0s" is no idle timeout, as in MOSN): Envoy's defaults.
+        for name in ["c", "d"] {
+            let c = cluster(&y, name);
+            assert!(!c.contains("typed_extension_protocol_options") && !c.contains("idle_timeout"), "{c}");
+        }
+        // Envoy's own breakers never decide: MOSN's limits are the core's.
+        assert_eq!(y.matches("max_requests: 1000000000").count(), 4);
+    }
 }

@@ -363,3 +363,100 @@ fn an_upstream_filter_without_a_stream_only_strips_the_mark() {
     assert!(!crate::upstream::is_upstream_config(br#"{"config_path": "/x", "listener": "l"}"#));
     assert!(!crate::upstream::is_upstream_config(br#"{"upstream": true, "listener": "l"}"#));
 }
+
+// === The client address ===
+
+/// A filter config and the LB of cluster `a` (handles 0xa00..) with `a` as LB_MAGLEV.
+fn maglev_setup() -> (HttpConfig, Lb) {
+    let engine = Engine::from_json(&testing::CONFIG.replacen(r#""lb_type": "LB_ROUNDROBIN""#, r#""lb_type": "LB_MAGLEV""#, 1)).unwrap();
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    shared.init(&mut FakeCluster { base: 0xa00, ..FakeCluster::default() });
+    (HttpConfig::new(engine, 0), Lb::new(shared))
+}
+
+/// The host `a` picks for one request from `client` (Envoy's `source.address`).
+fn pick_for_client(http: &HttpConfig, a: &Lb, client: Option<&str>) -> HostHandle {
+    let f = http.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/")]);
+    host.source_address = client.map(str::to_string);
+    assert_eq!(http_logic::request_headers(Some(&f), &mut host, true), HeadersStatus::Continue);
+    let h = a.choose_host(&lb_for(&host)).expect("a host");
+    http_logic::stream_complete(Some(&f));
+    h
+}
+
+#[test]
+fn any_client_address_value_is_safe() {
+    let (http, a) = maglev_setup();
+    // Something that is not an address is not handed to the core; the request is served.
+    for client in [None, Some("127.0.0.1:40000"), Some("/tmp/envoy.sock"), Some("HTTP/1.1"), Some("")] {
+        pick_for_client(&http, &a, client);
+    }
+}
+
+#[test]
+#[ignore = "until LB_MAGLEV lands in the core (see tests/upstream.rs: source_ip_hash_uses_the_client_address)"]
+fn the_client_address_is_maglevs_hash_key() {
+    let (http, a) = maglev_setup();
+    // One client IP, any port: always the same host.
+    let first = pick_for_client(&http, &a, Some("10.0.0.1:1000"));
+    for port in [1001, 2000, 65000] {
+        assert_eq!(pick_for_client(&http, &a, Some(&format!("10.0.0.1:{port}"))), first);
+    }
+    // Many clients spread over the hosts.
+    let spread: std::collections::HashSet<_> = (1..=32).map(|i| pick_for_client(&http, &a, Some(&format!("10.0.1.{i}:5000")))).collect();
+    assert!(spread.len() > 1, "{spread:?}");
+}
+
+// === Circuit breakers ===
+
+#[test]
+fn an_overflow_ends_the_selection_with_its_own_details_and_answers_503() {
+    // Cluster `a` takes one request at a time (MOSN's max_requests).
+    let engine = Engine::from_json(&testing::CONFIG.replacen(
+        r#""lb_type": "LB_ROUNDROBIN","#,
+        r#""lb_type": "LB_ROUNDROBIN", "circuit_breakers": [{"max_requests": 1}],"#,
+        1,
+    ))
+    .unwrap();
+    let http = HttpConfig::new(engine.clone(), 0);
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("a").unwrap().clone());
+    shared.init(&mut FakeCluster { base: 0xa00, ..FakeCluster::default() });
+    let a = Lb::new(shared);
+
+    let (_first, host1, _) = request(&http, &[(":path", "/")]);
+    let lb1 = lb_for(&host1);
+    assert_eq!(a.choose_host(&lb1), Some(HostHandle(0xa00)));
+    assert!(lb1.ended.borrow().is_empty());
+
+    // The second request overflows: no host, and the selection ends with the overflow's details.
+    let (f, mut host2, _) = request(&http, &[(":path", "/")]);
+    let lb2 = lb_for(&host2);
+    assert_eq!(a.choose_host(&lb2), None);
+    assert_eq!(*lb2.ended.borrow(), ["mosn_upstream_overflow"]);
+    assert!(f.cell().state.borrow().outcome_reported, "no attempt is in flight");
+    // Envoy answers 503 with those details: the status stays (MOSN's overflow is 503), no
+    // attempt outcome is reported for it, and the core's flags say UO.
+    http_logic::local_reply(Some(&f), b"mosn_upstream_overflow");
+    host2.response = vec![(":status".into(), "503".into())];
+    http_logic::response_headers(Some(&f), &mut host2, true);
+    assert_eq!(host2.response_values(":status"), ["503"]);
+    let st = f.cell().state.borrow();
+    let stream = st.stream.as_ref().unwrap();
+    assert_eq!(stream.failure_status(), Some(503));
+    assert_ne!(stream.flags() & mosn_extension::api::flags::UPSTREAM_OVERFLOW, 0);
+    assert_eq!(attempts(&f), 0);
+    assert_eq!(engine.cluster("a").unwrap().hosts.iter().map(|h| h.state.failures()).sum::<u64>(), 0);
+}
+
+#[test]
+fn no_healthy_host_keeps_envoys_own_details() {
+    let s = setup();
+    for h in &s.engine.cluster("a").unwrap().hosts {
+        h.set_healthy(false);
+    }
+    let (_f, host, _) = request(&s.http, &[(":path", "/")]);
+    let lb = lb_for(&host);
+    assert_eq!(s.a.choose_host(&lb), None);
+    assert!(lb.ended.borrow().is_empty(), "Envoy's no_healthy_upstream reply");
+}

@@ -4,6 +4,7 @@
 //! paths and the panic policy of the HTTP filter. `lb.rs`: cluster init, the LB host-choice
 //! loop, outcome mapping.
 
+mod health;
 mod http;
 mod lb;
 
