@@ -568,10 +568,12 @@ impl Stream {
     /// MOSN's status for a request whose last attempt failed: 502 for connect
     /// failures, resets and no healthy host; 504 for timeouts; 503 for overflow.
     pub fn failure_status(&self) -> Option<u16> {
-        match (self.no_host, self.outcome) {
-            (Some(NoHost::Overflow), None) => return Some(503),
-            (Some(_), None) => return Some(502),
-            _ => {}
+        // The latest host choice failed (also on a retry): the host answers itself, and
+        // MOSN's status for why goes out, whatever an earlier attempt got.
+        match self.no_host {
+            Some(NoHost::Overflow) => return Some(503),
+            Some(_) => return Some(502),
+            None => {}
         }
         match self.outcome? {
             UpstreamOutcome::Response(_) => None,

@@ -571,3 +571,25 @@ fn the_subset_example_routes_exactly_like_the_three_cluster_demo() {
         assert_eq!(reach(&subset, uid), reach(&demo, uid), "uid {uid:?}");
     }
 }
+
+#[test]
+fn a_retry_refused_for_want_of_a_host_gets_the_status_of_why() {
+    // Two hosts at max_connections 1: a second stream's retry finds both full → 503, not the
+    // first attempt's 502.
+    let e =
+        config(breaker_cluster(json!({"max_connections": 1}), 2), json!({"retry_policy": {"retry_on": true, "num_retries": 2}}), json!([]));
+    let mut a = e.new_stream(0, None).unwrap();
+    a.request_headers(&Headers(&[h(":path", "/")]), true);
+    a.choose_host().unwrap();
+    let mut b = e.new_stream(0, None).unwrap();
+    b.request_headers(&Headers(&[h(":path", "/")]), true);
+    b.choose_host().unwrap();
+    assert!(b.upstream_result(UpstreamOutcome::ConnectFailure));
+    // b's own host is free again but tried; a holds the other: the retry takes b's host again
+    // (a one-host retry) — so fill it from a third stream first.
+    let mut c = e.new_stream(0, None).unwrap();
+    c.request_headers(&Headers(&[h(":path", "/")]), true);
+    c.choose_host().unwrap();
+    assert_eq!(b.choose_host().err(), Some(NoHost::Overflow));
+    assert_eq!(b.failure_status(), Some(503));
+}

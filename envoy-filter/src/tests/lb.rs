@@ -395,7 +395,6 @@ fn any_client_address_value_is_safe() {
 }
 
 #[test]
-#[ignore = "until LB_MAGLEV lands in the core (see tests/upstream.rs: source_ip_hash_uses_the_client_address)"]
 fn the_client_address_is_maglevs_hash_key() {
     let (http, a) = maglev_setup();
     // One client IP, any port: always the same host.
