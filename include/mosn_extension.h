@@ -447,6 +447,14 @@ int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg);
 
 /*
+ Starts re-resolving this config's STRICT_DNS names every `dns_refresh_rate` (a library
+ thread, stopped when the config is freed). Each process resolves for itself: call it in
+ every process that serves requests (nginx: every worker). Idempotent. Returns true if
+ the config has a STRICT_DNS cluster.
+ */
+bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg);
+
+/*
  The number of clusters in this config.
  */
 size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg);

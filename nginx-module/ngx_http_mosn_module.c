@@ -490,6 +490,11 @@ ngx_http_mosn_init_process(ngx_cycle_t *cycle)
                       "mosn: active health checks run in worker 0");
     }
 
+    /* STRICT_DNS names: each worker re-resolves for itself (addresses are per process) */
+    if (mmcf != NULL && mmcf->cfg != NULL && ngx_process == NGX_PROCESS_WORKER) {
+        (void) mosn_ext_config_start_dns_refresh(mmcf->cfg);
+    }
+
     return ngx_http_mosn_wake_init(cycle);
 }
 

@@ -15,6 +15,7 @@ use crate::filter::StreamFilter;
 use crate::listener::Listener;
 use crate::router::Router;
 use crate::stream::Stream;
+use crate::upstream::dns::{AddressWatch, DnsRefresher};
 use crate::upstream::health_check::{HealthChecker, HealthWatch};
 use crate::upstream::state::Layout;
 use crate::upstream::{Cluster, StateBlock};
@@ -34,6 +35,10 @@ pub struct Engine {
     health: std::sync::Mutex<Option<HealthChecker>>,
     /// Told about every health change the active checks make.
     health_watchers: Arc<std::sync::Mutex<Vec<HealthWatch>>>,
+    /// STRICT_DNS re-resolution, once started.
+    dns: std::sync::Mutex<Option<DnsRefresher>>,
+    /// Told about every address change a STRICT_DNS refresh makes.
+    address_watchers: Arc<std::sync::Mutex<Vec<AddressWatch>>>,
 }
 
 impl Engine {
@@ -102,6 +107,8 @@ impl Engine {
             notes: Vec::new(),
             health: Default::default(),
             health_watchers: Default::default(),
+            dns: Default::default(),
+            address_watchers: Default::default(),
         })
     }
 
@@ -140,6 +147,31 @@ impl Engine {
             *running = HealthChecker::start(&self.clusters, Some(watch));
         }
         running.is_some()
+    }
+
+    /// Starts resolving the STRICT_DNS clusters' names again every `dns_refresh_rate` (a
+    /// thread, stopped when the engine is dropped). Idempotent; true if there is such a
+    /// cluster. Each process resolves for itself (nginx: call it in every worker).
+    pub fn start_dns_refresh(&self) -> bool {
+        let Ok(mut running) = self.dns.lock() else { return false };
+        if running.is_none() {
+            let watchers = self.address_watchers.clone();
+            let watch: AddressWatch = Arc::new(move |c: &Cluster, i: usize, a: Option<std::net::SocketAddr>| {
+                if let Ok(ws) = watchers.lock() {
+                    ws.iter().for_each(|w| w(c, i, a));
+                }
+            });
+            *running = DnsRefresher::start(&self.clusters, watch);
+        }
+        running.is_some()
+    }
+
+    /// Adds a function told about every address change a STRICT_DNS refresh makes (from its
+    /// thread): `(cluster, host index, new address or none)`.
+    pub fn watch_addresses(&self, w: AddressWatch) {
+        if let Ok(mut ws) = self.address_watchers.lock() {
+            ws.push(w);
+        }
     }
 
     /// Adds a function told about every health change the active checks make (from their

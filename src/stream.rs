@@ -38,6 +38,10 @@ pub struct Chosen<'a> {
     pub cluster: &'a Cluster,
     pub index: usize,
     pub host: &'a Host,
+    /// Where to connect (a STRICT_DNS host's address as resolved now).
+    pub addr: std::net::SocketAddr,
+    /// `addr` as `ip:port` text (lives as long as the config).
+    pub address: &'a str,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
 }
@@ -479,7 +483,10 @@ impl Stream {
         self.last_host = Some(index);
         self.in_flight = true;
         let host = &cluster.hosts[index];
-        Ok(Chosen { cluster, index, host, attempt: self.attempts })
+        // The cluster only picks hosts with an address; a slot emptied since is still
+        // answered with the address it had (the text lives as long as the config).
+        let (addr, address) = host.current().unwrap_or((host.address, &host.address_text));
+        Ok(Chosen { cluster, index, host, addr, address, attempt: self.attempts })
     }
 
     /// The latest attempt no longer counts as active on its host (nor as a retry).

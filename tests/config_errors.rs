@@ -92,7 +92,7 @@ fn refused() -> Vec<Case> {
             &format!("{CP}[0].lbconfig.active_request_bias"),
             "expected a number",
         ),
-        c(&format!("{C}/0/type"), json!("STRICT_DNS"), &format!("{CP}[0].type"), "not supported yet"),
+        c(&format!("{C}/0/type"), json!("ORIGINAL_DST"), &format!("{CP}[0].type"), "not supported yet"),
         c(&format!("{C}/1/name"), json!("s1"), &format!("{CP}[1].name"), "defined twice"),
         c(
             &format!("{C}/0/hosts/0/metadata/filter_metadata/mosn.lb/unit"),

@@ -593,3 +593,57 @@ fn a_retry_refused_for_want_of_a_host_gets_the_status_of_why() {
     assert_eq!(b.choose_host().err(), Some(NoHost::Overflow));
     assert_eq!(b.failure_status(), Some(503));
 }
+
+// === STRICT_DNS ===
+
+#[test]
+fn strict_dns_names_become_hosts() {
+    let cluster = json!({"type": "STRICT_DNS", "dns_lookup_family": "V4_ONLY", "dns_refresh_rate": "1s",
+                         "hosts": [{"address": "localhost:8080", "weight": 3}, {"address": "127.0.0.2:9090"}]});
+    let e = config(cluster, json!({}), json!([]));
+    let c = e.cluster("c").unwrap();
+    // localhost: 8 slots (one filled); the IP entry: one host.
+    assert_eq!(c.hosts.len(), 9);
+    let with_address: Vec<String> = c.hosts.iter().filter_map(|h| h.current().map(|(_, t)| t.to_string())).collect();
+    assert_eq!(with_address, ["127.0.0.1:8080", "127.0.0.2:9090"]);
+    // Only hosts with an address are picked, and the stream hands out the resolved address.
+    let mut seen: Vec<String> = (0..8)
+        .map(|_| {
+            let mut s = e.new_stream(0, None).unwrap();
+            s.request_headers(&Headers(&[h(":path", "/")]), true);
+            s.choose_host().unwrap().address.to_string()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["127.0.0.1:8080", "127.0.0.2:9090"]);
+    assert!(c.refresh_dns().is_empty(), "nothing changed");
+    assert!(e.start_dns_refresh());
+}
+
+#[test]
+fn strict_dns_settings_are_checked() {
+    let base = |extra: Value| {
+        let mut c = json!({"name": "c", "type": "STRICT_DNS", "hosts": [{"address": "localhost:80"}]});
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let cfg = json!({"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+            "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"}}]}]}],
+            "listeners": [{"name": "l", "address": "127.0.0.1:8080", "bind_port": true,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+            "cluster_manager": {"clusters": [c]}});
+        Engine::load(&cfg.to_string()).err().map(|e| e.to_string())
+    };
+    assert_eq!(base(json!({})), None);
+    assert!(base(json!({"dns_resolvers": ["8.8.8.8"]}))
+        .unwrap()
+        .contains("cluster_manager.clusters[0].dns_resolvers: is not supported yet"));
+    assert!(base(json!({"dns_lookup_family": "V5"})).unwrap().contains("dns_lookup_family"));
+    // Outside STRICT_DNS a name is still refused.
+    let mut simple = json!({"name": "c", "hosts": [{"address": "localhost:80"}]});
+    simple["type"] = json!("SIMPLE");
+    let cfg = json!({"servers": [{"routers": [], "listeners": [{"name": "l", "address": "127.0.0.1:8080", "bind_port": true,
+        "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1"}}]}]}]}],
+        "cluster_manager": {"clusters": [simple]}});
+    let err = Engine::load(&cfg.to_string()).err().unwrap().to_string();
+    assert!(err.contains("is not an IP address"), "{err}");
+}

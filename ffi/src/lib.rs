@@ -413,6 +413,16 @@ pub extern "C" fn mosn_ext_config_start_health_checks(cfg: *const mosn_ext_confi
     guard(false, || unsafe { cfg.as_ref() }.is_some_and(|c| c.engine.start_health_checks()))
 }
 
+/// Starts re-resolving this config's STRICT_DNS names every `dns_refresh_rate` (a library
+/// thread, stopped when the config is freed). Each process resolves for itself: call it in
+/// every process that serves requests (nginx: every worker). Idempotent. Returns true if
+/// the config has a STRICT_DNS cluster.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_start_dns_refresh(cfg: *const mosn_ext_config) -> bool {
+    // SAFETY: NULL or a live handle (contract).
+    guard(false, || unsafe { cfg.as_ref() }.is_some_and(|c| c.engine.start_dns_refresh()))
+}
+
 /// The number of clusters in this config.
 #[no_mangle]
 pub extern "C" fn mosn_ext_config_cluster_count(cfg: *const mosn_ext_config) -> usize {
@@ -469,7 +479,7 @@ pub extern "C" fn mosn_ext_config_host_stats(
         }
         let st = &h.state;
         let s = mosn_ext_host_stats {
-            address: out_bytes(h.address_text.as_bytes()),
+            address: out_bytes(h.current().map_or(&*h.address_text, |(_, t)| t).as_bytes()),
             health_flags: st.flags(),
             rq_active: st.active(),
             rq_total: st.requests(),
@@ -641,7 +651,7 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
                 if !out.is_null() {
                     let u = mosn_ext_upstream {
                         cluster: out_bytes(c.cluster.name.as_bytes()),
-                        address: out_bytes(c.host.address_text.as_bytes()),
+                        address: out_bytes(c.address.as_bytes()),
                         host_index: c.index as u32,
                         attempt: c.attempt,
                         idle_timeout_ms: c.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
@@ -737,7 +747,9 @@ pub extern "C" fn mosn_ext_stream_info(
         let Some(s) = (unsafe { s.as_ref() }) else { return false };
         let v: Option<&[u8]> = match what {
             MOSN_EXT_INFO_CLUSTER => s.stream.cluster().map(|c| c.name.as_bytes()),
-            MOSN_EXT_INFO_UPSTREAM_HOST => s.stream.upstream_host().map(|h| h.address_text.as_bytes()),
+            MOSN_EXT_INFO_UPSTREAM_HOST => {
+                s.stream.upstream_host().map(|h| h.current().map_or(h.address_text.as_bytes(), |(_, t)| t.as_bytes()))
+            }
             MOSN_EXT_INFO_METADATA => {
                 // SAFETY: `key` points to `key_len` bytes (contract).
                 let k = unsafe { bytes(mosn_ext_bytes { ptr: key, len: key_len }) };

@@ -4,8 +4,8 @@ use super::fields::object;
 use super::listener::tls_off;
 use super::reader::{unknown, Diagnostics, Obj};
 use super::{
-    parse_address, CircuitBreakers, ClusterConfig, FallbackPolicy, HealthCheckConfig, HealthCheckProtocol, HostConfig, HttpCheck, LbConfig,
-    LbType, SubsetConfig, DEFAULT_CONNECT_TIMEOUT,
+    parse_address, CircuitBreakers, ClusterConfig, DnsConfig, DnsFamily, FallbackPolicy, HealthCheckConfig, HealthCheckProtocol,
+    HostConfig, HttpCheck, LbConfig, LbType, SubsetConfig, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -25,7 +25,7 @@ const LB_TYPES: &[&str] = &[
 
 /// Cluster types with a fixed host list; MOSN treats them all as SIMPLE.
 const STATIC_TYPES: &[&str] = &["SIMPLE", "STATIC", "DYNAMIC", "EDS", ""];
-const OTHER_TYPES: &[&str] = &["STRICT_DNS", "ORIGINAL_DST"];
+const OTHER_TYPES: &[&str] = &["ORIGINAL_DST"];
 
 /// MOSN clamps host weights into this range.
 const MIN_WEIGHT: u64 = 1;
@@ -35,13 +35,17 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     let errors = d.error_count();
     let path = c.path().to_string();
     let name = c.required_string("name", d);
+    let mut strict_dns = false;
     if let Some(t) = c.string("type", d) {
         let t = t.to_ascii_uppercase();
         let t = t.as_str();
-        if OTHER_TYPES.contains(&t) {
+        if t == "STRICT_DNS" {
+            strict_dns = true;
+        } else if OTHER_TYPES.contains(&t) {
             d.error(c.field_path("type"), format!("cluster type \"{t}\" is not supported yet (SIMPLE, STATIC, DYNAMIC, EDS are)"));
         } else if !STATIC_TYPES.contains(&t) {
-            let known: Vec<&str> = STATIC_TYPES.iter().chain(OTHER_TYPES).copied().filter(|t| !t.is_empty()).collect();
+            let known: Vec<&str> =
+                STATIC_TYPES.iter().chain(OTHER_TYPES).chain(&["STRICT_DNS"]).copied().filter(|t| !t.is_empty()).collect();
             d.error(c.field_path("type"), unknown("cluster type", t, &known));
         }
     }
@@ -58,10 +62,11 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     }
     let health_check = c.object("health_check", object::HEALTH_CHECK, d).and_then(|o| parse_health_check(o, d));
     let limits = parse_circuit_breakers(&mut c, d);
+    let dns = parse_dns(&mut c, strict_dns, d);
     let mut hosts = Vec::new();
     let mut seen = HashSet::new();
     for h in c.objects("hosts", object::HOST, d) {
-        if let Some(host) = parse_host(h, &mut seen, d) {
+        if let Some(host) = parse_host(h, strict_dns, &mut seen, d) {
             hosts.push(host);
         }
     }
@@ -70,7 +75,43 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     if d.error_count() != errors {
         return None;
     }
-    Some(ClusterConfig { path, name: name?.to_string(), lb, connect_timeout, idle_timeout, hosts, subset, limits, health_check })
+    Some(ClusterConfig { path, name: name?.to_string(), lb, connect_timeout, idle_timeout, hosts, subset, limits, health_check, dns })
+}
+
+/// STRICT_DNS's settings; on other cluster types they change nothing (noted, as MOSN
+/// ignores them there).
+fn parse_dns(c: &mut Obj<'_>, strict_dns: bool, d: &mut Diagnostics) -> Option<DnsConfig> {
+    if !strict_dns {
+        for k in ["dns_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "dns_resolvers", "dns_resolver_file", "dns_resolver_port"] {
+            let p = c.field_path(k);
+            if c.raw(k).is_some() {
+                d.note(p, "only for STRICT_DNS clusters");
+            }
+        }
+        return None;
+    }
+    // MOSN: 0 or absent is its 5 s default.
+    let refresh = c.duration("dns_refresh_rate", d).filter(|t| !t.is_zero()).unwrap_or(Duration::from_secs(5));
+    let fpath = c.field_path("dns_lookup_family");
+    let family = match c.string("dns_lookup_family", d).unwrap_or("").to_ascii_uppercase().as_str() {
+        "" | "V4_ONLY" | "V4" => DnsFamily::V4Only,
+        "V6_ONLY" | "V6" => DnsFamily::V6Only,
+        "AUTO" | "ALL" => DnsFamily::All,
+        other => {
+            d.error(fpath, unknown("dns_lookup_family", other, &["V4_ONLY", "V6_ONLY", "AUTO", "ALL"]));
+            DnsFamily::V4Only
+        }
+    };
+    if c.boolean("respect_dns_ttl", d) == Some(true) {
+        d.note(c.field_path("respect_dns_ttl"), "the system resolver gives no TTL: names are resolved again every dns_refresh_rate");
+    }
+    for k in ["dns_resolvers", "dns_resolver_file", "dns_resolver_port"] {
+        let p = c.field_path(k);
+        if c.raw(k).is_some_and(|v| !super::reader::is_empty(v)) {
+            d.error(p, "is not supported yet (names are resolved by the system resolver, /etc/resolv.conf)");
+        }
+    }
+    Some(DnsConfig { refresh, family })
 }
 
 /// `lbconfig {choice_count, active_request_bias}`.
@@ -251,6 +292,17 @@ fn parse_http_check(mut h: Obj<'_>, d: &mut Diagnostics) -> Option<HttpCheck> {
     Some(check)
 }
 
+/// `name:port` where name is a DNS name (not an IP), for STRICT_DNS.
+fn dns_name(a: &str) -> Option<(&str, u16)> {
+    let (name, port) = a.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.parse::<std::net::IpAddr>().is_err()
+        && name.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    valid.then_some((name, port))
+}
+
 fn parse_lb_type(c: &mut Obj<'_>, d: &mut Diagnostics) -> LbType {
     let got = c.string("lb_type", d).unwrap_or("");
     if got.is_empty() {
@@ -264,12 +316,20 @@ fn parse_lb_type(c: &mut Obj<'_>, d: &mut Diagnostics) -> LbType {
     LbType::RoundRobin
 }
 
-fn parse_host(mut h: Obj<'_>, seen: &mut HashSet<std::net::SocketAddr>, d: &mut Diagnostics) -> Option<HostConfig> {
+fn parse_host(mut h: Obj<'_>, strict_dns: bool, seen: &mut HashSet<String>, d: &mut Diagnostics) -> Option<HostConfig> {
     let apath = h.field_path("address");
-    let address = h.required_string("address", d).and_then(|a| parse_address(a, &apath, d));
-    if let Some(a) = address {
-        if !seen.insert(a) {
-            d.error(apath.clone(), format!("\"{a}\" is listed twice in this cluster"));
+    let raw = h.required_string("address", d);
+    // STRICT_DNS: `name:port` (an IP is used as it is).
+    let dns = raw.filter(|_| strict_dns).and_then(|a| dns_name(a)).map(|(n, p)| (n.to_ascii_lowercase(), p));
+    let (address, dns_name) = match dns {
+        Some((name, port)) if port != 0 => (Some(std::net::SocketAddr::from(([0, 0, 0, 0], port))), Some(name)),
+        _ => (raw.and_then(|a| parse_address(a, &apath, d)), None),
+    };
+    if let Some(key) =
+        dns_name.as_ref().map(|n| format!("{n}:{}", address.map_or(0, |a| a.port()))).or_else(|| address.map(|a| a.to_string()))
+    {
+        if !seen.insert(key.clone()) {
+            d.error(apath.clone(), format!("\"{key}\" is listed twice in this cluster"));
         }
     }
     let hostname = h.string("hostname", d).filter(|s| !s.is_empty()).map(str::to_string);
@@ -316,5 +376,5 @@ fn parse_host(mut h: Obj<'_>, seen: &mut HashSet<std::net::SocketAddr>, d: &mut 
     }
     metadata.sort();
     h.finish(d);
-    Some(HostConfig { address: address?, hostname, weight, metadata })
+    Some(HostConfig { address: address?, dns_name, hostname, weight, metadata })
 }

@@ -107,7 +107,6 @@ const HOST_IO: &str = "the host does the socket I/O and its own tuning";
 const HOST_POOLS: &str = "the host keeps the upstream connection pools";
 const HOT_UPGRADE: &str = "MOSN's hot upgrade; the host reloads itself";
 const MOSN_UNUSED: &str = "MOSN parses it but does not use it either";
-const STRICT_DNS_ONLY: &str = "only for STRICT_DNS clusters";
 // Header edits, at router, virtual host and route level.
 const REQUEST_HEADERS_TO_ADD: &str = "headers added to the request ([{header, append}])";
 const REQUEST_HEADERS_TO_REMOVE: &str = "headers removed from the request";
@@ -292,7 +291,7 @@ pub static FIELDS: &[Field] = &[
     no(CLUSTER_MANAGER, "clusters_configs", "clusters loaded from a directory"),
     // --- clusters[]
     yes(CLUSTER, "name", "the name routes use"),
-    yes(CLUSTER, "type", "SIMPLE, STATIC, DYNAMIC, EDS (all a fixed host list, as in MOSN)"),
+    yes(CLUSTER, "type", "SIMPLE, STATIC, DYNAMIC, EDS (a fixed host list, as in MOSN); STRICT_DNS (host names resolved at load and every dns_refresh_rate)"),
     yes(CLUSTER, "lb_type", "LB_ROUNDROBIN (default), LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST, LB_LEAST_CONNECTION, LB_MAGLEV, LB_REQUEST_ROUNDROBIN, LB_PEAK_EWMA"),
     yes(CLUSTER, "connect_timeout", "connect timeout (Go duration; default and \"0s\": 10s, MOSN's)"),
     yes(CLUSTER, "hosts", "the hosts (may be empty: requests get 502, no healthy upstream)"),
@@ -307,19 +306,19 @@ pub static FIELDS: &[Field] = &[
     ign(CLUSTER, "sub_type", MOSN_UNUSED),
     yes(CLUSTER, "lbconfig", "{choice_count, active_request_bias}: least-request and peak-EWMA tuning"),
     ign(CLUSTER, "original_dst_lb_config", "only for ORIGINAL_DST clusters"),
-    ign(CLUSTER, "dns_refresh_rate", STRICT_DNS_ONLY),
-    ign(CLUSTER, "respect_dns_ttl", STRICT_DNS_ONLY),
-    ign(CLUSTER, "dns_lookup_family", STRICT_DNS_ONLY),
-    ign(CLUSTER, "dns_resolvers", STRICT_DNS_ONLY),
-    ign(CLUSTER, "dns_resolver_file", STRICT_DNS_ONLY),
-    ign(CLUSTER, "dns_resolver_port", STRICT_DNS_ONLY),
+    yes(CLUSTER, "dns_refresh_rate", "STRICT_DNS: names are resolved again this often (default 5s)"),
+    yes(CLUSTER, "respect_dns_ttl", "STRICT_DNS: noted when true (the system resolver gives no TTL)"),
+    yes(CLUSTER, "dns_lookup_family", "STRICT_DNS: V4_ONLY (default), V6_ONLY, AUTO/ALL"),
+    yes(CLUSTER, "dns_resolvers", "STRICT_DNS: empty (the system resolver); others are refused"),
+    yes(CLUSTER, "dns_resolver_file", "STRICT_DNS: empty; others are refused"),
+    yes(CLUSTER, "dns_resolver_port", "STRICT_DNS: empty; others are refused"),
     yes(CLUSTER, "idle_timeout", "idle upstream connections are closed after it (Envoy's idle_timeout, nginx's keepalive_timeout)"),
     yes(CLUSTER, "lb_subset_config", "{fall_back_policy, default_subset, subset_selectors}: hosts grouped by metadata"),
     no(CLUSTER, "slow_start", "slow start"),
     no(CLUSTER, "spec", "service discovery subscriptions"),
     no(CLUSTER, "mark", "SO_MARK on upstream sockets"),
     // --- hosts[]
-    yes(HOST, "address", "ip:port (host names are not resolved)"),
+    yes(HOST, "address", "ip:port; in a STRICT_DNS cluster also name:port (each resolved address a host, up to 8)"),
     yes(HOST, "hostname", "a label"),
     yes(HOST, "weight", "1..=128 (clamped, as MOSN does; 0 is 1)"),
     yes(HOST, "metadata", "filter_metadata[\"mosn.lb\"]: string key/values for load balancing"),

@@ -298,6 +298,28 @@ pub struct ClusterConfig {
     pub limits: CircuitBreakers,
     /// `health_check` with a `service_name`.
     pub health_check: Option<HealthCheckConfig>,
+    /// `type: STRICT_DNS`: how host names are resolved.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A STRICT_DNS cluster's resolution settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// `dns_refresh_rate` (MOSN's default 5 s).
+    pub refresh: Duration,
+    /// `dns_lookup_family`.
+    pub family: DnsFamily,
+}
+
+/// Which addresses of a name are used (`dns_lookup_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsFamily {
+    /// `V4_ONLY` (MOSN's default).
+    V4Only,
+    /// `V6_ONLY`.
+    V6Only,
+    /// `AUTO` / `ALL`: both.
+    All,
 }
 
 /// A cluster's balancer settings (`lb_type`, `lbconfig`).
@@ -446,7 +468,10 @@ impl LbType {
 /// `hosts[] {address, hostname, weight, metadata}`.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
+    /// The address; for a STRICT_DNS host name, `0.0.0.0:port` (the name is in `dns_name`).
     pub address: SocketAddr,
+    /// STRICT_DNS: the name resolved for this entry.
+    pub dns_name: Option<String>,
     pub hostname: Option<String>,
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]`, sorted by key.
@@ -527,7 +552,7 @@ fn parse_address(a: &str, path: &str, d: &mut Diagnostics) -> Option<SocketAddr>
     let msg = if a.parse::<std::net::IpAddr>().is_ok() {
         format!("\"{a}\" has no port")
     } else if a.rsplit_once(':').is_some_and(|(h, p)| p.parse::<u16>().is_ok() && h.parse::<std::net::IpAddr>().is_err()) {
-        format!("\"{a}\" is not an IP address (host names are not resolved yet; write ip:port)")
+        format!("\"{a}\" is not an IP address (host names are resolved only in STRICT_DNS clusters)")
     } else {
         format!("\"{a}\" is not an ip:port address")
     };

@@ -1,10 +1,11 @@
 //! A MOSN cluster: its hosts, balancers, subsets, circuit breakers and counters.
 
+use super::dns;
 use super::host::{Host, HOST_WORDS};
 use super::lb::{Member, Pick, TriedHosts};
 use super::state::{Layout, StateBlock};
 use super::subset::{self, Criteria, HostSet, Subsets};
-use crate::config::{CircuitBreakers, ClusterConfig, HealthCheckConfig, LbType};
+use crate::config::{CircuitBreakers, ClusterConfig, DnsConfig, HealthCheckConfig, LbType};
 use crate::headers::SharedStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub struct Cluster {
     pub limits: CircuitBreakers,
     /// Active health checking, when `health_check.service_name` is set.
     pub health_check: Option<HealthCheckConfig>,
+    /// STRICT_DNS: resolution settings, and each name's host slots (ranges of `hosts`).
+    pub dns: Option<DnsConfig>,
+    pub dns_names: Vec<std::ops::Range<usize>>,
     all: HostSet,
     subsets: Option<Subsets>,
     state: Arc<StateBlock>,
@@ -56,10 +60,32 @@ pub enum NoHostReason {
 impl Cluster {
     pub(crate) fn new(cfg: &ClusterConfig, state: &Arc<StateBlock>, layout: &mut Layout) -> Cluster {
         let slot = layout.take(CLUSTER_WORDS);
-        let hosts: Vec<Host> = cfg.hosts.iter().map(|h| Host::new(h, state, layout.take(HOST_WORDS))).collect();
+        // A STRICT_DNS name is SLOTS_PER_NAME hosts, resolved now (off any request path).
+        let mut hosts: Vec<Host> = Vec::with_capacity(cfg.hosts.len());
+        let mut dns_names = Vec::new();
+        for h in &cfg.hosts {
+            let n = if h.dns_name.is_some() { dns::SLOTS_PER_NAME } else { 1 };
+            let first = hosts.len();
+            hosts.extend((0..n).map(|_| Host::new(h, state, layout.take(HOST_WORDS))));
+            if h.dns_name.is_some() {
+                dns_names.push(first..hosts.len());
+            }
+        }
+        if let Some(d) = &cfg.dns {
+            for r in &dns_names {
+                let slots: Vec<&dns::DnsSlot> = hosts[r.clone()].iter().filter_map(|h| h.dns.as_ref()).collect();
+                dns::refresh(&slots, d);
+            }
+        }
+        // Consistent hashing places a slot by its name and number, so a re-resolution that
+        // keeps an address in its slot keeps its keys.
         let members: Vec<Member> = hosts
             .iter()
-            .map(|h| Member { weight: h.weight, key: super::hash::bytes(h.address_text.as_bytes()), state: h.state.clone() })
+            .enumerate()
+            .map(|(i, h)| {
+                let key = if h.dns.is_some() { format!("{}#{i}", h.address_text) } else { h.address_text.to_string() };
+                Member { weight: h.weight, key: super::hash::bytes(key.as_bytes()), state: h.state.clone() }
+            })
             .collect();
         let all = subset::host_set((0..hosts.len() as u32).collect(), &cfg.lb, &members, state, layout);
         let subsets = cfg.subset.as_ref().map(|s| Subsets::new(s, &cfg.lb, &hosts, &members, state, layout));
@@ -71,6 +97,8 @@ impl Cluster {
             hosts,
             limits: cfg.limits,
             health_check: cfg.health_check.clone(),
+            dns: cfg.dns,
+            dns_names,
             all,
             subsets,
             state: state.clone(),
@@ -80,6 +108,21 @@ impl Cluster {
 
     fn word(&self, w: usize) -> &AtomicU64 {
         self.state.word(self.slot + w)
+    }
+
+    /// Resolves this STRICT_DNS cluster's names again; `(host index, new address)` for each
+    /// slot that changed.
+    pub fn refresh_dns(&self) -> Vec<(usize, Option<std::net::SocketAddr>)> {
+        let Some(d) = &self.dns else { return Vec::new() };
+        let mut out = Vec::new();
+        for r in &self.dns_names {
+            let slots: Vec<&dns::DnsSlot> = self.hosts[r.clone()].iter().filter_map(|h| h.dns.as_ref()).collect();
+            for i in dns::refresh(&slots, d) {
+                let index = r.start + i;
+                out.push((index, self.hosts[index].current().map(|(a, _)| a)));
+            }
+        }
+        out
     }
 
     /// When the current passive-health window began (ms since the epoch; 0: none yet).
@@ -145,9 +188,13 @@ impl Cluster {
         let mut full = false;
         // Taking a host counts the attempt on it, atomically with the connection limit.
         let mut usable = |i: usize| {
-            let h = &self.hosts[i].state;
+            let host = &self.hosts[i];
+            let h = &host.state;
             if !h.is_healthy() && !super::outlier::recover_if_due(h, super::outlier::now_ms()) {
                 return false;
+            }
+            if host.dns.as_ref().is_some_and(|d| d.get().is_none()) {
+                return false; // a STRICT_DNS slot without an address
             }
             if !h.try_start_attempt(max_cx) {
                 full = true;

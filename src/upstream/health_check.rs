@@ -174,7 +174,14 @@ fn prober(
         };
         let t = &targets[i];
         let host = &t.cluster.hosts[t.index];
-        let passed = probe(config(t), host.address);
+        // A STRICT_DNS slot without an address has nothing to check.
+        let Some((addr, _)) = host.current() else {
+            if done.send(i).is_err() {
+                return;
+            }
+            continue;
+        };
+        let passed = probe(config(t), addr);
         if stop.load(Ordering::Relaxed) {
             return;
         }

@@ -186,9 +186,12 @@ impl HostState {
 /// One upstream host.
 #[derive(Debug)]
 pub struct Host {
+    /// The configured address (a STRICT_DNS slot: `0.0.0.0:port`; see [`Host::current`]).
     pub address: SocketAddr,
-    /// `ip:port`, the form hosts connect to and log.
+    /// `ip:port`, the form hosts connect to and log (a STRICT_DNS slot: `name:port`).
     pub address_text: SharedStr,
+    /// STRICT_DNS: the slot whose resolved address this host is.
+    pub dns: Option<super::dns::DnsSlot>,
     pub hostname: Option<String>,
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]`, sorted by key.
@@ -201,7 +204,11 @@ impl Host {
     pub(crate) fn new(cfg: &crate::config::HostConfig, state: &Arc<StateBlock>, slot: usize) -> Host {
         Host {
             address: cfg.address,
-            address_text: cfg.address.to_string().into(),
+            address_text: match &cfg.dns_name {
+                Some(n) => format!("{n}:{}", cfg.address.port()).into(),
+                None => cfg.address.to_string().into(),
+            },
+            dns: cfg.dns_name.as_deref().map(|n| super::dns::DnsSlot::new(n, cfg.address.port())),
             hostname: cfg.hostname.clone(),
             weight: cfg.weight,
             metadata: cfg.metadata.clone(),
@@ -211,6 +218,15 @@ impl Host {
 
     pub fn is_healthy(&self) -> bool {
         self.state.is_healthy()
+    }
+    /// The address to connect to now and its `ip:port` text; `None` for a STRICT_DNS slot
+    /// without an address. The text lives as long as the config.
+    #[inline]
+    pub fn current(&self) -> Option<(SocketAddr, &str)> {
+        match &self.dns {
+            None => Some((self.address, &self.address_text)),
+            Some(slot) => slot.get().map(|r| (r.addr, &*r.text)),
+        }
     }
     /// Marks the host up or down as an active health check would (tests, hosts that
     /// report health themselves).

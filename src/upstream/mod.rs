@@ -12,6 +12,7 @@
 //! config's [`StateBlock`], which nginx moves into memory shared by its worker processes.
 
 pub mod cluster;
+pub mod dns;
 pub mod hash;
 pub mod health_check;
 pub mod host;
