@@ -150,63 +150,6 @@ pub fn refresh(slots: &[&DnsSlot], cfg: &DnsConfig) -> Vec<usize> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slots(n: usize) -> Vec<DnsSlot> {
-        (0..n).map(|_| DnsSlot::new("svc.test", 80)).collect()
-    }
-
-    fn addrs(xs: &[&str]) -> Vec<SocketAddr> {
-        xs.iter().map(|x| x.parse().unwrap()).collect()
-    }
-
-    fn held(s: &[DnsSlot]) -> Vec<Option<String>> {
-        s.iter().map(|x| x.get().map(|r| r.text.to_string())).collect()
-    }
-
-    #[test]
-    fn addresses_keep_their_slots_across_refreshes() {
-        let s = slots(3);
-        let refs: Vec<&DnsSlot> = s.iter().collect();
-        assert_eq!(assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80"])), [0, 1]);
-        assert_eq!(held(&s), [Some("10.0.0.1:80".into()), Some("10.0.0.2:80".into()), None]);
-        // .1 vanishes, .3 appears: .2 stays in slot 1, .3 takes the first empty slot.
-        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), [0]);
-        assert_eq!(held(&s), [Some("10.0.0.3:80".into()), Some("10.0.0.2:80".into()), None]);
-        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), Vec::<usize>::new(), "no change");
-        assert_eq!(assign(&refs, &[]), [0, 1]);
-        assert_eq!(held(&s), [None, None, None]);
-    }
-
-    #[test]
-    fn more_addresses_than_slots_use_the_first_ones() {
-        let s = slots(2);
-        let refs: Vec<&DnsSlot> = s.iter().collect();
-        assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]));
-        assert_eq!(held(&s), [Some("10.0.0.1:80".into()), Some("10.0.0.2:80".into())]);
-    }
-
-    #[test]
-    fn a_flapping_address_reuses_its_value() {
-        let s = DnsSlot::new("svc.test", 80);
-        for _ in 0..100 {
-            s.set(Some("10.0.0.1:80".parse().unwrap()));
-            s.set(None);
-            s.set(Some("10.0.0.2:80".parse().unwrap()));
-        }
-        assert_eq!(s.history.lock().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn localhost_resolves() {
-        let a = resolve("localhost", 8080, DnsFamily::V4Only).unwrap();
-        assert!(a.contains(&"127.0.0.1:8080".parse().unwrap()), "{a:?}");
-        assert!(a.iter().all(SocketAddr::is_ipv4));
-    }
-}
-
 /// Told about every address change a refresh makes: `(cluster, host index, new address)`.
 pub type AddressWatch = std::sync::Arc<dyn Fn(&super::Cluster, usize, Option<SocketAddr>) + Send + Sync>;
 
@@ -264,5 +207,62 @@ impl Drop for DnsRefresher {
         // The thread sees it within 100 ms (or after a resolution in progress); it holds its
         // clusters alive until then.
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots(n: usize) -> Vec<DnsSlot> {
+        (0..n).map(|_| DnsSlot::new("svc.test", 80)).collect()
+    }
+
+    fn addrs(xs: &[&str]) -> Vec<SocketAddr> {
+        xs.iter().map(|x| x.parse().unwrap()).collect()
+    }
+
+    fn held(s: &[DnsSlot]) -> Vec<Option<String>> {
+        s.iter().map(|x| x.get().map(|r| r.text.to_string())).collect()
+    }
+
+    #[test]
+    fn addresses_keep_their_slots_across_refreshes() {
+        let s = slots(3);
+        let refs: Vec<&DnsSlot> = s.iter().collect();
+        assert_eq!(assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80"])), [0, 1]);
+        assert_eq!(held(&s), [Some("10.0.0.1:80".into()), Some("10.0.0.2:80".into()), None]);
+        // .1 vanishes, .3 appears: .2 stays in slot 1, .3 takes the first empty slot.
+        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), [0]);
+        assert_eq!(held(&s), [Some("10.0.0.3:80".into()), Some("10.0.0.2:80".into()), None]);
+        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), Vec::<usize>::new(), "no change");
+        assert_eq!(assign(&refs, &[]), [0, 1]);
+        assert_eq!(held(&s), [None, None, None]);
+    }
+
+    #[test]
+    fn more_addresses_than_slots_use_the_first_ones() {
+        let s = slots(2);
+        let refs: Vec<&DnsSlot> = s.iter().collect();
+        assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]));
+        assert_eq!(held(&s), [Some("10.0.0.1:80".into()), Some("10.0.0.2:80".into())]);
+    }
+
+    #[test]
+    fn a_flapping_address_reuses_its_value() {
+        let s = DnsSlot::new("svc.test", 80);
+        for _ in 0..100 {
+            s.set(Some("10.0.0.1:80".parse().unwrap()));
+            s.set(None);
+            s.set(Some("10.0.0.2:80".parse().unwrap()));
+        }
+        assert_eq!(s.history.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn localhost_resolves() {
+        let a = resolve("localhost", 8080, DnsFamily::V4Only).unwrap();
+        assert!(a.contains(&"127.0.0.1:8080".parse().unwrap()), "{a:?}");
+        assert!(a.iter().all(SocketAddr::is_ipv4));
     }
 }
