@@ -267,6 +267,10 @@ extern "C" {
         out_hosts: *mut *mut c_void,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_cluster_pre_init_complete(cluster_envoy: *mut c_void);
+    /// Main thread only. 1.40 looks each pointer up in the cluster's host map (under its
+    /// lock; checked with `objdump`) and removes the ones it finds; returns how many.
+    pub fn envoy_dynamic_module_callback_cluster_remove_hosts(cluster_envoy: *mut c_void, hosts: *const *mut c_void, count: usize)
+        -> usize;
     /// `host_health`: Unhealthy = 0, Degraded = 1, Healthy = 2. Main thread only (1.40 answers
     /// false elsewhere).
     pub fn envoy_dynamic_module_callback_cluster_update_host_health(
@@ -288,6 +292,9 @@ extern "C" {
     // --- cluster LB (its own worker) ---
     pub fn envoy_dynamic_module_callback_cluster_lb_get_healthy_host_count(lb_envoy: *mut c_void, priority: u32) -> usize;
     pub fn envoy_dynamic_module_callback_cluster_lb_get_healthy_host(lb_envoy: *mut c_void, priority: u32, index: usize) -> *mut c_void;
+    /// The host at `ip:port` in this LB's (worker's) priority set, any priority and health;
+    /// NULL if it has none (an O(1) map lookup).
+    pub fn envoy_dynamic_module_callback_cluster_lb_find_host_by_address(lb_envoy: *mut c_void, address: ModuleBuffer) -> *mut c_void;
 
     // --- cluster LB context (only during choose_host) ---
     pub fn envoy_dynamic_module_callback_cluster_lb_context_get_filter_state_bytes(

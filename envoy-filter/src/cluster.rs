@@ -4,7 +4,9 @@
 //!
 //! Threads: config, cluster and host hooks run on the main thread; `on_cluster_lb_new` runs
 //! once on main and once per worker, and each LB object is then used by its own thread only.
-//! The host table is written once on main (`on_cluster_init`) and read by the workers.
+//! The static host table is written once on main (`on_cluster_init`) and read by the workers;
+//! STRICT_DNS hosts are added and removed on main (`on_cluster_scheduled`), and the workers
+//! find them by address in their own view of the cluster.
 
 // The exported hooks take Envoy's raw pointers by the ABI's contract (Envoy is their only
 // caller); they are `extern "C"` entry points, not Rust API, so they are not `unsafe fn`.
@@ -98,7 +100,7 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_init(cluster_envoy: *mut c_voi
     )
 }
 
-/// Stops feeding health changes to this cluster (deletes its scheduler), then frees it. The
+/// Stops feeding host changes to this cluster (deletes its scheduler), then frees it. The
 /// per-thread LBs may still hold the shared state until Envoy destroys them.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_destroy(cluster_module: *const c_void) {
@@ -110,8 +112,8 @@ pub extern "C" fn envoy_dynamic_module_on_cluster_destroy(cluster_module: *const
     guard::or("cluster_destroy", || (), || unsafe { free::<ClusterModule>(cluster_module) })
 }
 
-/// Main thread, after a commit of the cluster's scheduler: the queued health changes go to
-/// Envoy.
+/// Main thread, after a commit of the cluster's scheduler: the queued host changes (health,
+/// STRICT_DNS addresses) go to Envoy.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_scheduled(cluster_envoy: *mut c_void, cluster_module: *const c_void, event_id: u64) {
     // SAFETY: Envoy passes this cluster's pointer for the duration of the hook, on main.
@@ -237,7 +239,8 @@ fn async_token() -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_lb_cancel_host_selection(_lb_module: *const c_void, _async_handle: *mut c_void) {}
 
-/// Hosts are static: nothing to rebuild.
+/// Nothing to rebuild: the LB keeps no per-worker host table (static hosts are found by
+/// handle, STRICT_DNS hosts by address in the worker's current view).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_cluster_lb_on_host_membership_update(
     _lb_envoy: *mut c_void,

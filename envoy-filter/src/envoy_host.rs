@@ -248,7 +248,7 @@ impl EnvoyCluster {
 }
 
 impl ClusterHost for EnvoyCluster {
-    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>> {
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<Option<HostHandle>>> {
         let n = hosts.len();
         let addresses: Vec<ModuleBuffer> = hosts.iter().map(|h| ModuleBuffer::from(h.address)).collect();
         let weights: Vec<u32> = hosts.iter().map(|h| h.weight).collect();
@@ -263,9 +263,10 @@ impl ClusterHost for EnvoyCluster {
             .flat_map(|(k, v)| [ModuleBuffer::from(metadata_filter), ModuleBuffer::from(k.as_str()), ModuleBuffer::from(v.as_str())])
             .collect();
         let mut out = vec![std::ptr::null_mut::<c_void>(); n];
-        // SAFETY: main thread, inside this cluster's init hook (`new`'s contract); every
+        // SAFETY: main thread, inside one of this cluster's hooks (`new`'s contract); every
         // array has `n` entries (the triples array `n * per_host`), all buffers outlive the
-        // call and Envoy copies them; `out` has room for `n` host pointers.
+        // call and Envoy copies them; `out` has room for `n` host pointers (entries Envoy
+        // does not fill stay NULL).
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_cluster_add_hosts(
                 self.envoy,
@@ -281,7 +282,21 @@ impl ClusterHost for EnvoyCluster {
                 out.as_mut_ptr(),
             )
         };
-        ok.then(|| out.into_iter().map(|p| HostHandle(p as usize)).collect())
+        ok.then(|| out.into_iter().map(|p| (!p.is_null()).then_some(HostHandle(p as usize))).collect())
+    }
+
+    fn remove_hosts(&mut self, hosts: &[HostHandle]) -> usize {
+        if hosts.is_empty() {
+            return 0;
+        }
+        let ptrs: Vec<*mut c_void> = hosts.iter().map(|h| h.0 as *mut c_void).collect();
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks; `ptrs`
+        // has `hosts.len()` entries and outlives the call. Envoy only uses each pointer as a
+        // key into the cluster's host map (1.40, checked with `objdump`: `findHost` under the
+        // map's lock), never dereferences it; the handles are ones `add_hosts` returned for
+        // this cluster and not removed since (`lb.rs` forgets a handle when it removes it),
+        // so none can name a newer host that reused a freed one's memory.
+        unsafe { abi::envoy_dynamic_module_callback_cluster_remove_hosts(self.envoy, ptrs.as_ptr(), ptrs.len()) }
     }
 
     fn pre_init_complete(&mut self) {
@@ -302,9 +317,12 @@ impl ClusterHost for EnvoyCluster {
 
     fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
         let health = if healthy { abi::host_health::HEALTHY } else { abi::host_health::UNHEALTHY };
-        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks; `host`
-        // is a handle `add_hosts` returned for this cluster, and hosts are never removed, so
-        // it is still in the cluster.
+        // SAFETY: our cluster's pointer, on the main thread, inside one of its hooks. Envoy
+        // looks `host` up in the cluster's host map (1.40: `findHost`, as for removals) and
+        // answers false for a host it does not have. `host` is a handle `add_hosts` returned
+        // for this cluster and `remove_hosts` was never given (the trait's contract: `lb.rs`
+        // keeps static hosts for the cluster's life and forgets a STRICT_DNS host's handle
+        // when it removes it), so the host is alive and the key can not name a newer host.
         unsafe { abi::envoy_dynamic_module_callback_cluster_update_host_health(self.envoy, host.0 as *mut c_void, health) }
     }
 }
@@ -317,7 +335,7 @@ struct EnvoyClusterScheduler(usize);
 impl Scheduler for EnvoyClusterScheduler {
     fn commit(&self, event_id: u64) {
         // SAFETY: `cluster_scheduler_commit` is thread-safe (reference: upstream §2.2, §7.2).
-        // Commits happen under the lock of the cluster's `HealthFeed`, which deletes the
+        // Commits happen under the lock of the cluster's `HostFeed`, which deletes the
         // scheduler under the same lock, so the scheduler is live here.
         unsafe { abi::envoy_dynamic_module_callback_cluster_scheduler_commit(self.0 as *mut c_void, event_id) }
     }
@@ -365,6 +383,15 @@ impl LbHost for EnvoyLb {
     fn healthy_host(&self, index: usize) -> Option<HostHandle> {
         // SAFETY: as above; Envoy answers NULL for an index out of range.
         let h = unsafe { abi::envoy_dynamic_module_callback_cluster_lb_get_healthy_host(self.lb, 0, index) };
+        (!h.is_null()).then_some(HostHandle(h as usize))
+    }
+
+    fn find_host_by_address(&self, address: &str) -> Option<HostHandle> {
+        // SAFETY: our LB pointer, on its own worker (`new`'s contract); Envoy copies the
+        // address. The host returned is an entry of this worker's priority set, which holds
+        // it (a shared pointer) until the worker applies a host update the main thread
+        // posted: never during this `choose_host` call, so it is alive while we hand it back.
+        let h = unsafe { abi::envoy_dynamic_module_callback_cluster_lb_find_host_by_address(self.lb, ModuleBuffer::from(address)) };
         (!h.is_null()).then_some(HostHandle(h as usize))
     }
 

@@ -122,7 +122,7 @@ pub trait Scheduler: Send + Sync {
     fn commit(&self, event_id: u64);
     /// The owning thread only (the stream's worker, or main for a cluster), once, after the
     /// last `commit` can have started: the stream's core stream, which owns the only wake
-    /// function that commits, is dropped first; a cluster's [`crate::lb::HealthFeed`]
+    /// function that commits, is dropped first; a cluster's [`crate::lb::HostFeed`]
     /// deletes it under the lock its commits take.
     fn delete(&self);
 }
@@ -131,9 +131,14 @@ pub trait Scheduler: Send + Sync {
 
 /// One Envoy cluster, on the main thread.
 pub trait ClusterHost {
-    /// Adds hosts at priority 0 (all or nothing); their Envoy handles in the same order.
-    /// `metadata_filter` is the metadata namespace of every `(key, value)` pair.
-    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>>;
+    /// Adds hosts at priority 0 (all or nothing); their Envoy handles in the same order,
+    /// `None` for an address Envoy added no host of its own for (newer Envoys skip an
+    /// address the cluster already has). `metadata_filter` is the metadata namespace of
+    /// every `(key, value)` pair.
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<Option<HostHandle>>>;
+    /// Removes hosts `add_hosts` returned (and not removed since); how many Envoy removed.
+    /// Workers see the removal when they apply the update Envoy posts them.
+    fn remove_hosts(&mut self, hosts: &[HostHandle]) -> usize;
     /// Ends warming; Envoy waits for it before serving the cluster.
     fn pre_init_complete(&mut self);
     /// True when Envoy runs as `envoy --mode validate` (which runs cluster init too).
@@ -141,7 +146,8 @@ pub trait ClusterHost {
     /// The cluster's scheduler (`None` if Envoy gives none).
     fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>>;
     /// Sets the host's health in Envoy's view (healthy, or unhealthy: an EDS health flag);
-    /// false if Envoy refused (not the main thread, unknown host).
+    /// false if Envoy refused (not the main thread, unknown host). `host` must still be in
+    /// the cluster (a handle `add_hosts` returned and `remove_hosts` was not given).
     fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool;
 }
 
@@ -151,6 +157,10 @@ pub trait LbHost {
     /// Envoy's healthy hosts.
     fn healthy_host_count(&self) -> usize;
     fn healthy_host(&self, index: usize) -> Option<HostHandle>;
+    /// The host at `address` (`ip:port`) in this worker's view of the cluster (any health),
+    /// if the worker has it: a host the main thread just added shows only after the worker
+    /// applied Envoy's posted update, one just removed until then.
+    fn find_host_by_address(&self, address: &str) -> Option<HostHandle>;
     /// False when Envoy passed no context (health checks, some async paths); the context
     /// methods then answer `None` / `false`.
     fn has_context(&self) -> bool;

@@ -15,22 +15,33 @@
 //! because a circuit breaker is full (MOSN's overflow), the selection ends with details
 //! `mosn_upstream_overflow` instead, so the access log names it, and the status stays 503.
 //!
-//! Health: the core's active health checks (library threads, started once per engine from
-//! a cluster's init on the main thread, never in `envoy --mode validate`) decide which
-//! hosts the core picks. Their results also reach Envoy's view of the hosts (admin
-//! `/clusters`, stats) through [`HealthFeed`]: the checker thread queues each change and
-//! commits the cluster's scheduler, and `on_cluster_scheduled` (main thread) calls
-//! `cluster_update_host_health`. Envoy's view is for operators only: the host choice never
-//! depends on it (a host Envoy lists as unhealthy is still returned when the core picks it).
+//! Hosts: a static host is added once at init and kept; the LB returns its handle. A
+//! STRICT_DNS host slot is in Envoy only while it has an address: added at init if it
+//! resolved, then added / removed as the core's refresh changes it (below); the LB finds
+//! the core's choice by address in the worker's view of the cluster, and a slot the worker
+//! does not have (yet) is treated like a host Envoy's retry predicate rejects: the core
+//! chooses again.
+//!
+//! Host changes: the core's active health checks (library threads, started once per engine
+//! from a cluster's init on the main thread, never in `envoy --mode validate`) decide which
+//! hosts the core picks; its STRICT_DNS refresh (a library thread, started the same way)
+//! changes slot addresses. Both reach Envoy's view of the hosts (admin `/clusters`, stats)
+//! through [`HostFeed`]: the library thread queues each change and commits the cluster's
+//! scheduler, and `on_cluster_scheduled` (main thread) calls `cluster_update_host_health`,
+//! `cluster_add_hosts` and `cluster_remove_hosts`. Envoy's health view is for operators
+//! only: the host choice never depends on it (a host Envoy lists as unhealthy is still
+//! returned when the core picks it).
 
 use crate::guard;
 use crate::host::{ClusterHost, HostHandle, HostSpec, LbHost, Scheduler};
 use crate::policy;
 use crate::registry::{self, SharedState, StreamState};
+use mosn_extension::upstream::dns::AddressWatch;
 use mosn_extension::upstream::health_check::HealthWatch;
 use mosn_extension::upstream::host::health;
 use mosn_extension::upstream::{Cluster, TriedHosts};
 use mosn_extension::{Engine, NoHost, UpstreamOutcome};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// `on_cluster_config_new`'s result: the MOSN cluster an Envoy cluster stands for.
@@ -41,36 +52,63 @@ pub struct ClusterConfig {
 
 /// State shared by a cluster and its per-thread LBs (`on_cluster_new`'s result).
 pub struct ClusterShared {
-    /// Keeps the engine (and the streams' view of this cluster) alive; runs the health checks.
+    /// Keeps the engine (and the streams' view of this cluster) alive; runs the health
+    /// checks and the STRICT_DNS refresh.
     engine: Arc<Engine>,
     cluster: Arc<Cluster>,
-    /// Envoy host handles; index i is core host index i. Set once in [`ClusterShared::init`]
-    /// on the main thread, read by the workers.
-    hosts: OnceLock<Vec<HostHandle>>,
-    /// The active checks' health changes on their way to Envoy.
-    health: Arc<HealthFeed>,
+    /// Envoy host handles of the static hosts; index i is core host i (`None` for a
+    /// STRICT_DNS slot, which the LB finds by address). Set once in [`ClusterShared::init`]
+    /// on the main thread, read by the workers. These hosts are never removed.
+    hosts: OnceLock<Vec<Option<HostHandle>>>,
+    /// Main thread only (init and the scheduled hook; a lock only because the workers share
+    /// this struct): the Envoy host of each STRICT_DNS slot that is in Envoy now, by core
+    /// host index. Only handles of hosts still in the cluster are kept: a handle is dropped
+    /// here when it is removed from Envoy.
+    dns_hosts: Mutex<Vec<Option<DnsHost>>>,
+    /// Health and address changes on their way to Envoy.
+    feed: Arc<HostFeed>,
+    /// The feed got a scheduler (tried once, by the first of health / DNS that needs it).
+    feed_open: OnceLock<bool>,
 }
 
-/// The scheduler event that carries health changes.
-pub const HEALTH_EVENT: u64 = 1;
+/// A STRICT_DNS slot's host in Envoy.
+#[derive(Debug, Clone, Copy)]
+struct DnsHost {
+    address: SocketAddr,
+    /// `None`: Envoy added no host of its own for this address (it had one already).
+    handle: Option<HostHandle>,
+}
 
-/// Health changes of the core's active checks on their way to Envoy's view of the hosts.
+/// The scheduler event that carries host changes.
+pub const HOST_EVENT: u64 = 1;
+
+/// One change of a core host on its way to Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostChange {
+    /// An active health check result: `(host index, healthy)`.
+    Health(usize, bool),
+    /// A STRICT_DNS slot's new address (or none): `(host index, address)`.
+    Address(usize, Option<SocketAddr>),
+}
+
+/// Host changes (the core's active health checks, its STRICT_DNS refresh) on their way to
+/// Envoy's view of the hosts.
 ///
-/// The checker thread [`push`](HealthFeed::push)es `(host index, healthy)` and commits the
-/// cluster's scheduler; Envoy then calls `on_cluster_scheduled` on the main thread, which
-/// [`drain`](HealthFeed::drain)s the queue. One lock orders it all: a commit happens under
-/// it, and [`close`](HealthFeed::close) (cluster destroy) deletes the scheduler under it, so
+/// The library thread [`push`](HostFeed::push)es each change and commits the cluster's
+/// scheduler; Envoy then calls `on_cluster_scheduled` on the main thread, which
+/// [`drain`](HostFeed::drain)s the queue. One lock orders it all: a commit happens under
+/// it, and [`close`](HostFeed::close) (cluster destroy) deletes the scheduler under it, so
 /// no commit reaches a deleted scheduler and nothing pushed after the close is applied.
-/// The engine's watcher holds the feed only weakly (see [`ClusterShared::health_watch`]).
+/// The engine's watchers hold the feed only weakly (see [`ClusterShared::health_watch`]).
 #[derive(Default)]
-pub struct HealthFeed {
+pub struct HostFeed {
     state: Mutex<FeedState>,
 }
 
 #[derive(Default)]
 struct FeedState {
     scheduler: Option<Arc<dyn Scheduler>>,
-    pending: Vec<(usize, bool)>,
+    pending: Vec<HostChange>,
     /// An event is committed and not drained yet: later changes ride on it.
     committed: bool,
     closed: bool,
@@ -106,17 +144,37 @@ impl ClusterConfig {
 
 impl ClusterShared {
     pub fn new(engine: Arc<Engine>, cluster: Arc<Cluster>) -> Arc<ClusterShared> {
-        Arc::new(ClusterShared { engine, cluster, hosts: OnceLock::new(), health: Arc::default() })
+        let dns_hosts = Mutex::new(vec![None; cluster.hosts.len()]);
+        Arc::new(ClusterShared { engine, cluster, hosts: OnceLock::new(), dns_hosts, feed: Arc::default(), feed_open: OnceLock::new() })
     }
 
-    /// `on_cluster_init`: adds the MOSN hosts (core order, so Envoy host i = core host i),
-    /// connects the active health checks to Envoy's view of them, then ends warming, also
-    /// after a panic or a refusal (a cluster that never completes pre-init keeps Envoy's
-    /// init waiting forever; without hosts it answers 503).
+    /// `on_cluster_init`: adds the MOSN hosts that have an address (static hosts, resolved
+    /// STRICT_DNS slots), connects the active health checks and the STRICT_DNS refresh to
+    /// Envoy's view of them, then ends warming, also after a panic or a refusal (a cluster
+    /// that never completes pre-init keeps Envoy's init waiting forever; without hosts it
+    /// answers 503).
     pub fn init(&self, host: &mut dyn ClusterHost) {
         let _ = guard::catch("cluster_init", || self.add_hosts(host));
         let _ = guard::catch("cluster_init", || self.start_health(host));
+        let _ = guard::catch("cluster_init", || self.start_dns(host));
         host.pre_init_complete();
+    }
+
+    /// Gives the feed the cluster's scheduler, once; false if Envoy gave none (logged).
+    fn open_feed(&self, host: &mut dyn ClusterHost) -> bool {
+        *self.feed_open.get_or_init(|| match host.scheduler_new() {
+            Some(s) => {
+                self.feed.open(s);
+                true
+            }
+            None => {
+                crate::log_error(&format!(
+                    "mosn: cluster {}: Envoy gave no scheduler; active health results and STRICT_DNS address changes will not reach Envoy",
+                    self.cluster.name
+                ));
+                false
+            }
+        })
     }
 
     /// Starts the engine's active health checks (idempotent: once per engine) and feeds
@@ -135,33 +193,61 @@ impl ClusterShared {
             tracing::debug!(cluster = %c.name, "validation mode: no active health checks");
             return;
         }
-        if self.hosts.get().is_some() {
-            match host.scheduler_new() {
-                Some(s) => {
-                    self.health.open(s);
-                    self.engine.watch_health(self.health_watch());
-                    // Changes made before the watch was registered (another cluster's init
-                    // may have started the checks already).
-                    self.health.sync(c);
-                }
-                None => crate::log_error(&format!(
-                    "mosn: cluster {}: Envoy gave no scheduler; active health results will not show in Envoy",
-                    c.name
-                )),
-            }
+        if self.hosts.get().is_some() && self.open_feed(host) {
+            self.engine.watch_health(self.health_watch());
+            // Changes made before the watch was registered (another cluster's init may have
+            // started the checks already).
+            self.feed.queue_with(|| {
+                let down = c.hosts.iter().enumerate().filter(|(_, h)| h.state.flags() & health::FAILED_ACTIVE_HC != 0);
+                down.map(|(i, _)| HostChange::Health(i, false)).collect()
+            });
         }
         if !self.engine.start_health_checks() {
             crate::log_error(&format!("mosn: cluster {}: active health checks could not start", c.name));
         }
     }
 
-    /// The engine's watcher for this cluster: queues each change of one of its hosts and
-    /// commits the scheduler. It holds the feed and the cluster weakly and compares the
-    /// cluster by address only, so it never keeps a destroyed cluster alive or touches it;
-    /// after [`ClusterShared::destroy`] it does nothing. Runs on the checker thread; a panic
-    /// stays there (logged).
+    /// Starts the engine's STRICT_DNS refresh (idempotent: once per engine) and feeds this
+    /// cluster's address changes to Envoy. Main thread, from `on_cluster_init`; not in
+    /// `envoy --mode validate` (as [`ClusterShared::start_health`]: a validate run must not
+    /// start threads; the addresses resolved at load are added all the same).
+    fn start_dns(&self, host: &mut dyn ClusterHost) {
+        let c = &self.cluster;
+        if c.dns.is_none() {
+            return;
+        }
+        if host.is_validation_mode() {
+            tracing::debug!(cluster = %c.name, "validation mode: no STRICT_DNS refresh");
+            return;
+        }
+        if self.hosts.get().is_some() && self.open_feed(host) {
+            self.engine.watch_addresses(self.address_watch());
+            // Changes made between `add_hosts` and the watch (another cluster's init may
+            // have started the refresh already). Read under the feed's lock: a change the
+            // refresh makes meanwhile is queued after these.
+            self.feed.queue_with(|| {
+                let known = self.dns_lock();
+                let slots = c.hosts.iter().enumerate().filter(|(_, h)| h.dns.is_some());
+                slots
+                    .filter_map(|(i, h)| {
+                        let now = h.current().map(|(a, _)| a);
+                        (now != known[i].map(|d| d.address)).then_some(HostChange::Address(i, now))
+                    })
+                    .collect()
+            });
+        }
+        if !self.engine.start_dns_refresh() {
+            crate::log_error(&format!("mosn: cluster {}: the STRICT_DNS refresh could not start", c.name));
+        }
+    }
+
+    /// The engine's health watcher for this cluster: queues each change of one of its
+    /// hosts and commits the scheduler. It holds the feed and the cluster weakly and
+    /// compares the cluster by address only, so it never keeps a destroyed cluster alive or
+    /// touches it; after [`ClusterShared::destroy`] it does nothing. Runs on the checker
+    /// thread; a panic stays there (logged).
     pub fn health_watch(&self) -> HealthWatch {
-        let feed = Arc::downgrade(&self.health);
+        let feed = Arc::downgrade(&self.feed);
         let cluster = Arc::downgrade(&self.cluster);
         Arc::new(move |c: &Cluster, index: usize, healthy: bool| {
             if !std::ptr::eq(c, cluster.as_ptr()) {
@@ -172,76 +258,211 @@ impl ClusterShared {
                 || (),
                 || {
                     if let Some(feed) = feed.upgrade() {
-                        feed.push(index, healthy);
+                        feed.push(HostChange::Health(index, healthy));
                     }
                 },
             )
         })
     }
 
-    /// `on_cluster_scheduled` (main thread): tells Envoy the queued health changes.
+    /// The engine's address watcher for this cluster, as [`ClusterShared::health_watch`]
+    /// (weak, this cluster only, a no-op after destroy). Runs on the refresh thread.
+    pub fn address_watch(&self) -> AddressWatch {
+        let feed = Arc::downgrade(&self.feed);
+        let cluster = Arc::downgrade(&self.cluster);
+        Arc::new(move |c: &Cluster, index: usize, address: Option<SocketAddr>| {
+            if !std::ptr::eq(c, cluster.as_ptr()) {
+                return;
+            }
+            guard::or(
+                "address_watch",
+                || (),
+                || {
+                    if let Some(feed) = feed.upgrade() {
+                        feed.push(HostChange::Address(index, address));
+                    }
+                },
+            )
+        })
+    }
+
+    /// `on_cluster_scheduled` (main thread): tells Envoy the queued host changes, in order.
     pub fn scheduled(&self, host: &mut dyn ClusterHost, event_id: u64) {
-        if event_id != HEALTH_EVENT {
+        if event_id != HOST_EVENT {
             return;
         }
-        for (index, healthy) in self.health.drain() {
-            let Some(h) = self.handle(index) else { continue };
-            let ok = host.update_host_health(h, healthy);
-            let address = self.cluster.hosts.get(index).map_or("?", |h| &*h.address_text);
-            tracing::info!(cluster = %self.cluster.name, host = address, healthy, ok, "active health check result passed to Envoy");
+        for change in self.feed.drain() {
+            // One change failing does not drop the others.
+            let _ = guard::catch("cluster_scheduled", || match change {
+                HostChange::Health(index, healthy) => self.apply_health(host, index, healthy),
+                HostChange::Address(index, address) => self.apply_address(host, index, address),
+            });
         }
     }
 
-    /// `on_cluster_destroy` (main thread): later health changes are dropped and the
-    /// scheduler is deleted. The engine (and its checks) may outlive this cluster.
+    /// `on_cluster_destroy` (main thread): later host changes are dropped and the scheduler
+    /// is deleted. The engine (and its checks and refresh) may outlive this cluster.
     pub fn destroy(&self) {
-        self.health.close();
+        self.feed.close();
+    }
+
+    /// A poisoned lock only means a panic elsewhere while holding it; the table is plain data.
+    fn dns_lock(&self) -> MutexGuard<'_, Vec<Option<DnsHost>>> {
+        self.dns_hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Envoy host of core host `index` now, on the main thread: a static host's handle,
+    /// or the handle of the STRICT_DNS slot's current Envoy host. Only hosts still in the
+    /// cluster.
+    fn main_handle(&self, index: usize) -> Option<HostHandle> {
+        match self.cluster.hosts.get(index) {
+            Some(h) if h.dns.is_some() => self.dns_lock().get(index).copied().flatten().and_then(|d| d.handle),
+            _ => self.handle(index),
+        }
+    }
+
+    fn apply_health(&self, host: &mut dyn ClusterHost, index: usize, healthy: bool) {
+        let Some(h) = self.main_handle(index) else { return };
+        let ok = host.update_host_health(h, healthy);
+        let address = self.cluster.hosts.get(index).map_or("?", |h| &*h.address_text);
+        tracing::info!(cluster = %self.cluster.name, host = address, healthy, ok, "active health check result passed to Envoy");
+    }
+
+    /// A STRICT_DNS slot's address changed: its new address is added to Envoy, then its old
+    /// host removed.
+    ///
+    /// Ordering and safety: main thread only (Envoy's rule for host changes), the only
+    /// place a host is removed. Each call posts a priority-set update to every worker; a
+    /// worker applies it between events, never inside `choose_host`. So a worker that just
+    /// found the old host by address (`cluster_lb_find_host_by_address` reads the worker's
+    /// own priority set) still holds it alive while it returns it, and Envoy turns the
+    /// returned pointer into a host by looking it up in the cluster's host map (1.40,
+    /// checked in the binary): a host removed meanwhile is "no host" (503), never a dangling
+    /// pointer, and a live host's memory can not have been reused. Adding first makes the
+    /// workers learn the new address before they lose the old one, so fewer requests find
+    /// neither. The old handle is forgotten as it is removed, so no later call (a health
+    /// change, another removal) passes a handle that is no longer in the cluster.
+    fn apply_address(&self, host: &mut dyn ClusterHost, index: usize, address: Option<SocketAddr>) {
+        let c = &self.cluster;
+        if c.hosts.get(index).is_none_or(|h| h.dns.is_none()) || self.hosts.get().is_none() {
+            return; // only STRICT_DNS slots move; nothing after a refused init
+        }
+        let mut dns = self.dns_lock();
+        let old = dns[index];
+        if old.map(|d| d.address) == address {
+            return;
+        }
+        dns[index] = address.and_then(|a| self.add_slot_host(host, index, a).map(|handle| DnsHost { address: a, handle }));
+        let Some(old) = old else { return };
+        if let Some(h) = old.handle {
+            let removed = host.remove_hosts(&[h]);
+            tracing::info!(cluster = %c.name, host = index, address = %old.address, removed, "STRICT_DNS host removed from Envoy");
+            // A slot that shares the address and had no host of its own loses it too: it
+            // gets one now.
+            let orphan = (0..dns.len()).find(|&j| dns[j].is_some_and(|d| d.address == old.address && d.handle.is_none()));
+            if let Some(j) = orphan {
+                dns[j] = self.add_slot_host(host, j, old.address).map(|handle| DnsHost { address: old.address, handle });
+            }
+        }
+    }
+
+    /// Adds core host `index` (a STRICT_DNS slot) to Envoy at `address`, with the slot's
+    /// weight and metadata and, if the core's checks have it out, unhealthy. `None` if
+    /// Envoy refused it (logged); `Some(None)` if Envoy had the address already.
+    fn add_slot_host(&self, host: &mut dyn ClusterHost, index: usize, address: SocketAddr) -> Option<Option<HostHandle>> {
+        let c = &self.cluster;
+        let h = &c.hosts[index];
+        let text = address.to_string();
+        let metadata = policy::host_metadata(c).map_or(&[][..], |m| m[index]);
+        let spec = HostSpec { address: &text, weight: policy::envoy_weight(h.weight), metadata };
+        let Some(handle) = host.add_hosts(&[spec], policy::HOST_METADATA_FILTER).and_then(|v| v.first().copied()) else {
+            crate::log_error(&format!("mosn: cluster {}: Envoy refused STRICT_DNS host {text} ({})", c.name, h.address_text));
+            return None;
+        };
+        tracing::info!(cluster = %c.name, host = index, address = %text, name = %h.address_text, own = handle.is_some(), "STRICT_DNS host added to Envoy");
+        if let Some(hd) = handle {
+            if h.state.flags() & health::FAILED_ACTIVE_HC != 0 {
+                host.update_host_health(hd, false);
+            }
+        }
+        Some(handle)
     }
 
     fn add_hosts(&self, host: &mut dyn ClusterHost) {
         let c = &self.cluster;
-        if c.hosts.is_empty() {
-            return;
-        }
         // The ABI takes the same number of metadata pairs for every host.
         let metadata = policy::host_metadata(c);
-        if metadata.is_none() {
+        if metadata.is_none() && !c.hosts.is_empty() {
             tracing::info!(cluster = %c.name, "hosts have different numbers of metadata entries; not passed to Envoy");
         }
-        let specs: Vec<HostSpec<'_>> = c
-            .hosts
+        // Hosts with an address now: every static host, the STRICT_DNS slots that resolved.
+        let present: Vec<(usize, SocketAddr, &str)> =
+            c.hosts.iter().enumerate().filter_map(|(i, h)| h.current().map(|(a, text)| (i, a, text))).collect();
+        let specs: Vec<HostSpec<'_>> = present
             .iter()
-            .enumerate()
-            .map(|(i, h)| HostSpec {
-                address: &h.address_text,
-                weight: policy::envoy_weight(h.weight),
+            .map(|&(i, _, text)| HostSpec {
+                address: text,
+                weight: policy::envoy_weight(c.hosts[i].weight),
                 metadata: metadata.as_ref().map_or(&[][..], |m| m[i]),
             })
             .collect();
-        match host.add_hosts(&specs, policy::HOST_METADATA_FILTER) {
+        let handles = if specs.is_empty() { Some(Vec::new()) } else { host.add_hosts(&specs, policy::HOST_METADATA_FILTER) };
+        match handles {
             Some(handles) if handles.len() == specs.len() => {
-                let _ = self.hosts.set(handles);
+                let mut table = vec![None; c.hosts.len()];
+                let mut dns = self.dns_lock();
+                for (&(i, address, _), handle) in present.iter().zip(handles) {
+                    if c.hosts[i].dns.is_some() {
+                        dns[i] = Some(DnsHost { address, handle });
+                    } else {
+                        table[i] = handle;
+                    }
+                }
+                let _ = self.hosts.set(table);
             }
             _ => crate::log_error(&format!("mosn: cluster {}: Envoy refused its hosts (see the upstream log line above)", c.name)),
         }
     }
 
-    /// The Envoy handle of core host `index`.
+    /// The Envoy handle of static core host `index`.
     fn handle(&self, index: usize) -> Option<HostHandle> {
-        self.hosts.get().and_then(|h| h.get(index)).copied()
+        self.hosts.get().and_then(|h| h.get(index)).copied().flatten()
     }
 
-    /// The cluster's own choice, for requests without a stream.
-    fn own_choice(&self) -> Option<HostHandle> {
-        let index = self.cluster.choose_any();
-        tracing::debug!(cluster = %self.cluster.name, ?index, "host chosen without a stream");
-        index.and_then(|i| self.handle(i))
+    /// Envoy's host for core host `index` on a worker: a static host's handle, or the host
+    /// at `address` (a STRICT_DNS slot's address now) in the worker's view.
+    fn envoy_host(&self, lb: &dyn LbHost, index: usize, address: &str) -> Option<HostHandle> {
+        match self.cluster.hosts.get(index) {
+            Some(h) if h.dns.is_some() && self.hosts.get().is_some() => lb.find_host_by_address(address),
+            _ => self.handle(index),
+        }
+    }
+
+    /// The cluster's own choice, for requests without a stream. A STRICT_DNS slot the
+    /// worker does not have (yet) is passed over, as in [`Lb::choose_for_stream`].
+    fn own_choice(&self, lb: &dyn LbHost) -> Option<HostHandle> {
+        let c = &self.cluster;
+        for _ in 0..c.hosts.len().max(1) {
+            let index = c.choose_any();
+            tracing::debug!(cluster = %c.name, ?index, "host chosen without a stream");
+            let i = index?;
+            let h = &c.hosts[i];
+            let Some((_, address)) = h.current() else { continue };
+            match self.envoy_host(lb, i, address) {
+                Some(found) => return Some(found),
+                None if h.dns.is_some() => {
+                    tracing::debug!(cluster = %c.name, address, "STRICT_DNS host not in Envoy (yet); choosing again")
+                }
+                None => return None,
+            }
+        }
+        None
     }
 }
 
-// === impl HealthFeed ===
+// === impl HostFeed ===
 
-impl HealthFeed {
+impl HostFeed {
     /// A poisoned lock only means a panic elsewhere while holding it; the state is plain data.
     fn lock(&self) -> MutexGuard<'_, FeedState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -256,31 +477,31 @@ impl HealthFeed {
     }
 
     /// Any thread: queues one change and makes sure an event is on its way.
-    pub fn push(&self, index: usize, healthy: bool) {
+    pub fn push(&self, change: HostChange) {
         let mut st = self.lock();
         if st.closed {
             return;
         }
-        st.pending.push((index, healthy));
+        st.pending.push(change);
         st.commit();
     }
 
-    /// Queues every host the checks have taken out so far (under the lock, so a change the
-    /// checker makes meanwhile is queued after this one).
-    fn sync(&self, cluster: &Cluster) {
+    /// Queues the changes `f` computes under the lock (so a change a library thread makes
+    /// meanwhile is queued after these).
+    fn queue_with(&self, f: impl FnOnce() -> Vec<HostChange>) {
         let mut st = self.lock();
         if st.closed {
             return;
         }
-        let down = cluster.hosts.iter().enumerate().filter(|(_, h)| h.state.flags() & health::FAILED_ACTIVE_HC != 0);
-        st.pending.extend(down.map(|(i, _)| (i, false)));
-        if !st.pending.is_empty() {
+        let changes = f();
+        if !changes.is_empty() {
+            st.pending.extend(changes);
             st.commit();
         }
     }
 
     /// Main thread, in the scheduled hook: the queued changes, in order.
-    pub fn drain(&self) -> Vec<(usize, bool)> {
+    pub fn drain(&self) -> Vec<HostChange> {
         let mut st = self.lock();
         st.committed = false;
         std::mem::take(&mut st.pending)
@@ -303,7 +524,7 @@ impl FeedState {
             return;
         }
         if let Some(s) = &self.scheduler {
-            s.commit(HEALTH_EVENT);
+            s.commit(HOST_EVENT);
             self.committed = true;
         }
     }
@@ -333,7 +554,7 @@ impl Lb {
     }
 
     fn choose(&self, host: &dyn LbHost, serving: &mut Option<SharedState>) -> Option<HostHandle> {
-        let Some(cell) = stream_of(host) else { return self.shared.own_choice() };
+        let Some(cell) = stream_of(host) else { return self.shared.own_choice(host) };
         *serving = Some(cell.clone());
         if cell.is_poisoned() {
             tracing::debug!("stream poisoned: no host");
@@ -350,13 +571,15 @@ impl Lb {
         if !stream.cluster().is_some_and(|c| Arc::ptr_eq(c, &self.shared.cluster)) {
             // Not the cluster the core routed this request to (e.g. a mirror): the stream's
             // attempts and tried hosts are not this cluster's business.
-            return self.shared.own_choice();
+            return self.shared.own_choice(host);
         }
         self.choose_for_stream(host, &mut st)
     }
 
-    /// The stream's choice for this attempt. On a retry, a host Envoy's retry predicate
-    /// rejects is replaced by the core's next choice while the core has untried hosts left.
+    /// The stream's choice for this attempt. A STRICT_DNS host this worker's Envoy does not
+    /// have (yet), and on a retry a host Envoy's retry predicate rejects, is replaced by the
+    /// core's next choice while the core has untried hosts left. The host returned is always
+    /// the core's latest choice (its attempt is the one the core counts), or none.
     fn choose_for_stream(&self, host: &dyn LbHost, st: &mut StreamState) -> Option<HostHandle> {
         let stream = st.stream.as_mut()?;
         // Asked again within one stream: the previous attempt failed in a way Envoy did not
@@ -383,14 +606,20 @@ impl Lb {
                 }
             };
             let index = chosen.index;
-            tracing::debug!(cluster = %chosen.cluster.name, attempt = chosen.attempt, host = %chosen.host.address_text, "host chosen by the stream");
-            if seen.contains(index) {
-                break; // the core has no other host left
-            }
+            tracing::debug!(cluster = %chosen.cluster.name, attempt = chosen.attempt, host = %chosen.host.address_text, address = chosen.address, "host chosen by the stream");
+            let again = seen.contains(index);
             seen.insert(index);
-            picked = self.shared.handle(index);
-            if !(retry && picked.is_some_and(|h| envoy_rejects(host, h))) {
-                break;
+            picked = self.shared.envoy_host(host, index, chosen.address);
+            if again {
+                break; // the core has no other host left: its choice stands
+            }
+            match picked {
+                Some(h) if retry && envoy_rejects(host, h) => {}
+                Some(_) => break,
+                None if chosen.host.dns.is_some() => {
+                    tracing::debug!(cluster = %chosen.cluster.name, address = chosen.address, "STRICT_DNS host not in Envoy (yet); choosing again");
+                }
+                None => break,
             }
         }
         picked

@@ -220,13 +220,21 @@ impl Scheduler for FakeScheduler {
 /// One host as [`FakeCluster`] saw it: address, weight, `(filter, key, value)` triples.
 pub type AddedHost = (String, u32, Vec<(String, String, String)>);
 
-/// A recording [`ClusterHost`]: host i gets handle `base + i`.
+/// A recording [`ClusterHost`]: the i-th host ever added gets handle `base + i`.
 #[derive(Default)]
 pub struct FakeCluster {
     pub base: usize,
     /// `add_hosts` fails (Envoy refused an address).
     pub refuse: bool,
+    /// An address the cluster already has gets no host of its own (newer Envoys).
+    pub dedup: bool,
+    /// Every host `add_hosts` was given, in order.
     pub added: Vec<AddedHost>,
+    /// The hosts Envoy has now: address and handle.
+    pub live: Vec<(String, HostHandle)>,
+    /// The host changes, in order: `add <address> -> <handle or none>`, `remove <handle>`,
+    /// `health <handle> <healthy>`.
+    pub ops: Vec<String>,
     pub pre_init_completed: usize,
     /// Envoy runs as `--mode validate`.
     pub validation: bool,
@@ -247,19 +255,47 @@ impl FakeCluster {
     pub fn commits(&self) -> usize {
         self.sched_calls().iter().filter(|c| matches!(c, Call::Commit(_))).count()
     }
+    /// The addresses Envoy has now, in the order they were added.
+    pub fn live_addresses(&self) -> Vec<&str> {
+        self.live.iter().map(|(a, _)| a.as_str()).collect()
+    }
+    /// What a worker's LB finds by address once it applied every update so far.
+    pub fn worker_view(&self) -> HashMap<String, HostHandle> {
+        let mut m = HashMap::new();
+        for (a, h) in &self.live {
+            m.entry(a.clone()).or_insert(*h);
+        }
+        m
+    }
 }
 
 impl ClusterHost for FakeCluster {
-    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<HostHandle>> {
+    fn add_hosts(&mut self, hosts: &[HostSpec<'_>], metadata_filter: &str) -> Option<Vec<Option<HostHandle>>> {
         if self.refuse {
             return None;
         }
-        let first = self.added.len();
+        let mut out = Vec::with_capacity(hosts.len());
         for h in hosts {
             let md = h.metadata.iter().map(|(k, v)| (metadata_filter.to_string(), k.clone(), v.clone())).collect();
             self.added.push((h.address.to_string(), h.weight, md));
+            let handle = HostHandle(self.base + self.added.len() - 1);
+            let known = self.live.iter().any(|(a, _)| a == h.address);
+            let got = (!(self.dedup && known)).then_some(handle);
+            if let Some(handle) = got {
+                self.live.push((h.address.to_string(), handle));
+            }
+            self.ops.push(format!("add {} -> {}", h.address, got.map_or("none".to_string(), |h| format!("{:#x}", h.0))));
+            out.push(got);
         }
-        Some((first..self.added.len()).map(|i| HostHandle(self.base + i)).collect())
+        Some(out)
+    }
+    fn remove_hosts(&mut self, hosts: &[HostHandle]) -> usize {
+        let before = self.live.len();
+        for h in hosts {
+            self.ops.push(format!("remove {:#x}", h.0));
+            self.live.retain(|(_, l)| l != h);
+        }
+        before - self.live.len()
     }
     fn pre_init_complete(&mut self) {
         self.pre_init_completed += 1;
@@ -276,15 +312,20 @@ impl ClusterHost for FakeCluster {
     }
     fn update_host_health(&mut self, host: HostHandle, healthy: bool) -> bool {
         self.health.push((host, healthy));
-        true
+        self.ops.push(format!("health {:#x} {healthy}", host.0));
+        self.live.iter().any(|(_, h)| *h == host)
     }
 }
 
-/// A scripted [`LbHost`]: Envoy's healthy hosts, the request's filter state, and the hosts
-/// Envoy's retry predicate rejects.
+/// A scripted [`LbHost`]: Envoy's healthy hosts, the hosts it finds by address, the
+/// request's filter state, and the hosts Envoy's retry predicate rejects.
 #[derive(Default)]
 pub struct FakeLb {
     pub healthy: Vec<HostHandle>,
+    /// The worker's hosts by `ip:port` (see [`FakeCluster::worker_view`]).
+    pub by_address: HashMap<String, HostHandle>,
+    /// The addresses looked up, in order.
+    pub lookups: RefCell<Vec<String>>,
     pub context: bool,
     pub filter_state: HashMap<String, Vec<u8>>,
     pub rejected: Vec<HostHandle>,
@@ -317,6 +358,10 @@ impl LbHost for FakeLb {
     }
     fn healthy_host(&self, index: usize) -> Option<HostHandle> {
         self.healthy.get(index).copied()
+    }
+    fn find_host_by_address(&self, address: &str) -> Option<HostHandle> {
+        self.lookups.borrow_mut().push(address.to_string());
+        self.by_address.get(address).copied()
     }
     fn has_context(&self) -> bool {
         self.context

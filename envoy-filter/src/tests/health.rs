@@ -4,7 +4,7 @@
 //! cluster is destroyed.
 
 use crate::host::HostHandle;
-use crate::lb::{ClusterShared, Lb, HEALTH_EVENT};
+use crate::lb::{ClusterShared, Lb, HOST_EVENT};
 use crate::testing::{self, logs, Call, FakeCluster, FakeLb};
 use mosn_extension::Engine;
 use std::net::TcpListener;
@@ -57,16 +57,16 @@ fn a_health_change_reaches_envoy_through_the_scheduler() {
     watch(a, 1, false);
     watch(a, 2, false);
     watch(b, 0, false);
-    assert_eq!(fc.sched_calls(), [Call::SchedulerNew, Call::Commit(HEALTH_EVENT)]);
+    assert_eq!(fc.sched_calls(), [Call::SchedulerNew, Call::Commit(HOST_EVENT)]);
     // Main thread: Envoy's scheduled hook applies them, with the Envoy handles of those hosts.
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.health, [(HostHandle(0xa01), false), (HostHandle(0xa02), false)]);
 
     watch(a, 1, true);
     assert_eq!(fc.commits(), 2, "a change after the drain commits again");
     shared.scheduled(&mut fc, 77); // not ours
-    shared.scheduled(&mut fc, HEALTH_EVENT);
-    shared.scheduled(&mut fc, HEALTH_EVENT); // a stale event: nothing queued
+    shared.scheduled(&mut fc, HOST_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT); // a stale event: nothing queued
     assert_eq!(fc.health[2..], [(HostHandle(0xa01), true)]);
 
     // Destroyed: the scheduler is deleted, later changes are dropped.
@@ -75,7 +75,7 @@ fn a_health_change_reaches_envoy_through_the_scheduler() {
     assert_eq!(fc.sched_calls().last(), Some(&Call::SchedulerDelete));
     let calls = fc.sched_calls().len();
     watch(a, 1, false);
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.sched_calls().len(), calls, "no commit after destroy");
     assert_eq!(fc.health.len(), 3, "nothing applied after destroy (the queued change was dropped)");
 
@@ -93,7 +93,7 @@ fn hosts_taken_out_before_the_cluster_was_watched_are_reported() {
     let mut fc = FakeCluster::default();
     let shared = init(&engine, &mut fc);
     assert_eq!(fc.commits(), 1);
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.health, [(HostHandle(0xa02), false)]);
 }
 
@@ -145,12 +145,12 @@ fn the_checks_take_a_dead_host_out_of_envoys_view_and_bring_it_back() {
 
     // TCP checks: a listening socket passes, a closed port fails.
     wait_for("the dead host's change is committed", Duration::from_secs(3), || commits() >= 1);
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.health, [(HostHandle(0xa01), false)]);
 
     let back = TcpListener::bind(dead).expect("the dead port is still free");
     wait_for("the recovery is committed", Duration::from_secs(3), || commits() >= 2);
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.health, [(HostHandle(0xa01), false), (HostHandle(0xa01), true)]);
 
     // After destroy, the core still sees the host go down; Envoy's cluster hears nothing.
@@ -159,7 +159,7 @@ fn the_checks_take_a_dead_host_out_of_envoys_view_and_bring_it_back() {
     let host = &engine.cluster("a").unwrap().hosts[1];
     wait_for("the core takes the host out again", Duration::from_secs(3), || !host.is_healthy());
     assert_eq!(commits(), 2);
-    shared.scheduled(&mut fc, HEALTH_EVENT);
+    shared.scheduled(&mut fc, HOST_EVENT);
     assert_eq!(fc.health.len(), 2);
     drop(live);
 }

@@ -2,8 +2,10 @@
 //!
 //! `http.rs`: header application, local replies, the request state machine, fail-closed
 //! paths and the panic policy of the HTTP filter. `lb.rs`: cluster init, the LB host-choice
-//! loop, outcome mapping.
+//! loop, outcome mapping. `health.rs`: active health results to Envoy. `dns.rs`: STRICT_DNS
+//! hosts (added as they resolve, found by address, moved when the core re-resolves).
 
+mod dns;
 mod health;
 mod http;
 mod lb;
