@@ -832,6 +832,22 @@ def active_health_check_takes_a_dead_host_out_and_back(ctx: CaseContext):
 
 
 @case
+def strict_dns_cluster_reaches_the_resolved_address(ctx: CaseContext):
+    """Cluster dns of type STRICT_DNS with host localhost:<s2> (V4_ONLY, refreshed every
+    second): every request is answered by s2, and the access log names the resolved address
+    127.0.0.1:<s2> (never the name), also across refreshes."""
+    if not getattr(ctx, "port2", None):
+        return
+    s2 = ctx.ports["s2"]
+    for i in range(6):
+        r = up(ctx, "dns")
+        assert ctx.expect_site(r, "s2", f"dns #{i + 1}") == s2
+        ctx.expect_log(r, status=200, cluster="dns", port=s2)
+        if i == 2:
+            time.sleep(1.5)  # a refresh in between (same address: nothing changes)
+
+
+@case
 def passive_ejection_bounds_failures_under_load(ctx: CaseContext):
     """The failover-under-load case with passive health on (this listener's fault_tolerance:
     3 exceptions in a row eject a host): p2 is killed under 16 concurrent clients. Failed

@@ -165,7 +165,7 @@ def _unit_host(port: int, unit: str) -> dict:
 def _upstream_listener(ports: dict, host: str):
     """A second listener (ports["listen2"]) for the upstream cases: subsets by host metadata,
     balancers, health checks, circuit breakers, passive health (its fault_tolerance filter
-    ejects hosts after 3 exceptions in a row; no other listener has it)."""
+    ejects hosts after 3 exceptions in a row; no other listener has it), STRICT_DNS."""
     routes = [
         # Seed 000's subset routing: the UNIT driver's unit (x-mosn-on-envoy-unit) becomes
         # the subset criterion; no uid: any host (ANY_ENDPOINT fallback... not even needed:
@@ -185,6 +185,7 @@ def _upstream_listener(ports: dict, host: str):
         _hdr_route("x-case", "retry3", {"cluster_name": "retry3",
                                         "retry_policy": {"retry_on": True, "num_retries": 2}}),
         _hdr_route("x-case", "idle", {"cluster_name": "idle"}),
+        _hdr_route("x-case", "dns", {"cluster_name": "dns"}),
         {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": "no upstream case"}},
     ]
     router = {"router_config_name": "upstream_router",
@@ -214,6 +215,9 @@ def _upstream_listener(ports: dict, host: str):
         _cluster("passive", [ports["p1"], ports["p2"], ports["p3"]]),
         _cluster("retry3", [ports["fail503"], ports["fail501"], ports["s2"]]),
         dict(_cluster("idle", [ports["i1"]]), idle_timeout="1s"),
+        # STRICT_DNS: localhost resolves to 127.0.0.1 (V4_ONLY), again every second.
+        {"name": "dns", "type": "STRICT_DNS", "lb_type": "LB_ROUNDROBIN", "dns_lookup_family": "V4_ONLY",
+         "dns_refresh_rate": "1s", "hosts": [{"address": f"localhost:{int(ports['s2'])}"}]},
     ]
     return router, listener, clusters
 
