@@ -471,6 +471,7 @@ ngx_http_mosn_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_mosn_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                  serving;
     ngx_http_mosn_main_conf_t  *mmcf;
 
     ngx_http_mosn_main_thread = pthread_self();
@@ -482,8 +483,10 @@ ngx_http_mosn_init_process(ngx_cycle_t *cycle)
      */
     mmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mosn_module);
 
-    if (mmcf != NULL && mmcf->cfg != NULL
-        && ngx_process == NGX_PROCESS_WORKER && ngx_worker == 0
+    serving = ngx_process == NGX_PROCESS_WORKER
+              || ngx_process == NGX_PROCESS_SINGLE;   /* master_process off */
+
+    if (mmcf != NULL && mmcf->cfg != NULL && serving && ngx_worker == 0
         && mosn_ext_config_start_health_checks(mmcf->cfg))
     {
         ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
@@ -491,7 +494,7 @@ ngx_http_mosn_init_process(ngx_cycle_t *cycle)
     }
 
     /* STRICT_DNS names: each worker re-resolves for itself (addresses are per process) */
-    if (mmcf != NULL && mmcf->cfg != NULL && ngx_process == NGX_PROCESS_WORKER) {
+    if (mmcf != NULL && mmcf->cfg != NULL && serving) {
         (void) mosn_ext_config_start_dns_refresh(mmcf->cfg);
     }
 

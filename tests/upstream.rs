@@ -523,7 +523,8 @@ mod active {
         drop(b);
         // Down within interval × unhealthy_threshold (+ a probe timeout and scheduling slack).
         let took = wait_for("marked down", Duration::from_secs(3), || !hosts[1].is_healthy());
-        assert!(took < Duration::from_millis(900), "took {took:?}");
+        // interval × threshold (+ a timeout) is ~0.4 s; the rest is slack for a loaded machine.
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
         // Traffic avoids it.
         assert!(ports(&e, &[h(":path", "/")], 10).unwrap().iter().all(|p| *p == a.addr.port()));
         let _b = Backend::start(port, 200);
