@@ -455,6 +455,12 @@ bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg);
 bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg);
 
 /*
+ Streams alive in this process (created and not destroyed yet): zero once every
+ request is done, also after client aborts.
+ */
+uint64_t mosn_ext_live_streams(void);
+
+/*
  The number of clusters in this config.
  */
 size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg);

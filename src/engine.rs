@@ -17,7 +17,7 @@ use crate::router::Router;
 use crate::stream::Stream;
 use crate::upstream::dns::{AddressWatch, DnsRefresher};
 use crate::upstream::health_check::{HealthChecker, HealthWatch};
-use crate::upstream::state::Layout;
+use crate::upstream::state::{Layout, WordAllocator};
 use crate::upstream::{Cluster, StateBlock};
 use crate::wake::WakeFn;
 use std::sync::Arc;
@@ -62,13 +62,18 @@ impl Engine {
         let config = MosnConfig::parse(text, &mut d);
         // The filters read their own configs: report their errors too, even when the rest of
         // the config has some, so one run names every bad field.
-        let cx = ParseContext { config: &config };
-        let filters: Vec<Vec<Arc<dyn StreamFilter>>> =
-            config.listeners.iter().map(|l| l.stream_filters.iter().filter_map(|f| registry::build(f, &cx, &mut d)).collect()).collect();
+        // Objects take their state words while they are built; the block is sized after.
+        let state = Arc::new(StateBlock::unallocated());
+        let mut layout = Layout::default();
+        let filters: Vec<Vec<Arc<dyn StreamFilter>>> = {
+            let words = WordAllocator { state: &state, layout: std::cell::RefCell::new(&mut layout) };
+            let cx = ParseContext { config: &config, words: Some(&words) };
+            config.listeners.iter().map(|l| l.stream_filters.iter().filter_map(|f| registry::build(f, &cx, &mut d)).collect()).collect()
+        };
         if !d.errors.is_empty() {
             return Err(ConfigErrors(d.errors));
         }
-        let engine = Engine::build(config, filters, &mut d);
+        let engine = Engine::build(config, filters, state, layout, &mut d);
         match engine {
             Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, ..e }),
             _ => Err(ConfigErrors(d.errors)),
@@ -77,24 +82,30 @@ impl Engine {
 
     /// Builds the runtime objects from a parsed config and its listeners' filters; errors
     /// go to `d`.
-    fn build(config: MosnConfig, filters: Vec<Vec<Arc<dyn StreamFilter>>>, d: &mut Diagnostics) -> Option<Engine> {
-        // Objects take their state words while they are built; the block is sized after.
-        let state = Arc::new(StateBlock::unallocated());
-        let mut layout = Layout::default();
+    fn build(
+        config: MosnConfig,
+        filters: Vec<Vec<Arc<dyn StreamFilter>>>,
+        state: Arc<StateBlock>,
+        mut layout: Layout,
+        d: &mut Diagnostics,
+    ) -> Option<Engine> {
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
         state.allocate(layout.next);
         let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &config, &clusters, d).map(Arc::new)).collect();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (l, filters) in config.listeners.iter().zip(filters) {
-            let needs_body = filters.iter().any(|f| f.needs_body());
             let outlier = filters.iter().find_map(|f| f.outlier().cloned());
             let router = l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned());
+            // A route's replacement of a listener filter may need the body where the
+            // listener's own does not (routing happens after the host buffers).
+            let per_route = router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name()));
+            let body_filters = filters.iter().chain(per_route).filter(|f| f.may_need_body()).cloned().collect();
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,
                 address_text: l.address.to_string(),
                 filters,
-                needs_body,
+                body_filters,
                 router,
                 outlier,
             }));

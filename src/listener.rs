@@ -13,18 +13,27 @@ pub struct Listener {
     /// `address` as `ip:port` text (handed to hosts).
     pub address_text: String,
     pub(crate) filters: Vec<Arc<dyn StreamFilter>>,
-    /// True if a filter reads the request body (the host buffers it first).
-    pub(crate) needs_body: bool,
+    /// The filters (the listener's, and routes' `per_filter_config` replacements of them)
+    /// that may need a request's body buffered; empty: no request is buffered.
+    pub(crate) body_filters: Vec<Arc<dyn StreamFilter>>,
     pub router: Option<Arc<Router>>,
     /// Passive health settings (a `fault_tolerance` filter), fed every attempt's outcome.
     pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
 }
 
 impl Listener {
+    /// True if this request's body must be buffered before the filters run.
+    #[inline]
+    pub(crate) fn needs_body(&self, headers: &dyn crate::headers::HeaderMap) -> bool {
+        self.body_filters.iter().any(|f| f.needs_body_for(headers))
+    }
+
     /// Adds `f` at position `at` of the chain (tests: e.g. a filter that panics on purpose).
     #[doc(hidden)]
     pub fn insert_filter(&mut self, at: usize, f: Arc<dyn StreamFilter>) {
-        self.needs_body |= f.needs_body();
+        if f.may_need_body() {
+            self.body_filters.push(f.clone());
+        }
         self.filters.insert(at.min(self.filters.len()), f);
     }
 }

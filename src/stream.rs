@@ -12,7 +12,7 @@
 //! Header pointers the host passes are only borrowed for the call; everything the
 //! stream keeps is owned (or shared with the config).
 
-use crate::api::{flags, Metadata};
+use crate::api::{flags, ClientAddr, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
 use crate::headers::SharedStr;
 use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
@@ -90,15 +90,25 @@ pub struct Stream {
     timeout_header: Option<std::time::Duration>,
     try_timeout_header: Option<std::time::Duration>,
     /// The client address as the host gave it (`ip` or `ip:port`), for `source_ip` hashing.
-    downstream: Option<DownstreamAddr>,
+    downstream: Option<ClientAddr>,
     outcome: Option<UpstreamOutcome>,
     flags: u32,
     wake: WakeSource,
 }
 
+/// Streams alive in this process (started and not dropped yet).
+static LIVE_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Streams alive in this process: back to zero once every request is done, also after
+/// client aborts (a leak check for hosts and tests).
+pub fn live_streams() -> usize {
+    LIVE_STREAMS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Stream {
     #[inline]
     pub(crate) fn new(listener: Arc<Listener>, wake: Option<WakeFn>) -> Stream {
+        LIVE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Stream {
             listener,
             stage: Stage::Start,
@@ -150,7 +160,7 @@ impl Stream {
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
             return self.reply_with(400, "invalid request target", "invalid_path");
         }
-        if !end_of_stream && self.listener.needs_body {
+        if !end_of_stream && self.listener.needs_body(headers) {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
@@ -219,6 +229,7 @@ impl Stream {
                     mutations: &mut self.mutations,
                     metadata: &mut self.metadata,
                     router_meta: &mut self.router_meta,
+                    client: self.downstream.as_ref(),
                     reply: &mut self.reply,
                     cluster,
                     wake_source: &self.wake,
@@ -347,14 +358,16 @@ impl Stream {
         let key = match &fw.hash_policy {
             Some(HashPolicy::Header(h)) => headers.get(h).first().map(hash::bytes),
             Some(HashPolicy::Cookie(name)) => headers.get("cookie").first().and_then(|c| cookie_value(c, name.as_bytes())).map(hash::bytes),
-            Some(HashPolicy::SourceIp) | None => self.downstream.as_ref().and_then(DownstreamAddr::ip).map(|ip| hash::bytes(ip.as_bytes())),
+            Some(HashPolicy::SourceIp) | None => {
+                self.downstream.as_ref().and_then(ClientAddr::ip).map(|ip| hash::bytes(ip.to_string().as_bytes()))
+            }
         };
         key.unwrap_or_else(|| fastrand::u64(..))
     }
 
     /// The client address (`ip` or `ip:port`, as the host has it), for `source_ip` hashing.
     pub fn set_downstream_address(&mut self, addr: &[u8]) {
-        self.downstream = DownstreamAddr::new(addr);
+        self.downstream = ClientAddr::new(addr);
     }
 
     /// The route's request header edits (route, virtual host, router), after the filters.
@@ -664,33 +677,9 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
-/// A client address as text (`ip`, `ip:port`, `[v6]:port`), kept inline (no allocation).
-#[derive(Clone, Copy)]
-struct DownstreamAddr {
-    buf: [u8; 64],
-    len: u8,
-}
-
-impl DownstreamAddr {
-    fn new(addr: &[u8]) -> Option<DownstreamAddr> {
-        if addr.is_empty() || addr.len() > 64 {
-            return None;
-        }
-        let mut buf = [0; 64];
-        buf[..addr.len()].copy_from_slice(addr);
-        Some(DownstreamAddr { buf, len: addr.len() as u8 })
-    }
-
-    /// The IP, in its canonical text form (so `ip` and `ip:port` hash alike).
-    fn ip(&self) -> Option<String> {
-        let text = std::str::from_utf8(&self.buf[..self.len as usize]).ok()?;
-        let ip = text.parse::<std::net::SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<std::net::IpAddr>()).ok()?;
-        Some(ip.to_string())
-    }
-}
-
 impl Drop for Stream {
     fn drop(&mut self) {
+        LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         // Done: no wake after this.
         self.wake.close();
         self.end_attempt();

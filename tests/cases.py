@@ -52,13 +52,13 @@ class CaseContext:
 
     def get(self, headers=(), *, raw=(), path: str | None = None, method: str = "GET",
             timeout: float = 10.0, body: bytes | None = None, host: str | None = None,
-            port: int | None = None) -> Response:
+            port: int | None = None, source: str | None = None) -> Response:
         """One request on a fresh connection. headers: [(name, value)] sent as ``name: value``;
         raw: header lines sent verbatim (e.g. b"uid:2", exactly what curl -H "uid:2" sends);
         host: the Host header (default 127.0.0.1:<port>); port: the listener (default the first)."""
         path = path or self.new_path()
         r = request(port or self.port, path, headers, raw_header_lines=raw, method=method, timeout=timeout, body=body,
-                    host_header=host)
+                    host_header=host, source=source)
         r.path = path
         return r
 
@@ -926,3 +926,63 @@ def idle_timeout_closes_idle_upstream_connections(ctx: CaseContext):
     assert open_conns() >= 1, f"[{ctx.host_name}] the proxy keeps no upstream connection alive to begin with"
     took = wait_until(f"[{ctx.host_name}] idle upstream connections closed", 4.0, lambda: open_conns() == 0)
     assert took <= 2.5, f"[{ctx.host_name}] idle connections closed after {took:.1f}s, idle_timeout is 1s"
+
+
+# --- MOSN's common stream filters (the upstream listener's chain) -----------------------------
+
+@case
+def ip_access_by_address_and_by_header(ctx: CaseContext):
+    """ip_access: a client connecting from 127.0.0.66 is denied (403) by the connection's
+    address; with the trusted header x-client-ip, 10.66.0.0/16 and 2001:db8::/32 are denied
+    except the allowed 10.66.6.6 (the first matching rule decides), the first item of a list
+    counts, and a request without the header gets the default (allow)."""
+    if not getattr(ctx, "port2", None):
+        return
+    r = up(ctx, "wrr", source="127.0.0.66")
+    assert r.status == 403, f"[{ctx.host_name}] from 127.0.0.66: {r.describe()}"
+    r = up(ctx, "wrr", source="127.0.0.67")
+    assert r.status == 200, f"[{ctx.host_name}] from 127.0.0.67: {r.describe()}"
+    for ip, want in [("10.66.1.2", 403), ("10.66.6.6", 200), ("2001:db8::5", 403), ("10.67.0.1", 200),
+                     ("10.66.1.2, 10.1.1.1", 403), ("garbage", 200)]:
+        r = up(ctx, "wrr", [("x-client-ip", ip)])
+        assert r.status == want, f"[{ctx.host_name}] x-client-ip {ip!r}: want {want}, got {r.describe()}"
+
+
+@case
+def payload_limit_answers_413_and_the_backend_sees_nothing(ctx: CaseContext):
+    """payload_limit (MOSN's "max_entity_size " key) 1024: a 1025-byte body, with a
+    Content-Length or chunked, is answered 413 and never reaches the backend; 1024 bytes pass."""
+    kill = getattr(ctx, "killable", None)
+    if not kill or not getattr(ctx, "port2", None):
+        return
+    port = ctx.killable["u1"].ports["u1"]
+
+    def seen() -> int:
+        return int(request(port, "/_requests").text.strip())
+
+    before = seen()
+    r = up(ctx, "upload", method="POST", body=b"x" * 1025)
+    assert r.status == 413, f"[{ctx.host_name}] 1025 bytes: {r.describe()}"
+    chunked = (f"POST {ctx.new_path('chunked')} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-case: upload\r\n"
+               f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    chunked += b"400\r\n" + b"y" * 1024 + b"\r\n1\r\nz\r\n0\r\n\r\n"
+    r = send_raw(ctx.port2, chunked)
+    assert r.status == 413, f"[{ctx.host_name}] 1025 bytes chunked: {r.describe()}"
+    assert seen() == before, f"[{ctx.host_name}] the backend saw an over-limit body"
+    r = up(ctx, "upload", method="POST", body=b"x" * 1024)
+    assert r.status == 200, f"[{ctx.host_name}] 1024 bytes: {r.describe()}"
+    assert seen() == before + 1, f"[{ctx.host_name}] the 1024-byte body did not reach the backend"
+
+
+@case
+def flow_control_limits_a_path(ctx: CaseContext):
+    """flowControlFilter, rule /limited: 3 per minute: 3 requests pass, then MOSN's 509
+    "current request is limited"; other paths are not limited."""
+    if not getattr(ctx, "port2", None):
+        return
+    got = [ctx.get(path="/limited", port=ctx.port2) for _ in range(5)]
+    statuses = [r.status for r in got]
+    assert statuses == [200, 200, 200, 509, 509], f"[{ctx.host_name}] /limited: {statuses}"
+    assert got[-1].text == "current request is limited", f"[{ctx.host_name}] body: {got[-1].text!r}"
+    r = up(ctx, "wrr")
+    assert r.status == 200, f"[{ctx.host_name}] another path: {r.describe()}"

@@ -161,6 +161,22 @@ fn zone_driver_from_the_readme_example() {
 }
 
 #[test]
+fn idc_driver_reads_its_own_list() {
+    std::env::set_var("MOSN_EXT_TEST_IDC", "HZ-1");
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/", "headers": [{"name": "x-mosn-on-envoy-idc", "value": "HZ-1"}]}, "route": {"cluster_name": "a"}},
+            {"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+        serde_json::json!([{"type": "metadata", "config": {"case_sensitive": true, "metadataers": [
+            {"meta_data_key": "IDC", "config": {"idc_env_name_list": ["MOSN_EXT_TEST_IDC"]}}]}}]),
+    );
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/")]), true);
+    assert_eq!(s.metadata("idc"), Some("HZ-1"));
+    assert_eq!(&*s.cluster().unwrap().name, "a");
+}
+
+#[test]
 fn forwarded_path_is_the_matched_path() {
     let e = engine(
         serde_json::json!([{"name": "v", "domains": ["*"], "routers": [

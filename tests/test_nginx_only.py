@@ -96,8 +96,13 @@ class _NginxStarter:
         self.run_dir = run_dir
         self.started = []
 
-    def __call__(self, concurrency: int, catch_all: str = "all_sites"):
+    def __call__(self, concurrency: int, catch_all: str = "all_sites", upstream_listener: bool = False):
         listen, ports = _ports(self.backends)
+        if upstream_listener:
+            # The second listener's filters (flow control, ...); its own backends are not
+            # started (nothing listens on those ports).
+            keys = ("listen2", "h1", "h2", "p1", "p2", "p3", "i1", "u1")
+            ports.update(zip(keys, hosts.free_ports(len(keys))))
         cfg = build_mosn_config(listen, ports, catch_all_cluster=catch_all)
         h = hosts.Host(NGINX, cfg, self.run_dir, concurrency=concurrency)
         self.started.append(h)
@@ -205,3 +210,18 @@ def test_two_workers_seed_curls(nginx_host, backends):
     assert r.status == 200
     ctx.expect_seen_unit(r, "-", "forged unit, 2 workers")
     assert not h.crash_lines(), "crash in logs:\n" + "\n".join(h.crash_lines())
+
+
+def test_flow_control_is_shared_by_two_workers(nginx_host, backends):
+    """flowControlFilter's bucket is in the shared zone: with 2 workers serving, the rule
+    /limited (3 per minute) lets exactly 3 of 10 requests through, whichever worker serves."""
+    h, ports = nginx_host(2, upstream_listener=True)
+    workers = _poll(lambda: (lambda k: k if len(k) == 2 else None)(_children(h.pid)), timeout=5)
+    assert workers and len(workers) == 2, f"expected 2 worker processes under master {h.pid}, got {_children(h.pid)}"
+    ctx = CaseContext(h, ports, backends.site_of)
+    ctx.case_name = "flow_two_workers"
+    got = [ctx.get(path=f"/limited?n={i}", port=ports["listen2"]) for i in range(10)]
+    statuses = [r.status for r in got]
+    assert statuses.count(200) == 3 and statuses.count(509) == 7, f"3 of 10 should pass: {statuses}"
+    pids = {ctx.log_for(r).get("pid") for r in got}
+    assert len(pids) == 2, f"requests did not reach both workers (pids {pids}); the test proves nothing"

@@ -423,6 +423,13 @@ pub extern "C" fn mosn_ext_config_start_dns_refresh(cfg: *const mosn_ext_config)
     guard(false, || unsafe { cfg.as_ref() }.is_some_and(|c| c.engine.start_dns_refresh()))
 }
 
+/// Streams alive in this process (created and not destroyed yet): zero once every
+/// request is done, also after client aborts.
+#[no_mangle]
+pub extern "C" fn mosn_ext_live_streams() -> u64 {
+    guard(0, || mosn_extension::stream::live_streams() as u64)
+}
+
 /// The number of clusters in this config.
 #[no_mangle]
 pub extern "C" fn mosn_ext_config_cluster_count(cfg: *const mosn_ext_config) -> usize {

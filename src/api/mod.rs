@@ -14,3 +14,35 @@ use crate::headers::SharedStr;
 
 /// Values filters recorded for logs, hosts and subset criteria (e.g. `unit` → `s1`).
 pub type Metadata = smallvec::SmallVec<[(SharedStr, SharedStr); 2]>;
+
+/// The client's address as the host gave it (`ip`, `ip:port`, `[v6]:port`), kept inline
+/// (no allocation per request); parsed only when something asks for the IP.
+#[derive(Clone, Copy)]
+pub struct ClientAddr {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl ClientAddr {
+    /// `None` for an empty or over-long value.
+    pub fn new(addr: &[u8]) -> Option<ClientAddr> {
+        if addr.is_empty() || addr.len() > 64 {
+            return None;
+        }
+        let mut buf = [0; 64];
+        buf[..addr.len()].copy_from_slice(addr);
+        Some(ClientAddr { buf, len: addr.len() as u8 })
+    }
+
+    /// The IP (so `ip` and `ip:port` are the same client).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        let text = std::str::from_utf8(&self.buf[..self.len as usize]).ok()?;
+        text.parse::<std::net::SocketAddr>().map(|a| a.ip()).or_else(|_| text.parse::<std::net::IpAddr>()).ok()
+    }
+}
+
+impl std::fmt::Debug for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientAddr({})", String::from_utf8_lossy(&self.buf[..self.len as usize]))
+    }
+}

@@ -78,6 +78,12 @@ pub mod object {
     pub const FAULT_ABORT: &str = "stream_filters[].config (fault).abort";
     pub const FAULT_HEADER: &str = "stream_filters[].config (fault).headers[]";
     pub const METADATA: &str = "stream_filters[].config (metadata)";
+    pub const FLOW_CONTROL: &str = "stream_filters[].config (flowControlFilter)";
+    pub const FLOW_CONTROL_ACTION: &str = "stream_filters[].config (flowControlFilter).action";
+    pub const FLOW_CONTROL_RULE: &str = "stream_filters[].config (flowControlFilter).rules[]";
+    pub const PAYLOAD_LIMIT: &str = "stream_filters[].config (payload_limit)";
+    pub const IP_ACCESS: &str = "stream_filters[].config (ip_access)";
+    pub const IP_ACCESS_RULE: &str = "stream_filters[].config (ip_access).ips[]";
     pub const FAULT_TOLERANCE: &str = "stream_filters[].config (fault_tolerance)";
     pub const HEADER_TO_METADATA: &str = "stream_filters[].config (header_to_metadata)";
     pub const HEADER_TO_METADATA_RULE: &str = "stream_filters[].config (header_to_metadata).request_rules[]";
@@ -85,6 +91,7 @@ pub mod object {
     pub const METADATAER: &str = "stream_filters[].config (metadata).metadataers[]";
     pub const UNIT_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (UNIT)";
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
+    pub const IDC_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (IDC)";
 }
 
 use object::*;
@@ -371,6 +378,37 @@ pub static FIELDS: &[Field] = &[
     yes(FAULT_HEADER, "name", "header name"),
     yes(FAULT_HEADER, "value", "value"),
     yes(FAULT_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- flowControlFilter
+    yes(FLOW_CONTROL, "global_switch", "true: the rules apply (default false: the filter does nothing, as in MOSN)"),
+    yes(FLOW_CONTROL, "monitor", "true: over-limit requests are logged, not rejected"),
+    yes(FLOW_CONTROL, "limit_key_type", "the key rules' resource is compared with: PATH (default), ARG (the query), URI (both)"),
+    yes(FLOW_CONTROL, "action", "{status, body}: the answer when limited (default 509, \"current request is limited\")"),
+    yes(FLOW_CONTROL, "rules", "[{resource, threshold, statIntervalInMs}]: at most threshold per interval, shared by all workers"),
+    ign(FLOW_CONTROL, "app_name", "Sentinel's application name, for its own logs"),
+    ign(FLOW_CONTROL, "log_path", "Sentinel's log directory; the host writes the logs"),
+    yes(FLOW_CONTROL_ACTION, "status", "the status (default 509)"),
+    yes(FLOW_CONTROL_ACTION, "body", "the body (default \"current request is limited\")"),
+    yes(FLOW_CONTROL_RULE, "resource", "the key this rule limits (a path with PATH)"),
+    yes(FLOW_CONTROL_RULE, "threshold", "requests per interval (a token bucket: a burst of threshold, then the rate)"),
+    yes(FLOW_CONTROL_RULE, "statIntervalInMs", "the interval (default 1000)"),
+    ign(FLOW_CONTROL_RULE, "id", "a label"),
+    yes(FLOW_CONTROL_RULE, "tokenCalculateStrategy", "0 (direct); warm-up is refused"),
+    yes(FLOW_CONTROL_RULE, "controlBehavior", "0 (reject); throttling is refused"),
+    yes(FLOW_CONTROL_RULE, "relationStrategy", "0 (this resource); others are refused"),
+    yes(FLOW_CONTROL_RULE, "refResource", "empty; others are refused"),
+    yes(FLOW_CONTROL_RULE, "maxQueueingTimeMs", "0; queueing is refused"),
+    yes(FLOW_CONTROL_RULE, "warmUpPeriodSec", "0; warm-up is refused"),
+    yes(FLOW_CONTROL_RULE, "warmUpColdFactor", "0; warm-up is refused"),
+    // --- payload_limit
+    yes(PAYLOAD_LIMIT, "max_entity_size ", "MOSN's key, with its trailing space: the largest request body in bytes (0: no limit)"),
+    yes(PAYLOAD_LIMIT, "max_entity_size", "the same without the trailing space"),
+    yes(PAYLOAD_LIMIT, "http_status", "the answer to a larger body (default 413)"),
+    // --- ip_access
+    yes(IP_ACCESS, "default_action", "allow (default) or deny: when no rule matches, or the client IP is unknown"),
+    yes(IP_ACCESS, "header", "a trusted request header holding the client IP (its first comma-separated item); empty: the connection's address"),
+    yes(IP_ACCESS, "ips", "[{action, addrs}]: the first rule whose addrs contain the IP decides; deny is a 403"),
+    yes(IP_ACCESS_RULE, "action", "allow or deny"),
+    yes(IP_ACCESS_RULE, "addrs", "IPs and CIDR blocks, IPv4 and IPv6"),
     // --- fault_tolerance
     yes(FAULT_TOLERANCE, "enabled", "true: hosts are ejected by what requests see (passive health)"),
     yes(FAULT_TOLERANCE, "exceptionTypes", "statuses that count as exceptions (default [502, 503, 504]; connect failures count as 502, timeouts as 504)"),
@@ -393,10 +431,11 @@ pub static FIELDS: &[Field] = &[
     yes(METADATA, "disable", "true: no driver runs (client-sent x-mosn-on-envoy-* are still removed)"),
     yes(METADATA, "case_sensitive", "false (default): values are lower-cased"),
     yes(METADATA, "metadataers", "the drivers, each writing x-mosn-on-envoy-<key>"),
-    yes(METADATAER, "meta_data_key", "the driver: UNIT, ZONE"),
+    yes(METADATAER, "meta_data_key", "the driver: UNIT, ZONE, IDC"),
     yes(METADATAER, "config", "the driver's config"),
     yes(UNIT_DRIVER, "unit_key", "the header holding the integer uid (default userid)"),
     yes(ZONE_DRIVER, "zone_env_name_list", "environment variables; the first one set is the zone"),
+    yes(IDC_DRIVER, "idc_env_name_list", "environment variables; the first one set is the IDC"),
 ];
 
 /// How `name` of `object` is treated, or `None` if MOSN has no such field there.

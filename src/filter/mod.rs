@@ -12,8 +12,11 @@
 
 pub mod fault;
 pub mod fault_tolerance;
+pub mod flow_control;
 pub mod header_to_metadata;
+pub mod ip_access;
 pub mod metadata;
+pub mod payload_limit;
 pub mod registry;
 
 pub use crate::api::LocalReply;
@@ -55,6 +58,18 @@ pub trait StreamFilter: Send + Sync {
     fn needs_body(&self) -> bool {
         false
     }
+    /// True if this request's body must be buffered for the filter (default: [`needs_body`]);
+    /// e.g. only a body of unknown length.
+    ///
+    /// [`needs_body`]: StreamFilter::needs_body
+    fn needs_body_for(&self, _headers: &dyn HeaderMap) -> bool {
+        self.needs_body()
+    }
+    /// True if some request may need its body buffered for this filter (the listener then
+    /// asks [`StreamFilter::needs_body_for`] per request).
+    fn may_need_body(&self) -> bool {
+        self.needs_body()
+    }
     fn on_receive(&self, _cx: &mut ReceiveContext<'_>) -> FilterStatus {
         FilterStatus::Continue
     }
@@ -79,6 +94,7 @@ pub struct ReceiveContext<'a> {
     pub(crate) mutations: &'a mut Mutations,
     pub(crate) metadata: &'a mut Metadata,
     pub(crate) router_meta: &'a mut Metadata,
+    pub(crate) client: Option<&'a crate::api::ClientAddr>,
     pub(crate) reply: &'a mut Option<LocalReply>,
     pub(crate) cluster: Option<&'a str>,
     pub(crate) wake_source: &'a WakeSource,
@@ -120,6 +136,11 @@ impl<'a> ReceiveContext<'a> {
     pub fn set_router_meta(&mut self, key: SharedStr, value: SharedStr) {
         self.router_meta.retain(|(k, _)| *k != key);
         self.router_meta.push((key, value));
+    }
+    /// The client's IP, as the host gave it (Envoy's `source.address`, nginx's
+    /// `$remote_addr`); `None` if the host gave none.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.client.and_then(crate::api::ClientAddr::ip)
     }
     /// The cluster the router chose (`AfterRoute` filters only).
     pub fn cluster(&self) -> Option<&str> {

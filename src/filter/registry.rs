@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub struct ParseContext<'a> {
     /// The whole config (e.g. to check that a named cluster exists).
     pub config: &'a MosnConfig,
+    /// Shared state words (counters every worker sees), for the listeners' filters; `None`
+    /// where a filter is built without them (a route's `per_filter_config`).
+    pub words: Option<&'a crate::upstream::state::WordAllocator<'a>>,
 }
 
 /// Reads a filter's `config` (`None` when absent) and builds the filter; errors go to `d`
@@ -33,28 +36,18 @@ pub static FILTERS: &[FilterType] = &[
     FilterType { name: "metadata", object: object::METADATA, parse: super::metadata::parse },
     FilterType { name: "fault", object: object::FAULT, parse: super::fault::parse },
     FilterType { name: "fault_tolerance", object: object::FAULT_TOLERANCE, parse: super::fault_tolerance::parse },
+    FilterType { name: "flowControlFilter", object: object::FLOW_CONTROL, parse: super::flow_control::parse },
+    FilterType { name: "payload_limit", object: object::PAYLOAD_LIMIT, parse: super::payload_limit::parse },
+    FilterType { name: "ip_access", object: object::IP_ACCESS, parse: super::ip_access::parse },
     FilterType { name: "header_to_metadata", object: object::HEADER_TO_METADATA, parse: super::header_to_metadata::parse },
 ];
 
 /// MOSN's other stream filters: refused as "not supported yet" rather than unknown.
-const MOSN_FILTERS: &[&str] = &[
-    "payload_limit",
-    "ip_access",
-    "flowControlFilter",
-    "gzip",
-    "mirror",
-    "dsl",
-    "transcoder",
-    "grpc_metric",
-    "dubbo_stream",
-    "seata",
-    "proxywasm",
-    "echo",
-];
+const MOSN_FILTERS: &[&str] = &["gzip", "mirror", "dsl", "transcoder", "grpc_metric", "dubbo_stream", "seata", "proxywasm", "echo"];
 
 /// Filter types that take a route's `per_filter_config` (MOSN: the filters that implement
 /// `ReadPerRouteConfig`).
-pub const PER_ROUTE: &[&str] = &["fault"];
+pub const PER_ROUTE: &[&str] = &["fault", "payload_limit"];
 
 /// Builds the filter of one `stream_filters[]` entry.
 pub fn build(raw: &RawFilterConfig, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {

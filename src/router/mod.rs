@@ -83,7 +83,7 @@ impl std::fmt::Debug for Router {
 /// The filters a route's `per_filter_config` builds; only filters that read a route's config
 /// (MOSN: `fault`) take one.
 fn per_filter(r: &RouteConfig, cfg: &MosnConfig, d: &mut Diagnostics) -> Vec<Arc<dyn StreamFilter>> {
-    let cx = ParseContext { config: cfg };
+    let cx = ParseContext { config: cfg, words: None };
     let mut out = Vec::new();
     for (ty, value, path) in &r.per_filter_config {
         if !registry::PER_ROUTE.contains(&ty.as_str()) {
@@ -177,6 +177,11 @@ impl Router {
     }
 
     /// The route's replacement for the listener's filter named `name`, if any.
+    /// Every route's `per_filter_config` filters.
+    pub fn per_route_filters(&self) -> impl Iterator<Item = &Arc<dyn StreamFilter>> {
+        self.vhosts.iter().flat_map(|v| v.routes.iter()).flat_map(|r| r.per_filter.iter())
+    }
+
     pub fn per_filter(&self, m: RouteMatch, name: &str) -> Option<&Arc<dyn StreamFilter>> {
         self.route_at(m).per_filter.iter().find(|f| f.name() == name)
     }

@@ -111,6 +111,43 @@ impl StateBlock {
     }
 }
 
+/// Words of the state block for something built outside the upstream (e.g. a rate-limit
+/// filter's counters), so nginx's workers share them too.
+#[derive(Clone)]
+pub struct Words {
+    state: std::sync::Arc<StateBlock>,
+    slot: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Words").field("slot", &self.slot).field("len", &self.len).finish()
+    }
+}
+
+impl Words {
+    /// Word `i` of these (`i < len`).
+    pub fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.len, "word {i} of {}", self.len);
+        self.state.word(self.slot + i)
+    }
+}
+
+/// Hands out state words while a config is built (before the block is sized).
+pub struct WordAllocator<'a> {
+    pub(crate) state: &'a std::sync::Arc<StateBlock>,
+    pub(crate) layout: std::cell::RefCell<&'a mut Layout>,
+}
+
+impl WordAllocator<'_> {
+    /// `n` words, zero until used.
+    pub fn take(&self, n: usize) -> Words {
+        let slot = self.layout.borrow_mut().take(n);
+        Words { state: self.state.clone(), slot, len: n }
+    }
+}
+
 /// Allocates consecutive words while clusters and hosts are built.
 #[derive(Default)]
 pub struct Layout {

@@ -114,9 +114,13 @@ class SiteHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         self._drain_body()
         port = self.server.server_address[1]
-        if self.path == "/_open_connections":
+        if not self.path.startswith("/_"):
             with self.server.conns_lock:
-                body = f"{self.server.open_conns - 1}\n".encode()
+                self.server.requests += 1
+        if self.path in ("/_open_connections", "/_requests"):
+            with self.server.conns_lock:
+                n = self.server.open_conns - 1 if self.path == "/_open_connections" else self.server.requests
+                body = f"{n}\n".encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -161,6 +165,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, *a, **kw):
         self.conns_lock = threading.Lock()
         self.open_conns = 0
+        self.requests = 0  # answered, except the /_ ones
         super().__init__(*a, **kw)
 
 

@@ -149,19 +149,23 @@ def _parse_head(head: bytes):
 
 def request(port: int, path: str = "/", headers=(), *, method: str = "GET", body: bytes | None = None,
             host: str = "127.0.0.1", host_header: str | None = None, timeout: float = 10.0,
-            raw_header_lines=()) -> Response:
+            raw_header_lines=(), source: str | None = None) -> Response:
     """Send one request on a fresh connection and return the complete response.
 
     headers: iterable of (name, value) (str or bytes, sent as ``name: value``);
-    raw_header_lines: extra header lines sent verbatim, e.g. [b"uid:2"].
+    raw_header_lines: extra header lines sent verbatim, e.g. [b"uid:2"];
+    source: the client's own loopback address (e.g. "127.0.0.66"), default the system's.
     Raises NoResponse if no complete response arrives within ``timeout``.
     """
     _check_loopback(host)
+    if source is not None:
+        _check_loopback(source)
     data = build_request(method, path, host_header or f"{host}:{port}", list(headers), body,
                          raw_header_lines=raw_header_lines)
     start = time.monotonic()
     deadline = start + timeout
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    with socket.create_connection((host, port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.sendall(data)
         r = _Reader(s, deadline)

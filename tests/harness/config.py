@@ -185,6 +185,9 @@ def _upstream_listener(ports: dict, host: str):
         _hdr_route("x-case", "retry3", {"cluster_name": "retry3",
                                         "retry_policy": {"retry_on": True, "num_retries": 2}}),
         _hdr_route("x-case", "idle", {"cluster_name": "idle"}),
+        _hdr_route("x-case", "upload", {"cluster_name": "upload"}),
+        # The flow-control rule's resource (limit_key_type PATH).
+        {"match": {"prefix": "/limited"}, "route": {"cluster_name": "s2"}},
         _hdr_route("x-case", "dns", {"cluster_name": "dns"}),
         {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": "no upstream case"}},
     ]
@@ -196,6 +199,16 @@ def _upstream_listener(ports: dict, host: str):
             {"header": UNIT_HEADER, "on_header_present": {"key": "unit"}}]}},
         {"type": "fault_tolerance", "config": {"enabled": True, "leastWindowCount": 3, "recoverTime": 60000,
                                                 "exceptionTypes": [502, 503, 504]}},
+        # The connection's address (a test connects from 127.0.0.66), then a trusted header.
+        {"type": "ip_access", "config": {"default_action": "allow",
+                                         "ips": [{"action": "deny", "addrs": ["127.0.0.66"]}]}},
+        {"type": "ip_access", "config": {"header": "x-client-ip", "ips": [
+            {"action": "allow", "addrs": ["10.66.6.6"]}, {"action": "deny", "addrs": ["10.66.0.0/16", "2001:db8::/32"]}]}},
+        # MOSN's key, with its trailing space.
+        {"type": "payload_limit", "config": {"max_entity_size ": 1024, "http_status": 413}},
+        {"type": "flowControlFilter", "config": {"global_switch": True, "limit_key_type": "PATH",
+                                                  "rules": [{"resource": "/limited", "threshold": 3,
+                                                             "statIntervalInMs": 60000}]}},
     ]
     listener = _listener("upstreamListener", host, ports["listen2"], "upstream_router", filters)
     clusters = [
@@ -215,6 +228,7 @@ def _upstream_listener(ports: dict, host: str):
         _cluster("passive", [ports["p1"], ports["p2"], ports["p3"]]),
         _cluster("retry3", [ports["fail503"], ports["fail501"], ports["s2"]]),
         dict(_cluster("idle", [ports["i1"]]), idle_timeout="1s"),
+        _cluster("upload", [ports["u1"]]),
         # STRICT_DNS: localhost resolves to 127.0.0.1 (V4_ONLY), again every second.
         {"name": "dns", "type": "STRICT_DNS", "lb_type": "LB_ROUNDROBIN", "dns_lookup_family": "V4_ONLY",
          "dns_refresh_rate": "1s", "hosts": [{"address": f"localhost:{int(ports['s2'])}"}]},

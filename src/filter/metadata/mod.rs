@@ -11,6 +11,7 @@
 //! removed before the drivers run, also when the filter is `disable`d, so a client can
 //! never steer routing by forging it.
 
+mod idc;
 mod unit;
 mod zone;
 
@@ -47,6 +48,7 @@ pub struct DriverType {
 pub static DRIVERS: &[DriverType] = &[
     DriverType { key: "UNIT", object: object::UNIT_DRIVER, parse: unit::parse },
     DriverType { key: "ZONE", object: object::ZONE_DRIVER, parse: zone::parse },
+    DriverType { key: "IDC", object: object::IDC_DRIVER, parse: idc::parse },
 ];
 
 struct Entry {
