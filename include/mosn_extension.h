@@ -531,6 +531,20 @@ void mosn_ext_stream_set_downstream_address(mosn_ext_stream *s, const uint8_t *a
 int32_t mosn_ext_stream_choose_host(mosn_ext_stream *s, mosn_ext_upstream *out);
 
 /*
+ The number of copies of this request to send to mirror clusters (the `mirror` filter),
+ known once the request goes upstream (after `MOSN_EXT_CONTINUE`).
+ */
+uint32_t mosn_ext_stream_mirror_count(const mosn_ext_stream *s);
+
+/*
+ Copy `index` (< `mosn_ext_stream_mirror_count`): its cluster and host address in `out`
+ (`attempt` 0; the strings live as long as the config). The host sends the request (its
+ headers after the mutations, and its body) there and drops the answer. False if out of
+ range.
+ */
+bool mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t index, mosn_ext_upstream *out);
+
+/*
  Reports how the latest attempt ended (`outcome` is a `MOSN_EXT_OUTCOME_*`; `status` is
  the response status for `MOSN_EXT_OUTCOME_RESPONSE`). Returns true if the route's
  retry policy allows another attempt.

@@ -64,6 +64,8 @@ pub struct Stream {
     metadata: Metadata,
     /// Subset criteria filters set (MOSN's `x-mosn-router-meta`).
     router_meta: Metadata,
+    /// Copies of this request the `mirror` filter decided on.
+    mirrors: Vec<crate::upstream::mirror::MirrorTarget>,
     reply: Option<LocalReply>,
     /// The route that matched in the listener's router (header edits, per-route filters).
     routed: Option<RouteMatch>,
@@ -116,6 +118,7 @@ impl Stream {
             response_mutations: Mutations::new(),
             metadata: Metadata::new(),
             router_meta: Metadata::new(),
+            mirrors: Vec::new(),
             reply: None,
             routed: None,
             picked: None,
@@ -223,6 +226,10 @@ impl Stream {
                     }
                 }
                 let cluster = cluster_of(&listener, self.routed, self.picked.as_ref()).map(|c| &*c.name);
+                let mirror_policy = match (self.routed, listener.router.as_deref()) {
+                    (Some(m), Some(r)) => r.mirror(m),
+                    _ => None,
+                };
                 let mut cx = ReceiveContext {
                     headers,
                     body,
@@ -230,6 +237,8 @@ impl Stream {
                     metadata: &mut self.metadata,
                     router_meta: &mut self.router_meta,
                     client: self.downstream.as_ref(),
+                    mirror_policy,
+                    mirrors: &mut self.mirrors,
                     reply: &mut self.reply,
                     cluster,
                     wake_source: &self.wake,
@@ -397,6 +406,11 @@ impl Stream {
         self.reply = Some(LocalReply::new(status, body, details));
         self.stage = Stage::Replied;
         Action::LocalReply
+    }
+
+    /// The copies of this request to send (the `mirror` filter), once it goes upstream.
+    pub fn mirrors(&self) -> &[crate::upstream::mirror::MirrorTarget] {
+        &self.mirrors
     }
 
     /// The header changes for the upstream request, in order.

@@ -986,3 +986,28 @@ def flow_control_limits_a_path(ctx: CaseContext):
     assert got[-1].text == "current request is limited", f"[{ctx.host_name}] body: {got[-1].text!r}"
     r = up(ctx, "wrr")
     assert r.status == 200, f"[{ctx.host_name}] another path: {r.describe()}"
+
+
+@case
+def mirror_copies_reach_every_mirror_host(ctx: CaseContext):
+    """request_mirror_policies (100 %) with the mirror filter broadcasting: each request is
+    answered by s2, and a copy with the same method, path and body reaches both hosts of the
+    mirror cluster (counted by the backends; copies are sent without waiting, so polled)."""
+    kill = getattr(ctx, "killable", None)
+    if not kill or not getattr(ctx, "port2", None):
+        return
+    mports = [ctx.killable[k].ports[k] for k in ("mr1", "mr2")]
+
+    def backend(port, what):
+        return request(port, what).text.strip()
+
+    before = [int(backend(p, "/_requests")) for p in mports]
+    path = None
+    for i in range(3):
+        path = ctx.new_path("mirror")
+        r = up(ctx, "mirror", path=path, method="POST", body=b"m" * (100 + i))
+        ctx.expect_site(r, "s2", f"mirrored request #{i + 1}")
+    wait_until(f"[{ctx.host_name}] 3 copies on each mirror host", 5.0,
+               lambda: [int(backend(p, "/_requests")) for p in mports] == [b + 3 for b in before])
+    for p in mports:
+        assert backend(p, "/_last") == f"POST {path} 102", f"[{ctx.host_name}] the copy on {p}: {backend(p, '/_last')!r}"

@@ -47,7 +47,7 @@ def host_ctx(request, mosn_ext, backends):
         failover[key] = b
     # The upstream cases' hosts (health checks, passive ejection, idle connections).
     killable = {}
-    for key, site in [("h1", "hc"), ("h2", "hc"), ("p1", "pv"), ("p2", "pv"), ("p3", "pv"), ("i1", "idle"), ("u1", "upload")]:
+    for key, site in [("h1", "hc"), ("h2", "hc"), ("p1", "pv"), ("p2", "pv"), ("p3", "pv"), ("i1", "idle"), ("u1", "upload"), ("mr1", "mirror"), ("mr2", "mirror")]:
         b = hosts.Backends([(key, site)])
         b.start()
         request.addfinalizer(lambda b=b: b.stop())

@@ -101,7 +101,7 @@ class _NginxStarter:
         if upstream_listener:
             # The second listener's filters (flow control, ...); its own backends are not
             # started (nothing listens on those ports).
-            keys = ("listen2", "h1", "h2", "p1", "p2", "p3", "i1", "u1")
+            keys = ("listen2", "h1", "h2", "p1", "p2", "p3", "i1", "u1", "mr1", "mr2")
             ports.update(zip(keys, hosts.free_ports(len(keys))))
         cfg = build_mosn_config(listen, ports, catch_all_cluster=catch_all)
         h = hosts.Host(NGINX, cfg, self.run_dir, concurrency=concurrency)

@@ -648,3 +648,37 @@ fn strict_dns_settings_are_checked() {
     let err = Engine::load(&cfg.to_string()).err().unwrap().to_string();
     assert!(err.contains("is not an IP address"), "{err}");
 }
+
+// === mirroring ===
+
+#[test]
+fn the_mirror_filter_copies_by_the_routes_policy() {
+    let cfg = |percent: u32, filter: Value| {
+        let c = json!({"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+            "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"},
+                         "request_mirror_policies": {"cluster": "m", "percent": percent}}]}]}],
+            "listeners": [{"name": "l", "address": "127.0.0.1:8080", "bind_port": true,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}],
+                "stream_filters": filter}]}],
+            "cluster_manager": {"clusters": [{"name": "c", "hosts": [{"address": "127.0.0.1:1"}]},
+                                             {"name": "m", "hosts": [{"address": "127.0.0.1:7"}, {"address": "127.0.0.1:8"}]}]}});
+        Engine::from_json(&c.to_string()).unwrap()
+    };
+    let mirrors = |e: &Engine| {
+        let mut s = e.new_stream(0, None).unwrap();
+        s.request_headers(&Headers(&[h(":path", "/")]), true);
+        let mut got: Vec<String> = s.mirrors().iter().map(|m| m.address().to_string()).collect();
+        got.sort();
+        got
+    };
+    // No filter: MOSN mirrors only through it.
+    assert!(mirrors(&cfg(100, json!([]))).is_empty());
+    let e = cfg(100, json!([{"type": "mirror", "config": {"amplification": 2}}]));
+    assert_eq!(mirrors(&e).len(), 2, "two copies, one host each");
+    let e = cfg(100, json!([{"type": "mirror", "config": {"broadcast": true}}]));
+    assert_eq!(mirrors(&e), ["127.0.0.1:7", "127.0.0.1:8"], "one copy to every host");
+    assert!(mirrors(&cfg(0, json!([{"type": "mirror"}]))).is_empty());
+    let e = cfg(50, json!([{"type": "mirror"}]));
+    let n = (0..2000).filter(|_| !mirrors(&e).is_empty()).count();
+    assert!((850..=1150).contains(&n), "50 % of 2000 requests: {n}");
+}

@@ -675,6 +675,40 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
     })
 }
 
+/// The number of copies of this request to send to mirror clusters (the `mirror` filter),
+/// known once the request goes upstream (after `MOSN_EXT_CONTINUE`).
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_mirror_count(s: *const mosn_ext_stream) -> u32 {
+    // SAFETY: NULL or a live stream used by this thread only (contract).
+    guard(0, || unsafe { s.as_ref() }.map_or(0, |s| s.stream.mirrors().len() as u32))
+}
+
+/// Copy `index` (< `mosn_ext_stream_mirror_count`): its cluster and host address in `out`
+/// (`attempt` 0; the strings live as long as the config). The host sends the request (its
+/// headers after the mutations, and its body) there and drops the answer. False if out of
+/// range.
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_mirror(s: *const mosn_ext_stream, index: u32, out: *mut mosn_ext_upstream) -> bool {
+    guard(false, || {
+        // SAFETY: NULL or a live stream used by this thread only (contract).
+        let Some(s) = (unsafe { s.as_ref() }) else { return false };
+        let Some(m) = s.stream.mirrors().get(index as usize) else { return false };
+        if out.is_null() {
+            return false;
+        }
+        let u = mosn_ext_upstream {
+            cluster: out_bytes(m.cluster.name.as_bytes()),
+            address: out_bytes(m.address().as_bytes()),
+            host_index: m.index as u32,
+            attempt: 0,
+            idle_timeout_ms: m.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+        };
+        // SAFETY: non-NULL out parameter (contract).
+        unsafe { *out = u };
+        true
+    })
+}
+
 /// Reports how the latest attempt ended (`outcome` is a `MOSN_EXT_OUTCOME_*`; `status` is
 /// the response status for `MOSN_EXT_OUTCOME_RESPONSE`). Returns true if the route's
 /// retry policy allows another attempt.

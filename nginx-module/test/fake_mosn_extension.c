@@ -165,6 +165,9 @@ size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; 
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }
 bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg) { (void) cfg; return false; }
 uint64_t mosn_ext_live_streams(void) { return 0; }
+uint32_t mosn_ext_stream_mirror_count(const mosn_ext_stream *s) { (void) s; return 0; }
+bool mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t i, mosn_ext_upstream *out)
+{ (void) s; (void) i; (void) out; return false; }
 size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg) { (void) cfg; return 0; }
 bool mosn_ext_config_cluster_stats(const mosn_ext_config *cfg, size_t i, mosn_ext_cluster_stats *out)
 { (void) cfg; (void) i; (void) out; return false; }

@@ -70,6 +70,8 @@ pub mod object {
     pub const HEALTH_CHECK_CONFIG: &str = "cluster_manager.clusters[].health_check.check_config";
     pub const HTTP_CHECK: &str = "cluster_manager.clusters[].health_check.check_config.http_check_config";
     pub const METADATA_MATCH: &str = "*.metadata_match";
+    pub const MIRROR_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].request_mirror_policies";
+    pub const MIRROR: &str = "stream_filters[].config (mirror)";
     pub const HASH_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[]";
     pub const HASH_HEADER: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].header";
     pub const HASH_COOKIE: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].cookie";
@@ -216,7 +218,7 @@ pub static FIELDS: &[Field] = &[
     yes(ROUTE, "direct_response", "answer with a fixed status and body"),
     yes(ROUTE, "redirect", "answer with a redirect"),
     yes(ROUTE, "per_filter_config", "{\"<filter type>\": config} replacing the listener's config of that filter for this route (fault)"),
-    ign(ROUTE, "request_mirror_policies", "MOSN mirrors only through its mirror stream filter, which is not supported yet"),
+    yes(ROUTE, "request_mirror_policies", "{cluster, percent}: copies of requests the listener's mirror filter sends (MOSN: only with that filter)"),
     ign(ROUTE, "metadata", "MOSN's router does not use route metadata either"),
     // --- match
     yes(MATCH, "prefix", "the normalized path starts with it (case-sensitive)"),
@@ -265,6 +267,10 @@ pub static FIELDS: &[Field] = &[
     yes(WEIGHTED_CLUSTER, "metadata_match", "the hosts' subset when this cluster is picked (wins over the route's)"),
     // --- metadata_match (route, weighted cluster)
     yes(METADATA_MATCH, "filter_metadata", "{\"mosn.lb\": {k: v}}: string values; the criteria a host's metadata must carry"),
+    // --- request_mirror_policies
+    yes(MIRROR_POLICY, "cluster", "the cluster that gets the copies"),
+    yes(MIRROR_POLICY, "percent", "0..=100: the share of requests copied (0: none)"),
+    ign(MIRROR_POLICY, "trace_sampled", "MOSN does not implement it either"),
     // --- hash_policy[]
     yes(HASH_POLICY, "header", "{key}: hash this request header's value"),
     yes(HASH_POLICY, "cookie", "{name}: hash this cookie's value"),
@@ -378,6 +384,9 @@ pub static FIELDS: &[Field] = &[
     yes(FAULT_HEADER, "name", "header name"),
     yes(FAULT_HEADER, "value", "value"),
     yes(FAULT_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- mirror
+    yes(MIRROR, "amplification", "copies per mirrored request (default 1)"),
+    yes(MIRROR, "broadcast", "true: each copy goes to every host of the mirror cluster"),
     // --- flowControlFilter
     yes(FLOW_CONTROL, "global_switch", "true: the rules apply (default false: the filter does nothing, as in MOSN)"),
     yes(FLOW_CONTROL, "monitor", "true: over-limit requests are logged, not rejected"),

@@ -164,6 +164,18 @@ pub struct RouteConfig {
     pub action: RouteActionConfig,
     /// `per_filter_config`: a filter type's config for this route (replaces the listener's).
     pub per_filter_config: Vec<(String, Value, String)>,
+    /// `request_mirror_policies {cluster, percent}` (used by the `mirror` filter, as in MOSN).
+    pub mirror: Option<MirrorPolicyConfig>,
+}
+
+/// A route's `request_mirror_policies`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorPolicyConfig {
+    pub cluster: String,
+    /// The JSON path of `cluster` (for errors).
+    pub cluster_path: String,
+    /// 0..=100: the share of requests copied.
+    pub percent: u32,
 }
 
 /// A route's path test: the one of `prefix` / `path` / `regex` it has, or none (a
@@ -575,6 +587,11 @@ fn validate_references(cfg: &MosnConfig, d: &mut Diagnostics) {
             d.error(format!("{}.router_config_name", r.path), format!("router \"{}\" is defined twice", r.router_config_name));
         }
         for rt in r.virtual_hosts.iter().flat_map(|vh| &vh.routers) {
+            if let Some(m) = &rt.mirror {
+                if cfg.cluster(&m.cluster).is_none() {
+                    d.error(m.cluster_path.clone(), format!("cluster \"{}\" does not exist in cluster_manager.clusters", m.cluster));
+                }
+            }
             if let RouteActionConfig::Forward(f) = &rt.action {
                 for w in &f.clusters {
                     match cfg.cluster(&w.name) {

@@ -4,8 +4,8 @@ use super::fields::object;
 use super::reader::{index, Diagnostics, Obj};
 use super::{ForwardConfig, HeaderMatcherConfig, PathMatchConfig, RetryPolicyConfig, RouteActionConfig, RouteConfig, RouteMatchConfig};
 use super::{
-    HashPolicyConfig, HeaderAddConfig, HeaderEditsConfig, RedirectConfig, RouterConfig, VariableMatcherConfig, VirtualHostConfig,
-    WeightedClusterConfig,
+    HashPolicyConfig, HeaderAddConfig, HeaderEditsConfig, MirrorPolicyConfig, RedirectConfig, RouterConfig, VariableMatcherConfig,
+    VirtualHostConfig, WeightedClusterConfig,
 };
 
 /// Redirect codes MOSN accepts.
@@ -78,11 +78,19 @@ fn parse_route(mut rt: Obj<'_>, d: &mut Diagnostics) -> Option<RouteConfig> {
         }
     };
     let per_filter_config = parse_per_filter_config(&mut rt, d);
+    let mirror = rt.object("request_mirror_policies", object::MIRROR_POLICY, d).and_then(|mut m| {
+        let cluster_path = m.field_path("cluster");
+        let cluster = m.required_string("cluster", d).map(str::to_string);
+        // MOSN: a percent above 100 always mirrors.
+        let percent = m.uint("percent", 0, u64::from(u32::MAX), d).unwrap_or(0).min(100) as u32;
+        m.finish(d);
+        Some(MirrorPolicyConfig { cluster: cluster?, cluster_path, percent })
+    });
     rt.finish(d);
     if d.error_count() != errors {
         return None;
     }
-    Some(RouteConfig { path, matcher, action: action?, per_filter_config })
+    Some(RouteConfig { path, matcher, action: action?, per_filter_config, mirror })
 }
 
 /// `per_filter_config {"<filter type>": {config}}`; the filter reads the config when the

@@ -16,6 +16,7 @@ pub mod flow_control;
 pub mod header_to_metadata;
 pub mod ip_access;
 pub mod metadata;
+pub mod mirror;
 pub mod payload_limit;
 pub mod registry;
 
@@ -95,6 +96,9 @@ pub struct ReceiveContext<'a> {
     pub(crate) metadata: &'a mut Metadata,
     pub(crate) router_meta: &'a mut Metadata,
     pub(crate) client: Option<&'a crate::api::ClientAddr>,
+    /// The route's `request_mirror_policies` (after routing), and the copies decided so far.
+    pub(crate) mirror_policy: Option<&'a crate::upstream::mirror::MirrorPolicy>,
+    pub(crate) mirrors: &'a mut Vec<crate::upstream::mirror::MirrorTarget>,
     pub(crate) reply: &'a mut Option<LocalReply>,
     pub(crate) cluster: Option<&'a str>,
     pub(crate) wake_source: &'a WakeSource,

@@ -23,6 +23,7 @@ use crate::config::reader::Diagnostics;
 use crate::config::{MosnConfig, RouteActionConfig, RouteConfig, RouterConfig};
 use crate::filter::registry::{self, ParseContext};
 use crate::filter::StreamFilter;
+use crate::upstream::mirror::MirrorPolicy;
 use crate::upstream::Cluster;
 use crate::variable::RequestVars;
 use domain::Domains;
@@ -39,6 +40,8 @@ struct Route {
     edits: Option<HeaderEdits>,
     /// `per_filter_config`: filters that replace the listener's filter of the same type.
     per_filter: Vec<Arc<dyn StreamFilter>>,
+    /// `request_mirror_policies`.
+    mirror: Option<MirrorPolicy>,
 }
 
 impl std::fmt::Debug for Route {
@@ -123,7 +126,8 @@ impl Router {
                 };
                 let per_filter = per_filter(r, config, d);
                 if let Some(action) = action {
-                    routes.push(Route { path: r.path.clone(), action, edits, per_filter });
+                    let mirror = r.mirror.as_ref().and_then(|m| Some(MirrorPolicy { cluster: find(&m.cluster)?, percent: m.percent }));
+                    routes.push(Route { path: r.path.clone(), action, edits, per_filter, mirror });
                     matchers.push(matcher);
                 }
             }
@@ -177,6 +181,11 @@ impl Router {
     }
 
     /// The route's replacement for the listener's filter named `name`, if any.
+    /// The route's `request_mirror_policies`.
+    pub fn mirror(&self, m: RouteMatch) -> Option<&MirrorPolicy> {
+        self.route_at(m).mirror.as_ref()
+    }
+
     /// Every route's `per_filter_config` filters.
     pub fn per_route_filters(&self) -> impl Iterator<Item = &Arc<dyn StreamFilter>> {
         self.vhosts.iter().flat_map(|v| v.routes.iter()).flat_map(|r| r.per_filter.iter())

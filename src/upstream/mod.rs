@@ -17,6 +17,7 @@ pub mod hash;
 pub mod health_check;
 pub mod host;
 pub mod lb;
+pub mod mirror;
 pub mod outlier;
 pub mod state;
 pub mod subset;

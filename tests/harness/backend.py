@@ -73,21 +73,23 @@ class SiteHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - quiet
         pass
 
-    def _drain_body(self) -> None:
+    def _drain_body(self) -> int:
+        """Reads the request body; its length."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
+        total = 0
         if "chunked" in te:
             while True:
                 line = self.rfile.readline(65537)
                 if not line:
-                    return
+                    return total
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     # trailers until blank line
                     while True:
                         t = self.rfile.readline(65537)
                         if t in (b"\r\n", b"\n", b""):
-                            return
-                self.rfile.read(size)
+                            return total
+                total += len(self.rfile.read(size))
                 self.rfile.readline(65537)  # CRLF after the chunk
         else:
             n = int(self.headers.get("Content-Length") or 0)
@@ -96,6 +98,8 @@ class SiteHandler(BaseHTTPRequestHandler):
                 if not chunk:
                     break
                 n -= len(chunk)
+                total += len(chunk)
+        return total
 
     # Open client connections per server: `GET /_open_connections` answers how many others
     # are open (a test asks directly, to see whether a proxy closed its idle connections).
@@ -112,14 +116,16 @@ class SiteHandler(BaseHTTPRequestHandler):
                 self.server.open_conns -= 1
 
     def _handle(self) -> None:
-        self._drain_body()
+        body_len = self._drain_body()
         port = self.server.server_address[1]
         if not self.path.startswith("/_"):
             with self.server.conns_lock:
                 self.server.requests += 1
-        if self.path in ("/_open_connections", "/_requests"):
+                self.server.last = f"{self.command} {self.path} {body_len}"
+        if self.path in ("/_open_connections", "/_requests", "/_last"):
             with self.server.conns_lock:
-                n = self.server.open_conns - 1 if self.path == "/_open_connections" else self.server.requests
+                n = {"/_open_connections": self.server.open_conns - 1, "/_requests": self.server.requests,
+                     "/_last": self.server.last}[self.path]
                 body = f"{n}\n".encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -166,6 +172,7 @@ class _Server(ThreadingHTTPServer):
         self.conns_lock = threading.Lock()
         self.open_conns = 0
         self.requests = 0  # answered, except the /_ ones
+        self.last = "-"  # "METHOD path body-length" of the last of those
         super().__init__(*a, **kw)
 
 

@@ -186,6 +186,9 @@ def _upstream_listener(ports: dict, host: str):
                                         "retry_policy": {"retry_on": True, "num_retries": 2}}),
         _hdr_route("x-case", "idle", {"cluster_name": "idle"}),
         _hdr_route("x-case", "upload", {"cluster_name": "upload"}),
+        # Copies of each request to both hosts of cluster `mirror` (the mirror filter broadcasts).
+        dict(_hdr_route("x-case", "mirror", {"cluster_name": "s2"}),
+             request_mirror_policies={"cluster": "mirror", "percent": 100}),
         # The flow-control rule's resource (limit_key_type PATH).
         {"match": {"prefix": "/limited"}, "route": {"cluster_name": "s2"}},
         _hdr_route("x-case", "dns", {"cluster_name": "dns"}),
@@ -204,6 +207,7 @@ def _upstream_listener(ports: dict, host: str):
                                          "ips": [{"action": "deny", "addrs": ["127.0.0.66"]}]}},
         {"type": "ip_access", "config": {"header": "x-client-ip", "ips": [
             {"action": "allow", "addrs": ["10.66.6.6"]}, {"action": "deny", "addrs": ["10.66.0.0/16", "2001:db8::/32"]}]}},
+        {"type": "mirror", "config": {"broadcast": True}},
         # MOSN's key, with its trailing space.
         {"type": "payload_limit", "config": {"max_entity_size ": 1024, "http_status": 413}},
         {"type": "flowControlFilter", "config": {"global_switch": True, "limit_key_type": "PATH",
@@ -229,6 +233,7 @@ def _upstream_listener(ports: dict, host: str):
         _cluster("retry3", [ports["fail503"], ports["fail501"], ports["s2"]]),
         dict(_cluster("idle", [ports["i1"]]), idle_timeout="1s"),
         _cluster("upload", [ports["u1"]]),
+        _cluster("mirror", [ports["mr1"], ports["mr2"]]),
         # STRICT_DNS: localhost resolves to 127.0.0.1 (V4_ONLY), again every second.
         {"name": "dns", "type": "STRICT_DNS", "lb_type": "LB_ROUNDROBIN", "dns_lookup_family": "V4_ONLY",
          "dns_refresh_rate": "1s", "hosts": [{"address": f"localhost:{int(ports['s2'])}"}]},
