@@ -74,6 +74,7 @@ bench:
 	$(CARGO) bench --bench decision
 	$(CARGO) bench --bench routing
 	$(CARGO) bench --bench balancers
+	$(CARGO) bench --bench chain
 
 bench-hosts: install-deps build-l7 build-nginx-module
 	bash scripts/bench-hosts.sh
