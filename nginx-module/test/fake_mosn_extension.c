@@ -13,7 +13,8 @@
  *   bodywait  BUFFER_BODY -> WAIT -> resume (body passed again) -> LOCAL_REPLY
  *   mirror    [BUFFER_BODY ->] CONTINUE: SET x-mirror-set, REMOVE x-remove-me, and
  *             SET :path to `x-fake-path` if given; then one mirror copy per address
- *             in `x-fake-mirror` (comma-separated, cluster "fake-mirror")
+ *             in `x-fake-mirror` (comma-separated, cluster "fake-mirror"); the request
+ *             itself goes to `x-fake-upstream` if given
  *   (other)   CONTINUE
  * Upstream: $FAKE_UPSTREAM ("ip:port"), cluster "fake", 1 attempt.
  */
@@ -353,6 +354,7 @@ mirror_parse(mosn_ext_stream *s, const mosn_ext_message *req)
     if (!find(req, "x-fake-path", s->path, sizeof(s->path))) {
         s->path[0] = '\0';
     }
+    (void) find(req, "x-fake-upstream", s->addr, sizeof(s->addr));
     if (!find(req, "x-fake-mirror", s->mirror_list, sizeof(s->mirror_list))) {
         return;
     }
