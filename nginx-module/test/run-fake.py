@@ -208,6 +208,7 @@ def main() -> int:
         bport = json.loads(be.stdout.readline())["ready"][0]["port"]
         port = free_port()
         port2 = free_port()
+        port3 = free_port()
         (d / "mosn.json").write_text('{"fake": true}\n')
         (d / "bad.json").write_text('{"fake": "bad"}\n')
         user = "user root;\n" if os.geteuid() == 0 else ""
@@ -231,6 +232,7 @@ http {{
     upstream mosn_backend {{ mosn_upstream; keepalive 4; }}
     server {{
         listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port3} http2;
         mosn_listener LISTENER;
         mosn_mirror_location MIRROR;
         location / {{
@@ -413,6 +415,17 @@ http {{
         st, h, body, el = req(port, "/m-dead", [("x-fake", "mirror"), ("x-fake-mirror", f"{dead},nonsense,{r2.addr()}")])
         check(st == 200 and body.startswith(b"site s1 from"), f"copies to a dead host and a bad address: response unchanged ({st})")
         check(r2.wait(n + 1), "the good copy next to them was sent")
+
+        # HTTP/2 (h2c): the copy of a stream's request, body included
+        if shutil.which("curl"):
+            n = r1.count()
+            out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                                  "-H", "x-fake: mirror", "-H", f"x-fake-mirror: {r1.addr()}", "--data-binary", "h2 body",
+                                  f"http://127.0.0.1:{port3}/m-h2?z=1"], capture_output=True, text=True, timeout=10).stdout
+            ok = r1.wait(n + 1)
+            c = r1.last()
+            check(out == "2 200" and ok and c["method"] == "POST" and c["path"] == "/m-h2?z=1" and c["body"] == b"h2 body",
+                  f"h2c: response {out!r}, copy {c['method']} {c['path']} {c['body']!r}")
 
         # no copies; no mosn_mirror_location here; a missing named location
         before = [rc.count() for rc in recorders]
