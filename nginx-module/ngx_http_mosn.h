@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     ngx_flag_t                  enable;
     ngx_str_t                   listener;
+    ngx_str_t                   mirror_location;  /* "@name"; len 0: off; data NULL: unset */
 } ngx_http_mosn_loc_conf_t;
 
 
@@ -62,9 +63,16 @@ typedef struct {
     ngx_connection_t           *peer_connection;
     ngx_msec_t                  idle_timeout;
 
+    /* a mirror copy (a background subrequest's ctx; no stream): the host the library
+       chose for it, handed to the balancer */
+    ngx_str_t                   mirror_host;
+    ngx_str_t                   mirror_cluster;
+    ngx_addr_t                  mirror_addr;
+
     unsigned                    parked:1;
     unsigned                    attempt_pending:1;
     unsigned                    response_seen:1;
+    unsigned                    mirror:1;
 } ngx_http_mosn_ctx_t;
 
 
@@ -112,6 +120,13 @@ void ngx_http_mosn_unpark(ngx_http_mosn_ctx_t *ctx);
 char *ngx_http_mosn_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_uint_t ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
     uint32_t status, ngx_peer_connection_t *pc);
+
+/* ngx_http_mosn_mirror.c */
+char *ngx_http_mosn_mirror_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_mosn_send_mirrors(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx);
+ngx_int_t ngx_http_mosn_mirror_init_peer(ngx_http_request_t *r,
+    ngx_http_mosn_ctx_t *ctx);
 
 /* ngx_http_mosn_filter.c */
 ngx_int_t ngx_http_mosn_filter_init(ngx_conf_t *cf);

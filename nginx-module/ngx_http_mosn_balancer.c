@@ -2,7 +2,8 @@
  * The mosn_upstream balancer: the hosts come from the cluster the MOSN router chose.
  *
  *   init_peer       tries and timeouts from the route (mosn_ext_stream_route); the
- *                   proxy's header parser is wrapped (see below)
+ *                   proxy's header parser is wrapped (see below); a mirror copy's
+ *                   subrequest goes to the host in its ctx (ngx_http_mosn_mirror.c)
  *   get_peer        the library picks the host (mosn_ext_stream_choose_host)
  *   process_header  each attempt's response status goes to the library, which says
  *                   whether it is retried
@@ -100,6 +101,11 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     u = r->upstream;
     ctx = ngx_http_mosn_get_ctx(r);
+
+    if (ctx != NULL && ctx->mirror) {
+        /* a mirror copy: its host was chosen with the copy (ngx_http_mosn_mirror.c) */
+        return ngx_http_mosn_mirror_init_peer(r, ctx);
+    }
 
     if (ctx == NULL || ctx->stream == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

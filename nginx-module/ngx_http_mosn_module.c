@@ -9,6 +9,8 @@
  *                     (state machine on a request ctx: NEW -> [BODY] -> [WAIT] -> DONE)
  *   mosn_upstream     balancer: peer.init (route: tries, timeouts), peer.get
  *                     (choose_host), peer.free (upstream_result)
+ *   mirror copies     after CONTINUE: one background subrequest per copy
+ *                     (mirror_count / mirror) to the mosn_mirror_location
  *   header filter     response_headers + response mutations
  *   variables         $mosn_cluster $mosn_upstream_host $mosn_unit $mosn_flags
  *                     $mosn_attempts $mosn_details $mosn_meta_<key>
@@ -18,7 +20,7 @@
  * log callback, worker init/exit), ngx_http_mosn_zone.c (shared upstream state),
  * ngx_http_mosn_request.c (ACCESS phase), ngx_http_mosn_headers.c (header lists and
  * mutations), ngx_http_mosn_wake.c (parking, eventfd), ngx_http_mosn_balancer.c,
- * ngx_http_mosn_filter.c (header filter), ngx_http_mosn_variables.c.
+ * ngx_http_mosn_mirror.c (request mirroring), ngx_http_mosn_filter.c (header filter), ngx_http_mosn_variables.c.
  *
  * See nginx-module/README.md.
  */
@@ -69,6 +71,13 @@ static ngx_command_t  ngx_http_mosn_commands[] = {
     { ngx_string("mosn_listener"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_mosn_listener,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mosn_mirror_location"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mosn_mirror_location,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -150,7 +159,10 @@ ngx_http_mosn_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /* lcf->listener = { 0, NULL } */
+    /*
+     * lcf->listener = { 0, NULL }
+     * lcf->mirror_location = { 0, NULL }   (unset)
+     */
     lcf->enable = NGX_CONF_UNSET;
 
     return lcf;
@@ -419,6 +431,10 @@ ngx_http_mosn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mosn_loc_conf_t *conf = child;
 
     ngx_http_mosn_main_conf_t  *mmcf;
+
+    if (conf->mirror_location.data == NULL) {
+        conf->mirror_location = prev->mirror_location;
+    }
 
     if (conf->enable == NGX_CONF_UNSET) {
         conf->enable = (prev->enable == NGX_CONF_UNSET) ? 0 : prev->enable;

@@ -4,7 +4,8 @@
  * (NEW -> [BODY] -> [WAIT] -> DONE), re-entered by ngx_http_core_run_phases() after
  * each NGX_DONE:
  *
- *   CONTINUE      apply the request mutations, NGX_DECLINED -> proxy_pass
+ *   CONTINUE      apply the request mutations, start the mirror copies
+ *                 (ngx_http_mosn_mirror.c), NGX_DECLINED -> proxy_pass
  *   LOCAL_REPLY   send the library's status, headers and body
  *   WAIT          park until a library thread wakes us (ngx_http_mosn_wake.c)
  *   BUFFER_BODY   read the whole body, hand it to the library
@@ -52,6 +53,14 @@ ngx_http_mosn_access_handler(ngx_http_request_t *r)
     mosn_ext_action       act;
     mosn_ext_message      msg;
     ngx_http_mosn_ctx_t  *ctx;
+
+    if (r != r->main) {
+        /*
+         * nginx's ACCESS checker never runs a subrequest's handlers; kept explicit:
+         * a subrequest (a mirror copy, auth_request, SSI) has no stream of its own.
+         */
+        return NGX_DECLINED;
+    }
 
     ctx = ngx_http_mosn_get_ctx(r);
 
@@ -331,6 +340,9 @@ ngx_http_mosn_act(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx,
         if (ngx_http_mosn_apply_request_mutations(r, act) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        /* the request goes upstream as it is now: so do its copies (errors logged) */
+        ngx_http_mosn_send_mirrors(r, ctx);
 
         return NGX_DECLINED;
 

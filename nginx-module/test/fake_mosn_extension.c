@@ -11,6 +11,10 @@
  *   wait      WAIT (a thread wakes it after 50 ms), resume -> CONTINUE
  *   body      BUFFER_BODY -> LOCAL_REPLY 200 "len=N sum=S"
  *   bodywait  BUFFER_BODY -> WAIT -> resume (body passed again) -> LOCAL_REPLY
+ *   mirror    [BUFFER_BODY ->] CONTINUE: SET x-mirror-set, REMOVE x-remove-me, and
+ *             SET :path to `x-fake-path` if given; then one mirror copy per address
+ *             in `x-fake-mirror` (comma-separated, cluster "fake-mirror"); the request
+ *             itself goes to `x-fake-upstream` if given
  *   (other)   CONTINUE
  * Upstream: $FAKE_UPSTREAM ("ip:port"), cluster "fake", 1 attempt.
  */
@@ -49,6 +53,11 @@ struct mosn_ext_stream {
     char                      ct[128];
     mosn_ext_header_mutation  muts[8];
     mosn_ext_header           rh[2];
+    char                      path[256];
+    char                      mirror_list[512];
+    char                     *mirrors[8];
+    uint32_t                  nmirrors;
+    int                       continued;
 };
 
 static void (*log_cb)(uint32_t, const uint8_t *, size_t, void *);
@@ -165,9 +174,6 @@ size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; 
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }
 bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg) { (void) cfg; return false; }
 uint64_t mosn_ext_live_streams(void) { return 0; }
-uint32_t mosn_ext_stream_mirror_count(const mosn_ext_stream *s) { (void) s; return 0; }
-bool mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t i, mosn_ext_upstream *out)
-{ (void) s; (void) i; (void) out; return false; }
 size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg) { (void) cfg; return 0; }
 bool mosn_ext_config_cluster_stats(const mosn_ext_config *cfg, size_t i, mosn_ext_cluster_stats *out)
 { (void) cfg; (void) i; (void) out; return false; }
@@ -323,6 +329,62 @@ body_reply(mosn_ext_stream *s, const mosn_ext_message *req, mosn_ext_action *out
     return reply(s, out, 200, "fake_body");
 }
 
+/* mode "mirror": the request goes upstream (with mutations); its copies are known now */
+static uint32_t
+mirror_continue(mosn_ext_stream *s, mosn_ext_action *out)
+{
+    size_t n = 0;
+
+    s->muts[n++] = (mosn_ext_header_mutation) { MOSN_EXT_HEADER_SET, b("x-mirror-set"), b("yes") };
+    s->muts[n++] = (mosn_ext_header_mutation) { MOSN_EXT_HEADER_REMOVE, b("x-remove-me"), b("") };
+    if (s->path[0]) {
+        s->muts[n++] = (mosn_ext_header_mutation) { MOSN_EXT_HEADER_SET, b(":path"), b(s->path) };
+    }
+    out->mutations = s->muts;
+    out->mutations_len = n;
+    s->continued = 1;
+    return out->kind = MOSN_EXT_CONTINUE;
+}
+
+static void
+mirror_parse(mosn_ext_stream *s, const mosn_ext_message *req)
+{
+    char *p, *save = NULL;
+
+    if (!find(req, "x-fake-path", s->path, sizeof(s->path))) {
+        s->path[0] = '\0';
+    }
+    (void) find(req, "x-fake-upstream", s->addr, sizeof(s->addr));
+    if (!find(req, "x-fake-mirror", s->mirror_list, sizeof(s->mirror_list))) {
+        return;
+    }
+    for (p = strtok_r(s->mirror_list, ",", &save); p && s->nmirrors < 8; p = strtok_r(NULL, ",", &save)) {
+        while (*p == ' ') {
+            p++;
+        }
+        s->mirrors[s->nmirrors++] = p;
+    }
+}
+
+uint32_t
+mosn_ext_stream_mirror_count(const mosn_ext_stream *s)
+{
+    return (s && s->continued) ? s->nmirrors : 0;
+}
+
+bool
+mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t i, mosn_ext_upstream *out)
+{
+    if (s == NULL || out == NULL || !s->continued || i >= s->nmirrors) {
+        return false;
+    }
+    memset(out, 0, sizeof(*out));
+    out->cluster = b("fake-mirror");
+    out->address = b(s->mirrors[i]);
+    out->host_index = i;
+    return true;
+}
+
 uint32_t
 mosn_ext_stream_request_headers(mosn_ext_stream *s, const mosn_ext_message *req, bool eos,
     mosn_ext_action *out)
@@ -351,6 +413,11 @@ mosn_ext_stream_request_headers(mosn_ext_stream *s, const mosn_ext_message *req,
         return start_wait(s, out);
     }
 
+    if (strcmp(s->mode, "mirror") == 0) {
+        mirror_parse(s, req);
+        return eos ? mirror_continue(s, out) : (out->kind = MOSN_EXT_BUFFER_BODY);
+    }
+
     if (strcmp(s->mode, "body") == 0 || strcmp(s->mode, "bodywait") == 0) {
         if (!eos) {
             return out->kind = MOSN_EXT_BUFFER_BODY;
@@ -374,6 +441,10 @@ mosn_ext_stream_request_body(mosn_ext_stream *s, const mosn_ext_message *req, bo
 
     if (strcmp(s->mode, "bodywait") == 0 && !s->waited) {
         return start_wait(s, out);
+    }
+
+    if (strcmp(s->mode, "mirror") == 0) {
+        return mirror_continue(s, out);
     }
 
     return body_reply(s, req, out, "direct");

@@ -2,11 +2,22 @@
 //!
 //! Per MOSN listener a `server` that listens on its `address` and runs the listener's
 //! stream filters and router (`mosn_listener`); one balancer upstream (`mosn_upstream`)
-//! whose peer is the host the library chose, from the cluster the router chose.
+//! whose peer is the host the library chose, from the cluster the router chose. A listener
+//! with a `mirror` filter also gets the named location its requests' copies are sent
+//! through (`mosn_mirror_location @mosn_mirror`).
 
 use super::{quote, HostOptions};
-use crate::config::MosnConfig;
+use crate::config::{ListenerConfig, MosnConfig, DEFAULT_CONNECT_TIMEOUT};
 use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The named location mirror copies go through.
+pub const MIRROR_LOCATION: &str = "@mosn_mirror";
+
+/// How long a copy may take to be sent and answered. The client never waits for a copy,
+/// but nginx keeps the client's connection (its next keep-alive request) until the copies
+/// are done, so this stays short.
+pub const MIRROR_IO_TIMEOUT: &str = "5s";
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]), plus the worker `pid`.
 pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details pid=$pid";
@@ -41,7 +52,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             c,
             r#"  server {{
     listen {addr}{reuseport};
-    mosn_listener {name};
+    mosn_listener {name};{mirror}
     location / {{
       proxy_pass http://mosn_upstream;
       proxy_http_version 1.1;
@@ -58,8 +69,101 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             // One socket per worker: the kernel spreads connections over all workers.
             reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
             name = quote(&l.name),
+            mirror = mirror_location(cfg, l),
         );
     }
     let _ = writeln!(c, "}}");
     c
+}
+
+/// The `mosn_mirror_location` directive and its named location, for a listener with a
+/// `mirror` filter (else nothing).
+fn mirror_location(cfg: &MosnConfig, l: &ListenerConfig) -> String {
+    if !l.stream_filters.iter().any(|f| f.type_name == "mirror") {
+        return String::new();
+    }
+    format!(
+        r#"
+    # Copies of requests (the mirror filter, routes' request_mirror_policies): the module
+    # sends each as a background subrequest through this location, to the host the library
+    # chose for it; the answer is dropped. Connect timeout: the mirror clusters'.
+    mosn_mirror_location {MIRROR_LOCATION};
+    location {MIRROR_LOCATION} {{
+      proxy_pass http://mosn_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_connect_timeout {connect}ms;
+      proxy_send_timeout {MIRROR_IO_TIMEOUT};
+      proxy_read_timeout {MIRROR_IO_TIMEOUT};
+      proxy_next_upstream off;
+    }}"#,
+        connect = mirror_connect_timeout(cfg, l).as_millis().max(1),
+    )
+}
+
+/// The longest `connect_timeout` of the clusters the listener's routes mirror to (MOSN's
+/// default when none does).
+fn mirror_connect_timeout(cfg: &MosnConfig, l: &ListenerConfig) -> Duration {
+    let router = l.router_config_name.as_deref().and_then(|n| cfg.routers.iter().find(|r| r.router_config_name == n));
+    router
+        .into_iter()
+        .flat_map(|r| &r.virtual_hosts)
+        .flat_map(|vh| &vh.routers)
+        .filter_map(|rt| rt.mirror.as_ref())
+        .filter_map(|m| cfg.cluster(&m.cluster))
+        .map(|c| c.connect_timeout)
+        .max()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::reader::Diagnostics;
+
+    fn config(filters: &str) -> MosnConfig {
+        let json = r#"{"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+            "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a"},
+                         "request_mirror_policies": {"cluster": "m", "percent": 100}}]}]}],
+          "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+            "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}],
+            "stream_filters": FILTERS}]}],
+          "cluster_manager": {"clusters": [{"name": "a", "hosts": [{"address": "127.0.0.1:2"}]},
+                                           {"name": "m", "connect_timeout": "300ms", "hosts": [{"address": "127.0.0.1:3"}]}]}}"#
+            .replace("FILTERS", filters);
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(&json, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        cfg
+    }
+
+    fn opts() -> HostOptions {
+        HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 1, admin_port: 0 }
+    }
+
+    #[test]
+    fn a_mirror_filter_gets_the_mirror_location() {
+        let conf = generate(&config(r#"[{"type": "mirror", "config": {"broadcast": true}}]"#), &opts(), false);
+        assert!(conf.contains("mosn_mirror_location @mosn_mirror;"), "{conf}");
+        let loc = &conf[conf.find("location @mosn_mirror {").expect("the named location")..];
+        let loc = &loc[..loc.find('}').unwrap()];
+        // The same upstream and headers as the main location; the mirror cluster's connect
+        // timeout; no retry.
+        for line in [
+            "proxy_pass http://mosn_upstream;",
+            "proxy_set_header Host $http_host;",
+            "proxy_connect_timeout 300ms;",
+            "proxy_read_timeout 5s;",
+            "proxy_next_upstream off;",
+        ] {
+            assert!(loc.contains(line), "{line} missing in {loc}");
+        }
+    }
+
+    #[test]
+    fn no_mirror_filter_no_mirror_location() {
+        let conf = generate(&config("[]"), &opts(), false);
+        assert!(!conf.contains("mosn_mirror"), "{conf}");
+    }
 }
