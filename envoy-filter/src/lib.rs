@@ -34,6 +34,7 @@ pub mod guard;
 pub mod host;
 pub mod http_logic;
 pub mod lb;
+pub mod mirror;
 pub mod policy;
 pub mod registry;
 pub mod upstream;
