@@ -156,7 +156,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _config_envoy: *mut c_void,
-    _config_module: *const c_void,
+    config_module: *const c_void,
     callout_id: u64,
     result: u32,
     headers: *const EnvoyHttpHeader,
@@ -164,6 +164,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _body_chunks: *const EnvoyBuffer,
     _body_chunks_size: usize,
 ) {
+    // SAFETY: Envoy passes our live config (it calls this hook only while its config, which
+    // owns ours, lives), or NULL.
+    let Some(FilterConfig::Listener(cfg)) = (unsafe { config_module.cast::<FilterConfig>().as_ref() }) else { return };
     guard::or(
         "http_filter_config_http_callout_done",
         || (),
@@ -184,7 +187,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                     (k == b":status").then_some(v)
                 })
             };
-            mirror::callout_done(callout_id, result, status)
+            mirror::callout_done(cfg.mirror(), callout_id, result, status)
         },
     )
 }

@@ -11,10 +11,10 @@
 //!          on_http_filter_config_http_callout_done ─► logged at debug, dropped
 //! ```
 //!
-//! Why the config's callouts and not the stream's (`http_filter_http_callout`): Envoy 1.40
-//! cancels a stream's callouts when the stream is destroyed (`DynamicModuleHttpFilter::destroy`
-//! cancels every pending request after `on_http_filter_destroy`), i.e. as soon as the
-//! client's response is done. A copy would then reach its host only if it was written before
+//! Why the config's callouts and not the stream's (`http_filter_http_callout`): Envoy cancels
+//! a stream's callouts when the stream is destroyed (read in its source:
+//! `DynamicModuleHttpFilter::destroy` cancels every pending request after
+//! `on_http_filter_destroy`), i.e. as soon as the client's response is done. A copy would then reach its host only if it was written before
 //! the client's answer, so the copies would depend on the response's timing; MOSN sends them
 //! on their own and nobody waits for them. The config's callouts live as long as the filter
 //! config; they can only be made on the main thread (their table is not shared across
@@ -39,8 +39,14 @@
 //! which an HTTP/2 server refuses: its copies would be lost, never the client's request.
 //!
 //! Bounds: at most [`MAX_PENDING_COPIES`] copies and [`MAX_PENDING_BYTES`] bytes wait for the
-//! main thread; beyond that a copy is dropped (logged). Each callout has the route's timeout
-//! (or [`DEFAULT_TIMEOUT`]).
+//! main thread, and at most [`MAX_IN_FLIGHT`] copies are unanswered; beyond that a copy is
+//! dropped (logged). Each callout has the route's timeout (or [`DEFAULT_TIMEOUT`]).
+//!
+//! What a copy carries: the request's headers as they go upstream (the core's mutations
+//! applied; without hop-by-hop headers, `expect`, and what this module tells Envoy's router:
+//! `x-mosn-cluster`, the `x-envoy-*` retry and timeout headers) and the buffered body, with
+//! its `content-length`. Envoy's async client adds `x-envoy-internal: true` and appends the
+//! node's address to `x-forwarded-for` (no callout option turns that off in 1.40).
 
 use crate::host::{CalloutRefused, ConfigHost, HeaderKind, HttpHost, LbHost, Scheduler};
 use crate::policy;
@@ -60,6 +66,10 @@ pub const MAX_PENDING_COPIES: usize = 4096;
 
 /// Bytes (headers and bodies) waiting for the main thread, at most.
 pub const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// Copies sent and not answered yet (each holds its request in Envoy until its answer or
+/// its timeout), at most: a mirror host that answers slowly or never costs bounded memory.
+pub const MAX_IN_FLIGHT: usize = 8192;
 
 /// The config scheduler's event id.
 pub const MIRROR_EVENT: u64 = 1;
@@ -175,8 +185,10 @@ struct SenderState {
     /// An event is on its way (committed, not drained yet).
     committed: bool,
     closed: bool,
-    /// Copies dropped: queue full, or no scheduler.
+    /// Copies dropped: queue full, no scheduler, too many in flight.
     dropped: u64,
+    /// Main thread: copies sent and not answered yet.
+    in_flight: usize,
 }
 
 impl Default for MirrorSender {
@@ -269,23 +281,44 @@ impl MirrorSender {
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
     }
+
+    /// Copies sent and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
 }
 
 /// Main thread (`on_http_filter_config_scheduled`): sends every queued copy as a callout.
 /// A refused callout is logged and the next one is sent.
 pub fn send_pending(sender: &MirrorSender, host: &mut dyn ConfigHost) {
     for c in sender.drain() {
+        if sender.in_flight() >= MAX_IN_FLIGHT {
+            let mut st = sender.lock();
+            st.dropped += 1;
+            if st.dropped % 1024 == 1 {
+                tracing::warn!(dropped = st.dropped, in_flight = st.in_flight, "too many request copies unanswered: copy dropped");
+            }
+            continue;
+        }
         let mut headers: Vec<(&[u8], &[u8])> = c.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         headers.push((MIRROR_HOST_KEY.as_bytes(), c.address.as_bytes()));
         match host.http_callout(&c.cluster, &headers, &c.body, c.timeout_ms) {
-            Ok(id) => tracing::debug!(id, cluster = %c.cluster, host = %c.address, "request copy sent"),
+            Ok(id) => {
+                sender.lock().in_flight += 1;
+                tracing::debug!(id, cluster = %c.cluster, host = %c.address, "request copy sent");
+            }
             Err(why) => tracing::debug!(?why, cluster = %c.cluster, host = %c.address, "request copy not sent"),
         }
     }
 }
 
-/// `on_http_filter_config_http_callout_done`: a copy's answer, dropped.
-pub fn callout_done(id: u64, result: u32, status: Option<&[u8]>) {
+/// `on_http_filter_config_http_callout_done` (main thread): a copy's answer, or its failure
+/// (`result` not 0: reset, timeout, no host), logged at debug and dropped.
+pub fn callout_done(sender: &MirrorSender, id: u64, result: u32, status: Option<&[u8]>) {
+    {
+        let mut st = sender.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+    }
     let status = status.map(String::from_utf8_lossy);
     tracing::debug!(id, result, status = status.as_deref().unwrap_or("-"), "request copy answered (dropped)");
 }

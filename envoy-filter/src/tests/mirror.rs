@@ -6,7 +6,7 @@
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HostHandle};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
 use crate::lb::{ClusterShared, Lb};
-use crate::mirror::{self, MirrorCopy, MirrorSender, MAX_PENDING_BYTES, MAX_PENDING_COPIES, MIRROR_EVENT, MIRROR_HOST_KEY};
+use crate::mirror::{self, MirrorCopy, MirrorSender, MAX_IN_FLIGHT, MAX_PENDING_BYTES, MAX_PENDING_COPIES, MIRROR_EVENT, MIRROR_HOST_KEY};
 use crate::testing::{recording_scheduler, Call, FakeCluster, FakeConfig, FakeHttp, FakeLb, ScriptFilter};
 use mosn_extension::Engine;
 use std::collections::HashMap;
@@ -274,9 +274,30 @@ fn a_refused_callout_is_logged_and_the_others_still_go() {
     assert_eq!(main.refused, ["gone"]);
     assert_eq!(main.callouts.len(), 1);
     assert_eq!(main.callouts[0].cluster, "m");
+    assert_eq!(q.in_flight(), 1, "only the copy sent waits for an answer");
     // A copy's answer is only logged.
-    mirror::callout_done(1, 0, Some(b"200"));
-    mirror::callout_done(2, 1, None);
+    mirror::callout_done(&q, 1, 0, Some(b"200"));
+    assert_eq!(q.in_flight(), 0);
+    mirror::callout_done(&q, 2, 1, None);
+    assert_eq!(q.in_flight(), 0);
+}
+
+#[test]
+fn copies_beyond_the_in_flight_bound_are_dropped_until_answers_come() {
+    let q = MirrorSender::new();
+    let (sched, _) = recording_scheduler();
+    q.open(sched);
+    let mut main = FakeConfig::default();
+    for _ in 0..3 {
+        q.push((0..MAX_PENDING_COPIES).map(|_| copy("m", M1, 0)).collect());
+        mirror::send_pending(&q, &mut main);
+    }
+    assert_eq!(main.callouts.len(), MAX_IN_FLIGHT);
+    assert_eq!(q.dropped(), (3 * MAX_PENDING_COPIES - MAX_IN_FLIGHT) as u64);
+    mirror::callout_done(&q, 1, 0, Some(b"200"));
+    q.push(vec![copy("m", M2, 0), copy("m", M2, 0)]);
+    mirror::send_pending(&q, &mut main);
+    assert_eq!(main.callouts.len(), MAX_IN_FLIGHT + 1, "one answer, one more copy");
 }
 
 // === The LB ===
