@@ -5,7 +5,8 @@
 //! against the 1.40 binary (`nm -D`, and `objdump` for the argument registers of
 //! `http_get_header`, `http_get_headers_size`, `http_get_body_chunks_size`,
 //! `http_set_filter_state_bytes`, `http_send_response`, `http_get_buffer_limit`, `log`,
-//! `cluster_lb_context_get_filter_state_bytes` and `cluster_lb_context_should_select_another_host`).
+//! `cluster_lb_context_get_filter_state_bytes`, `cluster_lb_context_should_select_another_host`,
+//! `cluster_lb_context_get_downstream_header` and `http_filter_config_http_callout`).
 //! Signatures drift between Envoy releases: re-check them (and the `nm -D` subset test in the
 //! crate README) before moving to another Envoy version.
 //!

@@ -31,8 +31,8 @@
 //! ([`crate::lb`]). The key is a pseudo-header (`:`-prefixed), for two reasons measured on
 //! 1.40: Envoy's HTTP/1 encoder writes no `:` header but `:authority` (as Host), so the key
 //! never reaches the mirror host (MOSN adds nothing to a copy), and no client can send one
-//! (the HTTP/1 parser refuses a `:` in a header name; HTTP/2 refuses unknown
-//! pseudo-headers). The LB honours it only for a request without filter state
+//! (Envoy answers 400 to a `:` in an HTTP/1 header name; HTTP/2, which the generated
+//! listeners do not serve, refuses unknown pseudo-headers by protocol). The LB honours it only for a request without filter state
 //! `mosn.stream_id`, which every client request this module serves has, and the HTTP filter
 //! removes it from client requests anyway. Every generated cluster speaks HTTP/1.1; an
 //! HTTP/2 mirror cluster (a hand-written envoy.yaml) would send the key as a pseudo-header,
