@@ -456,8 +456,10 @@ impl HttpFilter {
             Action::Continue => {
                 apply_request(host, stream);
                 // The copies leave with the request, as it goes upstream; nothing of them
-                // stays with this stream (`mirror.rs`).
-                self.mirror.push(mirror::copies(&*host, stream, st.body.as_deref(), st.more_body));
+                // stays with this stream (`mirror.rs`). Making them only reads the request, and
+                // a failure there (logged by the guard) never fails the request itself.
+                let (h, s, body, more) = (&*host, &*stream, st.body.as_deref(), st.more_body);
+                let _ = guard::catch("mirror_copies", || self.mirror.push(mirror::copies(h, s, body, more)));
                 st.phase = Phase::Forwarded;
                 Next::Forward
             }

@@ -573,10 +573,14 @@ impl Lb {
     }
 
     fn choose(&self, host: &dyn LbHost, serving: &mut Option<SharedState>) -> Option<HostHandle> {
-        if let Some(address) = crate::mirror::requested_host(host) {
-            return self.shared.mirror_choice(host, address);
-        }
-        let Some(cell) = stream_of(host) else { return self.shared.own_choice(host) };
+        let Some(cell) = stream_of(host) else {
+            // A request copy names its host (checked only here: a request with a stream never
+            // pays for the header lookup, and `requested_host` refuses any with a stream id).
+            if let Some(address) = crate::mirror::requested_host(host) {
+                return self.shared.mirror_choice(host, address);
+            }
+            return self.shared.own_choice(host);
+        };
         *serving = Some(cell.clone());
         if cell.is_poisoned() {
             tracing::debug!("stream poisoned: no host");

@@ -327,6 +327,12 @@ fn the_lb_sends_each_copy_to_exactly_the_host_the_core_chose() {
     assert_eq!(lb.choose_host(&copy_lb("127.0.0.1:11")), None);
     // Not an address: an ordinary request without a stream (the cluster's own choice).
     assert!(lb.choose_host(&copy_lb("mr1")).is_some());
+    // A request with a stream id (even one this worker does not know) is no copy: the key is
+    // ignored, the cluster's own round robin picks.
+    let mut forged = copy_lb(M2);
+    forged.filter_state.insert(crate::policy::STREAM_ID_KEY.into(), b"999999".to_vec());
+    let picks: Vec<_> = (0..4).map(|_| lb.choose_host(&forged)).collect();
+    assert!(picks.contains(&Some(HostHandle(0xe00))), "{picks:?}");
     // Without a context nothing is read.
     let mut no_ctx = copy_lb(M2);
     no_ctx.context = false;
