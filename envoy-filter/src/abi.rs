@@ -5,7 +5,8 @@
 //! against the 1.40 binary (`nm -D`, and `objdump` for the argument registers of
 //! `http_get_header`, `http_get_headers_size`, `http_get_body_chunks_size`,
 //! `http_set_filter_state_bytes`, `http_send_response`, `http_get_buffer_limit`, `log`,
-//! `cluster_lb_context_get_filter_state_bytes` and `cluster_lb_context_should_select_another_host`).
+//! `cluster_lb_context_get_filter_state_bytes`, `cluster_lb_context_should_select_another_host`,
+//! `cluster_lb_context_get_downstream_header` and `http_filter_config_http_callout`).
 //! Signatures drift between Envoy releases: re-check them (and the `nm -D` subset test in the
 //! crate README) before moving to another Envoy version.
 //!
@@ -157,6 +158,15 @@ pub mod host_health {
     pub const HEALTHY: u32 = 2;
 }
 
+/// `envoy_dynamic_module_type_http_callout_init_result`.
+pub mod callout_init {
+    pub const SUCCESS: u32 = 0;
+    pub const MISSING_REQUIRED_HEADERS: u32 = 1;
+    pub const CLUSTER_NOT_FOUND: u32 = 2;
+    pub const DUPLICATE_CALLOUT_ID: u32 = 3;
+    pub const CANNOT_CREATE_REQUEST: u32 = 4;
+}
+
 /// Return value of `on_http_filter_local_reply`: let Envoy send its reply unchanged.
 pub const LOCAL_REPLY_CONTINUE: u32 = 0;
 
@@ -252,6 +262,27 @@ extern "C" {
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
 
+    // --- HTTP filter config: scheduler (new/delete on main, commit from any thread) and
+    // HTTP callouts (main thread). The 1.40 config scheduler holds the config weakly and
+    // posts `on_http_filter_config_scheduled` to the main thread. ---
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy: *mut c_void) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    /// Sends one request to Envoy cluster `cluster_name` through the main thread's async
+    /// client; the answer comes to `on_http_filter_config_http_callout_done`. Returns an
+    /// [`callout_init`] value. Checked with `objdump` on 1.40: config, id out, cluster in
+    /// `rdx:rcx`, headers in `r8`/`r9`, then the body buffer and the timeout (ms) on the stack;
+    /// it refuses a request without `:path`, `:method` or a Host (`MissingRequiredHeaders`).
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config_envoy: *mut c_void,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
+
     // --- cluster (main thread) ---
     pub fn envoy_dynamic_module_callback_cluster_add_hosts(
         cluster_envoy: *mut c_void,
@@ -311,6 +342,16 @@ extern "C" {
         host: *mut c_void,
         details: ModuleBuffer,
     );
+    /// The value `index` of request header `key` of the request being balanced (the router's
+    /// `downstreamHeaders()`: for an HTTP callout, the callout's own headers); `count` gets
+    /// how many values it has. False if it has none (or no headers).
+    pub fn envoy_dynamic_module_callback_cluster_lb_context_get_downstream_header(
+        ctx: *mut c_void,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        count: *mut usize,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_cluster_lb_context_should_select_another_host(
         lb_envoy: *mut c_void,
         ctx: *mut c_void,

@@ -5,7 +5,7 @@
 //! the hook) is what every `unsafe` block below relies on.
 
 use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
-use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
+use crate::host::{BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::Lookup;
 use std::cell::Cell;
@@ -231,6 +231,85 @@ impl Scheduler for EnvoyScheduler {
     }
 }
 
+// === impl EnvoyHttpConfig ===
+
+/// One HTTP filter config (`filter_config_envoy`), on the main thread.
+pub struct EnvoyHttpConfig {
+    envoy: *mut c_void,
+}
+
+impl EnvoyHttpConfig {
+    /// # Safety
+    /// `envoy` is the `filter_config_envoy` pointer of the config hook now running on the main
+    /// thread (`on_http_filter_config_new` or `on_http_filter_config_scheduled`), used only
+    /// until it returns.
+    pub unsafe fn new(envoy: *mut c_void) -> EnvoyHttpConfig {
+        EnvoyHttpConfig { envoy }
+    }
+
+    /// The config's scheduler: `commit` from any thread runs `on_http_filter_config_scheduled`
+    /// on the main thread. `None` if Envoy gives none.
+    pub fn scheduler_new(&mut self) -> Option<Arc<dyn Scheduler>> {
+        // SAFETY: the config's pointer inside its `config_new` hook on the main thread (`new`'s
+        // contract); 1.40 builds the scheduler from the config's weak pointer (the config is
+        // already owned by a shared pointer when `config_new` runs) and the main dispatcher.
+        let sched = unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.envoy) };
+        (!sched.is_null()).then(|| Arc::new(EnvoyConfigScheduler(sched as usize)) as Arc<dyn Scheduler>)
+    }
+}
+
+impl ConfigHost for EnvoyHttpConfig {
+    fn http_callout(&mut self, cluster: &str, headers: &[(&[u8], &[u8])], body: &[u8], timeout_ms: u64) -> Result<u64, CalloutRefused> {
+        let hs: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(k, v)| ModuleHttpHeader { key_ptr: k.as_ptr(), key_length: k.len(), value_ptr: v.as_ptr(), value_length: v.len() })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: the config's pointer on the main thread inside one of its hooks (`new`'s
+        // contract; config callouts are main-thread only); `id` is writable; `hs` and the bytes
+        // it points into, the cluster name and the body outlive the call, and Envoy copies
+        // them all into the request it builds.
+        let code = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.envoy,
+                &mut id,
+                ModuleBuffer::from(cluster),
+                hs.as_ptr(),
+                hs.len(),
+                ModuleBuffer::new(body),
+                timeout_ms,
+            )
+        };
+        match crate::mirror::refused(code) {
+            None => Ok(id),
+            Some(why) => Err(why),
+        }
+    }
+}
+
+// === impl EnvoyConfigScheduler ===
+
+/// An HTTP filter config's scheduler (the address of `http_filter_config_scheduler_new`'s
+/// result).
+pub struct EnvoyConfigScheduler(usize);
+
+impl Scheduler for EnvoyConfigScheduler {
+    fn commit(&self, event_id: u64) {
+        // SAFETY: the config scheduler's commit is thread-safe (it posts to the main
+        // dispatcher, holding the config weakly). Commits happen under the lock of the
+        // config's `MirrorSender`, which deletes the scheduler under the same lock, so it is
+        // live here.
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0 as *mut c_void, event_id) }
+    }
+
+    fn delete(&self) {
+        // SAFETY: created by `http_filter_config_scheduler_new` for this config; deleted once,
+        // on the main thread, from `on_http_filter_config_destroy` (the sender gives its
+        // scheduler up only once).
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0 as *mut c_void) }
+    }
+}
+
 // === impl EnvoyCluster ===
 
 /// One cluster (`cluster_envoy`), on the main thread.
@@ -408,6 +487,23 @@ impl LbHost for EnvoyLb {
         let found = unsafe { abi::envoy_dynamic_module_callback_cluster_lb_context_get_filter_state_bytes(self.ctx, key.into(), &mut out) };
         // SAFETY: Envoy's buffer is valid during this call; the slice borrows `&self`, which
         // lives no longer than the call (`new`'s contract).
+        found.then(|| unsafe { out.as_slice() })
+    }
+
+    fn downstream_header(&self, name: &str) -> Option<&[u8]> {
+        if self.ctx.is_null() {
+            return None;
+        }
+        let mut out = EnvoyBuffer::empty();
+        let mut count = 0usize;
+        // SAFETY: `ctx` is non-NULL and live for this `choose_host` call; `out` and `count` are
+        // writable; the key buffer lives for the call (checked with `objdump` on 1.40: ctx,
+        // key, out, index, count).
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_cluster_lb_context_get_downstream_header(self.ctx, name.into(), &mut out, 0, &mut count)
+        };
+        // SAFETY: the value lives in the request's header map, which nobody changes during
+        // this call; the slice borrows `&self`, which lives no longer than the call.
         found.then(|| unsafe { out.as_slice() })
     }
 

@@ -8,6 +8,7 @@
 //! - [`HttpHost`]: one HTTP stream, inside one of its hooks (the `filter_envoy` pointer);
 //! - [`Scheduler`]: a stream's or a cluster's scheduler (commit from any thread, delete on
 //!   the thread that owns it);
+//! - [`ConfigHost`]: an HTTP filter config on the main thread (`filter_config_envoy`);
 //! - [`ClusterHost`]: a cluster on the main thread (`cluster_envoy`);
 //! - [`LbHost`]: a worker's load balancer plus the context of one `choose_host` call.
 //!
@@ -127,6 +128,31 @@ pub trait Scheduler: Send + Sync {
     fn delete(&self);
 }
 
+// === HTTP filter config ===
+
+/// Why Envoy refused to start an HTTP callout (`envoy_dynamic_module_type_http_callout_init_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalloutRefused {
+    /// No `:path`, `:method` or Host.
+    MissingRequiredHeaders,
+    /// No Envoy cluster of that name (on this thread).
+    ClusterNotFound,
+    /// Envoy's async client made no request.
+    CannotCreateRequest,
+    /// Any other code.
+    Other(u32),
+}
+
+/// One HTTP filter config (`filter_config_envoy`) on the main thread, inside one of its
+/// hooks (`on_http_filter_config_scheduled`).
+pub trait ConfigHost {
+    /// Sends one request to Envoy cluster `cluster` (headers including `:method`, `:path`
+    /// and `:authority`, the whole body), answered to `on_http_filter_config_http_callout_done`
+    /// under the returned id, or at the latest after `timeout_ms`. The request belongs to
+    /// the config, not to a stream: no stream's end cancels it.
+    fn http_callout(&mut self, cluster: &str, headers: &[(&[u8], &[u8])], body: &[u8], timeout_ms: u64) -> Result<u64, CalloutRefused>;
+}
+
 // === Cluster and load balancer ===
 
 /// One Envoy cluster, on the main thread.
@@ -166,6 +192,9 @@ pub trait LbHost {
     fn has_context(&self) -> bool;
     /// The request's filter state bytes under `key`.
     fn filter_state(&self, key: &str) -> Option<&[u8]>;
+    /// The first value of request header `name` (lower case) of the request being balanced:
+    /// for an HTTP callout, the callout's own headers.
+    fn downstream_header(&self, name: &str) -> Option<&[u8]>;
     /// Envoy's retry host predicates (e.g. `previous_hosts`) reject healthy host `index`.
     fn should_select_another_host(&self, index: usize) -> bool;
     /// Ends this host selection without a host, with `details` in Envoy's 503 reply and

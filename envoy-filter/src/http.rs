@@ -14,11 +14,11 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::abi::{self, body_status, headers_status, trailers_status, EnvoyBuffer, EnvoyHttpHeader};
-use crate::envoy_host::EnvoyHttp;
+use crate::envoy_host::{EnvoyHttp, EnvoyHttpConfig};
 use crate::guard;
 use crate::host::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
-use crate::upstream;
+use crate::{mirror, upstream};
 use std::ffi::c_void;
 
 /// What `on_http_filter_config_new` builds: the filter of a MOSN listener (downstream), or
@@ -90,21 +90,33 @@ unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
 
 // === Exported hooks: config ===
 
-/// Builds the filter config from `{"config_path": ..., "listener": ...}`. NULL rejects it.
+/// Builds the filter config from `{"config_path": ..., "listener": ...}`, with the config
+/// scheduler that brings request copies to the main thread. NULL rejects it.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy: *mut c_void,
+    config_envoy: *mut c_void,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
     guard::or("http_filter_config_new", std::ptr::null, || {
         // SAFETY: Envoy passes the filter_config bytes, valid for this call.
         let bytes = unsafe { config.as_slice() };
-        FilterConfig::load(bytes).map_or(std::ptr::null(), |c| Box::into_raw(Box::new(c)).cast_const().cast())
+        let Some(cfg) = FilterConfig::load(bytes) else { return std::ptr::null() };
+        if let FilterConfig::Listener(c) = &cfg {
+            // SAFETY: Envoy passes this config's pointer for the duration of this hook, on main.
+            let mut envoy = unsafe { EnvoyHttpConfig::new(config_envoy) };
+            match envoy.scheduler_new() {
+                Some(s) => c.mirror().open(s),
+                None => tracing::warn!("no config scheduler: request copies (mirror) will not be sent"),
+            }
+        }
+        Box::into_raw(Box::new(cfg)).cast_const().cast()
     })
 }
 
-/// Frees the filter config.
+/// Frees the filter config: the copy queue is closed first (its scheduler deleted, queued
+/// copies dropped). Envoy cancels the config's callouts in flight after this hook and calls
+/// no callout hook for them.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
     guard::or(
@@ -113,8 +125,69 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         || {
             if !config.is_null() {
                 // SAFETY: `config` came from `Box::into_raw` in `config_new`; Envoy destroys it once.
-                drop(unsafe { Box::from_raw(config.cast::<FilterConfig>().cast_mut()) });
+                let cfg = unsafe { Box::from_raw(config.cast::<FilterConfig>().cast_mut()) };
+                if let FilterConfig::Listener(c) = &*cfg {
+                    c.mirror().close();
+                }
+                drop(cfg);
             }
+        },
+    )
+}
+
+/// Main thread, after a commit of the config's scheduler: the queued request copies go out
+/// as HTTP callouts of the config (`mirror.rs`).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    config_module: *const c_void,
+    _event_id: u64,
+) {
+    // SAFETY: Envoy passes our live config (it posts the event with a weak pointer to its
+    // config object, which owns ours until `config_destroy`), or NULL.
+    let Some(FilterConfig::Listener(cfg)) = (unsafe { config_module.cast::<FilterConfig>().as_ref() }) else { return };
+    // SAFETY: this config's pointer, on the main thread, for the duration of this hook.
+    let mut host = unsafe { EnvoyHttpConfig::new(config_envoy) };
+    guard::or("http_filter_config_scheduled", || (), || mirror::send_pending(cfg.mirror(), &mut host))
+}
+
+/// A request copy's answer (or failure): logged at debug, dropped. Envoy calls this only
+/// while the config lives.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy: *mut c_void,
+    config_module: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    _body_chunks: *const EnvoyBuffer,
+    _body_chunks_size: usize,
+) {
+    // SAFETY: Envoy passes our live config (it calls this hook only while its config, which
+    // owns ours, lives), or NULL.
+    let Some(FilterConfig::Listener(cfg)) = (unsafe { config_module.cast::<FilterConfig>().as_ref() }) else { return };
+    guard::or(
+        "http_filter_config_http_callout_done",
+        || (),
+        || {
+            let status = if headers.is_null() || headers_size == 0 {
+                None
+            } else {
+                // SAFETY: Envoy passes `headers_size` headers valid until this hook returns.
+                let hs = unsafe { std::slice::from_raw_parts(headers, headers_size) };
+                hs.iter().find_map(|h| {
+                    // SAFETY: each key and value points into the response Envoy holds during the hook.
+                    let (k, v) = unsafe {
+                        (
+                            EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
+                            EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
+                        )
+                    };
+                    (k == b":status").then_some(v)
+                })
+            };
+            mirror::callout_done(cfg.mirror(), callout_id, result, status)
         },
     )
 }
@@ -287,7 +360,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_filter_
 
 // === Exported hooks: required by Envoy, unused ===
 
-/// Unused (no HTTP callouts).
+/// Unused: the stream makes no HTTP callouts (request copies are the config's, see
+/// `mirror.rs`).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     _filter_envoy: *mut c_void,

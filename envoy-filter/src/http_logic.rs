@@ -9,7 +9,7 @@
 //! Request path (the state machine of [`Phase`]):
 //!
 //! ```text
-//! headers ─► core ─► Continue   ─► apply mutations, x-mosn-cluster, x-envoy-* ─► Continue
+//! headers ─► core ─► Continue   ─► apply mutations, x-mosn-cluster, x-envoy-*, copies (mirror.rs) ─► Continue
 //!                 ├► Wait       ─► Stop(All) … wake ─► scheduler commit ─► scheduled ─► resume ─► continue_decoding
 //!                 ├► BufferBody ─► Stop … body (end) / trailers ─► core(body) ─► as above
 //!                 └► LocalReply ─► send_local_reply ─► Stop
@@ -26,6 +26,7 @@
 
 use crate::guard::{self, Panicked};
 use crate::host::{BodyKind, BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
+use crate::mirror::{self, MirrorSender};
 use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use mosn_extension::filter::LocalReply;
@@ -36,10 +37,12 @@ use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-/// The HTTP filter config: the engine and the MOSN listener whose filters and router run.
+/// The HTTP filter config: the engine and the MOSN listener whose filters and router run,
+/// and the request copies on their way to the main thread (`mirror.rs`).
 pub struct HttpConfig {
     engine: Arc<Engine>,
     listener: usize,
+    mirror: Arc<MirrorSender>,
 }
 
 /// One stream's filter object (lives on its worker).
@@ -50,6 +53,9 @@ pub struct HttpFilter {
     scheduler: RefCell<Option<Arc<dyn Scheduler>>>,
     attached: Cell<bool>,
     cell: SharedState,
+    /// The config's copy queue: a released request's copies go there (and live on without
+    /// the stream).
+    mirror: Arc<MirrorSender>,
 }
 
 /// What a request hook does after the core answered.
@@ -71,7 +77,12 @@ pub fn internal_error(details: &'static str) -> LocalReply {
 impl HttpConfig {
     /// A config for `listener` of `engine`.
     pub fn new(engine: Arc<Engine>, listener: usize) -> HttpConfig {
-        HttpConfig { engine, listener }
+        HttpConfig { engine, listener, mirror: Arc::new(MirrorSender::new()) }
+    }
+
+    /// The request copies waiting for the main thread.
+    pub fn mirror(&self) -> &MirrorSender {
+        &self.mirror
     }
 
     /// `on_http_filter_config_new`: `{"config_path": ..., "listener": ...}`. Errors are logged
@@ -86,7 +97,7 @@ impl HttpConfig {
             ));
             return None;
         };
-        Some(HttpConfig { engine, listener })
+        Some(HttpConfig::new(engine, listener))
     }
 
     /// `on_http_filter_new`: a filter with a fresh core stream.
@@ -97,6 +108,7 @@ impl HttpConfig {
             scheduler: RefCell::new(None),
             attached: Cell::new(false),
             cell: StreamCell::new(stream),
+            mirror: self.mirror.clone(),
         })
     }
 }
@@ -443,6 +455,11 @@ impl HttpFilter {
         match action {
             Action::Continue => {
                 apply_request(host, stream);
+                // The copies leave with the request, as it goes upstream; nothing of them
+                // stays with this stream (`mirror.rs`). Making them only reads the request, and
+                // a failure there (logged by the guard) never fails the request itself.
+                let (h, s, body, more) = (&*host, &*stream, st.body.as_deref(), st.more_body);
+                let _ = guard::catch("mirror_copies", || self.mirror.push(mirror::copies(h, s, body, more)));
                 st.phase = Phase::Forwarded;
                 Next::Forward
             }
@@ -515,6 +532,12 @@ impl HttpFilter {
 /// `mosn.unit`, and a route re-match.
 pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
     apply_mutations(host, HeaderKind::Request, stream.request_mutations());
+    // The key that steers a request copy to its host (`mirror.rs`): no client can send this
+    // pseudo-header, and the LB ignores it on a request with a stream; removed all the same
+    // (after the core's mutations), so that only this module's copies ever carry it.
+    if host.header(HeaderKind::Request, mirror::MIRROR_HOST_KEY).first().is_some() {
+        host.remove_header(HeaderKind::Request, mirror::MIRROR_HOST_KEY);
+    }
     match stream.cluster() {
         Some(c) => host.set_header(HeaderKind::Request, policy::CLUSTER_HEADER, &c.name),
         None => host.remove_header(HeaderKind::Request, policy::CLUSTER_HEADER),

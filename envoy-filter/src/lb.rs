@@ -15,6 +15,10 @@
 //! because a circuit breaker is full (MOSN's overflow), the selection ends with details
 //! `mosn_upstream_overflow` instead, so the access log names it, and the status stays 503.
 //!
+//! Request copies (`mirror.rs`): an HTTP callout of the HTTP filter's config carries the host
+//! the core chose for it in `:mosn-mirror-host`; without a stream, the LB returns exactly the
+//! Envoy host at that address (or none).
+//!
 //! Hosts: a static host is added once at init and kept; the LB returns its handle. A
 //! STRICT_DNS host slot is in Envoy only while it has an address: added at init if it
 //! resolved, then added / removed as the core's refresh changes it (below); the LB finds
@@ -438,6 +442,21 @@ impl ClusterShared {
         }
     }
 
+    /// The host of a request copy (see `mirror.rs`): the Envoy host of the core host at
+    /// `address` (its handle, or for a STRICT_DNS slot the worker's host at that address),
+    /// exactly that one or none: a copy never goes to a host the core did not choose. An
+    /// address that is no core host of this cluster now (a slot that moved since) gets none.
+    fn mirror_choice(&self, lb: &dyn LbHost, address: &str) -> Option<HostHandle> {
+        let c = &self.cluster;
+        let Some(index) = c.hosts.iter().position(|h| h.current().is_some_and(|(_, a)| a == address)) else {
+            tracing::debug!(cluster = %c.name, address, "request copy for an address that is no host of this cluster: no host");
+            return None;
+        };
+        let found = self.envoy_host(lb, index, address);
+        tracing::debug!(cluster = %c.name, address, found = found.is_some(), "host of a request copy");
+        found
+    }
+
     /// The cluster's own choice, for requests without a stream. A STRICT_DNS slot the
     /// worker does not have (yet) is passed over, as in [`Lb::choose_for_stream`].
     fn own_choice(&self, lb: &dyn LbHost) -> Option<HostHandle> {
@@ -554,7 +573,14 @@ impl Lb {
     }
 
     fn choose(&self, host: &dyn LbHost, serving: &mut Option<SharedState>) -> Option<HostHandle> {
-        let Some(cell) = stream_of(host) else { return self.shared.own_choice(host) };
+        let Some(cell) = stream_of(host) else {
+            // A request copy names its host (checked only here: a request with a stream never
+            // pays for the header lookup, and `requested_host` refuses any with a stream id).
+            if let Some(address) = crate::mirror::requested_host(host) {
+                return self.shared.mirror_choice(host, address);
+            }
+            return self.shared.own_choice(host);
+        };
         *serving = Some(cell.clone());
         if cell.is_poisoned() {
             tracing::debug!("stream poisoned: no host");

@@ -18,9 +18,11 @@
 //! Layout: one file per extension point, with the logic apart from the `extern "C"` hooks:
 //!
 //! - [`host`]: every Envoy call the adapter makes, as traits (`HttpHost`, `Scheduler`,
-//!   `ClusterHost`, `LbHost`); `envoy_host.rs` implements them over `abi.rs`;
+//!   `ConfigHost`, `ClusterHost`, `LbHost`); `envoy_host.rs` implements them over `abi.rs`;
 //! - [`http_logic`] (HTTP filter) and [`lb`] (cluster and LB): the logic, written against
 //!   the traits; `http.rs` and `cluster.rs` are the thin exported hooks;
+//! - [`mirror`]: request copies, sent from the main thread as the filter config's HTTP
+//!   callouts, each to the host the core chose;
 //! - [`guard`]: the one panic guard and the fail-closed policy per kind of hook;
 //! - [`registry`], [`engines`], [`policy`]: per-worker streams, shared engines, pure
 //!   translations.
@@ -34,6 +36,7 @@ pub mod guard;
 pub mod host;
 pub mod http_logic;
 pub mod lb;
+pub mod mirror;
 pub mod policy;
 pub mod registry;
 pub mod upstream;

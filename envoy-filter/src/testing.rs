@@ -4,7 +4,7 @@
 //! The fakes record every call in order and keep a header map that the calls really change,
 //! so a test can assert both "what was called" and "what Envoy would forward".
 
-use crate::host::{BodyKind, ClusterHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
+use crate::host::{BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
 use mosn_extension::filter::{FilterStatus, LocalReply, ReceiveContext, SendContext, StreamFilter};
 use mosn_extension::headers::{self, Header, Lookup};
 use mosn_extension::wake::Waker;
@@ -328,6 +328,8 @@ pub struct FakeLb {
     pub lookups: RefCell<Vec<String>>,
     pub context: bool,
     pub filter_state: HashMap<String, Vec<u8>>,
+    /// The request headers the context shows (`downstream_header`).
+    pub headers: HashMap<String, String>,
     pub rejected: Vec<HostHandle>,
     /// `healthy_host_count` panics (a bug in the LB path).
     pub panic: bool,
@@ -372,6 +374,12 @@ impl LbHost for FakeLb {
         }
         self.filter_state.get(key).map(Vec::as_slice)
     }
+    fn downstream_header(&self, name: &str) -> Option<&[u8]> {
+        if !self.context {
+            return None;
+        }
+        self.headers.get(name).map(|v| v.as_bytes())
+    }
     fn should_select_another_host(&self, index: usize) -> bool {
         self.asked.borrow_mut().push(index);
         self.context && self.rejected.contains(&self.healthy[index])
@@ -380,6 +388,57 @@ impl LbHost for FakeLb {
         self.ended.borrow_mut().push(details);
         self.context
     }
+}
+
+// === FakeConfig ===
+
+/// One HTTP callout a [`FakeConfig`] was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+impl Callout {
+    /// Every value of a header, in order.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// A recording [`ConfigHost`]: callouts are numbered from 1; clusters in `missing` are
+/// refused (`ClusterNotFound`).
+#[derive(Default)]
+pub struct FakeConfig {
+    pub callouts: Vec<Callout>,
+    pub missing: Vec<String>,
+    /// The refused callouts' clusters.
+    pub refused: Vec<String>,
+}
+
+impl ConfigHost for FakeConfig {
+    fn http_callout(&mut self, cluster: &str, headers: &[(&[u8], &[u8])], body: &[u8], timeout_ms: u64) -> Result<u64, CalloutRefused> {
+        if self.missing.iter().any(|m| m == cluster) {
+            self.refused.push(cluster.to_string());
+            return Err(CalloutRefused::ClusterNotFound);
+        }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        self.callouts.push(Callout {
+            cluster: cluster.to_string(),
+            headers: headers.iter().map(|(k, v)| (text(k), text(v))).collect(),
+            body: body.to_vec(),
+            timeout_ms,
+        });
+        Ok(self.callouts.len() as u64)
+    }
+}
+
+/// A scheduler that records into a call list of its own (a config's).
+pub fn recording_scheduler() -> (Arc<dyn Scheduler>, Arc<Mutex<Vec<Call>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    (Arc::new(FakeScheduler { calls: calls.clone() }), calls)
 }
 
 // === A scripted core filter ===

@@ -98,6 +98,31 @@ fn a_cluster_whose_names_resolve_to_nothing_yet_adds_nothing_and_still_warms() {
 // === The LB ===
 
 #[test]
+fn a_request_copy_goes_to_the_dns_host_at_its_address_or_nowhere() {
+    let engine = dns_engine(MIXED);
+    let mut fc = FakeCluster::default();
+    let a = Lb::new(init(&engine, &mut fc));
+    let copy = |address: &str, fc: &FakeCluster| {
+        let mut lb = FakeLb::new(fc.live.iter().map(|(_, h)| *h).collect(), &Default::default());
+        lb.by_address = fc.worker_view();
+        lb.headers.insert(crate::mirror::MIRROR_HOST_KEY.into(), address.into());
+        lb
+    };
+    // The slot's current address: its host, found by address; the static host: its handle.
+    let lb = copy("127.0.0.1:8080", &fc);
+    assert_eq!(a.choose_host(&lb), Some(HostHandle(0xa00)));
+    assert_eq!(*lb.lookups.borrow(), ["127.0.0.1:8080"]);
+    assert_eq!(a.choose_host(&copy("127.0.0.1:13", &fc)), Some(HostHandle(0xa01)));
+    // An address no slot has now (one a slot had when the copy was made and moved from):
+    // no host, never another one.
+    assert_eq!(a.choose_host(&copy("127.0.0.2:8080", &fc)), None);
+    // A slot the worker does not have (yet): no host either.
+    let mut lb = copy("127.0.0.1:8080", &fc);
+    lb.by_address.clear();
+    assert_eq!(a.choose_host(&lb), None);
+}
+
+#[test]
 fn the_lb_finds_a_dns_host_by_address() {
     let engine = dns_engine(MIXED);
     let http = HttpConfig::new(engine.clone(), 0);

@@ -4,11 +4,14 @@
 //! paths and the panic policy of the HTTP filter. `lb.rs`: cluster init, the LB host-choice
 //! loop, outcome mapping. `health.rs`: active health results to Envoy. `dns.rs`: STRICT_DNS
 //! hosts (added as they resolve, found by address, moved when the core re-resolves).
+//! `mirror.rs`: request copies (what they carry, their queue to the main thread, the LB
+//! sending each to the host the core chose).
 
 mod dns;
 mod health;
 mod http;
 mod lb;
+mod mirror;
 
 use crate::host::HeadersStatus;
 use crate::http_logic::{self, HttpConfig, HttpFilter};
