@@ -665,6 +665,19 @@ def timeout_headers_override_the_route(ctx: CaseContext):
 
 
 @case
+def fault_abort_percentage(ctx: CaseContext):
+    """A fault abort of 50 % (this route's per_filter_config): of 400 requests 50 % ± 10
+    points get the abort status (binomial spread ±2.5 points), the rest reach the backend."""
+    counts = {}
+    for _ in range(400):
+        s = ctx.get(path="/pfc50/x").status
+        counts[s] = counts.get(s, 0) + 1
+    assert set(counts) <= {200, 503}, f"[{ctx.host_name}] statuses {counts}"
+    share = counts.get(503, 0) / 400
+    assert 0.40 <= share <= 0.60, f"[{ctx.host_name}] aborted {counts.get(503, 0)}/400 ({share:.0%}), want 50 % ± 10"
+
+
+@case
 def per_route_filter_config_and_variables(ctx: CaseContext):
     """per_filter_config replaces a filter's config for one route (here the fault filter
     aborts with 418 on /pfc only); a `variables` route matches by MOSN variables."""

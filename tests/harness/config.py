@@ -82,6 +82,8 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
                 "response_headers_to_remove": ["x-backend-site"]}},
             _hdr_route("x-case", "byheader", {"cluster_header": "x-cluster"}),
             # per_filter_config: this route's fault filter aborts with 418 (the listener's only delays).
+            {"match": {"prefix": "/pfc50"}, "route": {"cluster_name": "s2"},
+             "per_filter_config": {"fault": {"abort": {"status": 503, "percentage": 50}}}},
             {"match": {"prefix": "/pfc"}, "route": {"cluster_name": "s2"},
              "per_filter_config": {"fault": {"abort": {"status": 418, "percentage": 100}}}},
             # MOSN variables: PUT, or the header x-var: yes.
