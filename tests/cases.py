@@ -1024,3 +1024,20 @@ def mirror_copies_reach_every_mirror_host(ctx: CaseContext):
                lambda: [int(backend(p, "/_requests")) for p in mports] == [b + 3 for b in before])
     for p in mports:
         assert backend(p, "/_last") == f"POST {path} 102", f"[{ctx.host_name}] the copy on {p}: {backend(p, '/_last')!r}"
+
+
+@case
+def gzip_compresses_when_the_client_accepts_it(ctx: CaseContext):
+    """MOSN's gzip filter (text/plain, from 1 byte), done by the host: with
+    Accept-Encoding: gzip the answer is gzip-encoded (and decodes to the backend's body), with
+    Vary: Accept-Encoding; without it, the body is sent as is."""
+    import gzip as gz
+    if not getattr(ctx, "port2", None):
+        return
+    r = up(ctx, "wrr", [("accept-encoding", "gzip")])
+    assert r.status == 200 and r.header("content-encoding") == "gzip", f"[{ctx.host_name}] {r.describe()}"
+    text = gz.decompress(r.body).decode()
+    assert text.startswith("site s") and text.endswith("\n"), f"[{ctx.host_name}] decoded body {text!r}"
+    assert "accept-encoding" in (r.header("vary") or "").lower(), f"[{ctx.host_name}] Vary: {r.header('vary')!r}"
+    r = up(ctx, "wrr")
+    assert r.header("content-encoding") is None and r.text.startswith("site s"), f"[{ctx.host_name}] {r.describe()}"

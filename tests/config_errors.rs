@@ -79,6 +79,18 @@ fn refused() -> Vec<Case> {
         c(&format!("{C}/1/hosts/0/address"), json!("127.0.0.1:0"), &format!("{CP}[1].hosts[0].address"), "port 0"),
         c(&format!("{C}/0/hosts/0/weight"), json!("2"), &format!("{CP}[0].hosts[0].weight"), "expected an integer"),
         c(&format!("{C}/0/lb_type"), json!("LB_ROUNDROBINN"), &format!("{CP}[0].lb_type"), "did you mean \"LB_ROUNDROBIN\""),
+        c(
+            &format!("{L}/stream_filters/0"),
+            json!({"type": "gzip", "config": {"gzip_level": 10}}),
+            "servers[0].listeners[0].stream_filters[0].config.gzip_level",
+            "out of range",
+        ),
+        c(
+            &format!("{L}/stream_filters/0"),
+            json!({"type": "gzip", "config": {"content_types": ["text plain"]}}),
+            "servers[0].listeners[0].stream_filters[0].config.content_types[0]",
+            "expected a media type",
+        ),
         c(&format!("{C}/0/lb_type"), json!("LB_ORIGINAL_DST"), &format!("{CP}[0].lb_type"), "not supported yet"),
         c(
             &format!("{C}/0/lbconfig"),
@@ -271,9 +283,9 @@ fn refused() -> Vec<Case> {
         c(&format!("{L}/stream_filters/0/type"), json!("metadat"), &format!("{LP}.stream_filters[0].type"), "unknown filter \"metadat\""),
         c(
             &format!("{L}/stream_filters/0/type"),
-            json!("gzip"),
+            json!("transcoder"),
             &format!("{LP}.stream_filters[0].type"),
-            "filter \"gzip\" is not supported yet",
+            "filter \"transcoder\" is not supported yet",
         ),
         c(
             &format!("{L}/stream_filters/0/config/metadataers/0/meta_data_key"),

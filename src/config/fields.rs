@@ -72,6 +72,7 @@ pub mod object {
     pub const METADATA_MATCH: &str = "*.metadata_match";
     pub const MIRROR_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].request_mirror_policies";
     pub const MIRROR: &str = "stream_filters[].config (mirror)";
+    pub const GZIP: &str = "stream_filters[].config (gzip)";
     pub const HASH_POLICY: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[]";
     pub const HASH_HEADER: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].header";
     pub const HASH_COOKIE: &str = "servers[].routers[].virtual_hosts[].routers[].route.hash_policy[].cookie";
@@ -384,6 +385,10 @@ pub static FIELDS: &[Field] = &[
     yes(FAULT_HEADER, "name", "header name"),
     yes(FAULT_HEADER, "value", "value"),
     yes(FAULT_HEADER, "regex", "true: value is an unanchored regex"),
+    // --- gzip (done by the host's compression)
+    yes(GZIP, "gzip_level", "1..=9 (default 6): the host's compression level"),
+    yes(GZIP, "content_length", "the smallest response compressed, in bytes (default 0: any)"),
+    yes(GZIP, "content_types", "media types compressed (default [\"text/html\"])"),
     // --- mirror
     yes(MIRROR, "amplification", "copies per mirrored request (default 1)"),
     yes(MIRROR, "broadcast", "true: each copy goes to every host of the mirror cluster"),

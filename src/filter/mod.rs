@@ -13,6 +13,7 @@
 pub mod fault;
 pub mod fault_tolerance;
 pub mod flow_control;
+pub mod gzip;
 pub mod header_to_metadata;
 pub mod ip_access;
 pub mod metadata;

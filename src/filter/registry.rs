@@ -36,6 +36,7 @@ pub static FILTERS: &[FilterType] = &[
     FilterType { name: "metadata", object: object::METADATA, parse: super::metadata::parse },
     FilterType { name: "fault", object: object::FAULT, parse: super::fault::parse },
     FilterType { name: "fault_tolerance", object: object::FAULT_TOLERANCE, parse: super::fault_tolerance::parse },
+    FilterType { name: "gzip", object: object::GZIP, parse: super::gzip::parse },
     FilterType { name: "mirror", object: object::MIRROR, parse: super::mirror::parse },
     FilterType { name: "flowControlFilter", object: object::FLOW_CONTROL, parse: super::flow_control::parse },
     FilterType { name: "payload_limit", object: object::PAYLOAD_LIMIT, parse: super::payload_limit::parse },

@@ -44,6 +44,32 @@ pub const MODULE_NAME: &str = "mosn_envoy";
 /// The request header carrying the router's cluster choice to Envoy's router.
 pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 
+/// Envoy's compressor (gzip) from the listener's `gzip` filter (MOSN's gzip is done by the
+/// host), placed before the router; else nothing.
+fn compressor(l: &crate::config::ListenerConfig) -> String {
+    let Some(g) = l.stream_filters.iter().find_map(crate::filter::gzip::Gzip::settings) else { return String::new() };
+    let types: Vec<String> = g.content_types.iter().map(|t| quote(t)).collect();
+    format!(
+        r#"          # MOSN's gzip filter: the host compresses.
+          - name: envoy.filters.http.compressor
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor
+              response_direction_config:
+                common_config:
+                  min_content_length: {min}
+                  content_type: [{types}]
+              compressor_library:
+                name: gzip
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip
+                  compression_level: COMPRESSION_LEVEL_{level}
+"#,
+        min = g.min_length,
+        types = types.join(", "),
+        level = g.level,
+    )
+}
+
 /// Envoy's circuit breaker thresholds when MOSN sets none (MOSN: 0 = unlimited).
 const UNLIMITED: u32 = 1_000_000_000;
 
@@ -98,7 +124,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
               filter_config:
                 "@type": type.googleapis.com/google.protobuf.StringValue
                 value: {filter_cfg}
-          - name: envoy.filters.http.router
+{compressor}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
           route_config:
@@ -121,6 +147,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             filter_cfg = quote(&filter_cfg),
             cluster_header = CLUSTER_HEADER,
             no_host = NO_HOST,
+            compressor = compressor(l),
         );
     }
     let _ = writeln!(y, "  clusters:");

@@ -52,7 +52,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             c,
             r#"  server {{
     listen {addr}{reuseport};
-    mosn_listener {name};{mirror}
+    mosn_listener {name};{mirror}{gzip}
     location / {{
       proxy_pass http://mosn_upstream;
       proxy_http_version 1.1;
@@ -70,10 +70,39 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
             name = quote(&l.name),
             mirror = mirror_location(cfg, l),
+            gzip = gzip(l),
         );
     }
     let _ = writeln!(c, "}}");
     c
+}
+
+/// nginx's compression from the listener's `gzip` filter (MOSN's gzip is done by the host),
+/// else nothing.
+fn gzip(l: &ListenerConfig) -> String {
+    let Some(g) = l.stream_filters.iter().find_map(crate::filter::gzip::Gzip::settings) else { return String::new() };
+    // nginx always compresses text/html; listing it again is a warning.
+    let types: Vec<&str> = g.content_types.iter().map(String::as_str).filter(|t| *t != "text/html").collect();
+    format!(
+        r#"
+    # MOSN's gzip filter: the host compresses (responses to proxied requests too).
+    gzip on;
+    gzip_comp_level {level};
+    gzip_min_length {min};
+    gzip_proxied any;
+    gzip_vary on;{types}"#,
+        level = g.level,
+        min = g.min_length,
+        types = if types.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "
+    gzip_types {};",
+                types.join(" ")
+            )
+        },
+    )
 }
 
 /// The `mosn_mirror_location` directive and its named location, for a listener with a

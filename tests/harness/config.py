@@ -210,6 +210,8 @@ def _upstream_listener(ports: dict, host: str):
         {"type": "ip_access", "config": {"header": "x-client-ip", "ips": [
             {"action": "allow", "addrs": ["10.66.6.6"]}, {"action": "deny", "addrs": ["10.66.0.0/16", "2001:db8::/32"]}]}},
         {"type": "mirror", "config": {"broadcast": True}},
+        # Done by the host's compression (nginx gzip, Envoy's compressor).
+        {"type": "gzip", "config": {"gzip_level": 5, "content_length": 1, "content_types": ["text/plain"]}},
         # MOSN's key, with its trailing space.
         {"type": "payload_limit", "config": {"max_entity_size ": 1024, "http_status": 413}},
         {"type": "flowControlFilter", "config": {"global_switch": True, "limit_key_type": "PATH",
