@@ -20,8 +20,7 @@ from harness.ports import _ephemeral_range, free_port
 PORTS = {"s1a": 3450, "s1b": 3451, "s2": 3452, "s3": 3453, "dead1": 3460, "dead2": 3461}
 
 # The config of the brief, verbatim, with the placeholders filled in.
-EXPECTED = json.loads(r"""
-{
+EXPECTED = json.loads(r"""{
  "servers": [
   {
    "default_log_path": "stdout",
@@ -291,6 +290,22 @@ EXPECTED = json.loads(r"""
          },
          "route": {
           "cluster_header": "x-cluster"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/pfc50"
+         },
+         "route": {
+          "cluster_name": "s2"
+         },
+         "per_filter_config": {
+          "fault": {
+           "abort": {
+            "status": 503,
+            "percentage": 50
+           }
+          }
          }
         },
         {
