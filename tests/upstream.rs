@@ -682,3 +682,20 @@ fn the_mirror_filter_copies_by_the_routes_policy() {
     let n = (0..2000).filter(|_| !mirrors(&e).is_empty()).count();
     assert!((850..=1150).contains(&n), "50 % of 2000 requests: {n}");
 }
+
+#[test]
+fn an_expired_ejection_does_not_block_the_next() {
+    use mosn_extension::upstream::outlier::OutlierConfig;
+    let e = config(breaker_cluster(json!({}), 3), json!({}), json!([]));
+    let c = e.cluster("c").unwrap();
+    let cfg = OutlierConfig { least_window_count: 2, ..OutlierConfig::default() };
+    let t0 = 10_000_000;
+    cfg.record(c, 0, UpstreamOutcome::ConnectFailure, t0);
+    cfg.record(c, 0, UpstreamOutcome::ConnectFailure, t0);
+    assert!(!c.hosts[0].is_healthy());
+    // Host 0's ejection is over (nobody looked at it since); host 1 may be ejected now.
+    let later = t0 + cfg.recover_time.as_millis() as u64 + 1;
+    cfg.record(c, 1, UpstreamOutcome::ConnectFailure, later);
+    cfg.record(c, 1, UpstreamOutcome::ConnectFailure, later);
+    assert!(c.hosts[0].is_healthy() && !c.hosts[1].is_healthy());
+}

@@ -135,7 +135,12 @@ impl OutlierConfig {
         }
         // Two workers may both pass this check at once: the cap can be exceeded by one
         // ejection per racing worker, never more.
-        let ejected = cluster.hosts.iter().filter(|h| h.state.flags() & health::FAILED_OUTLIER_CHECK != 0).count() as u64;
+        // An ejection whose time is over counts no more (its flag is cleared lazily).
+        let ejected = cluster
+            .hosts
+            .iter()
+            .filter(|h| !recover_if_due(&h.state, now_ms) && h.state.flags() & health::FAILED_OUTLIER_CHECK != 0)
+            .count() as u64;
         if ejected >= self.max_ip_count {
             return;
         }
