@@ -502,6 +502,13 @@ impl Stream {
             Err(NoHostReason::NoHealthy) => return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::NoHealthyHost)),
             Err(NoHostReason::Overflow) => return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::Overflow)),
         };
+        let host = &cluster.hosts[index];
+        // The cluster only picks hosts with an address; a STRICT_DNS slot emptied since (a
+        // refresh in between) is no host for this attempt.
+        let Some((addr, address)) = host.current() else {
+            host.state.attempt_ended();
+            return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::NoHealthyHost));
+        };
         self.no_host = None;
         // Peak EWMA learns each host's latency from the attempts' durations.
         self.attempt_started_ns = if cluster.lb_type == crate::config::LbType::PeakEwma { lb::now_ns() } else { 0 };
@@ -509,11 +516,22 @@ impl Stream {
         self.attempts += 1;
         self.last_host = Some(index);
         self.in_flight = true;
-        let host = &cluster.hosts[index];
-        // The cluster only picks hosts with an address; a slot emptied since is still
-        // answered with the address it had (the text lives as long as the config).
-        let (addr, address) = host.current().unwrap_or((host.address, &host.address_text));
         Ok(Chosen { cluster, index, host, addr, address, attempt: self.attempts })
+    }
+
+    /// The host refused the attempt's host before sending anything (Envoy's retry predicate,
+    /// an address its worker lacks): another host for the same attempt. The refused host is
+    /// released and stays tried; the attempt count and any retry slot are unchanged.
+    pub fn choose_another_host(&mut self) -> Result<Chosen<'_>, NoHost> {
+        if self.in_flight {
+            if let (Some(c), Some(i)) = (self.cluster(), self.last_host) {
+                c.hosts[i].state.attempt_ended();
+            }
+            self.in_flight = false;
+            // choose_host counts the attempt again.
+            self.attempts = self.attempts.saturating_sub(1);
+        }
+        self.choose_host()
     }
 
     /// The latest attempt no longer counts as active on its host (nor as a retry).
@@ -551,13 +569,15 @@ impl Stream {
     /// another attempt (the host then calls [`Stream::choose_host`] again).
     pub fn upstream_result(&mut self, outcome: UpstreamOutcome) -> bool {
         self.outcome = Some(outcome);
+        // Only an attempt in flight is measured and judged (not a second report).
+        let measured = self.in_flight;
         if let (Some(o), Some(c), Some(i)) = (self.listener.outlier.as_ref(), self.cluster(), self.last_host) {
-            if self.in_flight {
+            if measured {
                 o.record(c, i, outcome, crate::upstream::outlier::now_ms());
             }
         }
         self.end_attempt();
-        if let (Some(h), true) = (self.upstream_host(), self.in_flight && self.attempt_started_ns != 0) {
+        if let (Some(h), true) = (self.upstream_host(), measured && self.attempt_started_ns != 0) {
             let now = lb::now_ns();
             h.state.record_latency(now.saturating_sub(self.attempt_started_ns), now, lb::DECAY_NS);
         }
@@ -577,6 +597,10 @@ impl Stream {
         };
         if !(self.attempts < self.max_attempts() && self.retriable(outcome)) {
             return false;
+        }
+        // Already granted (the host reported twice without a new attempt): no second slot.
+        if self.retry_admitted {
+            return true;
         }
         // MOSN's max_retries: retries in flight per cluster; a refused retry is an overflow
         // and the response stands.
@@ -622,6 +646,13 @@ impl Stream {
     /// Response headers (from the upstream, or the host's own error response). Runs
     /// the send filters; a host-generated failure response gets MOSN's status.
     pub fn response_headers(&mut self, status: u16, headers: &dyn HeaderMap, _end_of_stream: bool) -> Action {
+        // The answer goes out: a retry granted but not made is no longer in flight.
+        if self.retry_admitted && !self.in_flight {
+            if let Some(c) = self.cluster() {
+                c.end_retry();
+            }
+            self.retry_admitted = false;
+        }
         self.response_mutations.clear();
         if let Some(want) = self.failure_status() {
             if want != status {

@@ -699,3 +699,49 @@ fn an_expired_ejection_does_not_block_the_next() {
     cfg.record(c, 1, UpstreamOutcome::ConnectFailure, later);
     assert!(c.hosts[0].is_healthy() && !c.hosts[1].is_healthy());
 }
+
+#[test]
+fn peak_ewma_learns_each_attempts_latency() {
+    let hosts: Vec<Value> = (1..=2).map(|p| json!({"address": format!("127.0.0.1:{p}")})).collect();
+    let e = config(json!({"hosts": hosts, "lb_type": "LB_PEAK_EWMA"}), json!({}), json!([]));
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/")]), true);
+    let i = s.choose_host().unwrap().index;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    s.upstream_result(UpstreamOutcome::Response(200));
+    // Read at time 0 (before the stamp): no decay, the sample itself.
+    let v = e.cluster("c").unwrap().hosts[i].state.latency_ewma_ns(0, 10e9);
+    assert!(v.is_some_and(|v| v >= 20e6), "the attempt's 20 ms were recorded: {v:?}");
+}
+
+#[test]
+fn a_refused_host_is_replaced_within_the_attempt() {
+    let e = config(breaker_cluster(json!({}), 3), json!({"retry_policy": {"retry_on": true, "num_retries": 1}}), json!([]));
+    let mut s = e.new_stream(0, None).unwrap();
+    s.request_headers(&Headers(&[h(":path", "/")]), true);
+    let first = s.choose_host().unwrap().index;
+    let second = s.choose_another_host().unwrap().index;
+    assert_ne!(first, second);
+    assert_eq!(s.attempts(), 1, "still the first attempt");
+    let c = e.cluster("c").unwrap();
+    assert_eq!(c.hosts[first].state.active(), 0, "the refused host is released");
+    assert_eq!(c.hosts[second].state.active(), 1);
+    // The one retry the policy allows is still there.
+    assert!(s.upstream_result(UpstreamOutcome::ConnectFailure));
+    assert_eq!(s.choose_host().unwrap().attempt, 2);
+}
+
+#[test]
+fn a_full_subset_is_an_overflow_not_a_fallback() {
+    let mut cluster = subset_cluster(1);
+    cluster["circuit_breakers"] = json!([{"max_connections": 1}]);
+    let e = config(cluster, json!({}), serde_json::from_str(H2M).unwrap());
+    let hs = [h(":path", "/"), h("x-unit", "s2")];
+    let mut a = e.new_stream(0, None).unwrap();
+    a.request_headers(&Headers(&hs), true);
+    assert_eq!(a.choose_host().unwrap().host.address.port(), 3);
+    let mut b = e.new_stream(0, None).unwrap();
+    b.request_headers(&Headers(&hs), true);
+    assert_eq!(b.choose_host().err(), Some(NoHost::Overflow), "not another unit's host");
+    assert_eq!(b.failure_status(), Some(503));
+}

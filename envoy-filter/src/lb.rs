@@ -611,15 +611,22 @@ impl Lb {
         // Asked again within one stream: the previous attempt failed in a way Envoy did not
         // show the filter (it retried a connect failure / reset itself).
         let retry = st.chosen;
-        if retry && !st.outcome_reported && stream.upstream_host().is_some() {
-            stream.upstream_result(UpstreamOutcome::ConnectFailure);
+        if retry && !st.outcome_reported && stream.upstream_host().is_some() && !stream.upstream_result(UpstreamOutcome::ConnectFailure) {
+            // The core allows no further attempt (its policy, or max_retries): no host, as
+            // nginx stops there too; the core's answer for the failure is 502.
+            st.outcome_reported = true;
+            tracing::debug!(cluster = %self.shared.cluster.name, "the core allows no retry; no host");
+            return None;
         }
         st.chosen = true;
         st.outcome_reported = false;
         let mut seen = TriedHosts::default();
         let mut picked = None;
-        for _ in 0..self.shared.cluster.hosts.len().max(1) {
-            let chosen = match stream.choose_host() {
+        for k in 0..self.shared.cluster.hosts.len().max(1) {
+            // A host refused below is replaced within the same attempt (not a new attempt:
+            // the core's counts and retry budget stay right).
+            let next = if k == 0 { stream.choose_host() } else { stream.choose_another_host() };
+            let chosen = match next {
                 Ok(c) => c,
                 Err(why) => {
                     tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");

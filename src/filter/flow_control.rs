@@ -3,9 +3,10 @@
 //! is limited") once more than the rule's `threshold` requests came per `statIntervalInMs`.
 //!
 //! MOSN hands the rules to Sentinel (a sliding window per resource, per process). Here each
-//! rule is a token bucket of `threshold` tokens refilled at `threshold` per interval, in the
-//! config's shared state, so every worker (nginx's processes, Envoy's threads) draws from
-//! one bucket: a burst of `threshold` requests passes, then `threshold` per interval. Only
+//! rule is a token bucket of `threshold` tokens refilled at `threshold` per interval (kept as
+//! one word, GCRA's "theoretical arrival time"), in the config's shared state, so every worker
+//! (nginx's processes, Envoy's threads) draws from one bucket: a burst of `threshold`
+//! requests passes, then `threshold` per interval. Only
 //! Sentinel's default shape is taken (direct token calculation, reject); warm-up,
 //! throttling and related-resource rules are refused. `monitor: true` counts but never
 //! rejects (logged). Runs `AfterRoute`, as in MOSN.
@@ -19,14 +20,9 @@ use crate::upstream::state::Words;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Token units per token (fractions of a token accumulate between requests).
-const UNIT: u64 = 256;
-/// Bits of a bucket word holding the tokens (in units); the rest is the refill time in ms.
-const TOKEN_BITS: u32 = 24;
-const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
-/// The largest threshold a bucket holds.
-const MAX_THRESHOLD: u64 = TOKEN_MASK / UNIT;
-/// Bucket times count from 2024-01-01 UTC, so they fit the word's 40 time bits until 2058.
+/// The largest threshold accepted.
+const MAX_THRESHOLD: u64 = 1_000_000;
+/// Bucket times count in nanoseconds from 2024-01-01 UTC (comparable across processes).
 const TIME_BASE_MS: u64 = 1_704_067_200_000;
 
 /// The filter, built once per config.
@@ -52,9 +48,10 @@ enum KeyType {
 
 struct Rule {
     resource: String,
-    threshold: u64,
-    interval_ms: u64,
-    /// One word: the bucket's tokens and when it was last refilled.
+    /// One token's worth of time: the interval / threshold (ns).
+    emission_ns: u64,
+    interval_ns: u64,
+    /// One word: when the bucket would be full again (ns from `TIME_BASE_MS`; 0: never used).
     bucket: Words,
 }
 
@@ -145,7 +142,8 @@ fn parse_rule(mut r: Obj<'_>, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Opt
         d.error(rpath, "flowControlFilter rules need shared state (only a listener's filter has it)");
         return None;
     };
-    Some(Rule { resource: resource?, threshold: threshold?, interval_ms, bucket: words.take(1) })
+    let interval_ns = interval_ms * 1_000_000;
+    Some(Rule { resource: resource?, emission_ns: (interval_ns / threshold?).max(1), interval_ns, bucket: words.take(1) })
 }
 
 // === impl FlowControl ===
@@ -176,7 +174,7 @@ impl StreamFilter for FlowControl {
         let limited = {
             let raw = cx.header(":path").first().unwrap_or(b"/");
             let key = self.key(raw);
-            let now = now_ms();
+            let now = now_ns();
             // Every matching rule takes a token (no short circuit); a request passes only if
             // all had one.
             let mut limited = false;
@@ -201,35 +199,32 @@ impl StreamFilter for FlowControl {
 // === impl Rule ===
 
 impl Rule {
-    /// Takes one token; false if the bucket is empty. One compare-and-swap on the shared
-    /// word: refill by the time since the last refill, then take.
-    fn take(&self, now_ms: u64) -> bool {
-        let now_ms = now_ms.saturating_sub(TIME_BASE_MS) & ((1 << (64 - TOKEN_BITS)) - 1);
-        let full = self.threshold * UNIT;
+    /// Takes one token; false if the bucket is empty. GCRA on one shared word: a request may
+    /// pass while the theoretical arrival time is at most one interval minus one token ahead
+    /// of now; passing moves it one token later (one compare-and-swap).
+    fn take(&self, now_ns: u64) -> bool {
+        let burst = self.interval_ns - self.emission_ns;
         let w = self.bucket.word(0);
         let mut cur = w.load(Ordering::Relaxed);
         loop {
-            let (tokens, last) = if cur == 0 { (full, now_ms) } else { (cur & TOKEN_MASK, cur >> TOKEN_BITS) };
-            let elapsed = now_ms.saturating_sub(last);
-            let refill = elapsed.saturating_mul(full) / self.interval_ms;
-            let tokens = (tokens + refill).min(full);
-            // Keep the time of the last whole refill step so fractions are not lost.
-            let last = if refill > 0 { now_ms } else { last };
-            let (ok, left) = if tokens >= UNIT { (true, tokens - UNIT) } else { (false, tokens) };
-            let next = (last << TOKEN_BITS) | left;
-            // 0 means "never used": store at least 1 in the time part.
-            let next = if next == 0 { 1 << TOKEN_BITS } else { next };
-            match w.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return ok,
+            // More than an interval ahead can only mean the clock stepped back: start over
+            // (no frozen bucket).
+            let tat = if cur == 0 || cur > now_ns + self.interval_ns { now_ns } else { cur.max(now_ns) };
+            if tat - now_ns > burst {
+                return false;
+            }
+            match w.compare_exchange_weak(cur, tat + self.emission_ns, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return true,
                 Err(v) => cur = v,
             }
         }
     }
 }
 
-/// Milliseconds since the Unix epoch: comparable across nginx's worker processes.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// Nanoseconds since `TIME_BASE_MS` (wall clock: comparable across nginx's processes).
+fn now_ns() -> u64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (d.as_nanos() as u64).saturating_sub(TIME_BASE_MS * 1_000_000).max(1)
 }
 
 #[cfg(test)]
@@ -242,29 +237,49 @@ mod tests {
         let mut layout = Layout::default();
         let bucket = WordAllocator { state: &state, layout: std::cell::RefCell::new(&mut layout) }.take(1);
         state.allocate(layout.next);
-        (Rule { resource: "/x".into(), threshold, interval_ms, bucket }, state)
+        let interval_ns = interval_ms * 1_000_000;
+        (Rule { resource: "/x".into(), emission_ns: interval_ns / threshold, interval_ns, bucket }, state)
+    }
+
+    /// Milliseconds as the bucket's nanoseconds.
+    fn ms(t: u64) -> u64 {
+        t * 1_000_000
     }
 
     #[test]
     fn a_burst_of_threshold_then_the_rate() {
         let (r, _s) = rule(5, 1000);
-        let t0 = 1_800_000_000_000;
-        assert_eq!((0..8).filter(|_| r.take(t0)).count(), 5, "the bucket starts full");
-        assert!(!r.take(t0 + 100), "100 ms refills half a token");
-        assert!(r.take(t0 + 200), "200 ms refills one");
-        assert!(!r.take(t0 + 200));
-        assert_eq!((0..10).filter(|_| r.take(t0 + 10_000)).count(), 5, "refilled to the threshold, no more");
+        let t0 = 100_000_000;
+        assert_eq!((0..8).filter(|_| r.take(ms(t0))).count(), 5, "the bucket starts full");
+        assert!(!r.take(ms(t0 + 100)), "100 ms refills half a token");
+        assert!(r.take(ms(t0 + 200)), "200 ms refills one");
+        assert!(!r.take(ms(t0 + 200)));
+        assert_eq!((0..10).filter(|_| r.take(ms(t0 + 10_000))).count(), 5, "refilled to the threshold, no more");
+    }
+
+    #[test]
+    fn fractions_are_kept_and_a_clock_step_back_does_not_freeze() {
+        let (r, _s) = rule(5, 1000);
+        let t0 = 100_000_000;
+        while r.take(ms(t0)) {}
+        // A request every millisecond for a second: exactly the 5 the rate allows.
+        let passed = (1..=1000).filter(|m| r.take(ms(t0 + m))).count();
+        assert_eq!(passed, 5);
+        // The clock steps back an hour: the bucket keeps refilling from the new now.
+        let back = t0 - 3_600_000;
+        while r.take(ms(back)) {}
+        assert!(r.take(ms(back + 200)), "refilled after 200 ms of the stepped-back clock");
     }
 
     #[test]
     fn threads_share_one_bucket() {
         let (r, _s) = rule(100, 60_000);
         let r = Arc::new(r);
-        let t0 = 1_800_000_000_000;
+        let t0 = 100_000_000;
         let passed: usize = (0..4)
             .map(|_| {
                 let r = r.clone();
-                std::thread::spawn(move || (0..100).filter(|_| r.take(t0)).count())
+                std::thread::spawn(move || (0..100).filter(|_| r.take(ms(t0))).count())
             })
             .collect::<Vec<_>>()
             .into_iter()

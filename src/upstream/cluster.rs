@@ -119,6 +119,8 @@ impl Cluster {
             let slots: Vec<&dns::DnsSlot> = self.hosts[r.clone()].iter().filter_map(|h| h.dns.as_ref()).collect();
             for i in dns::refresh(&slots, d) {
                 let index = r.start + i;
+                // A new address starts healthy: the old one's health is not its own.
+                self.hosts[index].state.reset_health();
                 out.push((index, self.hosts[index].current().map(|(a, _)| a)));
             }
         }
@@ -149,7 +151,12 @@ impl Cluster {
             (Some(subsets), false) => match subsets.get(criteria) {
                 Some(set) => match self.choose_in(set, pick, tried) {
                     Ok(i) => return Ok(i),
-                    Err(_) => {
+                    // A full subset is an overflow (503), not a reason to leave it.
+                    Err(NoHostReason::Overflow) => {
+                        self.word(CX_OVERFLOW).fetch_add(1, Ordering::Relaxed);
+                        return Err(NoHostReason::Overflow);
+                    }
+                    Err(NoHostReason::NoHealthy) => {
                         self.word(SUBSET_FALLBACK).fetch_add(1, Ordering::Relaxed);
                         subsets.fallback()
                     }
@@ -228,7 +235,7 @@ impl Cluster {
             self.word(active).fetch_add(1, Ordering::Relaxed);
             true
         } else {
-            self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then_some(n + 1)).is_ok()
+            self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then(|| n + 1)).is_ok()
         };
         self.word(if ok { total } else { overflow }).fetch_add(1, Ordering::Relaxed);
         ok

@@ -4,9 +4,10 @@
 //!
 //! The cluster's shape is fixed when the config loads (balancers, subsets and the shared
 //! state are built once), so each name gets [`SLOTS_PER_NAME`] host slots: a slot holds one
-//! resolved address or none (a host without an address is never picked). A refresh keeps
-//! an address that is still resolved in its slot (its counters and health stay with it),
-//! empties the slots of vanished addresses and fills empty slots with new ones.
+//! resolved address or none (a host without an address is never picked). The sorted
+//! addresses fill the slots in order, so processes that resolved the same set agree; a slot
+//! whose address changes starts with fresh health (its old address's state does not carry
+//! over).
 //!
 //! Each process resolves on its own (nginx: every worker, as the master's first resolution is
 //! inherited at fork); the addresses live in process memory, read lock-free on the request
@@ -67,16 +68,11 @@ impl DnsSlot {
             Some(a) => {
                 let Ok(mut h) = self.history.lock() else { return false };
                 // A value this slot held before is reused (no growth when addresses flap).
-                let existing = h.iter().find(|r| r.addr == a).map(|r| &**r as *const Resolved as *mut Resolved);
-                match existing {
-                    Some(p) => p,
-                    None => {
-                        let mut b = Box::new(Resolved { addr: a, text: a.to_string().into() });
-                        let p: *mut Resolved = &mut *b;
-                        h.push(b);
-                        p
-                    }
+                if !h.iter().any(|r| r.addr == a) {
+                    h.push(Box::new(Resolved { addr: a, text: a.to_string().into() }));
                 }
+                // The pointer is taken after the Box is in place (it never moves again).
+                h.iter().find(|r| r.addr == a).map_or(std::ptr::null_mut(), |r| &**r as *const Resolved as *mut Resolved)
             }
         };
         self.current.store(p, Ordering::Release);
@@ -99,42 +95,15 @@ pub fn resolve(name: &str, port: u16, family: DnsFamily) -> std::io::Result<Vec<
     Ok(out)
 }
 
-/// Spreads `addrs` over `slots`: an address still resolved keeps its slot, vanished ones are
-/// cleared, new ones fill empty slots. Returns the indexes (into `slots`) that changed.
+/// Puts `addrs` (sorted) into `slots` in order: slot i holds the i-th address, the rest none.
+/// The placement depends only on the resolved set, so every process that resolved the same
+/// set agrees on it (nginx's workers resolve each for itself but share each slot's health and
+/// counters). Returns the indexes (into `slots`) that changed.
 pub fn assign(slots: &[&DnsSlot], addrs: &[SocketAddr]) -> Vec<usize> {
-    let mut changed = Vec::new();
-    let mut placed = vec![false; addrs.len()];
-    for (i, s) in slots.iter().enumerate() {
-        if let Some(a) = s.get().map(|r| r.addr) {
-            match addrs.iter().position(|x| *x == a) {
-                Some(k) => placed[k] = true,
-                None => {
-                    s.set(None);
-                    changed.push(i);
-                }
-            }
-        }
+    if addrs.len() > slots.len() {
+        tracing::warn!(name = %slots.first().map_or("", |s| s.name.as_str()), unused = addrs.len() - slots.len(), "STRICT_DNS: more addresses than host slots ({SLOTS_PER_NAME}); the rest are not used");
     }
-    let mut fresh = addrs.iter().zip(&placed).filter(|(_, p)| !**p).map(|(a, _)| *a);
-    for (i, s) in slots.iter().enumerate() {
-        if s.get().is_none() {
-            match fresh.next() {
-                Some(a) => {
-                    s.set(Some(a));
-                    if !changed.contains(&i) {
-                        changed.push(i);
-                    }
-                }
-                None => break,
-            }
-        }
-    }
-    let unused = fresh.count();
-    if unused > 0 {
-        tracing::warn!(name = %slots.first().map_or("", |s| s.name.as_str()), unused, "STRICT_DNS: more addresses than host slots ({SLOTS_PER_NAME}); the rest are not used");
-    }
-    changed.sort_unstable();
-    changed
+    slots.iter().enumerate().filter(|(i, s)| s.set(addrs.get(*i).copied())).map(|(i, _)| i).collect()
 }
 
 /// Resolves one name into its slots; logs a failure (the slots keep their addresses, as
@@ -227,15 +196,21 @@ mod tests {
     }
 
     #[test]
-    fn addresses_keep_their_slots_across_refreshes() {
+    fn the_resolved_set_alone_decides_the_slots() {
         let s = slots(3);
         let refs: Vec<&DnsSlot> = s.iter().collect();
         assert_eq!(assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80"])), [0, 1]);
         assert_eq!(held(&s), [Some("10.0.0.1:80".into()), Some("10.0.0.2:80".into()), None]);
-        // .1 vanishes, .3 appears: .2 stays in slot 1, .3 takes the first empty slot.
-        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), [0]);
-        assert_eq!(held(&s), [Some("10.0.0.3:80".into()), Some("10.0.0.2:80".into()), None]);
-        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), Vec::<usize>::new(), "no change");
+        assert_eq!(assign(&refs, &addrs(&["10.0.0.1:80", "10.0.0.2:80"])), Vec::<usize>::new(), "no change");
+        // .1 vanishes, .3 appears: slots hold the sorted set, whatever they held before.
+        assert_eq!(assign(&refs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"])), [0, 1]);
+        assert_eq!(held(&s), [Some("10.0.0.2:80".into()), Some("10.0.0.3:80".into()), None]);
+        // Another process that saw other sets in between ends the same.
+        let other = slots(3);
+        let orefs: Vec<&DnsSlot> = other.iter().collect();
+        assign(&orefs, &addrs(&["10.0.0.9:80"]));
+        assign(&orefs, &addrs(&["10.0.0.2:80", "10.0.0.3:80"]));
+        assert_eq!(held(&other), held(&s));
         assert_eq!(assign(&refs, &[]), [0, 1]);
         assert_eq!(held(&s), [None, None, None]);
     }

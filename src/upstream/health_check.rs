@@ -5,8 +5,8 @@
 //! probes to a few prober threads (a dead host's timeout never delays the others' checks).
 //! A probe is a TCP connect, or an HTTP/1.1 request whose status must fall in `codes`.
 //! `unhealthy_threshold` failures in a row set the host's `FAILED_ACTIVE_HC`;
-//! `healthy_threshold` passes in a row clear it, and end a passive ejection too (as Envoy
-//! does). Hosts start healthy (MOSN).
+//! `healthy_threshold` passes in a row clear it (a passive ejection runs its course, as in
+//! MOSN). Hosts start healthy (MOSN).
 //!
 //! Who runs the checks: on nginx exactly one worker (the results reach the others through
 //! the shared zone); on Envoy the process, which also tells Envoy's cluster (see
@@ -188,7 +188,12 @@ fn prober(
         if let Some(healthy) = record(config(t), &host.state, passed) {
             tracing::warn!(cluster = %t.cluster.name, host = %host.address_text, healthy, "health check changed the host's health");
             if let Some(w) = watch {
-                w(&t.cluster, t.index, healthy);
+                // A panicking watcher must not stop this prober (its targets would never be
+                // checked again).
+                let call = std::panic::AssertUnwindSafe(|| w(&t.cluster, t.index, healthy));
+                if std::panic::catch_unwind(call).is_err() {
+                    tracing::error!(cluster = %t.cluster.name, "health watcher panicked");
+                }
             }
         }
         if done.send(i).is_err() {
@@ -213,10 +218,7 @@ pub fn record(cfg: &HealthCheckConfig, host: &HostState, passed: bool) -> Option
         if flagged {
             host.set_flag(health::FAILED_ACTIVE_HC, false);
         }
-        // A pass ends a passive ejection (Envoy's default; MOSN has no such interplay).
-        if host.flags() & health::FAILED_OUTLIER_CHECK != 0 {
-            host.set_flag(health::FAILED_OUTLIER_CHECK, false);
-        }
+        // A passive ejection runs its course (MOSN: the checks and fault_tolerance are apart).
         return (!was_healthy && host.is_healthy()).then_some(true);
     }
     if !passed && -streak >= i64::from(cfg.unhealthy_threshold) && !flagged {

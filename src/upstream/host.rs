@@ -66,6 +66,11 @@ impl HostState {
     pub fn is_healthy(&self) -> bool {
         self.flags() == 0
     }
+    /// The flags, ordered after what was published before them (passive ejection reads its
+    /// deadline after the flag).
+    pub(crate) fn flags_acquire(&self) -> u64 {
+        self.word(FLAGS).load(Ordering::Acquire)
+    }
     /// Sets or clears one [`health`] flag; true if the host's health changed (counted).
     pub fn set_flag(&self, flag: u64, on: bool) -> bool {
         let before =
@@ -84,10 +89,13 @@ impl HostState {
     /// Starts an attempt unless `max_active` (0: no limit) are already in flight; the
     /// check and the count are one atomic step, so concurrent workers never exceed it.
     pub(crate) fn try_start_attempt(&self, max_active: u64) -> bool {
-        let ok = self
-            .word(RQ_ACTIVE)
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (max_active == 0 || n < max_active).then_some(n + 1))
-            .is_ok();
+        let active = self.word(RQ_ACTIVE);
+        let ok = if max_active == 0 {
+            active.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max_active).then(|| n + 1)).is_ok()
+        };
         if ok {
             self.word(RQ_TOTAL).fetch_add(1, Ordering::Relaxed);
         }
@@ -128,6 +136,14 @@ impl HostState {
     /// Times this host went from healthy to unhealthy or back.
     pub fn health_changes(&self) -> u64 {
         self.word(HEALTH_CHANGES).load(Ordering::Relaxed)
+    }
+
+    /// Forgets the health the host's previous address had (a STRICT_DNS slot that now holds
+    /// another address): flags, ejection, streaks, windows, latency. Traffic counters stay.
+    pub(crate) fn reset_health(&self) {
+        for w in [FLAGS, EJECTED_UNTIL_MS, CONSECUTIVE_FAILURES, HC_STREAK, WINDOW_CALLS, WINDOW_ERRORS, EWMA_LATENCY_NS, EWMA_STAMP_NS] {
+            self.word(w).store(0, Ordering::Release);
+        }
     }
 
     // --- passive health (see `outlier.rs`)

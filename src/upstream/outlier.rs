@@ -12,7 +12,7 @@
 //! At most `maxIpCount` hosts of a cluster are ejected at a time (MOSN), and at most
 //! `maxIpRatio` of them when it is set (MOSN parses it but never checks it). An ejection lasts
 //! `recoverTime` × the number of times the host was ejected, at most 10 × (MOSN: always
-//! `recoverTime`), or until an active health check passes. Windows roll lazily: the first
+//! `recoverTime`). Windows roll lazily: the first
 //! outcome recorded after a window ends evaluates it (one worker wins the roll).
 
 use super::cluster::Cluster;
@@ -149,7 +149,9 @@ impl OutlierConfig {
         }
         let n = host.ejections_word().fetch_add(1, Ordering::Relaxed) + 1;
         let duration = self.recover_time.as_millis() as u64 * n.min(MAX_EJECTION_FACTOR);
-        host.ejected_until_ms().store(now_ms + duration, Ordering::Relaxed);
+        // Published before the flag (Release), read after it (Acquire in recover_if_due): a
+        // worker that sees the flag sees the deadline.
+        host.ejected_until_ms().store(now_ms + duration, Ordering::Release);
         host.consecutive_failures().store(0, Ordering::Relaxed);
         if host.set_flag(health::FAILED_OUTLIER_CHECK, true) {
             tracing::warn!(cluster = %cluster.name, host = %cluster.hosts[index].address_text, ms = duration, "host ejected (fault_tolerance)");
@@ -160,8 +162,8 @@ impl OutlierConfig {
 /// Clears an ejection whose time is over; true if the host is healthy now. Called when a
 /// balancer looks at an unhealthy host (cheap: only hosts with a flag set).
 pub fn recover_if_due(host: &HostState, now_ms: u64) -> bool {
-    let flags = host.flags();
-    if flags & health::FAILED_OUTLIER_CHECK != 0 && now_ms >= host.ejected_until_ms().load(Ordering::Relaxed) {
+    let flags = host.flags_acquire();
+    if flags & health::FAILED_OUTLIER_CHECK != 0 && now_ms >= host.ejected_until_ms().load(Ordering::Acquire) {
         host.set_flag(health::FAILED_OUTLIER_CHECK, false);
         return host.is_healthy();
     }
