@@ -7,8 +7,9 @@ use crate::upstream::hash::mix;
 
 /// Slots per host the table aims at (the Maglev paper: about 1 % imbalance at 100).
 const SLOTS_PER_MEMBER: u64 = 100;
-/// Smallest table: Envoy's and MOSN's default size, a prime.
-const MIN_TABLE: u64 = 65_537;
+/// Smallest table, a prime: 100 slots a host keep the shares within about 1 % (Envoy and
+/// MOSN use 65,537 at least; a subset of a few hosts would then cost 256 KiB each).
+const MIN_TABLE: u64 = 1_031;
 /// Largest table aimed at (16 MiB of slots); beyond 41,943 hosts, fewer slots per host.
 const MAX_TABLE: u64 = 1 << 22;
 
@@ -19,8 +20,8 @@ const MAX_TABLE: u64 = 1 << 22;
 /// share of the slots. Turns go in order of address hash, so the order of hosts in the
 /// config does not matter, and every worker, thread or process, builds the same table.
 ///
-/// Table size: the smallest prime ≥ max(65,537, 100 × hosts), capped near 4,194,304
-/// (and always more than the host count): 4 bytes a slot, so 256 KiB up to 655 hosts,
+/// Table size: the smallest prime ≥ max(1,031, 100 × hosts), capped near 4,194,304
+/// (and always more than the host count): 4 bytes a slot, so 4 KiB for a few hosts,
 /// about 4 MB at 10,000. MOSN uses 65,537 slots below 30,000 hosts (which balances poorly
 /// past a few hundred hosts), 655,373 from there, and ignores weights. Building costs
 /// O(M log M); a pick is one lookup, O(1).
@@ -203,8 +204,9 @@ mod tests {
 
     #[test]
     fn table_sizes_are_primes_above_the_host_count() {
-        assert_eq!(table_size(0), 65_537);
-        assert_eq!(table_size(655), 65_537);
+        assert_eq!(table_size(0), 1_031);
+        assert_eq!(table_size(10), 1_031);
+        assert_eq!(table_size(655), (65_500..).find(|&m| is_prime(m)).unwrap());
         assert_eq!(table_size(10_000), 1_000_003);
         assert_eq!(table_size(1_000_000), 4_194_319);
         for n in [1, 700, 50_000] {
