@@ -33,7 +33,7 @@
  function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
  compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
  */
-#define MOSN_EXT_ABI_VERSION 3
+#define MOSN_EXT_ABI_VERSION 4
 
 /*
  `mosn_ext_action.kind`: go on (apply `mutations`).
@@ -509,6 +509,14 @@ uint32_t mosn_ext_stream_request_trailers(mosn_ext_stream *s, const mosn_ext_mes
  request headers again (and the body if it was buffered).
  */
 uint32_t mosn_ext_stream_resume(mosn_ext_stream *s, const mosn_ext_message *req, mosn_ext_action *out);
+
+/*
+ After `MOSN_EXT_CONTINUE` on a request whose body the host buffered: the body a filter
+ replaced it with, in `out` (valid until the stream is destroyed). The host sends it
+ instead of the client's, with `Content-Length` set to its length (and no
+ `Transfer-Encoding`). Returns false when the body is unchanged.
+ */
+bool mosn_ext_stream_replaced_body(const mosn_ext_stream *s, mosn_ext_bytes *out);
 
 /*
  The route's upstream settings, once the request is routed (after CONTINUE).

@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_mosn_read_body(ngx_http_request_t *r,
 static void ngx_http_mosn_body_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mosn_collect_body(ngx_http_request_t *r,
     ngx_http_mosn_ctx_t *ctx);
+static ngx_int_t ngx_http_mosn_replace_body(ngx_http_request_t *r,
+    ngx_http_mosn_ctx_t *ctx);
 static off_t ngx_http_mosn_body_length(ngx_chain_t *in);
 static u_char *ngx_http_mosn_copy_body(ngx_http_request_t *r, ngx_chain_t *in,
     u_char *p);
@@ -337,7 +339,9 @@ ngx_http_mosn_act(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx,
     case MOSN_EXT_CONTINUE:
         ctx->state = NGX_HTTP_MOSN_DONE;
 
-        if (ngx_http_mosn_apply_request_mutations(r, act) != NGX_OK) {
+        if (ngx_http_mosn_apply_request_mutations(r, act) != NGX_OK
+            || ngx_http_mosn_replace_body(r, ctx) != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -544,6 +548,65 @@ ngx_http_mosn_body_done(ngx_http_request_t *r)
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
+}
+
+
+/*
+ * a filter replaced the buffered body: the proxy sends the new one, with its length as
+ * Content-Length (the proxy takes it from content_length_n once the body is read, also
+ * for a chunked request)
+ */
+
+static ngx_int_t
+ngx_http_mosn_replace_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx)
+{
+    u_char          *p;
+    ngx_buf_t       *b;
+    ngx_chain_t     *cl;
+    mosn_ext_bytes   body;
+
+    if (ctx->body.ptr == NULL
+        || !mosn_ext_stream_replaced_body(ctx->stream, &body))
+    {
+        return NGX_OK;
+    }
+
+    if (r->request_body == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "mosn: a replaced body but no request body");
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (body.len) {
+        /* the library's copy lives as long as the stream; the proxy may send later */
+        p = ngx_pnalloc(r->pool, body.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, body.ptr, body.len);
+        b->pos = p;
+        b->last = p + body.len;
+        b->temporary = 1;
+    }
+
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+
+    r->request_body->bufs = cl;
+    r->headers_in.content_length_n = body.len;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mosn: request body replaced, %uz bytes", body.len);
+
+    return NGX_OK;
 }
 
 

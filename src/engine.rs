@@ -100,6 +100,17 @@ impl Engine {
             // listener's own does not (routing happens after the host buffers).
             let per_route = router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name()));
             let body_filters = filters.iter().chain(per_route).filter(|f| f.may_need_body()).cloned().collect();
+            // A route can turn off only what runs once it is known: AfterRoute and send filters.
+            for f in router.iter().flat_map(|r| r.per_route_filters()) {
+                let Some(path) = f.disabled_at() else { continue };
+                let own = filters.iter().filter(|l| l.name() == f.name());
+                if own.clone().any(|l| l.receive_phase() == Some(crate::filter::ReceivePhase::BeforeRoute) && !l.sends()) {
+                    d.error(
+                        path.to_string(),
+                        format!("filter \"{}\" runs before routing on listener \"{}\": a route can not turn it off", f.name(), l.name),
+                    );
+                }
+            }
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,

@@ -96,6 +96,17 @@ pub struct Stream {
     outcome: Option<UpstreamOutcome>,
     flags: u32,
     wake: WakeSource,
+    /// The request body a filter replaced the buffered one with.
+    new_body: Option<Vec<u8>>,
+}
+
+/// What the host has of a buffered request besides its headers.
+#[derive(Clone, Copy, Default)]
+pub struct Payload<'a> {
+    /// The whole body (`None`: the request was not buffered).
+    pub body: Option<&'a [u8]>,
+    /// The trailers, if the request had any.
+    pub trailers: Option<&'a dyn HeaderMap>,
 }
 
 /// Streams alive in this process (started and not dropped yet).
@@ -138,6 +149,7 @@ impl Stream {
             outcome: None,
             flags: 0,
             wake: WakeSource::new(wake),
+            new_body: None,
         }
     }
 
@@ -167,32 +179,52 @@ impl Stream {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, None, raw_path)
+        self.run(headers, Payload::default(), raw_path)
     }
 
     /// The buffered request body (after [`Action::BufferBody`]). Only the call with
     /// `end_of_stream` runs the filters; earlier calls return `BufferBody` again.
     pub fn request_body(&mut self, headers: &dyn HeaderMap, body: &[u8], end_of_stream: bool) -> Action {
+        if !end_of_stream {
+            return if self.stage == Stage::Start { Action::BufferBody } else { self.current_action() };
+        }
+        self.request_end(headers, Payload { body: Some(body), trailers: None })
+    }
+
+    /// The request's trailers arrived after its buffered body: the request is complete.
+    pub fn request_trailers(&mut self, headers: &dyn HeaderMap, body: &[u8], trailers: &dyn HeaderMap) -> Action {
+        self.request_end(headers, Payload { body: Some(body), trailers: Some(trailers) })
+    }
+
+    fn request_end(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>) -> Action {
         if self.stage != Stage::Start {
             return self.current_action();
         }
-        if !end_of_stream {
-            return Action::BufferBody;
-        }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, Some(body), None)
+        self.run(headers, payload, None)
     }
 
     /// Continues after the wake function was called. The host passes the request
     /// headers again (and the body if it buffered one).
     pub fn resume(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>) -> Action {
+        self.resume_with(headers, Payload { body, trailers: None })
+    }
+
+    /// [`Stream::resume`] with the request's trailers too, when it had some.
+    pub fn resume_with(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>) -> Action {
         match self.stage {
             Stage::Waiting { phase, at } => {
                 self.stage = Stage::Filters { phase, next: at, resumed: true };
-                self.run(headers, body, None)
+                self.run(headers, payload, None)
             }
             _ => self.current_action(),
         }
+    }
+
+    /// The body a filter replaced the buffered request body with; the host sends it instead
+    /// (with `Content-Length` set to its length) once the request goes upstream.
+    pub fn replaced_body(&self) -> Option<&[u8]> {
+        self.new_body.as_deref()
     }
 
     fn current_action(&self) -> Action {
@@ -206,7 +238,7 @@ impl Stream {
 
     /// Runs the filters from the current stage; `raw_path` is the host's `:path` when the
     /// caller already looked it up.
-    fn run(&mut self, headers: &dyn HeaderMap, body: Option<&[u8]>, raw_path: Option<&[u8]>) -> Action {
+    fn run(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>, raw_path: Option<&[u8]>) -> Action {
         let listener = self.listener.clone();
         loop {
             let Stage::Filters { phase, next, resumed } = self.stage else { return self.current_action() };
@@ -232,7 +264,9 @@ impl Stream {
                 };
                 let mut cx = ReceiveContext {
                     headers,
-                    body,
+                    body: payload.body,
+                    trailers: payload.trailers,
+                    new_body: &mut self.new_body,
                     mutations: &mut self.mutations,
                     metadata: &mut self.metadata,
                     router_meta: &mut self.router_meta,
@@ -663,7 +697,16 @@ impl Stream {
             header_edit::apply(e, headers, &mut self.response_mutations);
         }
         let listener = self.listener.clone();
-        for f in listener.filters.iter().filter(|f| f.sends()) {
+        for mut f in listener.filters.iter().filter(|f| f.sends()) {
+            // A route's per_filter_config replaces (or turns off) the listener's filter.
+            if let (Some(m), Some(router)) = (self.routed, listener.router.as_deref()) {
+                if let Some(own) = router.per_filter(m, f.name()) {
+                    f = own;
+                }
+            }
+            if !f.sends() {
+                continue;
+            }
             let mut cx = SendContext { headers, status, mutations: &mut self.response_mutations, metadata: &self.metadata };
             if f.on_send(&mut cx) != FilterStatus::Continue {
                 break;

@@ -988,6 +988,58 @@ def payload_limit_answers_413_and_the_backend_sees_nothing(ctx: CaseContext):
 
 
 @case
+def a_body_reading_driver_routes_by_the_uid_in_the_body(ctx: CaseContext):
+    """The UNIT driver's body_key: without a uid header the uid comes from the JSON (or form)
+    body, here at the end of a 1 MiB JSON body, and picks the subset; the whole body reaches
+    the backend. The header wins over the body. payload_limit (1024 on this listener) is
+    turned off for this route only (per_filter_config {"disable": true}): elsewhere the same
+    body is a 413."""
+    if not getattr(ctx, "port2", None):
+        return
+    tail = b'", "uid": 150}'
+    big = b'{"pad": "' + b"x" * ((1 << 20) - len(b'{"pad": "') - len(tail)) + tail
+    assert len(big) == 1 << 20
+    r = up(ctx, "bodyuid", [("content-type", "application/json")], method="POST", body=big)
+    assert r.status == 200 and r.header("x-backend-site") == "s2", f"[{ctx.host_name}] 1 MiB JSON, uid 150: {r.describe()}"
+    assert r.header("x-seen-body-len") == str(1 << 20), f"[{ctx.host_name}] body the backend saw: {r.describe()}"
+    r = up(ctx, "upload", method="POST", body=big)
+    assert r.status == 413, f"[{ctx.host_name}] payload_limit applies off that route: {r.describe()}"
+    r = up(ctx, "bodyuid", [("content-type", "application/x-www-form-urlencoded")], method="POST", body=b"a=1&uid=2")
+    assert r.header("x-backend-site") == "s1" and r.header("x-seen-unit") == "s1", f"[{ctx.host_name}] form uid=2: {r.describe()}"
+    r = up(ctx, "bodyuid", [("uid", "201")], method="POST", body=b'{"uid": 2}')
+    assert r.header("x-backend-site") == "s3", f"[{ctx.host_name}] the header wins: {r.describe()}"
+    chunked = (f"POST {ctx.new_path('chunked')} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-case: bodyuid\r\n"
+               f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    chunked += b"6\r\n{\"uid\"\r\n6\r\n: 150}\r\n0\r\n\r\n"
+    r = send_raw(ctx.port2, chunked)
+    assert r.status == 200 and r.header("x-backend-site") == "s2", f"[{ctx.host_name}] chunked JSON: {r.describe()}"
+    r = up(ctx, "bodyuid", method="POST", body=b'{"user": 7}')
+    assert r.status == 200 and r.header("x-seen-unit") == "-", f"[{ctx.host_name}] no uid: no unit: {r.describe()}"
+
+
+@case
+def a_filter_replaces_the_request_body(ctx: CaseContext):
+    """body_rewrite (this route's per_filter_config; the listener's has no rules): the backend
+    gets the new body with a Content-Length that fits it, from a Content-Length or a chunked
+    request; another route's body is untouched."""
+    if not getattr(ctx, "port2", None):
+        return
+    body = b"a secret, another secret"
+    want = "a [redacted], another [redacted]"
+    r = up(ctx, "rewrite", method="POST", body=body)
+    assert r.status == 200 and r.header("x-seen-body") == want, f"[{ctx.host_name}] rewritten: {r.describe()}"
+    assert r.header("x-seen-content-length") == str(len(want)), f"[{ctx.host_name}] Content-Length: {r.describe()}"
+    chunked = (f"POST {ctx.new_path('chunked')} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-case: rewrite\r\n"
+               f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    chunked += b"6\r\na secr\r\n12\r\net, another secret\r\n0\r\n\r\n"
+    r = send_raw(ctx.port2, chunked)
+    assert r.status == 200 and r.header("x-seen-body") == want, f"[{ctx.host_name}] chunked: {r.describe()}"
+    assert r.header("x-seen-body-len") == str(len(want)), f"[{ctx.host_name}] chunked length: {r.describe()}"
+    r = up(ctx, "wrr", method="POST", body=body)
+    assert r.status == 200 and r.header("x-seen-body") == body.decode(), f"[{ctx.host_name}] other route: {r.describe()}"
+
+
+@case
 def flow_control_limits_a_path(ctx: CaseContext):
     """flowControlFilter, rule /limited: 3 per minute: 3 requests pass, then MOSN's 509
     "current request is limited"; other paths are not limited."""

@@ -430,6 +430,44 @@ fn refused() -> Vec<Case> {
         c("/servers", json!({}), "servers", "expected an array"),
         c("/cluster_manager", json!([]), "cluster_manager", "expected an object"),
         c("/dynamic_resources", json!({"lds_config": {}}), "dynamic_resources", "not supported yet"),
+        // A route turns a filter off with {"disable": true} and nothing else; only a filter
+        // that runs once the route is known (metadata runs before routing).
+        c(
+            &format!("{R}/1/per_filter_config"),
+            json!({"metadata": {"disable": true}}),
+            &format!("{RP}[1].per_filter_config.metadata"),
+            "runs before routing",
+        ),
+        c(
+            &format!("{R}/1/per_filter_config"),
+            json!({"fault": {"disable": false}}),
+            &format!("{RP}[1].per_filter_config.fault.disable"),
+            "expected true",
+        ),
+        c(
+            &format!("{R}/1/per_filter_config"),
+            json!({"fault": {"disable": true, "delay": {}}}),
+            &format!("{RP}[1].per_filter_config.fault"),
+            "no other field",
+        ),
+        c(
+            &format!("{R}/1/per_filter_config"),
+            json!({"faults": {"disable": true}}),
+            &format!("{RP}[1].per_filter_config.faults"),
+            "did you mean \"fault\"",
+        ),
+        c(
+            &format!("{L}/stream_filters/1"),
+            json!({"type": "body_rewrite", "config": {"request_rules": [{"from": ""}]}}),
+            "servers[0].listeners[0].stream_filters[1].config.request_rules[0].from",
+            "must not be empty",
+        ),
+        c(
+            &format!("{L}/stream_filters/0/config/metadataers/0/config/body_key"),
+            json!(""),
+            "servers[0].listeners[0].stream_filters[0].config.metadataers[0].config.body_key",
+            "empty key",
+        ),
     ]
 }
 
@@ -456,6 +494,8 @@ fn configs_mosn_runs_are_accepted() {
         // A cluster with no hosts (its requests get 502, no healthy upstream).
         (format!("{C}/1/hosts"), json!([]), None),
         (format!("{C}/1/hosts"), Value::Null, None),
+        // A route turns the fault filter off.
+        (format!("{R}/1/per_filter_config"), json!({"fault": {"disable": true}}), None),
         // The fault filter as MOSN's own tests write it.
         (format!("{L}/stream_filters/1/config"), json!({}), None),
         (format!("{L}/stream_filters/1/config"), Value::Null, None),

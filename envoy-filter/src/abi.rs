@@ -213,6 +213,10 @@ extern "C" {
         result_buffer_vector: *mut EnvoyBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(filter_envoy: *mut c_void) -> bool;
+    /// Drains up to `number_of_bytes` (all of it when larger); false if there is no such body.
+    pub fn envoy_dynamic_module_callback_http_drain_body(filter_envoy: *mut c_void, body_type: u32, number_of_bytes: usize) -> bool;
+    /// Appends `data` (copied); false if there is no such body (a current chunk outside a body hook).
+    pub fn envoy_dynamic_module_callback_http_append_body(filter_envoy: *mut c_void, body_type: u32, data: ModuleBuffer) -> bool;
     /// `uint64_t f(void*)` (checked with `objdump` on 1.40: one argument; 0 without callbacks).
     pub fn envoy_dynamic_module_callback_http_get_buffer_limit(filter_envoy: *mut c_void) -> u64;
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 fn header_kind(kind: HeaderKind) -> u32 {
     match kind {
         HeaderKind::Request => header_type::REQUEST,
+        HeaderKind::RequestTrailers => header_type::REQUEST_TRAILER,
         HeaderKind::Response => header_type::RESPONSE,
     }
 }
@@ -190,6 +191,20 @@ impl HttpHost for EnvoyHttp {
     fn received_body_is_buffered(&self) -> bool {
         // SAFETY: the stream's pointer inside its hook.
         unsafe { abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.envoy) }
+    }
+
+    fn replace_request_body(&mut self, body: &[u8]) {
+        let (received, buffered) = (body_type::RECEIVED_REQUEST, body_type::BUFFERED_REQUEST);
+        // SAFETY: the stream's pointer inside a request hook. Draining more than a body holds
+        // drains all of it; Envoy answers false where there is no such body (no current
+        // chunk outside a body hook, nothing buffered yet).
+        let had_chunk = unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, received, usize::MAX) };
+        // SAFETY: as above.
+        unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, buffered, usize::MAX) };
+        // The current chunk, when it is not the buffer itself, goes on after the buffer.
+        let into = if had_chunk && !self.received_body_is_buffered() { received } else { buffered };
+        // SAFETY: as above; Envoy copies `body` before returning.
+        unsafe { abi::envoy_dynamic_module_callback_http_append_body(self.envoy, into, ModuleBuffer::new(body)) };
     }
 
     fn buffer_limit(&self) -> u64 {

@@ -25,6 +25,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeaderKind {
     Request,
+    /// The request's trailers (read-only here; present once the trailers hook ran).
+    RequestTrailers,
     Response,
 }
 
@@ -110,6 +112,9 @@ pub trait HttpHost {
     fn request_body(&self, kind: BodyKind, out: &mut Vec<u8>);
     /// True if the current body hook's chunk is already part of the buffered body.
     fn received_body_is_buffered(&self) -> bool;
+    /// Makes `body` the whole request body Envoy forwards: drains what Envoy buffered and
+    /// the current body hook's chunk, and adds `body` in their place.
+    fn replace_request_body(&mut self, body: &[u8]);
     /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
     fn buffer_limit(&self) -> u64;
     /// The client's address as Envoy reports it (`ip:port`), if it has one.

@@ -32,6 +32,7 @@ use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::NO_HOST;
+use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
 use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
 use std::cell::{Cell, RefCell};
@@ -358,7 +359,7 @@ impl HttpFilter {
             tracing::debug!(?phase, "stale scheduler event ignored");
             return;
         }
-        match self.drive(host, |s, h, b| s.resume(h, b)) {
+        match self.drive(host, |s, h, p| s.resume_with(h, p)) {
             // No state borrow is held: the router may call the cluster LB in there.
             Next::Forward => host.continue_decoding(),
             Next::Park => {}
@@ -441,7 +442,7 @@ impl HttpFilter {
 
     /// Runs one core call with the request headers (and the buffered body) and records what
     /// it decided; applies the mutations on `Continue`. Holds the state borrow only inside.
-    fn drive(&self, host: &mut dyn HttpHost, call: impl FnOnce(&mut Stream, &dyn HeaderMap, Option<&[u8]>) -> Action) -> Next {
+    fn drive(&self, host: &mut dyn HttpHost, call: impl FnOnce(&mut Stream, &dyn HeaderMap, Payload<'_>) -> Action) -> Next {
         let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
             tracing::error!("stream state busy in a request hook; answering 500");
             return Next::Reply(internal_error("mosn_state_busy"));
@@ -451,7 +452,9 @@ impl HttpFilter {
             tracing::error!("core stream gone in a request hook; answering 500");
             return Next::Reply(internal_error("mosn_stream_gone"));
         };
-        let action = call(stream, &HostHeaders { host: &*host, kind: HeaderKind::Request }, st.body.as_deref());
+        let trailers = HostHeaders { host: &*host, kind: HeaderKind::RequestTrailers };
+        let payload = Payload { body: st.body.as_deref(), trailers: st.trailers.then_some(&trailers as &dyn HeaderMap) };
+        let action = call(stream, &HostHeaders { host: &*host, kind: HeaderKind::Request }, payload);
         match action {
             Action::Continue => {
                 apply_request(host, stream);
@@ -491,10 +494,17 @@ impl HttpFilter {
             host.request_body(BodyKind::Received, &mut body);
         }
         match self.cell.state.try_borrow_mut() {
-            Ok(mut st) => st.body = Some(body),
+            Ok(mut st) => {
+                st.body = Some(body);
+                // Called from the trailers hook (no current chunk): the request has trailers.
+                st.trailers = !with_received;
+            }
             Err(_) => return Next::Reply(internal_error("mosn_state_busy")),
         }
-        self.drive(host, |s, h, b| s.request_body(h, b.unwrap_or(&[]), true))
+        self.drive(host, |s, h, p| match p.trailers {
+            Some(t) => s.request_trailers(h, p.body.unwrap_or(&[]), t),
+            None => s.request_body(h, p.body.unwrap_or(&[]), true),
+        })
     }
 
     /// Sends a local reply unless one already answers the request (a second reply on a
@@ -532,6 +542,12 @@ impl HttpFilter {
 /// `mosn.unit`, and a route re-match.
 pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
     apply_mutations(host, HeaderKind::Request, stream.request_mutations());
+    // A filter's new body goes in place of the buffered one, framed by its length.
+    if let Some(body) = stream.replaced_body() {
+        host.replace_request_body(body);
+        host.remove_header(HeaderKind::Request, "transfer-encoding");
+        host.set_header(HeaderKind::Request, "content-length", &body.len().to_string());
+    }
     // The key that steers a request copy to its host (`mirror.rs`): no client can send this
     // pseudo-header, and the LB ignores it on a request with a stream; removed all the same
     // (after the core's mutations), so that only this module's copies ever carry it.

@@ -21,6 +21,8 @@ pub struct StreamState {
     pub more_body: bool,
     /// The buffered request body, once the core asked for it.
     pub body: Option<Vec<u8>>,
+    /// The request's trailers arrived (Envoy keeps them; the core reads them from there).
+    pub trailers: bool,
     /// The LB chose a host for this request at least once.
     pub chosen: bool,
     /// How the latest attempt ended was already told to the core.
@@ -72,6 +74,7 @@ impl StreamCell {
                 phase: Phase::Start,
                 more_body: false,
                 body: None,
+                trailers: false,
                 chosen: false,
                 outcome_reported: false,
             }),

@@ -45,11 +45,13 @@ pub enum Call {
     Commit(u64),
     SchedulerDelete,
     ContinueDecoding,
+    ReplaceBody(Vec<u8>),
 }
 
 /// A recording [`HttpHost`] with scripted headers, body chunks and scheduler.
 pub struct FakeHttp {
     pub request: Vec<(String, String)>,
+    pub request_trailers: Vec<(String, String)>,
     pub response: Vec<(String, String)>,
     /// Chunks served as Envoy's buffered request body.
     pub buffered: Vec<Vec<u8>>,
@@ -70,6 +72,7 @@ impl FakeHttp {
     pub fn new(request: &[(&str, &str)]) -> FakeHttp {
         FakeHttp {
             request: request.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            request_trailers: Vec::new(),
             response: Vec::new(),
             buffered: Vec::new(),
             received: Vec::new(),
@@ -117,6 +120,7 @@ impl FakeHttp {
     fn map(&mut self, kind: HeaderKind) -> &mut Vec<(String, String)> {
         match kind {
             HeaderKind::Request => &mut self.request,
+            HeaderKind::RequestTrailers => &mut self.request_trailers,
             HeaderKind::Response => &mut self.response,
         }
     }
@@ -124,6 +128,7 @@ impl FakeHttp {
     fn map_ref(&self, kind: HeaderKind) -> &Vec<(String, String)> {
         match kind {
             HeaderKind::Request => &self.request,
+            HeaderKind::RequestTrailers => &self.request_trailers,
             HeaderKind::Response => &self.response,
         }
     }
@@ -192,6 +197,17 @@ impl HttpHost for FakeHttp {
     }
     fn received_body_is_buffered(&self) -> bool {
         self.received_is_buffered
+    }
+    fn replace_request_body(&mut self, body: &[u8]) {
+        self.record(Call::ReplaceBody(body.to_vec()));
+        let chunk = !self.received.is_empty() && !self.received_is_buffered;
+        self.received.clear();
+        self.buffered.clear();
+        if chunk {
+            self.received = body.to_vec();
+        } else {
+            self.buffered.push(body.to_vec());
+        }
     }
     fn buffer_limit(&self) -> u64 {
         1 << 20
@@ -450,7 +466,8 @@ pub fn recording_scheduler() -> (Arc<dyn Scheduler>, Arc<Mutex<Vec<Call>>>) {
 /// - `x-test-ops` records SET a=1, ADD a=2, REMOVE b, SET c=3, and SET x-mosn-cluster /
 ///   x-envoy-max-retries (which the adapter must override);
 /// - with `needs_body`, a body containing `reject` is answered 403, others get
-///   `x-body-len`;
+///   `x-body-len`; a body starting with `replace` becomes `replaced!`; trailer `x-trailer`
+///   is copied to header `x-seen-trailer`;
 /// - on the response, an `x-test-panic` response header panics, otherwise `x-sent: 1`.
 pub struct ScriptFilter {
     pub needs_body: bool,
@@ -495,6 +512,12 @@ impl StreamFilter for ScriptFilter {
                 return FilterStatus::LocalReply;
             }
             cx.set_header("x-body-len".into(), body.len().to_string().into());
+            if body.starts_with(b"replace") {
+                cx.set_body(b"replaced!".to_vec());
+            }
+            if let Some(t) = cx.trailers().and_then(|t| t.get("x-trailer").first().map(<[u8]>::to_vec)) {
+                cx.set_header("x-seen-trailer".into(), String::from_utf8_lossy(&t).into_owned().into());
+            }
         }
         FilterStatus::Continue
     }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// The ABI version of this header. Bumped on any change of a `#[repr(C)]` layout or of a
 /// function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
 /// compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
-pub const MOSN_EXT_ABI_VERSION: u32 = 3;
+pub const MOSN_EXT_ABI_VERSION: u32 = 4;
 
 /// A loaded configuration (opaque). Shared by streams; freeing it while streams run is
 /// allowed (they keep their own reference).
@@ -106,13 +106,21 @@ impl HeaderMap for CHeaders<'_> {
 struct Msg<'a> {
     headers: CHeaders<'a>,
     body: Option<&'a [u8]>,
+    /// `None` when the message has no trailers.
+    trailers: Option<CHeaders<'a>>,
+}
+
+impl Msg<'_> {
+    fn payload(&self) -> mosn_extension::stream::Payload<'_> {
+        mosn_extension::stream::Payload { body: self.body, trailers: self.trailers.as_ref().map(|t| t as &dyn HeaderMap) }
+    }
 }
 
 /// SAFETY: `m` is NULL or points to a valid message whose arrays follow the header
 /// contract for the duration of the call.
 unsafe fn message<'a>(m: *const mosn_ext_message) -> Msg<'a> {
     if m.is_null() {
-        return Msg { headers: CHeaders(&[]), body: None };
+        return Msg { headers: CHeaders(&[]), body: None, trailers: None };
     }
     // SAFETY: non-NULL and valid per the function contract.
     let m = unsafe { &*m };
@@ -121,6 +129,8 @@ unsafe fn message<'a>(m: *const mosn_ext_message) -> Msg<'a> {
         headers: unsafe { CHeaders::new(m.headers, m.headers_len) },
         // SAFETY: as above.
         body: if m.body.ptr.is_null() { None } else { Some(unsafe { bytes(m.body) }) },
+        // SAFETY: as above.
+        trailers: (m.trailers_len > 0).then(|| unsafe { CHeaders::new(m.trailers, m.trailers_len) }),
     }
 }
 
@@ -580,7 +590,10 @@ pub extern "C" fn mosn_ext_stream_request_trailers(
     unsafe {
         step(s, out, false, |st| {
             let m = message(req);
-            st.request_body(&m.headers, m.body.unwrap_or(&[]), true)
+            match &m.trailers {
+                Some(t) => st.request_trailers(&m.headers, m.body.unwrap_or(&[]), t),
+                None => st.request_body(&m.headers, m.body.unwrap_or(&[]), true),
+            }
         })
     }
 }
@@ -593,9 +606,30 @@ pub extern "C" fn mosn_ext_stream_resume(s: *mut mosn_ext_stream, req: *const mo
     unsafe {
         step(s, out, false, |st| {
             let m = message(req);
-            st.resume(&m.headers, m.body)
+            st.resume_with(&m.headers, m.payload())
         })
     }
+}
+
+/// After `MOSN_EXT_CONTINUE` on a request whose body the host buffered: the body a filter
+/// replaced it with, in `out` (valid until the stream is destroyed). The host sends it
+/// instead of the client's, with `Content-Length` set to its length (and no
+/// `Transfer-Encoding`). Returns false when the body is unchanged.
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_replaced_body(s: *const mosn_ext_stream, out: *mut mosn_ext_bytes) -> bool {
+    guard(false, || {
+        // SAFETY: NULL or a live stream (contract).
+        let Some(s) = (unsafe { s.as_ref() }) else { return false };
+        let Some(body) = s.stream.replaced_body() else { return false };
+        // SAFETY: `out` is NULL or writable (contract).
+        match unsafe { out.as_mut() } {
+            Some(o) => {
+                *o = out_bytes(body);
+                true
+            }
+            None => false,
+        }
+    })
 }
 
 /// The route's upstream settings, once the request is routed (after CONTINUE).

@@ -10,6 +10,7 @@
 //! Each filter type is one file that reads its own `config` and builds the filter; the
 //! [`registry`] lists them by MOSN type name.
 
+pub mod body_rewrite;
 pub mod fault;
 pub mod fault_tolerance;
 pub mod flow_control;
@@ -87,12 +88,20 @@ pub trait StreamFilter: Send + Sync {
     fn outlier(&self) -> Option<&crate::upstream::outlier::OutlierConfig> {
         None
     }
+    /// The `per_filter_config` entry's JSON path when this stands for a filter a route
+    /// turned off (see [`registry::disable_entry`]).
+    fn disabled_at(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The per-stream state filters may read and change on the request path.
 pub struct ReceiveContext<'a> {
     pub(crate) headers: &'a dyn HeaderMap,
     pub(crate) body: Option<&'a [u8]>,
+    pub(crate) trailers: Option<&'a dyn HeaderMap>,
+    /// The body a filter replaced the request's with (the host sends it instead).
+    pub(crate) new_body: &'a mut Option<Vec<u8>>,
     pub(crate) mutations: &'a mut Mutations,
     pub(crate) metadata: &'a mut Metadata,
     pub(crate) router_meta: &'a mut Metadata,
@@ -117,9 +126,25 @@ impl<'a> ReceiveContext<'a> {
     pub fn headers(&self) -> Overlay<'_> {
         Overlay { base: self.headers, mutations: self.mutations }
     }
-    /// The whole request body, when a filter asked for it and the host buffered it.
+    /// The whole request body, when a filter asked for it and the host buffered it (with an
+    /// earlier filter's replacement, if one replaced it).
     pub fn body(&self) -> Option<&[u8]> {
-        self.body
+        self.new_body.as_deref().or(self.body)
+    }
+    /// Replaces the request body the upstream gets (the host fixes `Content-Length`). Only a
+    /// buffered body can be replaced: returns false (and changes nothing) when the request
+    /// was not buffered, i.e. no filter's [`StreamFilter::needs_body_for`] asked for it.
+    pub fn set_body(&mut self, body: Vec<u8>) -> bool {
+        if self.body.is_none() {
+            return false;
+        }
+        *self.new_body = Some(body);
+        true
+    }
+    /// The request trailers, when the body was buffered and the request had trailers (HTTP/1.1
+    /// chunked or HTTP/2; nginx 1.22 drops request trailers, so there they are never seen).
+    pub fn trailers(&self) -> Option<&dyn HeaderMap> {
+        self.trailers
     }
     pub fn set_header(&mut self, name: SharedStr, value: SharedStr) {
         self.mutations.push(HeaderMutation { op: HeaderOp::Set, name, value });

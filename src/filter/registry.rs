@@ -42,6 +42,7 @@ pub static FILTERS: &[FilterType] = &[
     FilterType { name: "payload_limit", object: object::PAYLOAD_LIMIT, parse: super::payload_limit::parse },
     FilterType { name: "ip_access", object: object::IP_ACCESS, parse: super::ip_access::parse },
     FilterType { name: "header_to_metadata", object: object::HEADER_TO_METADATA, parse: super::header_to_metadata::parse },
+    FilterType { name: "body_rewrite", object: object::BODY_REWRITE, parse: super::body_rewrite::parse },
 ];
 
 /// MOSN's other stream filters: refused as "not supported yet" rather than unknown.
@@ -49,7 +50,50 @@ const MOSN_FILTERS: &[&str] = &["gzip", "mirror", "dsl", "transcoder", "grpc_met
 
 /// Filter types that take a route's `per_filter_config` (MOSN: the filters that implement
 /// `ReadPerRouteConfig`).
-pub const PER_ROUTE: &[&str] = &["fault", "payload_limit"];
+pub const PER_ROUTE: &[&str] = &["fault", "payload_limit", "body_rewrite"];
+
+/// A route's `per_filter_config` entry `{"disable": true}` (any filter type, also one
+/// that takes no per-route config): `Some` with the filter that stands in for the
+/// listener's on that route, doing nothing (`None` in it after an error); `None` when the
+/// entry is an ordinary per-route config.
+pub fn disable_entry(ty: &str, value: &serde_json::Value, path: &str, d: &mut Diagnostics) -> Option<Option<Arc<dyn StreamFilter>>> {
+    let serde_json::Value::Object(m) = value else { return None };
+    let flag = m.get("disable")?;
+    if m.len() != 1 {
+        d.error(path.to_string(), "\"disable\" turns the filter off for this route and takes no other field".to_string());
+        return Some(None);
+    }
+    if flag != &serde_json::Value::Bool(true) {
+        d.error(format!("{path}.disable"), format!("expected true (leave the entry out to keep the filter), found {flag}"));
+        return Some(None);
+    }
+    let Some(t) = FILTERS.iter().find(|f| f.name == ty) else {
+        let known: Vec<&str> = FILTERS.iter().map(|f| f.name).collect();
+        d.error(path.to_string(), unknown("filter", ty, &known));
+        return Some(None);
+    };
+    Some(Some(Arc::new(Disabled { name: t.name, path: path.to_string() })))
+}
+
+/// A filter a route turned off (`per_filter_config: {"<type>": {"disable": true}}`): it
+/// runs in the listener filter's place on that route and does nothing.
+pub struct Disabled {
+    name: &'static str,
+    /// The entry's JSON path (for the listener's check that the filter runs after routing).
+    path: String,
+}
+
+impl StreamFilter for Disabled {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn receive_phase(&self) -> Option<super::ReceivePhase> {
+        None
+    }
+    fn disabled_at(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+}
 
 /// Builds the filter of one `stream_filters[]` entry.
 pub fn build(raw: &RawFilterConfig, cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {

@@ -84,11 +84,15 @@ impl std::fmt::Debug for Router {
 }
 
 /// The filters a route's `per_filter_config` builds; only filters that read a route's config
-/// (MOSN: `fault`) take one.
+/// (MOSN: `fault`) take one. `{"disable": true}` turns any filter off for the route.
 fn per_filter(r: &RouteConfig, cfg: &MosnConfig, d: &mut Diagnostics) -> Vec<Arc<dyn StreamFilter>> {
     let cx = ParseContext { config: cfg, words: None };
     let mut out = Vec::new();
     for (ty, value, path) in &r.per_filter_config {
+        if let Some(disable) = registry::disable_entry(ty, value, path, d) {
+            out.extend(disable);
+            continue;
+        }
         if !registry::PER_ROUTE.contains(&ty.as_str()) {
             d.error(path.clone(), format!("filter \"{ty}\" takes no per-route config (these do: {})", registry::PER_ROUTE.join(", ")));
             continue;

@@ -14,7 +14,10 @@ Every request (any method, any path) is answered 200 with body ``site <site> fro
     x-seen-host:    <request header Host, or ->
     x-echo-<name>:  for each name in request header x-echo (comma-separated): that request
                     header as received (all values joined by ","), or -
-A request body (Content-Length or chunked) is read and discarded.
+    x-seen-body:    the request body (sanitised, cut like the echoes); x-seen-body-len its length
+    x-seen-content-length: request header Content-Length, or -
+    x-seen-trailers: the chunked request's trailers as "name=value;..." (or -)
+A request body (Content-Length or chunked) is read and then discarded.
 
 Echoed values are sanitised so that a hostile request cannot make the *response* invalid:
 bytes outside printable ASCII are written as %XX and values are cut to 64 characters
@@ -74,22 +77,26 @@ class SiteHandler(BaseHTTPRequestHandler):
         pass
 
     def _drain_body(self) -> int:
-        """Reads the request body; its length."""
+        """Reads the request body (kept in self.body, trailers in self.trailers); its length."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
-        total = 0
+        parts = []
+        self.trailers = []
         if "chunked" in te:
             while True:
                 line = self.rfile.readline(65537)
                 if not line:
-                    return total
+                    break
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     # trailers until blank line
                     while True:
                         t = self.rfile.readline(65537)
                         if t in (b"\r\n", b"\n", b""):
-                            return total
-                total += len(self.rfile.read(size))
+                            break
+                        name, _, value = t.decode("latin-1").partition(":")
+                        self.trailers.append(f"{name.strip().lower()}={value.strip()}")
+                    break
+                parts.append(self.rfile.read(size))
                 self.rfile.readline(65537)  # CRLF after the chunk
         else:
             n = int(self.headers.get("Content-Length") or 0)
@@ -98,8 +105,9 @@ class SiteHandler(BaseHTTPRequestHandler):
                 if not chunk:
                     break
                 n -= len(chunk)
-                total += len(chunk)
-        return total
+                parts.append(chunk)
+        self.body = b"".join(parts)
+        return len(self.body)
 
     # Open client connections per server: `GET /_open_connections` answers how many others
     # are open (a test asks directly, to see whether a proxy closed its idle connections).
@@ -149,6 +157,11 @@ class SiteHandler(BaseHTTPRequestHandler):
         self.send_header("x-seen-uid", sanitize(self.headers.get("uid")))
         self.send_header("x-seen-path", sanitize(self.path))
         self.send_header("x-seen-host", sanitize(self.headers.get("Host")))
+        if body_len:
+            self.send_header("x-seen-body", sanitize(self.body.decode("latin-1")))
+        self.send_header("x-seen-body-len", str(body_len))
+        self.send_header("x-seen-content-length", sanitize(self.headers.get("Content-Length")))
+        self.send_header("x-seen-trailers", sanitize(";".join(self.trailers) or None))
         # `x-echo: a,b` asks for `x-echo-a`, `x-echo-b`: those request headers as received.
         for name in filter(None, (n.strip() for n in (self.headers.get("x-echo") or "").split(","))):
             self.send_header(f"x-echo-{name}", sanitize(",".join(self.headers.get_all(name) or []) or None))

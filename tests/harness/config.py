@@ -194,12 +194,19 @@ def _upstream_listener(ports: dict, host: str):
         # The flow-control rule's resource (limit_key_type PATH).
         {"match": {"prefix": "/limited"}, "route": {"cluster_name": "s2"}},
         _hdr_route("x-case", "dns", {"cluster_name": "dns"}),
+        # The uid in the body picks the subset; payload_limit (1024) is off on this route only.
+        dict(_hdr_route("x-case", "bodyuid", {"cluster_name": "units"}),
+             per_filter_config={"payload_limit": {"disable": True}}),
+        dict(_hdr_route("x-case", "rewrite", {"cluster_name": "s2"}),
+             per_filter_config={"body_rewrite": {"request_rules": [{"from": "secret", "to": "[redacted]"}]}}),
         {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": "no upstream case"}},
     ]
     router = {"router_config_name": "upstream_router",
               "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routers": routes}]}
     filters = [
-        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}},
+        # The uid also from a JSON/form body or a trailer when the header is absent.
+        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {
+            "unit_key": "uid", "body_key": "uid", "trailers": True}}]}},
         {"type": "header_to_metadata", "config": {"request_rules": [
             {"header": UNIT_HEADER, "on_header_present": {"key": "unit"}}]}},
         {"type": "fault_tolerance", "config": {"enabled": True, "leastWindowCount": 3, "recoverTime": 60000,
@@ -217,6 +224,8 @@ def _upstream_listener(ports: dict, host: str):
         {"type": "flowControlFilter", "config": {"global_switch": True, "limit_key_type": "PATH",
                                                   "rules": [{"resource": "/limited", "threshold": 3,
                                                              "statIntervalInMs": 60000}]}},
+        # No rules here: only the /rewrite route's per_filter_config rewrites bodies.
+        {"type": "body_rewrite"},
     ]
     listener = _listener("upstreamListener", host, ports["listen2"], "upstream_router", filters)
     clusters = [

@@ -293,6 +293,40 @@ fn trailers_end_a_buffered_body() {
     assert_eq!(host.values("x-mosn-cluster"), ["a"]);
 }
 
+#[test]
+fn a_replaced_body_goes_in_place_of_the_buffered_one_with_its_length() {
+    let (cfg, _) = config(true);
+    // The last chunk not yet buffered: the new body takes its place, the buffer is emptied.
+    let f = cfg.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/"), ("transfer-encoding", "chunked")]);
+    http_logic::request_headers(Some(&f), &mut host, false);
+    host.buffered = vec![b"replace ".to_vec()];
+    host.received = b"me".to_vec();
+    assert_eq!(http_logic::request_body(Some(&f), &mut host, true), BodyStatus::Continue);
+    assert!(host.buffered.is_empty() && host.received == b"replaced!", "{:?} {:?}", host.buffered, host.received);
+    assert_eq!(host.values("content-length"), ["9"]);
+    assert!(host.values("transfer-encoding").is_empty());
+    let calls = host.calls();
+    assert!(position(&calls, &Call::ReplaceBody(b"replaced!".to_vec())) < position(&calls, &set("content-length", "9")));
+    // From the trailers hook (no current chunk): into the buffer; the filter read the trailer.
+    let f = cfg.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/")]);
+    http_logic::request_headers(Some(&f), &mut host, false);
+    host.buffered = vec![b"replace it".to_vec()];
+    host.request_trailers = vec![("x-trailer".into(), "t1".into())];
+    assert_eq!(http_logic::request_trailers(Some(&f), &mut host), TrailersStatus::Continue);
+    assert_eq!(host.buffered, [b"replaced!".to_vec()]);
+    assert_eq!(host.values("x-seen-trailer"), ["t1"]);
+    // An untouched body is left alone.
+    let f = cfg.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/")]);
+    http_logic::request_headers(Some(&f), &mut host, false);
+    host.received = b"keep".to_vec();
+    assert_eq!(http_logic::request_body(Some(&f), &mut host, true), BodyStatus::Continue);
+    assert!(!host.calls().iter().any(|c| matches!(c, Call::ReplaceBody(_))));
+    assert!(host.values("x-seen-trailer").is_empty());
+}
+
 // === Fail closed ===
 
 #[test]

@@ -30,6 +30,14 @@ use std::sync::Arc;
 pub trait Driver: Send + Sync {
     /// The value for this request, or `None` (no header is set; the routes decide).
     fn build(&self, cx: &ReceiveContext<'_>) -> Option<SharedStr>;
+    /// True if some request's value may come from its body or trailers.
+    fn may_need_body(&self) -> bool {
+        false
+    }
+    /// True if this request's body (and trailers) must be buffered before [`Driver::build`].
+    fn needs_body_for(&self, _headers: &dyn crate::headers::HeaderMap) -> bool {
+        false
+    }
 }
 
 /// Reads a driver's `config` (`None` when absent) and builds it.
@@ -123,6 +131,14 @@ impl Entry {
 impl StreamFilter for MetadataFilter {
     fn name(&self) -> &'static str {
         "metadata"
+    }
+
+    fn may_need_body(&self) -> bool {
+        !self.disable && self.entries.iter().any(|e| e.driver.may_need_body())
+    }
+
+    fn needs_body_for(&self, headers: &dyn crate::headers::HeaderMap) -> bool {
+        !self.disable && self.entries.iter().any(|e| e.driver.needs_body_for(headers))
     }
 
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {

@@ -1,25 +1,38 @@
 //! The `UNIT` driver: the integer in header `unit_key` (default `userid`) selects a site:
 //! 1–100 → `s1`, 101–200 → `s2`, any other integer → `s3`.
+//!
+//! Beyond MOSN's header, two more places a client may carry the uid (this library's
+//! additions; MOSN's drivers get body and trailers too, but its UNIT driver reads only the
+//! header): `body_key`, a top-level key of a JSON object body or a field of a form body,
+//! and `trailers: true`, request trailer `unit_key`. The header wins; a request that has it
+//! is never buffered. One without it and with a body is buffered whole first (the host's
+//! limit applies: nginx's `client_max_body_size`, Envoy's buffer limit, each a 413).
 
 use super::{Driver, ReceiveContext};
 use crate::config::reader::{Diagnostics, Obj};
-use crate::headers::{Lookup, SharedStr};
+use crate::headers::{HeaderMap, Lookup, SharedStr};
 
 /// MOSN's default `unit_key`.
 const DEFAULT_UNIT_KEY: &str = "userid";
 
-/// Reads `{unit_key}`.
+/// Reads `{unit_key, body_key, trailers}`.
 pub(super) fn parse(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Option<Box<dyn Driver>> {
-    let mut unit_key = DEFAULT_UNIT_KEY.to_string();
+    let mut driver = UnitDriver::new(DEFAULT_UNIT_KEY);
     if let Some(mut c) = config {
         let k = c.string("unit_key", d).filter(|k| !k.is_empty()).unwrap_or(DEFAULT_UNIT_KEY);
         if !crate::headers::valid_name(k) {
             d.error(c.field_path("unit_key"), format!("\"{k}\" is not a valid header name"));
         }
-        unit_key = k.to_string();
+        driver = UnitDriver::new(k);
+        let body_path = c.field_path("body_key");
+        driver.body_key = c.string("body_key", d).map(str::to_string);
+        if driver.body_key.as_deref() == Some("") {
+            d.error(body_path, "an empty key names nothing in a body".to_string());
+        }
+        driver.trailers = c.boolean("trailers", d).unwrap_or(false);
         c.finish(d);
     }
-    Some(Box::new(UnitDriver::new(&unit_key)))
+    Some(Box::new(driver))
 }
 
 /// A missing, empty, non-integer or out-of-range (i64) value yields nothing, as in MOSN.
@@ -27,12 +40,21 @@ pub(super) fn parse(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Option<Box<
 /// around the value is not part of it (RFC 9110), so `" 2"` is 2.
 pub struct UnitDriver {
     unit_key: String,
+    /// A JSON object key or form field holding the uid when the header is absent.
+    body_key: Option<String>,
+    /// Trailer `unit_key` holds the uid when the header is absent.
+    trailers: bool,
     sites: [SharedStr; 3],
 }
 
 impl UnitDriver {
     pub fn new(unit_key: &str) -> UnitDriver {
-        UnitDriver { unit_key: unit_key.to_ascii_lowercase(), sites: ["s1".into(), "s2".into(), "s3".into()] }
+        UnitDriver {
+            unit_key: unit_key.to_ascii_lowercase(),
+            body_key: None,
+            trailers: false,
+            sites: ["s1".into(), "s2".into(), "s3".into()],
+        }
     }
 
     /// The site index for a raw header value, if it is an integer.
@@ -48,21 +70,109 @@ impl UnitDriver {
 }
 
 impl Driver for UnitDriver {
+    fn may_need_body(&self) -> bool {
+        self.body_key.is_some() || self.trailers
+    }
+
+    fn needs_body_for(&self, headers: &dyn HeaderMap) -> bool {
+        self.may_need_body() && headers.get(&self.unit_key) == Lookup::Missing
+    }
+
     fn build(&self, cx: &ReceiveContext<'_>) -> Option<SharedStr> {
-        match cx.header(&self.unit_key) {
-            Lookup::One(v) => UnitDriver::site_of(v).map(|i| self.sites[i].clone()),
+        let site = match cx.header(&self.unit_key) {
+            Lookup::One(v) => UnitDriver::site_of(v),
             Lookup::Many(_) => {
                 tracing::debug!(key = %self.unit_key, "several unit headers; ignoring them");
                 None
             }
-            Lookup::Missing => None,
+            Lookup::Missing => self.site_in_trailers(cx).or_else(|| self.site_in_body(cx)),
+        };
+        site.map(|i| self.sites[i].clone())
+    }
+}
+
+impl UnitDriver {
+    fn site_in_trailers(&self, cx: &ReceiveContext<'_>) -> Option<usize> {
+        if !self.trailers {
+            return None;
+        }
+        match cx.trailers()?.get(&self.unit_key) {
+            Lookup::One(v) => UnitDriver::site_of(v),
+            _ => None,
+        }
+    }
+
+    fn site_in_body(&self, cx: &ReceiveContext<'_>) -> Option<usize> {
+        let key = self.body_key.as_deref()?;
+        let body = cx.body()?;
+        let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+        if *first == b'{' {
+            json_integer_field(body, key).and_then(|v| UnitDriver::site_of(v.as_bytes()))
+        } else {
+            form_field(body, key).and_then(UnitDriver::site_of)
         }
     }
 }
 
+/// The value of top-level `key` in a JSON object, as text, if it is an integer or a string;
+/// reads the body once without building it (a 1 MiB body costs no allocation per value).
+fn json_integer_field(body: &[u8], key: &str) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Find<'k>(&'k str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if k == self.0 && found.is_none() {
+                    found = match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::Number(n) if n.is_i64() => Some(n.to_string()),
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    };
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let found = de.deserialize_map(Find(key)).ok()?;
+    de.end().ok()?;
+    found
+}
+
+/// The value of field `key` in an `application/x-www-form-urlencoded` body (the first one;
+/// a uid needs no percent-decoding, so an encoded value is no integer).
+fn form_field<'b>(body: &'b [u8], key: &str) -> Option<&'b [u8]> {
+    body.split(|b| *b == b'&').find_map(|pair| {
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (&pair[..eq] == key.as_bytes()).then(|| &pair[eq + 1..])
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::UnitDriver;
+    use super::{form_field, json_integer_field, UnitDriver};
+
+    #[test]
+    fn uid_in_a_json_or_form_body() {
+        let big = format!("{{\"pad\": \"{}\", \"list\": [1, {{\"uid\": 7}}], \"uid\": 150}}", "x".repeat(1 << 20));
+        assert_eq!(json_integer_field(big.as_bytes(), "uid").as_deref(), Some("150"), "top level only, after 1 MiB");
+        assert_eq!(json_integer_field(br#"{"uid": "42"}"#, "uid").as_deref(), Some("42"));
+        assert_eq!(json_integer_field(br#"{"uid": 1.5}"#, "uid"), None);
+        assert_eq!(json_integer_field(br#"{"uid": 2"#, "uid"), None, "truncated JSON is no value");
+        assert_eq!(json_integer_field(br#"{"uid": 2} x"#, "uid"), None, "trailing garbage is no JSON");
+        assert_eq!(json_integer_field(br#"[{"uid": 2}]"#, "uid"), None);
+        assert_eq!(json_integer_field(br#"{"uid": 3, "uid": 4}"#, "uid").as_deref(), Some("3"));
+        assert_eq!(json_integer_field(br#"{"u\u0069d": 5}"#, "uid").as_deref(), Some("5"), "escaped keys compare decoded");
+        assert_eq!(form_field(b"a=1&uid=201&uid=3", "uid"), Some(&b"201"[..]));
+        assert_eq!(form_field(b"auid=1", "uid"), None);
+    }
 
     #[test]
     fn unit_boundaries_and_edge_cases() {
