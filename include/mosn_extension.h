@@ -566,14 +566,27 @@ bool mosn_ext_stream_upstream_result(mosn_ext_stream *s, uint32_t outcome, uint3
 uint32_t mosn_ext_stream_response_headers(mosn_ext_stream *s, uint32_t status, const mosn_ext_message *resp, bool end_of_stream, mosn_ext_action *out);
 
 /*
- Response body data (send filters see it when they ask; today: continue).
+ After `mosn_ext_stream_response_headers` answered `MOSN_EXT_BUFFER_BODY` (a send filter
+ reads the response body): hold the response headers, buffer the body, and call this with
+ the whole body in `resp->body` (and the response headers) and `end_of_stream` true; then
+ apply `out->mutations` to the response headers and send the body
+ `mosn_ext_stream_replaced_response_body` gives, if any. Without a pending buffer request:
+ `MOSN_EXT_CONTINUE`, nothing to apply.
  */
 uint32_t mosn_ext_stream_response_body(mosn_ext_stream *s, const mosn_ext_message *resp, bool end_of_stream, mosn_ext_action *out);
 
 /*
- Response trailers (today: continue).
+ Response trailers end a buffered response body: as `mosn_ext_stream_response_body` with
+ `end_of_stream` true.
  */
 uint32_t mosn_ext_stream_response_trailers(mosn_ext_stream *s, const mosn_ext_message *resp, mosn_ext_action *out);
+
+/*
+ After the response body's `MOSN_EXT_CONTINUE`: the body a send filter replaced it with, in
+ `out` (valid until the stream is destroyed). The host sends it instead, with
+ `Content-Length` set to its length. Returns false when the body is unchanged.
+ */
+bool mosn_ext_stream_replaced_response_body(const mosn_ext_stream *s, mosn_ext_bytes *out);
 
 /*
  A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,

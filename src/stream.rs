@@ -98,6 +98,10 @@ pub struct Stream {
     wake: WakeSource,
     /// The request body a filter replaced the buffered one with.
     new_body: Option<Vec<u8>>,
+    /// The response's status while its body is buffered for the send filters.
+    response_status: Option<u16>,
+    /// The response body a send filter replaced the buffered one with.
+    new_response_body: Option<Vec<u8>>,
 }
 
 /// What the host has of a buffered request besides its headers.
@@ -150,6 +154,8 @@ impl Stream {
             flags: 0,
             wake: WakeSource::new(wake),
             new_body: None,
+            response_status: None,
+            new_response_body: None,
         }
     }
 
@@ -679,7 +685,7 @@ impl Stream {
 
     /// Response headers (from the upstream, or the host's own error response). Runs
     /// the send filters; a host-generated failure response gets MOSN's status.
-    pub fn response_headers(&mut self, status: u16, headers: &dyn HeaderMap, _end_of_stream: bool) -> Action {
+    pub fn response_headers(&mut self, status: u16, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {
         // The answer goes out: a retry granted but not made is no longer in flight.
         if self.retry_admitted && !self.in_flight {
             if let Some(c) = self.cluster() {
@@ -696,23 +702,48 @@ impl Stream {
         for e in &self.response_edits {
             header_edit::apply(e, headers, &mut self.response_mutations);
         }
+        if !end_of_stream && send_filters(&self.listener, self.routed).any(|f| f.needs_response_body(status, headers)) {
+            self.response_status = Some(status);
+            return Action::BufferBody;
+        }
+        self.run_send_filters(status, headers, None);
+        Action::Continue
+    }
+
+    /// The buffered response body (after `response_headers` answered
+    /// [`Action::BufferBody`]); the send filters run when `end_of_stream` is true, and their
+    /// header changes join [`Stream::response_mutations`].
+    pub fn response_body(&mut self, headers: &dyn HeaderMap, body: &[u8], end_of_stream: bool) -> Action {
+        let Some(status) = self.response_status else { return Action::Continue };
+        if !end_of_stream {
+            return Action::BufferBody;
+        }
+        self.response_status = None;
+        self.run_send_filters(status, headers, Some(body));
+        Action::Continue
+    }
+
+    /// The body a send filter replaced the buffered response body with; the host sends it
+    /// instead (with `Content-Length` set to its length).
+    pub fn replaced_response_body(&self) -> Option<&[u8]> {
+        self.new_response_body.as_deref()
+    }
+
+    fn run_send_filters(&mut self, status: u16, headers: &dyn HeaderMap, body: Option<&[u8]>) {
         let listener = self.listener.clone();
-        for mut f in listener.filters.iter().filter(|f| f.sends()) {
-            // A route's per_filter_config replaces (or turns off) the listener's filter.
-            if let (Some(m), Some(router)) = (self.routed, listener.router.as_deref()) {
-                if let Some(own) = router.per_filter(m, f.name()) {
-                    f = own;
-                }
-            }
-            if !f.sends() {
-                continue;
-            }
-            let mut cx = SendContext { headers, status, mutations: &mut self.response_mutations, metadata: &self.metadata };
+        for f in send_filters(&listener, self.routed) {
+            let mut cx = SendContext {
+                headers,
+                status,
+                mutations: &mut self.response_mutations,
+                metadata: &self.metadata,
+                body,
+                new_body: &mut self.new_response_body,
+            };
             if f.on_send(&mut cx) != FilterStatus::Continue {
                 break;
             }
         }
-        Action::Continue
     }
 
     /// The header changes for the response, in order.
@@ -725,6 +756,16 @@ impl Stream {
 /// borrows of the stream).
 fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Option<&'a Picked>) -> Option<&'a Arc<Cluster>> {
     listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
+}
+
+/// The send filters of a request: the listener's, each replaced (or turned off) by its
+/// route's per_filter_config (a free function: the caller may hold other borrows).
+fn send_filters(listener: &Listener, routed: Option<RouteMatch>) -> impl Iterator<Item = &Arc<dyn crate::filter::StreamFilter>> {
+    let route = routed.zip(listener.router.as_deref());
+    listener.filters.iter().filter(|f| f.sends()).filter_map(move |f| {
+        let f = route.and_then(|(m, r)| r.per_filter(m, f.name())).unwrap_or(f);
+        f.sends().then_some(f)
+    })
 }
 
 /// A header's value as a positive number of milliseconds (MOSN's timeout headers); anything

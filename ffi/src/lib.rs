@@ -617,14 +617,20 @@ pub extern "C" fn mosn_ext_stream_resume(s: *mut mosn_ext_stream, req: *const mo
 /// `Transfer-Encoding`). Returns false when the body is unchanged.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_replaced_body(s: *const mosn_ext_stream, out: *mut mosn_ext_bytes) -> bool {
+    // SAFETY: `s` is NULL or a live stream, `out` NULL or writable (contract).
+    unsafe { replaced(s, out, Stream::replaced_body) }
+}
+
+/// SAFETY: `s` is NULL or a live stream, `out` NULL or writable.
+unsafe fn replaced(s: *const mosn_ext_stream, out: *mut mosn_ext_bytes, body: fn(&Stream) -> Option<&[u8]>) -> bool {
     guard(false, || {
-        // SAFETY: NULL or a live stream (contract).
+        // SAFETY: NULL or a live stream (caller's contract).
         let Some(s) = (unsafe { s.as_ref() }) else { return false };
-        let Some(body) = s.stream.replaced_body() else { return false };
-        // SAFETY: `out` is NULL or writable (contract).
+        let Some(b) = body(&s.stream) else { return false };
+        // SAFETY: `out` is NULL or writable (caller's contract).
         match unsafe { out.as_mut() } {
             Some(o) => {
-                *o = out_bytes(body);
+                *o = out_bytes(b);
                 true
             }
             None => false,
@@ -782,7 +788,12 @@ pub extern "C" fn mosn_ext_stream_response_headers(
     }
 }
 
-/// Response body data (send filters see it when they ask; today: continue).
+/// After `mosn_ext_stream_response_headers` answered `MOSN_EXT_BUFFER_BODY` (a send filter
+/// reads the response body): hold the response headers, buffer the body, and call this with
+/// the whole body in `resp->body` (and the response headers) and `end_of_stream` true; then
+/// apply `out->mutations` to the response headers and send the body
+/// `mosn_ext_stream_replaced_response_body` gives, if any. Without a pending buffer request:
+/// `MOSN_EXT_CONTINUE`, nothing to apply.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_response_body(
     s: *mut mosn_ext_stream,
@@ -790,21 +801,39 @@ pub extern "C" fn mosn_ext_stream_response_body(
     end_of_stream: bool,
     out: *mut mosn_ext_action,
 ) -> u32 {
-    let _ = (resp, end_of_stream);
     // SAFETY: as for `mosn_ext_stream_request_headers`.
-    unsafe { step(s, out, true, |_| Action::Continue) }
+    unsafe {
+        step(s, out, true, |st| {
+            let m = message(resp);
+            st.response_body(&m.headers, m.body.unwrap_or(&[]), end_of_stream)
+        })
+    }
 }
 
-/// Response trailers (today: continue).
+/// Response trailers end a buffered response body: as `mosn_ext_stream_response_body` with
+/// `end_of_stream` true.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_response_trailers(
     s: *mut mosn_ext_stream,
     resp: *const mosn_ext_message,
     out: *mut mosn_ext_action,
 ) -> u32 {
-    let _ = resp;
     // SAFETY: as for `mosn_ext_stream_request_headers`.
-    unsafe { step(s, out, true, |_| Action::Continue) }
+    unsafe {
+        step(s, out, true, |st| {
+            let m = message(resp);
+            st.response_body(&m.headers, m.body.unwrap_or(&[]), true)
+        })
+    }
+}
+
+/// After the response body's `MOSN_EXT_CONTINUE`: the body a send filter replaced it with, in
+/// `out` (valid until the stream is destroyed). The host sends it instead, with
+/// `Content-Length` set to its length. Returns false when the body is unchanged.
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_replaced_response_body(s: *const mosn_ext_stream, out: *mut mosn_ext_bytes) -> bool {
+    // SAFETY: as for `mosn_ext_stream_replaced_body`.
+    unsafe { replaced(s, out, Stream::replaced_response_body) }
 }
 
 /// A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,

@@ -96,7 +96,7 @@ pub mod object {
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
     pub const IDC_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (IDC)";
     pub const BODY_REWRITE: &str = "stream_filters[].config (body_rewrite)";
-    pub const BODY_REWRITE_RULE: &str = "stream_filters[].config (body_rewrite).request_rules[]";
+    pub const BODY_REWRITE_RULE: &str = "stream_filters[].config (body_rewrite).*_rules[]";
 }
 
 use object::*;
@@ -453,6 +453,7 @@ pub static FIELDS: &[Field] = &[
     yes(UNIT_DRIVER, "body_key", "this library's addition: without the header, the uid is this top-level key of a JSON object body or field of a form body (the body is buffered)"),
     yes(UNIT_DRIVER, "trailers", "this library's addition: true: without the header, the uid is request trailer unit_key (Envoy; nginx 1.22 drops request trailers)"),
     yes(BODY_REWRITE, "request_rules", "this library's filter: byte strings replaced in the request body, in order (the body is buffered)"),
+    yes(BODY_REWRITE, "response_rules", "this library's filter: byte strings replaced in the response body, in order (the body is buffered; an encoded one is left alone)"),
     yes(BODY_REWRITE_RULE, "from", "the bytes to find (not empty)"),
     yes(BODY_REWRITE_RULE, "to", "what replaces each occurrence (default empty: delete)"),
     yes(ZONE_DRIVER, "zone_env_name_list", "environment variables; the first one set is the zone"),

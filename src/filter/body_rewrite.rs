@@ -1,17 +1,21 @@
-//! `body_rewrite`: replaces byte strings in the request body before it goes upstream.
+//! `body_rewrite`: replaces byte strings in the request body before it goes upstream, and
+//! in the response body before it goes to the client.
 //!
 //! This library's addition, not one of MOSN's filters: MOSN's own body-changing filters
 //! (`transcoder`, `dsl`) are not supported yet, and this is the smallest filter that shows a
 //! body filter end to end (and the file to start from when writing one). Each rule replaces
 //! every occurrence of `from` with `to`, in order; the host sends the new body with its new
 //! `Content-Length`. A request with a body is buffered whole first (the host's body limit
-//! applies, a 413); one without a body costs nothing. Runs `AfterRoute`, so a route can turn
-//! it off (`per_filter_config: {"body_rewrite": {"disable": true}}`).
+//! applies, a 413); one without a body costs nothing. Likewise a response with a body, unless
+//! it is encoded (`Content-Encoding`, e.g. gzip from the upstream: its bytes are not the
+//! text). Runs `AfterRoute` and `BeforeSend`, so a route can replace or turn it off
+//! (`per_filter_config: {"body_rewrite": {"disable": true}}`).
 
 use super::registry::ParseContext;
-use super::{FilterStatus, ReceiveContext, ReceivePhase, StreamFilter};
+use super::{FilterStatus, ReceiveContext, ReceivePhase, SendContext, StreamFilter};
 use crate::config::fields::object;
 use crate::config::reader::{Diagnostics, Obj};
+use crate::headers::HeaderMap;
 use std::sync::Arc;
 
 /// One `request_rules[]` entry.
@@ -24,25 +28,32 @@ struct Rule {
 /// The filter, built once per config.
 pub struct BodyRewrite {
     request: Vec<Rule>,
+    response: Vec<Rule>,
 }
 
 // === impl parse ===
 
-/// Reads `{"request_rules": [{"from": "...", "to": "..."}]}`.
+/// Reads `{"request_rules": [{"from": "...", "to": "..."}], "response_rules": [...]}`.
 pub fn parse(config: Option<Obj<'_>>, _cx: &ParseContext<'_>, d: &mut Diagnostics) -> Option<Arc<dyn StreamFilter>> {
-    let Some(mut c) = config else { return Some(Arc::new(BodyRewrite { request: Vec::new() })) };
+    let Some(mut c) = config else { return Some(Arc::new(BodyRewrite { request: Vec::new(), response: Vec::new() })) };
     let errors = d.error_count();
-    let mut request = Vec::new();
-    for mut r in c.objects("request_rules", object::BODY_REWRITE_RULE, d) {
+    let request = rules(&mut c, "request_rules", d);
+    let response = rules(&mut c, "response_rules", d);
+    c.finish(d);
+    (d.error_count() == errors).then(|| Arc::new(BodyRewrite { request, response }) as Arc<dyn StreamFilter>)
+}
+
+fn rules(c: &mut Obj<'_>, key: &'static str, d: &mut Diagnostics) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for mut r in c.objects(key, object::BODY_REWRITE_RULE, d) {
         let from = r.required_string("from", d).map(|s| s.as_bytes().to_vec());
         let to = r.string("to", d).unwrap_or("").as_bytes().to_vec();
         r.finish(d);
         if let Some(from) = from {
-            request.push(Rule { from, to });
+            out.push(Rule { from, to });
         }
     }
-    c.finish(d);
-    (d.error_count() == errors).then(|| Arc::new(BodyRewrite { request }) as Arc<dyn StreamFilter>)
+    out
 }
 
 /// `body` with every rule applied in order; `None` when nothing matched.
@@ -90,6 +101,20 @@ impl StreamFilter for BodyRewrite {
     }
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         if let Some(new) = cx.body().and_then(|b| rewrite(&self.request, b)) {
+            cx.set_body(new);
+        }
+        FilterStatus::Continue
+    }
+    /// Always: a route's replacement with response rules is found through the listener's.
+    fn sends(&self) -> bool {
+        true
+    }
+    fn needs_response_body(&self, _status: u16, headers: &dyn HeaderMap) -> bool {
+        let encoded = headers.get("content-encoding").first().is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
+        !self.response.is_empty() && !encoded
+    }
+    fn on_send(&self, cx: &mut SendContext<'_>) -> FilterStatus {
+        if let Some(new) = cx.body().and_then(|b| rewrite(&self.response, b)) {
             cx.set_body(new);
         }
         FilterStatus::Continue

@@ -80,6 +80,12 @@ pub trait StreamFilter: Send + Sync {
     fn sends(&self) -> bool {
         false
     }
+    /// True if [`StreamFilter::on_send`] must see this response's whole body (the host
+    /// holds the response headers and buffers the body first); asked only for a response
+    /// that has a body.
+    fn needs_response_body(&self, _status: u16, _headers: &dyn HeaderMap) -> bool {
+        false
+    }
     fn on_send(&self, _cx: &mut SendContext<'_>) -> FilterStatus {
         FilterStatus::Continue
     }
@@ -201,6 +207,10 @@ pub struct SendContext<'a> {
     pub(crate) status: u16,
     pub(crate) mutations: &'a mut Mutations,
     pub(crate) metadata: &'a Metadata,
+    /// The whole response body, when a send filter asked for it.
+    pub(crate) body: Option<&'a [u8]>,
+    /// The body a filter replaced the response's with.
+    pub(crate) new_body: &'a mut Option<Vec<u8>>,
 }
 
 impl SendContext<'_> {
@@ -212,6 +222,20 @@ impl SendContext<'_> {
     }
     pub fn metadata(&self, key: &str) -> Option<&str> {
         self.metadata.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+    /// The whole response body, when a send filter asked for it (with an earlier filter's
+    /// replacement, if one replaced it).
+    pub fn body(&self) -> Option<&[u8]> {
+        self.new_body.as_deref().or(self.body)
+    }
+    /// Replaces the response body the client gets (the host fixes `Content-Length`). Only a
+    /// buffered body can be replaced: false (nothing changes) when none was buffered.
+    pub fn set_body(&mut self, body: Vec<u8>) -> bool {
+        if self.body.is_none() {
+            return false;
+        }
+        *self.new_body = Some(body);
+        true
     }
     pub fn set_header(&mut self, name: SharedStr, value: SharedStr) {
         self.mutations.push(HeaderMutation { op: HeaderOp::Set, name, value });

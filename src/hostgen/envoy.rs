@@ -104,7 +104,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
           codec_type: HTTP1
           # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise); one without Host
           # gets a Host the module reads as none.
-          http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: {no_host} }}
+          # Trailers are read (filters see them) and passed on, as over HTTP/2.
+          http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: {no_host}, enable_trailers: true }}
           # The core decodes and normalizes the path and hands Envoy the one it routed on
           # (as :path), so Envoy does not normalize it first.
           normalize_path: false
@@ -183,17 +184,13 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             unlimited = UNLIMITED,
         );
         let attempt_filter = status_retries.contains(c.name.as_str());
-        if !attempt_filter && c.idle_timeout.is_none() {
-            continue;
-        }
-        // Envoy 1.40 requires the upstream protocol to be chosen with any of these options:
-        // HTTP/1.1, as without them.
+        // HTTP/1.1 to the upstream, with the request's trailers (Envoy drops them by default).
         let _ = write!(
             y,
             r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http_protocol_options: {{}} }}
+        explicit_http_config: {{ http_protocol_options: {{ enable_trailers: true }} }}
 "#
         );
         if let Some(idle) = c.idle_timeout {
@@ -259,7 +256,7 @@ mod tests {
     fn mosns_idle_timeout_is_envoys_upstream_idle_timeout() {
         let y = generated();
         let options = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions:";
-        let http1 = "explicit_http_config: { http_protocol_options: {} }";
+        let http1 = "explicit_http_config: { http_protocol_options: { enable_trailers: true } }";
         // With the upstream filter (a route retries on status) and an idle timeout.
         let a = cluster(&y, "a");
         assert!(a.contains(options) && a.contains(http1), "{a}");
@@ -270,10 +267,10 @@ mod tests {
         let b = cluster(&y, "b");
         assert!(b.contains(options) && b.contains(http1) && b.contains("idle_timeout: 1.500s }"), "{b}");
         assert!(!b.contains("mosn_attempt") && !b.contains("http_filters"), "{b}");
-        // Neither (and "0s" is no idle timeout, as in MOSN): Envoy's defaults.
+        // Neither (and "0s" is no idle timeout, as in MOSN): HTTP/1.1 with trailers only.
         for name in ["c", "d"] {
             let c = cluster(&y, name);
-            assert!(!c.contains("typed_extension_protocol_options") && !c.contains("idle_timeout"), "{c}");
+            assert!(c.contains(http1) && !c.contains("idle_timeout") && !c.contains("mosn_attempt"), "{c}");
         }
         // Envoy's own breakers never decide: MOSN's limits are the core's.
         assert_eq!(y.matches("max_requests: 1000000000").count(), 4);
