@@ -562,6 +562,9 @@ bool mosn_ext_stream_upstream_result(mosn_ext_stream *s, uint32_t outcome, uint3
 /*
  Response headers with `status` (from the upstream or the host itself). Fills `out`
  with the response mutations to apply (a `:status` mutation changes the status).
+ `MOSN_EXT_BUFFER_BODY` instead: a send filter reads the body; hold the headers (apply
+ nothing yet) and see `mosn_ext_stream_response_body`. Pass `end_of_stream` true for a
+ response without a body and for one the host generated itself (never held).
  */
 uint32_t mosn_ext_stream_response_headers(mosn_ext_stream *s, uint32_t status, const mosn_ext_message *resp, bool end_of_stream, mosn_ext_action *out);
 

@@ -69,10 +69,17 @@ typedef struct {
     ngx_str_t                   mirror_cluster;
     ngx_addr_t                  mirror_addr;
 
+    /* the response body, collected while a send filter waits for all of it (the
+       response header is held until then) */
+    ngx_chain_t                *resp_body;
+    ngx_chain_t               **resp_last;
+    size_t                      resp_len;
+
     unsigned                    parked:1;
     unsigned                    attempt_pending:1;
     unsigned                    response_seen:1;
     unsigned                    mirror:1;
+    unsigned                    resp_buffering:1;
 } ngx_http_mosn_ctx_t;
 
 

@@ -1,20 +1,32 @@
 /*
- * The response header filter: reports the attempt that produced the response, gives
- * the library's response filters the status and headers, and applies their mutations
- * before the header goes out. It runs once per client request (main request only,
- * also for nginx's own error pages); it cannot pause, so the library's response
- * filters are synchronous.
+ * The response filters: the header filter reports the attempt that produced the
+ * response, gives the library's response filters the status and headers, and applies
+ * their mutations before the header goes out. It runs once per client request (main
+ * request only, also for nginx's own error pages); it cannot pause, so the library's
+ * response filters are synchronous.
+ *
+ * When a send filter reads the body (BUFFER_BODY), the header is held: the body filter
+ * copies the upstream's buffers (memory or temp file) and marks them sent, and at the
+ * last buffer hands the whole body to the library, applies its header changes, sets
+ * Content-Length, and sends the header and the (possibly replaced) body.
  */
 
 #include "ngx_http_mosn.h"
 
 
 static ngx_int_t ngx_http_mosn_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mosn_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_mosn_keep_body(ngx_http_request_t *r,
+    ngx_http_mosn_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_mosn_send_body(ngx_http_request_t *r,
+    ngx_http_mosn_ctx_t *ctx);
 static ngx_int_t ngx_http_mosn_response_message(ngx_http_request_t *r,
     mosn_ext_message *msg);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 ngx_int_t
@@ -22,6 +34,9 @@ ngx_http_mosn_filter_init(ngx_conf_t *cf)
 {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_mosn_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_mosn_body_filter;
 
     return NGX_OK;
 }
@@ -70,9 +85,21 @@ ngx_http_mosn_header_filter(ngx_http_request_t *r)
 
     ngx_memzero(&act, sizeof(mosn_ext_action));
 
+    /* nginx's own answers (error pages, the library's local replies) are never held */
     kind = mosn_ext_stream_response_headers(ctx->stream,
                                             (uint32_t) r->headers_out.status,
-                                            &msg, r->header_only ? 1 : 0, &act);
+                                            &msg,
+                                            r->header_only || u == NULL
+                                            || u->headers_in.status_n == 0,
+                                            &act);
+
+    if (kind == MOSN_EXT_BUFFER_BODY) {
+        ctx->resp_buffering = 1;
+        ctx->resp_body = NULL;
+        ctx->resp_last = &ctx->resp_body;
+        ctx->resp_len = 0;
+        return NGX_OK;                     /* sent with the body */
+    }
 
     if (kind == MOSN_EXT_CONTINUE) {
         if (ngx_http_mosn_apply_response_mutations(r, &act) != NGX_OK) {
@@ -88,6 +115,179 @@ ngx_http_mosn_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_mosn_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_uint_t            last;
+    ngx_chain_t          *cl;
+    ngx_http_mosn_ctx_t  *ctx;
+
+    if (r != r->main || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_mosn_get_ctx(r);
+
+    if (ctx == NULL || !ctx->resp_buffering) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        if (ngx_http_mosn_keep_body(r, ctx, cl->buf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    ctx->resp_buffering = 0;
+
+    return ngx_http_mosn_send_body(r, ctx);
+}
+
+
+/* copies one buffer's data (memory or temp file) and marks it sent */
+
+static ngx_int_t
+ngx_http_mosn_keep_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *copy;
+    ngx_chain_t  *cl;
+
+    size = ngx_buf_size(b);
+
+    if (size > 0) {
+        copy = ngx_create_temp_buf(r->pool, (size_t) size);
+        cl = ngx_alloc_chain_link(r->pool);
+        if (copy == NULL || cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            copy->last = ngx_cpymem(copy->pos, b->pos, (size_t) size);
+
+        } else {
+            n = ngx_read_file(b->file, copy->pos, (size_t) size, b->file_pos);
+            if (n != (ssize_t) size) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "mosn: cannot read the buffered response body "
+                              "from \"%V\"", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            copy->last += n;
+        }
+
+        cl->buf = copy;
+        cl->next = NULL;
+        *ctx->resp_last = cl;
+        ctx->resp_last = &cl->next;
+        ctx->resp_len += (size_t) size;
+    }
+
+    /* the upstream may reuse the buffer: it is consumed */
+    if (ngx_buf_in_memory(b)) {
+        b->pos = b->last;
+    }
+
+    if (b->in_file) {
+        b->file_pos = b->file_last;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the whole body is in: the library's verdict, then header and body go out */
+
+static ngx_int_t
+ngx_http_mosn_send_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx)
+{
+    u_char            *p;
+    uint32_t           kind;
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_chain_t       *cl, out;
+    mosn_ext_bytes     body, replaced;
+    mosn_ext_action    act;
+    mosn_ext_message   msg;
+
+    p = ngx_pnalloc(r->pool, ctx->resp_len ? ctx->resp_len : 1);
+    b = ngx_calloc_buf(r->pool);
+    if (p == NULL || b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = p;
+
+    for (cl = ctx->resp_body; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    b->last = p;
+    ngx_http_mosn_set_bytes(&body, b->pos, b->last - b->pos);
+
+    if (ngx_http_mosn_response_message(r, &msg) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    msg.body = body;
+    ngx_memzero(&act, sizeof(mosn_ext_action));
+
+    kind = mosn_ext_stream_response_body(ctx->stream, &msg, 1, &act);
+
+    if (kind != MOSN_EXT_CONTINUE) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "mosn: response body filters answered %uD; the response "
+                      "goes out unchanged", kind);
+
+    } else {
+        if (ngx_http_mosn_apply_response_mutations(r, &act) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (mosn_ext_stream_replaced_response_body(ctx->stream, &replaced)) {
+            /* the library's copy lives as long as the stream; nginx may send later */
+            p = ngx_pnalloc(r->pool, replaced.len ? replaced.len : 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->pos = p;
+            b->last = ngx_cpymem(p, replaced.ptr, replaced.len);
+        }
+    }
+
+    b->temporary = (b->last > b->pos);
+    b->last_buf = 1;
+
+    ngx_http_clear_content_length(r);
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }
 
 

@@ -3,6 +3,8 @@
  * $mosn_attempts, $mosn_details, $mosn_meta_<key>): read from the main request's
  * stream, so they need the ctx to outlive the log phase (a pool cleanup frees it).
  * Not found (logged as "-") when the request has no MOSN stream.
+ * $mosn_live_streams: the library's other streams alive in this worker (0 once every
+ * other request ended, also those whose clients went away).
  */
 
 #include "ngx_http_mosn.h"
@@ -22,6 +24,8 @@ static ngx_int_t ngx_http_mosn_meta_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mosn_number_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mosn_details_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_live_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
@@ -45,6 +49,9 @@ static ngx_http_variable_t  ngx_http_mosn_vars[] = {
       NGX_HTTP_MOSN_VAR_ATTEMPTS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_details"), NULL, ngx_http_mosn_details_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_live_streams"), NULL, ngx_http_mosn_live_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_meta_"), NULL, ngx_http_mosn_meta_variable,
@@ -184,6 +191,37 @@ ngx_http_mosn_number_variable(ngx_http_request_t *r,
 
     v->len = (data == NGX_HTTP_MOSN_VAR_FLAGS ? ngx_sprintf(p, "0x%xD", n)
                                               : ngx_sprintf(p, "%uD", n)) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mosn_live_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    uint64_t              n;
+    ngx_http_mosn_ctx_t  *ctx;
+
+    n = mosn_ext_live_streams();
+    ctx = ngx_http_mosn_get_ctx(r->main);
+
+    /* this request's own stream lives until its pool cleanup, after the log */
+    if (ctx != NULL && ctx->stream != NULL && n > 0) {
+        n--;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uL", n) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;

@@ -113,6 +113,8 @@ pub mod header_type {
 pub mod body_type {
     pub const RECEIVED_REQUEST: u32 = 0;
     pub const BUFFERED_REQUEST: u32 = 1;
+    pub const RECEIVED_RESPONSE: u32 = 2;
+    pub const BUFFERED_RESPONSE: u32 = 3;
 }
 
 /// `envoy_dynamic_module_type_log_level` (Trace=0 … Critical=5, Off=6). The core's levels
@@ -213,6 +215,7 @@ extern "C" {
         result_buffer_vector: *mut EnvoyBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(filter_envoy: *mut c_void) -> bool;
+    pub fn envoy_dynamic_module_callback_http_received_buffered_response_body(filter_envoy: *mut c_void) -> bool;
     /// Drains up to `number_of_bytes` (all of it when larger); false if there is no such body.
     pub fn envoy_dynamic_module_callback_http_drain_body(filter_envoy: *mut c_void, body_type: u32, number_of_bytes: usize) -> bool;
     /// Appends `data` (copied); false if there is no such body (a current chunk outside a body hook).

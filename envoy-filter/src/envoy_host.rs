@@ -34,6 +34,21 @@ impl EnvoyHttp {
     pub unsafe fn new(envoy: *mut c_void) -> EnvoyHttp {
         EnvoyHttp { envoy }
     }
+
+    /// Drains the buffered body and the current hook's chunk (`received_in_buffer`: that
+    /// chunk is the buffer itself) and adds `body` in their place.
+    fn replace_body(&mut self, received: u32, buffered: u32, received_in_buffer: bool, body: &[u8]) {
+        // SAFETY: the stream's pointer inside one of its hooks. Draining more than a body
+        // holds drains all of it; Envoy answers false where there is no such body (no current
+        // chunk outside a body hook, nothing buffered yet).
+        let had_chunk = unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, received, usize::MAX) };
+        // SAFETY: as above.
+        unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, buffered, usize::MAX) };
+        // The current chunk, when it is not the buffer itself, goes on after the buffer.
+        let into = if had_chunk && !received_in_buffer { received } else { buffered };
+        // SAFETY: as above; Envoy copies `body` before returning.
+        unsafe { abi::envoy_dynamic_module_callback_http_append_body(self.envoy, into, ModuleBuffer::new(body)) };
+    }
 }
 
 impl HttpHost for EnvoyHttp {
@@ -171,6 +186,8 @@ impl HttpHost for EnvoyHttp {
         let kind = match kind {
             BodyKind::Received => body_type::RECEIVED_REQUEST,
             BodyKind::Buffered => body_type::BUFFERED_REQUEST,
+            BodyKind::ResponseReceived => body_type::RECEIVED_RESPONSE,
+            BodyKind::ResponseBuffered => body_type::BUFFERED_RESPONSE,
         };
         // SAFETY: the stream's pointer inside its body or trailers hook.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.envoy, kind) };
@@ -193,18 +210,19 @@ impl HttpHost for EnvoyHttp {
         unsafe { abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.envoy) }
     }
 
+    fn received_response_body_is_buffered(&self) -> bool {
+        // SAFETY: the stream's pointer inside its hook.
+        unsafe { abi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.envoy) }
+    }
+
     fn replace_request_body(&mut self, body: &[u8]) {
-        let (received, buffered) = (body_type::RECEIVED_REQUEST, body_type::BUFFERED_REQUEST);
-        // SAFETY: the stream's pointer inside a request hook. Draining more than a body holds
-        // drains all of it; Envoy answers false where there is no such body (no current
-        // chunk outside a body hook, nothing buffered yet).
-        let had_chunk = unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, received, usize::MAX) };
-        // SAFETY: as above.
-        unsafe { abi::envoy_dynamic_module_callback_http_drain_body(self.envoy, buffered, usize::MAX) };
-        // The current chunk, when it is not the buffer itself, goes on after the buffer.
-        let into = if had_chunk && !self.received_body_is_buffered() { received } else { buffered };
-        // SAFETY: as above; Envoy copies `body` before returning.
-        unsafe { abi::envoy_dynamic_module_callback_http_append_body(self.envoy, into, ModuleBuffer::new(body)) };
+        let in_buffer = self.received_body_is_buffered();
+        self.replace_body(body_type::RECEIVED_REQUEST, body_type::BUFFERED_REQUEST, in_buffer, body);
+    }
+
+    fn replace_response_body(&mut self, body: &[u8]) {
+        let in_buffer = self.received_response_body_is_buffered();
+        self.replace_body(body_type::RECEIVED_RESPONSE, body_type::BUFFERED_RESPONSE, in_buffer, body);
     }
 
     fn buffer_limit(&self) -> u64 {

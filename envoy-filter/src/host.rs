@@ -30,13 +30,17 @@ pub enum HeaderKind {
     Response,
 }
 
-/// Which request body buffer (Envoy's `http_body_type`).
+/// Which body buffer (Envoy's `http_body_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
-    /// The chunk of the current body hook.
+    /// The request chunk of the current body hook.
     Received,
-    /// What Envoy buffered so far (after `StopIterationAndBuffer`).
+    /// What Envoy buffered of the request so far (after `StopIterationAndBuffer`).
     Buffered,
+    /// The response chunk of the current body hook.
+    ResponseReceived,
+    /// What Envoy buffered of the response so far.
+    ResponseBuffered,
 }
 
 /// What a headers hook tells Envoy.
@@ -108,13 +112,17 @@ pub trait HttpHost {
     /// Resumes a request stopped by an earlier hook. Envoy may run the router, the cluster
     /// LB and response hooks before it returns (hold no borrow of the stream state).
     fn continue_decoding(&mut self);
-    /// Appends the request body chunks of `kind` to `out`.
+    /// Appends the body chunks of `kind` (request or response) to `out`.
     fn request_body(&self, kind: BodyKind, out: &mut Vec<u8>);
-    /// True if the current body hook's chunk is already part of the buffered body.
+    /// True if the current request body hook's chunk is already part of the buffered body.
     fn received_body_is_buffered(&self) -> bool;
+    /// The same for the response.
+    fn received_response_body_is_buffered(&self) -> bool;
     /// Makes `body` the whole request body Envoy forwards: drains what Envoy buffered and
     /// the current body hook's chunk, and adds `body` in their place.
     fn replace_request_body(&mut self, body: &[u8]);
+    /// The same for the response body Envoy sends the client.
+    fn replace_response_body(&mut self, body: &[u8]);
     /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
     fn buffer_limit(&self) -> u64;
     /// The client's address as Envoy reports it (`ip:port`), if it has one.

@@ -215,10 +215,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
 
 /// The stream is complete (access logs are written): the core stream ends here.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_filter_envoy: *mut c_void, filter_module: *const c_void) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(filter_envoy: *mut c_void, filter_module: *const c_void) {
     // SAFETY: Envoy passes our live filter pointer (or NULL).
     let Ok(f) = (unsafe { filter(filter_module) }) else { return };
-    guard::or("http_filter_stream_complete", || (), || http_logic::stream_complete(f))
+    // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
+    let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
+    guard::or("http_filter_stream_complete", || (), || http_logic::stream_complete(f, &mut host))
 }
 
 /// Frees the filter: ends the core stream first (no wake after), then deletes the scheduler.
@@ -342,20 +344,28 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     ))
 }
 
-/// Response body: passed through.
+/// Response body: buffered while a send filter waits for all of it.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _filter_envoy: *mut c_void,
-    _filter_module: *const c_void,
-    _end_of_stream: bool,
+    filter_envoy: *mut c_void,
+    filter_module: *const c_void,
+    end_of_stream: bool,
 ) -> u32 {
-    body_status::CONTINUE
+    // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
+    let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
+    // SAFETY: Envoy passes our live filter pointer (or NULL; then: an upstream filter's).
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return body_status::CONTINUE };
+    body(guard::or("http_filter_response_body", || BodyStatus::Continue, || http_logic::response_body(f, &mut host, end_of_stream)))
 }
 
-/// Response trailers: passed through.
+/// Response trailers end a buffered response body.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_filter_envoy: *mut c_void, _filter_module: *const c_void) -> u32 {
-    trailers_status::CONTINUE
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+    // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
+    let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
+    // SAFETY: Envoy passes our live filter pointer (or NULL).
+    let Ok(f) = (unsafe { filter(filter_module) }) else { return trailers_status::CONTINUE };
+    trailers(guard::or("http_filter_response_trailers", || TrailersStatus::Continue, || http_logic::response_trailers(f, &mut host)))
 }
 
 // === Exported hooks: required by Envoy, unused ===

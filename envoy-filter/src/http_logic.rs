@@ -170,19 +170,56 @@ pub fn response_headers(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_
         return HeadersStatus::Continue;
     }
     let h = &mut *host;
-    if guard::catch("http_filter_response_headers", || f.on_response_headers(h, end_of_stream)).is_err() {
-        // The core's changes are applied only after its call returned: a panic in the core
-        // leaves the response as it was.
+    match guard::catch("http_filter_response_headers", || f.on_response_headers(h, end_of_stream)) {
+        Ok(true) => HeadersStatus::StopIteration,
+        Ok(false) => HeadersStatus::Continue,
+        Err(_) => {
+            // The core's changes are applied only after its call returned: a panic in the core
+            // leaves the response as it was.
+            f.cell.poison();
+            HeadersStatus::Continue
+        }
+    }
+}
+
+/// Response body: buffered while a send filter waits for all of it, then run through them.
+/// A failure passes the response on as it is (its headers were held, not changed).
+pub fn response_body(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_stream: bool) -> BodyStatus {
+    let Some(f) = f else { return BodyStatus::Continue };
+    if f.cell.is_poisoned() || !f.response_buffering() {
+        return BodyStatus::Continue;
+    }
+    if !end_of_stream {
+        return BodyStatus::StopIterationAndBuffer;
+    }
+    let h = &mut *host;
+    if guard::catch("http_filter_response_body", || f.on_response_end(h, true)).is_err() {
         f.cell.poison();
     }
-    HeadersStatus::Continue
+    BodyStatus::Continue
+}
+
+/// Response trailers end a buffered response body.
+pub fn response_trailers(f: Option<&HttpFilter>, host: &mut dyn HttpHost) -> TrailersStatus {
+    let Some(f) = f else { return TrailersStatus::Continue };
+    if f.cell.is_poisoned() || !f.response_buffering() {
+        return TrailersStatus::Continue;
+    }
+    let h = &mut *host;
+    if guard::catch("http_filter_response_trailers", || f.on_response_end(h, false)).is_err() {
+        f.cell.poison();
+    }
+    TrailersStatus::Continue
 }
 
 /// The stream is complete (access logs are written): the core stream ends here.
-pub fn stream_complete(f: Option<&HttpFilter>) {
+pub fn stream_complete(f: Option<&HttpFilter>, host: &mut dyn HttpHost) {
     if let Some(f) = f {
         guard::or("http_filter_stream_complete", || (), || f.done());
     }
+    // For the access log (`live_streams=`): the library's other streams still alive in this
+    // process; 0 once every request ended, also the ones whose clients went away.
+    host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "live_streams", &mosn_extension::stream::live_streams().to_string());
 }
 
 // === impl HttpFilter ===
@@ -387,14 +424,15 @@ impl HttpFilter {
         }
     }
 
-    fn on_response_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) {
+    /// True if the core asked for the response body (the headers wait for it).
+    fn on_response_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> bool {
         let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
             tracing::warn!("stream state busy in the response-headers hook; response passed through");
-            return;
+            return false;
         };
         let st = &mut *guard;
-        let Some(stream) = st.stream.as_mut() else { return };
-        {
+        let Some(stream) = st.stream.as_mut() else { return false };
+        let action = {
             let headers = HostHeaders { host: &*host, kind: HeaderKind::Response };
             let status =
                 headers.get(":status").first().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
@@ -404,14 +442,49 @@ impl HttpFilter {
                 stream.upstream_result(UpstreamOutcome::Response(status));
                 st.outcome_reported = true;
             }
-            stream.response_headers(status, &headers, end_of_stream);
-        }
+            // A reply of Envoy's or ours is never held for its body (as on nginx).
+            stream.response_headers(status, &headers, end_of_stream || self.cell.local_reply())
+        };
         // The upstream filter's retry mark on a response Envoy did not retry (retries ran
         // out) is not the client's business.
         if host.header(HeaderKind::Response, crate::upstream::RETRY_HEADER).first().is_some() {
             host.remove_header(HeaderKind::Response, crate::upstream::RETRY_HEADER);
         }
+        if action == Action::BufferBody {
+            // The changes go out with the body's verdict (response_body).
+            st.response_buffering = true;
+            return true;
+        }
         apply_mutations(host, HeaderKind::Response, stream.response_mutations());
+        false
+    }
+
+    /// The whole response body is in (the last body hook, or the trailers hook): the send
+    /// filters run on it; their header changes and new body are applied.
+    fn on_response_end(&self, host: &mut dyn HttpHost, with_received: bool) {
+        let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
+            tracing::warn!("stream state busy at the response body; response passed through");
+            return;
+        };
+        let st = &mut *guard;
+        st.response_buffering = false;
+        let Some(stream) = st.stream.as_mut() else { return };
+        let mut body = Vec::new();
+        host.request_body(BodyKind::ResponseBuffered, &mut body);
+        if with_received && !host.received_response_body_is_buffered() {
+            host.request_body(BodyKind::ResponseReceived, &mut body);
+        }
+        stream.response_body(&HostHeaders { host: &*host, kind: HeaderKind::Response }, &body, true);
+        apply_mutations(host, HeaderKind::Response, stream.response_mutations());
+        if let Some(new) = stream.replaced_response_body() {
+            host.replace_response_body(new);
+            host.remove_header(HeaderKind::Response, "transfer-encoding");
+            host.set_header(HeaderKind::Response, "content-length", &new.len().to_string());
+        }
+    }
+
+    fn response_buffering(&self) -> bool {
+        self.cell.state.try_borrow().is_ok_and(|s| s.response_buffering)
     }
 
     /// Creates the scheduler and wake function, and registers the stream for the cluster LB.

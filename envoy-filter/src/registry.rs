@@ -23,6 +23,8 @@ pub struct StreamState {
     pub body: Option<Vec<u8>>,
     /// The request's trailers arrived (Envoy keeps them; the core reads them from there).
     pub trailers: bool,
+    /// The response headers wait for the whole response body (a send filter reads it).
+    pub response_buffering: bool,
     /// The LB chose a host for this request at least once.
     pub chosen: bool,
     /// How the latest attempt ended was already told to the core.
@@ -75,6 +77,7 @@ impl StreamCell {
                 more_body: false,
                 body: None,
                 trailers: false,
+                response_buffering: false,
                 chosen: false,
                 outcome_reported: false,
             }),

@@ -46,6 +46,7 @@ pub enum Call {
     SchedulerDelete,
     ContinueDecoding,
     ReplaceBody(Vec<u8>),
+    ReplaceResponseBody(Vec<u8>),
 }
 
 /// A recording [`HttpHost`] with scripted headers, body chunks and scheduler.
@@ -57,6 +58,8 @@ pub struct FakeHttp {
     pub buffered: Vec<Vec<u8>>,
     /// The chunk of the current body hook.
     pub received: Vec<u8>,
+    /// Chunks served as Envoy's buffered response body.
+    pub response_body: Vec<Vec<u8>>,
     pub received_is_buffered: bool,
     pub filter_state: HashMap<String, String>,
     /// `scheduler_new` returns `None`.
@@ -76,6 +79,7 @@ impl FakeHttp {
             response: Vec::new(),
             buffered: Vec::new(),
             received: Vec::new(),
+            response_body: Vec::new(),
             received_is_buffered: false,
             filter_state: HashMap::new(),
             no_scheduler: false,
@@ -193,10 +197,19 @@ impl HttpHost for FakeHttp {
         match kind {
             BodyKind::Buffered => self.buffered.iter().for_each(|c| out.extend_from_slice(c)),
             BodyKind::Received => out.extend_from_slice(&self.received),
+            BodyKind::ResponseBuffered => self.response_body.iter().for_each(|c| out.extend_from_slice(c)),
+            BodyKind::ResponseReceived => {}
         }
     }
     fn received_body_is_buffered(&self) -> bool {
         self.received_is_buffered
+    }
+    fn received_response_body_is_buffered(&self) -> bool {
+        false
+    }
+    fn replace_response_body(&mut self, body: &[u8]) {
+        self.record(Call::ReplaceResponseBody(body.to_vec()));
+        self.response_body = vec![body.to_vec()];
     }
     fn replace_request_body(&mut self, body: &[u8]) {
         self.record(Call::ReplaceBody(body.to_vec()));

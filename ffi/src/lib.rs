@@ -771,6 +771,9 @@ pub extern "C" fn mosn_ext_stream_upstream_result(s: *mut mosn_ext_stream, outco
 
 /// Response headers with `status` (from the upstream or the host itself). Fills `out`
 /// with the response mutations to apply (a `:status` mutation changes the status).
+/// `MOSN_EXT_BUFFER_BODY` instead: a send filter reads the body; hold the headers (apply
+/// nothing yet) and see `mosn_ext_stream_response_body`. Pass `end_of_stream` true for a
+/// response without a body and for one the host generated itself (never held).
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_response_headers(
     s: *mut mosn_ext_stream,

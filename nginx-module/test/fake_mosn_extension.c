@@ -176,6 +176,8 @@ bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg) { (void) cfg;
 uint64_t mosn_ext_live_streams(void) { return 0; }
 bool mosn_ext_stream_replaced_body(const mosn_ext_stream *s, mosn_ext_bytes *out)
 { (void) s; (void) out; return false; }
+bool mosn_ext_stream_replaced_response_body(const mosn_ext_stream *s, mosn_ext_bytes *out)
+{ (void) s; (void) out; return false; }
 size_t mosn_ext_config_cluster_count(const mosn_ext_config *cfg) { (void) cfg; return 0; }
 bool mosn_ext_config_cluster_stats(const mosn_ext_config *cfg, size_t i, mosn_ext_cluster_stats *out)
 { (void) cfg; (void) i; (void) out; return false; }

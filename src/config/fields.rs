@@ -220,7 +220,7 @@ pub static FIELDS: &[Field] = &[
     yes(ROUTE, "route", "forward to a cluster"),
     yes(ROUTE, "direct_response", "answer with a fixed status and body"),
     yes(ROUTE, "redirect", "answer with a redirect"),
-    yes(ROUTE, "per_filter_config", "{\"<filter type>\": config} replacing the listener's config of that filter for this route (fault)"),
+    yes(ROUTE, "per_filter_config", "{\"<filter type>\": config} replacing the listener's config of that filter for this route (fault, payload_limit, body_rewrite); {\"disable\": true} turns any filter that runs after routing off for the route"),
     yes(ROUTE, "request_mirror_policies", "{cluster, percent}: copies of requests the listener's mirror filter sends (MOSN: only with that filter)"),
     ign(ROUTE, "metadata", "MOSN's router does not use route metadata either"),
     // --- match

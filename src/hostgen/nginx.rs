@@ -20,7 +20,7 @@ pub const MIRROR_LOCATION: &str = "@mosn_mirror";
 pub const MIRROR_IO_TIMEOUT: &str = "5s";
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]), plus the worker `pid`.
-pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details pid=$pid";
+pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details live_streams=$mosn_live_streams pid=$pid";
 
 /// Generates nginx.conf.
 pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String {

@@ -198,7 +198,8 @@ def _upstream_listener(ports: dict, host: str):
         dict(_hdr_route("x-case", "bodyuid", {"cluster_name": "units"}),
              per_filter_config={"payload_limit": {"disable": True}}),
         dict(_hdr_route("x-case", "rewrite", {"cluster_name": "s2"}),
-             per_filter_config={"body_rewrite": {"request_rules": [{"from": "secret", "to": "[redacted]"}]}}),
+             per_filter_config={"body_rewrite": {"request_rules": [{"from": "secret", "to": "[redacted]"}],
+                                                 "response_rules": [{"from": "site", "to": "SITE:"}]}}),
         {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": "no upstream case"}},
     ]
     router = {"router_config_name": "upstream_router",

@@ -229,11 +229,11 @@ fn stream_complete_unregisters_and_drops_the_core_stream() {
     let (cfg, _) = config(false);
     let (f, _host, _) = request(&cfg, &[(":path", "/")]);
     assert!(registry::get(f.id()).is_some());
-    http_logic::stream_complete(Some(&f));
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
     assert!(registry::get(f.id()).is_none());
     assert!(f.cell().state.borrow().stream.is_none());
-    http_logic::stream_complete(Some(&f)); // idempotent
-    http_logic::stream_complete(None);
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[])); // idempotent
+    http_logic::stream_complete(None, &mut FakeHttp::new(&[]));
 }
 
 // === Body buffering ===

@@ -381,7 +381,7 @@ fn pick_for_client(http: &HttpConfig, a: &Lb, client: Option<&str>) -> HostHandl
     host.source_address = client.map(str::to_string);
     assert_eq!(http_logic::request_headers(Some(&f), &mut host, true), HeadersStatus::Continue);
     let h = a.choose_host(&lb_for(&host)).expect("a host");
-    http_logic::stream_complete(Some(&f));
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
     h
 }
 

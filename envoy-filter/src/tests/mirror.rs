@@ -74,7 +74,7 @@ fn commits(calls: &Mutex<Vec<Call>>) -> usize {
 }
 
 fn end(f: HttpFilter) {
-    http_logic::stream_complete(Some(&f));
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
     f.destroy();
 }
 
