@@ -122,6 +122,23 @@ fn bench(c: &mut Criterion) {
     let hs = headers(None);
     eprintln!("chain/5_filters_1MiB_body: {:.2} heap allocations per request", allocations(&e, &hs, Some(&body)));
     c.bench_function("chain/5_filters_1MiB_body", |b| b.iter(|| black_box(run(&e, &hs, Some(&body)))));
+    // The UNIT driver reading the uid from the end of a 1 MiB JSON body (no uid header).
+    let tail = br#"", "uid": 150}"#;
+    let mut json = br#"{"pad": ""#.to_vec();
+    json.resize((1 << 20) - tail.len(), b'x');
+    json.extend_from_slice(tail);
+    let e = engine(serde_json::json!([{"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT",
+        "config": {"unit_key": "uid", "body_key": "uid"}}]}}]));
+    let hs: Vec<Header<'_>> = headers(None).into_iter().filter(|h| h.name != b"uid").collect();
+    eprintln!("chain/uid_in_1MiB_json: {:.2} heap allocations per request", allocations(&e, &hs, Some(&json)));
+    c.bench_function("chain/uid_in_1MiB_json", |b| b.iter(|| black_box(run(&e, &hs, Some(&json)))));
+    // body_rewrite replacing two words in a 1 MiB request body (a new 1 MiB body).
+    let e = engine(serde_json::json!([{"type": "body_rewrite", "config": {"request_rules": [{"from": "secret", "to": "[redacted]"}]}}]));
+    let mut text = vec![b'x'; 1 << 20];
+    text[1000..1006].copy_from_slice(b"secret");
+    text[900_000..900_006].copy_from_slice(b"secret");
+    eprintln!("chain/body_rewrite_1MiB: {:.2} heap allocations per request", allocations(&e, &hs, Some(&text)));
+    c.bench_function("chain/body_rewrite_1MiB", |b| b.iter(|| black_box(run(&e, &hs, Some(&text)))));
 }
 
 criterion_group!(benches, bench);

@@ -71,19 +71,18 @@ fn rewrite(rules: &[Rule], body: &[u8]) -> Option<Vec<u8>> {
 /// `hay` with every non-overlapping `from` (left to right) replaced by `to`; `None` if
 /// there is none.
 fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut rest = hay;
-    let mut found = false;
-    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
-        found = true;
-        out.extend_from_slice(&rest[..at]);
+    let finder = memchr::memmem::Finder::new(from);
+    let mut at = finder.find_iter(hay).peekable();
+    at.peek()?;
+    let mut out = Vec::with_capacity(hay.len());
+    let mut done = 0;
+    for i in at {
+        // find_iter's matches do not overlap, left to right.
+        out.extend_from_slice(&hay[done..i]);
         out.extend_from_slice(to);
-        rest = &rest[at + from.len()..];
+        done = i + from.len();
     }
-    if !found {
-        return None;
-    }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&hay[done..]);
     Some(out)
 }
 
