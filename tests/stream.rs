@@ -252,3 +252,43 @@ fn timeout_headers_override_the_routes_timeouts() {
     s.request_headers(&Headers(&[h(":path", "/"), h("uid", "2"), h("x-mosn-global-timeout", "3s")]), true);
     assert_eq!(s.timeout(), None);
 }
+
+/// A request-side filter's state reaches its response side (MOSN's `gzip` lost it under
+/// GOHPNF): it records the request's Accept-Encoding as stream metadata and reads it back on
+/// the response; per stream, so two interleaved streams keep their own.
+struct Remember;
+
+impl mosn_extension::filter::StreamFilter for Remember {
+    fn name(&self) -> &'static str {
+        "remember"
+    }
+    fn on_receive(&self, cx: &mut mosn_extension::filter::ReceiveContext<'_>) -> mosn_extension::filter::FilterStatus {
+        let v = cx.header("accept-encoding").first().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+        cx.set_metadata("accept".into(), v.into());
+        mosn_extension::filter::FilterStatus::Continue
+    }
+    fn sends(&self) -> bool {
+        true
+    }
+    fn on_send(&self, cx: &mut mosn_extension::filter::SendContext<'_>) -> mosn_extension::filter::FilterStatus {
+        let v = cx.metadata("accept").unwrap_or("none").to_string();
+        cx.set_header("x-request-accepted".into(), v.into());
+        mosn_extension::filter::FilterStatus::Continue
+    }
+}
+
+#[test]
+fn a_filters_request_state_reaches_its_response_side() {
+    let mut e = Engine::load(DEMO).expect("demo config");
+    e.listener_mut(0).expect("listener").insert_filter(0, std::sync::Arc::new(Remember));
+    let (mut a, mut b) = (e.new_stream(0, None).unwrap(), e.new_stream(0, None).unwrap());
+    let ha = [h(":path", "/"), h(":authority", "x"), h("accept-encoding", "gzip")];
+    let hb = [h(":path", "/"), h(":authority", "x"), h("accept-encoding", "br")];
+    assert_eq!(a.request_headers(&Headers(&ha), true), Action::Continue);
+    assert_eq!(b.request_headers(&Headers(&hb), true), Action::Continue);
+    for (s, want) in [(&mut b, "br"), (&mut a, "gzip")] {
+        assert_eq!(s.response_headers(200, &Headers(&[]), false), Action::Continue);
+        let m = s.response_mutations().iter().find(|m| &*m.name == "x-request-accepted").expect("the send side ran");
+        assert_eq!(&*m.value, want);
+    }
+}
