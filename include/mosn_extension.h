@@ -390,6 +390,13 @@ void mosn_ext_set_log_callback(void (*cb)(uint32_t level, const uint8_t *msg, si
 void mosn_ext_set_log_level(uint32_t level);
 
 /*
+ Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
+ do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
+ can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.
+ */
+int32_t mosn_ext_config_check_host(const mosn_ext_config *cfg, const uint8_t *host, size_t len, char **err);
+
+/*
  Loads and validates a MOSN JSON file (`path` NUL-terminated).
  Returns 0 and sets `*out`; or 1 (invalid config) / -1 (bad arguments, internal
  error) and sets `*err` (if `err` is not NULL) to a message naming each bad JSON

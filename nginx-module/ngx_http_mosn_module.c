@@ -278,6 +278,15 @@ ngx_http_mosn_load_config(ngx_conf_t *cf, ngx_str_t *path)
     }
 
     mosn_ext_string_free(err);
+    err = NULL;
+
+    if (mosn_ext_config_check_host(cfg, (const uint8_t *) "nginx", 5, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "mosn_config \"%V\": %s",
+                           path, err ? err : "not for nginx (no message)");
+        mosn_ext_string_free(err);
+        mosn_ext_config_free(cfg);
+        return NULL;
+    }
 
     return cfg;
 }

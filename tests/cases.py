@@ -1023,7 +1023,7 @@ def a_filter_reads_the_request_trailers(ctx: CaseContext):
     header is absent, and the trailers reach the backend (Envoy, which the generated config
     tells to read and forward HTTP/1 trailers). nginx 1.22 drops request trailers while it
     reads the body: there no filter can see them and the backend gets none (nginx's parser,
-    not the module)."""
+    not the module), and a config asking for them is refused (test_nginx_only)."""
     if not getattr(ctx, "port2", None):
         return
     chunked = (f"POST {ctx.new_path('trailers')} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-case: bodyuid\r\n"

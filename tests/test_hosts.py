@@ -54,7 +54,7 @@ def host_ctx(request, mosn_ext, backends):
         killable[key] = b
     ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port, listen2=listen2,
                  **{k: b.ports[k] for k, b in failover.items()}, **{k: b.ports[k] for k, b in killable.items()})
-    cfg = build_mosn_config(listen, ports)
+    cfg = build_mosn_config(listen, ports, for_host=name)
     h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])
     err = None
     try:

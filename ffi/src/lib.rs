@@ -296,6 +296,27 @@ pub extern "C" fn mosn_ext_set_log_level(level: u32) {
 
 // === Config ===
 
+/// Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
+/// do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
+/// can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_check_host(cfg: *const mosn_ext_config, host: *const u8, len: usize, err: *mut *mut c_char) -> i32 {
+    guard(-1, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }) else { return -1 };
+        // SAFETY: `host` points to `len` bytes (contract).
+        let host = unsafe { bytes(mosn_ext_bytes { ptr: host, len }) };
+        let Ok(host) = std::str::from_utf8(host) else { return -1 };
+        match c.engine.check_host(host) {
+            Ok(()) => 0,
+            Err(e) => {
+                set_error(err, e.to_string());
+                1
+            }
+        }
+    })
+}
+
 /// Loads and validates a MOSN JSON file (`path` NUL-terminated).
 /// Returns 0 and sets `*out`; or 1 (invalid config) / -1 (bad arguments, internal
 /// error) and sets `*err` (if `err` is not NULL) to a message naming each bad JSON

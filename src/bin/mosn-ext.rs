@@ -108,6 +108,12 @@ fn main() -> ExitCode {
                 for (path, why) in &engine.notes {
                     println!("{}: note: {path} changes nothing here: {why}", config.display());
                 }
+                // Fields one host can not honour (that host refuses the config at load).
+                for host in ["envoy", "nginx"] {
+                    for e in engine.check_host(host).err().map(|e| e.0).unwrap_or_default() {
+                        println!("{}: warning: {host} refuses this config: {e}", config.display());
+                    }
+                }
                 let cfg = &engine.config;
                 for l in cfg.listeners.iter().filter(|l| l.router_config_name.is_none()) {
                     println!(

@@ -145,6 +145,81 @@ static const char *FAULT_JSON =
     "\"headers\":[{\"name\":\"x-case\",\"value\":\"delay\"}]}}]}]}],"
     "\"cluster_manager\":{\"clusters\":[{\"name\":\"c\",\"hosts\":[{\"address\":\"127.0.0.1:1\"}]}]}}";
 
+static const char *BODY_JSON =
+    "{\"servers\":[{\"routers\":[{\"router_config_name\":\"r\",\"virtual_hosts\":[{\"name\":\"v\",\"domains\":[\"*\"],"
+    "\"routers\":[{\"match\":{\"prefix\":\"/\",\"headers\":[{\"name\":\"x-mosn-on-envoy-unit\",\"value\":\"s2\"}]},"
+    "\"route\":{\"cluster_name\":\"s2\"}},{\"match\":{\"prefix\":\"/\"},\"route\":{\"cluster_name\":\"c\"}}]}]}],"
+    "\"listeners\":[{\"name\":\"l\",\"address\":\"127.0.0.1:2990\",\"bind_port\":true,"
+    "\"filter_chains\":[{\"filters\":[{\"type\":\"proxy\",\"config\":{\"downstream_protocol\":\"Http1\","
+    "\"router_config_name\":\"r\"}}]}],"
+    "\"stream_filters\":[{\"type\":\"metadata\",\"config\":{\"metadataers\":[{\"meta_data_key\":\"UNIT\","
+    "\"config\":{\"unit_key\":\"uid\",\"body_key\":\"uid\",\"trailers\":true}}]}},"
+    "{\"type\":\"body_rewrite\",\"config\":{\"request_rules\":[{\"from\":\"a\",\"to\":\"bb\"}],"
+    "\"response_rules\":[{\"from\":\"x\",\"to\":\"\"}]}}]}]}],"
+    "\"cluster_manager\":{\"clusters\":[{\"name\":\"c\",\"hosts\":[{\"address\":\"127.0.0.1:1\"}]},"
+    "{\"name\":\"s2\",\"hosts\":[{\"address\":\"127.0.0.1:2\"}]}]}}";
+
+static int eqn(mosn_ext_bytes v, const char *s, size_t n) {
+    return v.len == n && memcmp(v.ptr, s, n) == 0;
+}
+
+/* Bodies through the ABI: binary bytes (a NUL inside), a replaced request body, trailers,
+   a held response whose body a send filter rewrites. */
+static void test_bodies(void) {
+    char *err = NULL;
+    mosn_ext_config *bc = NULL;
+    int rc = mosn_ext_config_load_json((const uint8_t *)BODY_JSON, strlen(BODY_JSON), &bc, &err);
+    CHECK(rc == 0, "body config: %s", err ? err : "");
+    if (rc != 0) return;
+    CHECK(mosn_ext_config_check_host(bc, (const uint8_t *)"envoy", 5, NULL) == 0, "envoy takes trailers");
+    CHECK(mosn_ext_config_check_host(bc, (const uint8_t *)"nginx", 5, &err) == 1 && err &&
+              strstr(err, "stream_filters[0].config.metadataers[0].config.trailers"),
+          "nginx refuses trailers: %s", err ? err : "(null)");
+    mosn_ext_string_free(err);
+
+    request r;
+    req_init(&r, NULL);
+    mosn_ext_stream *s = mosn_ext_stream_new(bc, NULL, 0, NULL, NULL);
+    mosn_ext_action a;
+    CHECK(mosn_ext_stream_request_headers(s, &r.msg, false, &a) == MOSN_EXT_BUFFER_BODY, "a body: buffer it");
+    static const char body[] = "{\"uid\": 150, \"k\": \"a\\u0000a\"}";
+    r.msg.body.ptr = (const uint8_t *)body;
+    r.msg.body.len = sizeof body - 1;
+    CHECK(mosn_ext_stream_request_body(s, &r.msg, true, &a) == MOSN_EXT_CONTINUE, "whole body -> CONTINUE");
+    mosn_ext_route route;
+    CHECK(mosn_ext_stream_route(s, &route) && eq(route.cluster, "s2"), "uid 150 in the body -> s2");
+    mosn_ext_bytes nb;
+    static const char want[] = "{\"uid\": 150, \"k\": \"bb\\u0000bb\"}";
+    CHECK(mosn_ext_stream_replaced_body(s, &nb) && eqn(nb, want, sizeof want - 1), "request body replaced");
+
+    /* the response: held for its body, which loses its x bytes (and keeps a NUL) */
+    mosn_ext_message resp;
+    memset(&resp, 0, sizeof resp);
+    CHECK(mosn_ext_stream_response_headers(s, 200, &resp, false, &a) == MOSN_EXT_BUFFER_BODY, "response held");
+    static const char rb[] = "xAx\0Bx";
+    resp.body.ptr = (const uint8_t *)rb;
+    resp.body.len = sizeof rb - 1;
+    CHECK(mosn_ext_stream_response_body(s, &resp, true, &a) == MOSN_EXT_CONTINUE, "response body -> CONTINUE");
+    CHECK(mosn_ext_stream_replaced_response_body(s, &nb) && eqn(nb, "A\0B", 3), "response body rewritten (len %zu)", nb.len);
+    mosn_ext_stream_destroy(s);
+
+    /* trailers end the body: the uid comes from one */
+    s = mosn_ext_stream_new(bc, NULL, 0, NULL, NULL);
+    req_init(&r, NULL);
+    CHECK(mosn_ext_stream_request_headers(s, &r.msg, false, &a) == MOSN_EXT_BUFFER_BODY, "chunked: buffer it");
+    mosn_ext_header t[1] = {{b("uid"), b("120")}};
+    r.msg.body.ptr = (const uint8_t *)"zz";
+    r.msg.body.len = 2;
+    r.msg.trailers = t;
+    r.msg.trailers_len = 1;
+    CHECK(mosn_ext_stream_request_trailers(s, &r.msg, &a) == MOSN_EXT_CONTINUE, "trailers -> CONTINUE");
+    CHECK(mosn_ext_stream_route(s, &route) && eq(route.cluster, "s2"), "trailer uid 120 -> s2");
+    CHECK(!mosn_ext_stream_replaced_body(s, &nb), "nothing to replace in zz");
+    mosn_ext_stream_destroy(s);
+    CHECK(mosn_ext_live_streams() == 0, "no stream left (%llu)", (unsigned long long)mosn_ext_live_streams());
+    mosn_ext_config_free(bc);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s mosn.json\n", argv[0]);
@@ -291,6 +366,8 @@ int main(int argc, char **argv) {
         mosn_ext_stream_destroy(s);
         mosn_ext_config_free(fc);
     }
+
+    test_bodies();
 
     /* state shared by worker processes (what nginx does with a shared zone): round robin
        continues across processes */

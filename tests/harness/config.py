@@ -34,9 +34,11 @@ def _hdr_route(header: str, value: str, route: dict) -> dict:
 
 
 def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
-                      catch_all_cluster: str = "all_sites", listen_host: str = "127.0.0.1") -> dict:
+                      catch_all_cluster: str = "all_sites", listen_host: str = "127.0.0.1",
+                      for_host: str = "envoy") -> dict:
     """The test config (see the module doc). ``catch_all_cluster`` replaces the cluster of the
-    last (no-uid) route — the nginx reload test switches it to "s3"."""
+    last (no-uid) route — the nginx reload test switches it to "s3". ``for_host`` "nginx" leaves
+    out what nginx refuses (the UNIT driver's request-trailer source)."""
     missing = [k for k in (BACKEND_KEYS if minimal else PORT_KEYS) if k not in ports]
     if missing:
         raise ValueError(f"build_mosn_config: missing ports {missing}")
@@ -137,7 +139,7 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
     routers_cfg = [{"router_config_name": "unit_router", "virtual_hosts": virtual_hosts}]
     listeners = [_listener("serverListener", listen_host, listen_port, "unit_router", stream_filters)]
     if not minimal and "listen2" in ports:
-        r, l, c = _upstream_listener(ports, listen_host)
+        r, l, c = _upstream_listener(ports, listen_host, trailers=for_host != "nginx")
         routers_cfg.append(r)
         listeners.append(l)
         clusters += c
@@ -164,7 +166,7 @@ def _unit_host(port: int, unit: str) -> dict:
     return {"address": f"127.0.0.1:{int(port)}", "metadata": {"filter_metadata": {"mosn.lb": {"unit": unit}}}}
 
 
-def _upstream_listener(ports: dict, host: str):
+def _upstream_listener(ports: dict, host: str, trailers: bool = True):
     """A second listener (ports["listen2"]) for the upstream cases: subsets by host metadata,
     balancers, health checks, circuit breakers, passive health (its fault_tolerance filter
     ejects hosts after 3 exceptions in a row; no other listener has it), STRICT_DNS."""
@@ -206,8 +208,8 @@ def _upstream_listener(ports: dict, host: str):
               "virtual_hosts": [{"name": "upstream", "domains": ["*"], "routers": routes}]}
     filters = [
         # The uid also from a JSON/form body or a trailer when the header is absent.
-        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {
-            "unit_key": "uid", "body_key": "uid", "trailers": True}}]}},
+        {"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": dict(
+            {"unit_key": "uid", "body_key": "uid"}, **({"trailers": True} if trailers else {}))}]}},
         {"type": "header_to_metadata", "config": {"request_rules": [
             {"header": UNIT_HEADER, "on_header_present": {"key": "unit"}}]}},
         {"type": "fault_tolerance", "config": {"enabled": True, "leastWindowCount": 3, "recoverTime": 60000,
