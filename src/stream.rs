@@ -181,6 +181,11 @@ impl Stream {
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
             return self.reply_with(400, "invalid request target", "invalid_path");
         }
+        // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
+        // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
+        if headers.get(":authority").first().is_some_and(|a| a.contains(&b',')) {
+            return self.reply_with(400, "invalid host", "invalid_host");
+        }
         if !end_of_stream && self.listener.needs_body(headers) {
             return Action::BufferBody;
         }

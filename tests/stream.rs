@@ -292,3 +292,17 @@ fn a_filters_request_state_reaches_its_response_side() {
         assert_eq!(&*m.value, want);
     }
 }
+
+#[test]
+fn a_host_with_a_comma_is_refused() {
+    let e = Engine::from_json(DEMO).expect("demo config");
+    for (authority, want) in [("x,y", Action::LocalReply), ("a.test:80", Action::Continue), ("x", Action::Continue)] {
+        let mut s = e.new_stream(0, None).unwrap();
+        let hs = [h(":path", "/"), h(":authority", authority)];
+        assert_eq!(s.request_headers(&Headers(&hs), true), want, "{authority}");
+        if want == Action::LocalReply {
+            let r = s.local_reply().unwrap();
+            assert_eq!((r.status, r.details), (400, "invalid_host"));
+        }
+    }
+}
