@@ -42,6 +42,8 @@ install-deps:
 
 test-rust:
 	$(CARGO) test --release --workspace
+	@# The cross-thread wake handshake under every interleaving loom explores (src/wake.rs).
+	RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom wake::loom_tests
 
 # Lints that keep the code in shape (see README: Code layout): formatting, clippy with
 # warnings as errors (unsafe_op_in_unsafe_fn and undocumented unsafe blocks are denied in

@@ -10,10 +10,54 @@
 //! Host rule (in the C header): the wake function must not block on a lock the host holds
 //! while it calls into the stream, or `destroy` and the wake wait for each other.
 
-use parking_lot::{Condvar, Mutex};
 use std::ffi::c_void;
-use std::sync::Arc;
-use std::thread::ThreadId;
+use sync::{current_thread, wait, Arc, Condvar, Mutex, ThreadId};
+
+/// The primitives: parking_lot's, or loom's when the model tests run (`--cfg loom`, see
+/// `loom_tests` below), behind one small interface.
+#[cfg(not(loom))]
+mod sync {
+    pub use parking_lot::{Condvar, Mutex, MutexGuard};
+    pub use std::sync::Arc;
+    pub use std::thread::ThreadId;
+
+    pub fn current_thread() -> ThreadId {
+        std::thread::current().id()
+    }
+
+    /// Waits on `cv`, releasing the lock meanwhile.
+    pub fn wait<'a, T>(cv: &Condvar, mut g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        cv.wait(&mut g);
+        g
+    }
+}
+
+#[cfg(loom)]
+mod sync {
+    pub use loom::sync::{Arc, Condvar, MutexGuard};
+    pub use loom::thread::ThreadId;
+
+    /// loom's mutex with parking_lot's `lock` (no poisoning to handle).
+    #[derive(Debug, Default)]
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(v: T) -> Mutex<T> {
+            Mutex(loom::sync::Mutex::new(v))
+        }
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    pub fn current_thread() -> ThreadId {
+        loom::thread::current().id()
+    }
+
+    pub fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        cv.wait(g).unwrap()
+    }
+}
 
 /// How the host wants to be told that a stream may resume.
 #[derive(Clone)]
@@ -21,7 +65,7 @@ pub enum WakeFn {
     /// A C function and its opaque context (the `wake` argument of `mosn_ext_stream_new`).
     C { f: unsafe extern "C" fn(*mut c_void), ctx: *mut c_void },
     /// A Rust closure (the Envoy adapter).
-    Rust(Arc<dyn Fn() + Send + Sync>),
+    Rust(std::sync::Arc<dyn Fn() + Send + Sync>),
 }
 
 // SAFETY: the C host promises in the header that its wake function may be called from
@@ -60,11 +104,11 @@ impl WakeCell {
 
     /// No call after this returns (waits for one in flight on another thread).
     fn close(&self) {
-        let me = std::thread::current().id();
+        let me = current_thread();
         let mut st = self.state.lock();
         st.target = None;
         while st.in_flight.is_some_and(|t| t != me) {
-            self.returned.wait(&mut st);
+            st = wait(&self.returned, st);
         }
     }
 }
@@ -80,7 +124,7 @@ impl Waker {
             let mut st = self.0.state.lock();
             let t = st.target.take();
             if t.is_some() {
-                st.in_flight = Some(std::thread::current().id());
+                st.in_flight = Some(current_thread());
             }
             t
         };
@@ -143,7 +187,76 @@ impl Drop for WakeSource {
     }
 }
 
-#[cfg(test)]
+/// Model tests: every interleaving (loom) of a wake on another thread against the stream's
+/// end, and of two wakes racing. Run with
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib --target-dir target/loom wake::loom_tests`
+/// (`make test` does).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A wake function that records it started and finished (and the stream's end must
+    /// never fall in between nor before a late start).
+    fn recording(closed: Arc<AtomicUsize>, calls: Arc<AtomicUsize>) -> WakeFn {
+        WakeFn::Rust(std::sync::Arc::new(move || {
+            assert_eq!(closed.load(Ordering::SeqCst), 0, "a wake function started after close returned");
+            calls.fetch_add(1, Ordering::SeqCst);
+            loom::thread::yield_now();
+            assert_eq!(closed.load(Ordering::SeqCst), 0, "close returned while a wake function ran");
+        }))
+    }
+
+    #[test]
+    fn a_wake_never_runs_after_or_across_close() {
+        loom::model(|| {
+            let closed = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let src = WakeSource::new(Some(recording(closed.clone(), calls.clone())));
+            let w = src.arm();
+            let t = loom::thread::spawn(move || w.wake());
+            src.close();
+            closed.store(1, Ordering::SeqCst);
+            t.join().unwrap();
+            assert!(calls.load(Ordering::SeqCst) <= 1);
+        });
+    }
+
+    #[test]
+    fn two_wakes_call_the_host_once() {
+        loom::model(|| {
+            let closed = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let src = WakeSource::new(Some(recording(closed.clone(), calls.clone())));
+            let w = src.arm();
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.wake());
+            w.wake();
+            t.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            src.close();
+        });
+    }
+
+    #[test]
+    fn a_new_wait_closes_the_old_one() {
+        loom::model(|| {
+            let closed = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let src = WakeSource::new(Some(recording(closed.clone(), calls.clone())));
+            let old = src.arm();
+            let t = loom::thread::spawn(move || old.wake());
+            // Re-arming ends the old wait: its wake either ran before or never runs.
+            let _new = src.arm();
+            let after_rearm = calls.load(Ordering::SeqCst);
+            t.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), after_rearm, "the old wait woke after the new one was armed");
+            src.close();
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
