@@ -12,8 +12,16 @@ set -euo pipefail
 MODULE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$MODULE_DIR/.." && pwd)"
 NGX_SRC="${NGX_SRC:-/usr/share/nginx/src}"
-BUILD_DIR="$ROOT/build/nginx-module"
-export MOSN_LIB_DIR="$ROOT/build/output"
+# ASAN=1 (make asan): an AddressSanitizer build into build/asan/ next to the ASan library.
+if [ "${ASAN:-0}" = 1 ]; then
+    BUILD_DIR="$ROOT/build/nginx-module-asan"
+    export MOSN_LIB_DIR="$ROOT/build/asan"
+    SAN_OPT="-fsanitize=address -fno-omit-frame-pointer"
+else
+    BUILD_DIR="$ROOT/build/nginx-module"
+    export MOSN_LIB_DIR="$ROOT/build/output"
+    SAN_OPT=""
+fi
 export MOSN_INC_DIR="$ROOT/include"
 
 die() { echo "nginx-module/build.sh: $*" >&2; exit 1; }
@@ -30,8 +38,8 @@ command -v dpkg-buildflags >/dev/null || die "dpkg-buildflags not found (apt-get
 . "$NGX_SRC/conf_flags"
 
 cd "$ROOT"   # dpkg-buildflags maps the cwd (-ffile-prefix-map): keep it stable
-CC_OPT="$(dpkg-buildflags --get CFLAGS) -fPIC $(dpkg-buildflags --get CPPFLAGS)"
-LD_OPT="$(dpkg-buildflags --get LDFLAGS) -fPIC"
+CC_OPT="$(dpkg-buildflags --get CFLAGS) -fPIC $(dpkg-buildflags --get CPPFLAGS) $SAN_OPT"
+LD_OPT="$(dpkg-buildflags --get LDFLAGS) -fPIC $SAN_OPT"
 
 mkdir -p "$BUILD_DIR" "$MOSN_LIB_DIR"
 

@@ -38,8 +38,11 @@ def _ports(backends=None):
 
 
 def _nginx_t(run_dir: Path):
+    env = dict(os.environ)
+    if os.environ.get("MOSN_HOST_LD_PRELOAD"):  # make asan: the sanitizer runtime first
+        env["LD_PRELOAD"] = os.environ["MOSN_HOST_LD_PRELOAD"]
     r = subprocess.run([NGINX, "-t", "-p", str(run_dir) + "/", "-c", str(run_dir / "nginx.conf")],
-                       capture_output=True, text=True, timeout=60, cwd=run_dir)
+                       capture_output=True, text=True, timeout=60, cwd=run_dir, env=env)
     out = r.stdout + r.stderr
     for p in run_dir.glob("*.log"):  # an error_log inside the work dir, if the config has one
         try:

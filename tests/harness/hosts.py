@@ -547,6 +547,9 @@ class Host:
         (self.work_dir / "command.txt").write_text(" ".join(cmd) + "\n")
         env = dict(os.environ)
         env.update(self.env_extra)
+        # `make asan`: the sanitizer runtime goes into the host process only (not the backends).
+        if os.environ.get("MOSN_HOST_LD_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["MOSN_HOST_LD_PRELOAD"]
         with open(self.stdout_log, "ab") as out, open(self.stderr_log, "ab") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          cwd=self.work_dir, env=env, start_new_session=True)
