@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: asan help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: asan deb help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -13,6 +13,7 @@ help:
 	@echo "make test              everything CI runs"
 	@echo "make lint              fmt, clippy -D warnings, module dependency check"
 	@echo "make readme-fields     regenerate README.md's configuration reference"
+	@echo "make deb               the Nginx side as a Debian package (libnginx-mod-http-mosn)"
 	@echo "make asan              the shared suite on nginx with ASan/LSan builds of module and library"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
@@ -63,7 +64,7 @@ test-c: build-l7
 
 # The nginx adapter against a scripted library (paths the core does not reach yet: body
 # buffering, reply headers, response mutations), then the shared HTTP cases on both hosts.
-test-hosts: build-l7 build-nginx-module
+test-hosts: build-l7 build-nginx-module deb
 	python3 nginx-module/test/run-fake.py
 	python3 -m pytest -q tests
 
@@ -72,6 +73,10 @@ test: install-deps header-check lint test-rust test-c test-hosts asan
 
 demo: install-deps build-l7 build-nginx-module
 	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep) $(if $(EXAMPLE),--example $(EXAMPLE))
+
+# The Nginx side as a Debian package (build/output/libnginx-mod-http-mosn_<version>_<arch>.deb).
+deb: build-nginx-module
+	bash scripts/deb.sh
 
 # AddressSanitizer + LeakSanitizer: the library and the nginx module built with ASan, the
 # shared suite on nginx (docs/reliability.md has the last result).

@@ -237,3 +237,38 @@ def test_flow_control_is_shared_by_two_workers(nginx_host, backends):
     assert statuses.count(200) == 3 and statuses.count(509) == 7, f"3 of 10 should pass: {statuses}"
     pids = {ctx.log_for(r).get("pid") for r in got}
     assert len(pids) == 2, f"requests did not reach both workers (pids {pids}); the test proves nothing"
+
+
+def test_deb_installs_into_a_scratch_root_and_nginx_t_passes(mosn_ext, run_dir):
+    """`make deb`'s libnginx-mod-http-mosn: dpkg installs it into a scratch root (its postinst
+    enables the module there), it depends on the ABI of the nginx it was built for, and
+    `nginx -t` with the installed module (finding its library beside it) and a mosn.json passes."""
+    debs = sorted((hosts.REPO_ROOT / "build" / "output").glob("libnginx-mod-http-mosn_*.deb"))
+    assert debs, "no build/output/libnginx-mod-http-mosn_*.deb: run `make deb`"
+    deb = debs[-1]
+    provides = subprocess.run(["dpkg", "-s", "nginx"], capture_output=True, text=True).stdout
+    depends = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True).stdout
+    abi = next(p.strip() for line in provides.splitlines() if line.startswith("Provides:")
+               for p in line[len("Provides:"):].split(",") if p.strip().startswith("nginx-abi-"))
+    assert abi in depends, f"{deb.name} Depends: {depends!r}, nginx provides {abi}"
+    root = run_dir / "root"
+    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "etc/nginx/modules-enabled"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/dpkg/status").write_text("")
+    r = subprocess.run(["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends", "--log=/dev/null",
+                        "-i", str(deb)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"dpkg -i into {root}: {r.stdout}{r.stderr}"
+    link = root / "etc/nginx/modules-enabled/50-mod-http-mosn.conf"
+    assert link.is_symlink() and os.readlink(link).endswith("modules-available/mod-http-mosn.conf"), "postinst link"
+    modules = root / "usr/lib/nginx/modules"
+    assert (modules / "ngx_http_mosn_module.so").is_file() and (modules / "mosn_extension.so").is_file()
+    listen, ports = _ports()
+    mosn_json = run_dir / "mosn.json"
+    mosn_json.write_text(json.dumps(build_mosn_config(listen, ports, for_host="nginx"), indent=2))
+    r = subprocess.run([str(root / "usr/bin/mosn-ext"), "start", "--host", "nginx", "-c", str(mosn_json), "--work-dir",
+                        str(run_dir), "--module-dir", str(modules), "--print-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"the packaged mosn-ext: {r.stdout}{r.stderr}"
+    assert f"load_module \"{modules}/ngx_http_mosn_module.so\";" in r.stdout or f"load_module {modules}/ngx_http_mosn_module.so;" in r.stdout, r.stdout[:400]
+    (run_dir / "nginx.conf").write_text(r.stdout)
+    rc, out = _nginx_t(run_dir)
+    assert rc == 0, f"nginx -t with the packaged module: {out[-4000:]}"
