@@ -390,6 +390,18 @@ void mosn_ext_set_log_callback(void (*cb)(uint32_t level, const uint8_t *msg, si
 void mosn_ext_set_log_level(uint32_t level);
 
 /*
+ MOSN's metrics in Prometheus text format (summed over every worker), in `*out` (free it
+ with `mosn_ext_string_free`). Returns 0, or -1 on bad arguments.
+ */
+int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out);
+
+/*
+ Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
+ long as the config). False when the config has no prometheus sink.
+ */
+bool mosn_ext_config_prometheus(const mosn_ext_config *cfg, uint16_t *port, mosn_ext_bytes *endpoint);
+
+/*
  Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
  do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
  can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.

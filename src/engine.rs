@@ -116,7 +116,6 @@ impl Engine {
         d: &mut Diagnostics,
     ) -> Option<Engine> {
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
-        state.allocate(layout.next);
         let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &config, &clusters, d).map(Arc::new)).collect();
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for (l, filters) in config.listeners.iter().zip(filters) {
@@ -137,6 +136,8 @@ impl Engine {
                     );
                 }
             }
+            let words = WordAllocator { state: &state, layout: std::cell::RefCell::new(&mut layout) };
+            let counters = crate::metrics::ListenerCounters::new(words.take(crate::metrics::LISTENER_WORDS));
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,
@@ -145,8 +146,11 @@ impl Engine {
                 body_filters,
                 router,
                 outlier,
+                counters,
             }));
         }
+        // Every word is taken (clusters, hosts, listeners): the block gets its size.
+        state.allocate(layout.next);
         Some(Engine {
             config,
             listeners,

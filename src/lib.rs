@@ -21,6 +21,7 @@ pub mod headers;
 pub mod hostgen;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod route_check;
 pub mod router;
 pub mod stream;

@@ -19,6 +19,8 @@ pub struct Listener {
     pub router: Option<Arc<Router>>,
     /// Passive health settings (a `fault_tolerance` filter), fed every attempt's outcome.
     pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
+    /// MOSN's `downstream` metrics of this listener.
+    pub counters: crate::metrics::ListenerCounters,
 }
 
 impl Listener {

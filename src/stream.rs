@@ -102,6 +102,8 @@ pub struct Stream {
     response_status: Option<u16>,
     /// The response body a send filter replaced the buffered one with.
     new_response_body: Option<Vec<u8>>,
+    /// The answer's status was counted (`downstream` metrics), once per stream.
+    counted: bool,
 }
 
 /// What the host has of a buffered request besides its headers.
@@ -126,6 +128,7 @@ impl Stream {
     #[inline]
     pub(crate) fn new(listener: Arc<Listener>, wake: Option<WakeFn>) -> Stream {
         LIVE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        listener.counters.start();
         Stream {
             listener,
             stage: Stage::Start,
@@ -156,6 +159,7 @@ impl Stream {
             new_body: None,
             response_status: None,
             new_response_body: None,
+            counted: false,
         }
     }
 
@@ -179,18 +183,33 @@ impl Stream {
         // Looked up once: checked here, routed on later (unless a filter changes it).
         let raw_path = headers.get(":path").first();
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
-            return self.reply_with(400, "invalid request target", "invalid_path");
+            let a = self.reply_with(400, "invalid request target", "invalid_path");
+            return self.count_local_reply(a);
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
         // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
         if headers.get(":authority").first().is_some_and(|a| a.contains(&b',')) {
-            return self.reply_with(400, "invalid host", "invalid_host");
+            let a = self.reply_with(400, "invalid host", "invalid_host");
+            return self.count_local_reply(a);
         }
         if !end_of_stream && self.listener.needs_body(headers) {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, Payload::default(), raw_path)
+        let a = self.run(headers, Payload::default(), raw_path);
+        self.count_local_reply(a)
+    }
+
+    /// A local reply's status counts when the core decides it (a host may not show its own
+    /// module's reply to the response hooks); `response_headers` then does not count again.
+    fn count_local_reply(&mut self, a: Action) -> Action {
+        if a == Action::LocalReply && !self.counted {
+            if let Some(r) = &self.reply {
+                self.listener.counters.answered(r.status);
+                self.counted = true;
+            }
+        }
+        a
     }
 
     /// The buffered request body (after [`Action::BufferBody`]). Only the call with
@@ -212,7 +231,8 @@ impl Stream {
             return self.current_action();
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, payload, None)
+        let a = self.run(headers, payload, None);
+        self.count_local_reply(a)
     }
 
     /// Continues after the wake function was called. The host passes the request
@@ -226,7 +246,8 @@ impl Stream {
         match self.stage {
             Stage::Waiting { phase, at } => {
                 self.stage = Stage::Filters { phase, next: at, resumed: true };
-                self.run(headers, payload, None)
+                let a = self.run(headers, payload, None);
+                self.count_local_reply(a)
             }
             _ => self.current_action(),
         }
@@ -699,10 +720,15 @@ impl Stream {
             self.retry_admitted = false;
         }
         self.response_mutations.clear();
+        let mut answered = status;
         if let Some(want) = self.failure_status() {
             if want != status {
                 self.response_mutations.push(HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() });
+                answered = want;
             }
+        }
+        if !std::mem::replace(&mut self.counted, true) {
+            self.listener.counters.answered(answered);
         }
         for e in &self.response_edits {
             header_edit::apply(e, headers, &mut self.response_mutations);
@@ -814,6 +840,7 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 impl Drop for Stream {
     fn drop(&mut self) {
         LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.listener.counters.end();
         // Done: no wake after this.
         self.wake.close();
         self.end_attempt();

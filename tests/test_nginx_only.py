@@ -113,7 +113,7 @@ class _NginxStarter:
         if upstream_listener:
             # The second listener's filters (flow control, ...); its own backends are not
             # started (nothing listens on those ports).
-            keys = ("listen2", "h1", "h2", "p1", "p2", "p3", "i1", "u1", "mr1", "mr2")
+            keys = ("listen2", "h1", "h2", "p1", "p2", "p3", "i1", "u1", "mr1", "mr2", "metrics")
             ports.update(zip(keys, hosts.free_ports(len(keys))))
         cfg = build_mosn_config(listen, ports, catch_all_cluster=catch_all, for_host="nginx")
         h = hosts.Host(NGINX, cfg, self.run_dir, concurrency=concurrency)
@@ -237,6 +237,15 @@ def test_flow_control_is_shared_by_two_workers(nginx_host, backends):
     assert statuses.count(200) == 3 and statuses.count(509) == 7, f"3 of 10 should pass: {statuses}"
     pids = {ctx.log_for(r).get("pid") for r in got}
     assert len(pids) == 2, f"requests did not reach both workers (pids {pids}); the test proves nothing"
+    # MOSN's metrics are the sum of both workers (the counters live in the shared zone): the
+    # scrape, served by either worker, counts all 10 requests of this listener.
+    from cases import scrape
+    for _ in range(4):
+        m = scrape(ports["metrics"])
+        key = ("mosn_downstream_request_total", (("listener", "upstreamListener"),))
+        assert m[key] == 10, f"request_total of both workers: {m.get(key)}"
+        assert m[("mosn_downstream_request_200_total", (("listener", "upstreamListener"),))] == 3
+        assert m[("mosn_downstream_request_other_code", (("listener", "upstreamListener"),))] == 7, "the 509s"
 
 
 def test_deb_installs_into_a_scratch_root_and_nginx_t_passes(mosn_ext, run_dir):

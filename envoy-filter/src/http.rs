@@ -18,7 +18,7 @@ use crate::envoy_host::{EnvoyHttp, EnvoyHttpConfig};
 use crate::guard;
 use crate::host::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
-use crate::{mirror, upstream};
+use crate::{metrics, mirror, upstream};
 use std::ffi::c_void;
 
 /// What `on_http_filter_config_new` builds: the filter of a MOSN listener (downstream), or
@@ -26,18 +26,24 @@ use std::ffi::c_void;
 enum FilterConfig {
     Listener(HttpConfig),
     Upstream,
+    /// MOSN's prometheus sink (`{"metrics": true}`, see `metrics.rs`).
+    Metrics(std::sync::Arc<mosn_extension::Engine>),
 }
 
 /// One stream's filter object.
 enum Filter {
     Listener(HttpFilter),
     Upstream,
+    Metrics(std::sync::Arc<mosn_extension::Engine>),
 }
 
 impl FilterConfig {
     fn load(bytes: &[u8]) -> Option<FilterConfig> {
         if upstream::is_upstream_config(bytes) {
             return Some(FilterConfig::Upstream);
+        }
+        if metrics::is_metrics_config(bytes) {
+            return metrics::load(bytes).map(FilterConfig::Metrics);
         }
         HttpConfig::load(bytes).map(FilterConfig::Listener)
     }
@@ -84,7 +90,7 @@ unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
     match unsafe { any_filter(ptr) } {
         None => Ok(None),
         Some(Filter::Listener(f)) => Ok(Some(f)),
-        Some(Filter::Upstream) => Err(()),
+        Some(Filter::Upstream | Filter::Metrics(_)) => Err(()),
     }
 }
 
@@ -204,6 +210,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
         let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
             None => return std::ptr::null(),
             Some(FilterConfig::Upstream) => Filter::Upstream,
+            Some(FilterConfig::Metrics(e)) => Filter::Metrics(e.clone()),
             Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
                 Some(f) => Filter::Listener(f),
                 None => return std::ptr::null(),
@@ -254,6 +261,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
+    if let Some(Filter::Metrics(e)) = unsafe { any_filter(filter_module) } {
+        return headers(guard::or("http_filter_metrics", || HeadersStatus::StopIteration, || metrics::request_headers(e, &mut host)));
+    }
+    // SAFETY: as above.
     let Ok(f) = (unsafe { filter(filter_module) }) else { return headers_status::CONTINUE };
     headers(guard::or(
         "http_filter_request_headers",

@@ -36,6 +36,7 @@ pub mod guard;
 pub mod host;
 pub mod http_logic;
 pub mod lb;
+pub mod metrics;
 pub mod mirror;
 pub mod policy;
 pub mod registry;

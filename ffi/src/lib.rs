@@ -296,6 +296,42 @@ pub extern "C" fn mosn_ext_set_log_level(level: u32) {
 
 // === Config ===
 
+/// MOSN's metrics in Prometheus text format (summed over every worker), in `*out` (free it
+/// with `mosn_ext_string_free`). Returns 0, or -1 on bad arguments.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_metrics(cfg: *const mosn_ext_config, out: *mut *mut c_char) -> i32 {
+    guard(-1, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }) else { return -1 };
+        if out.is_null() {
+            return -1;
+        }
+        set_error(out, mosn_extension::metrics::prometheus::render(&c.engine));
+        0
+    })
+}
+
+/// Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
+/// long as the config). False when the config has no prometheus sink.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_prometheus(cfg: *const mosn_ext_config, port: *mut u16, endpoint: *mut mosn_ext_bytes) -> bool {
+    guard(false, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }) else { return false };
+        let Some(p) = &c.engine.config.metrics.prometheus else { return false };
+        // SAFETY: `port` and `endpoint` are NULL or writable (contract).
+        unsafe {
+            if let Some(o) = port.as_mut() {
+                *o = p.port;
+            }
+            if let Some(o) = endpoint.as_mut() {
+                *o = out_bytes(p.endpoint.as_bytes());
+            }
+        }
+        true
+    })
+}
+
 /// Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
 /// do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
 /// can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.

@@ -174,6 +174,10 @@ size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; 
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }
 bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg) { (void) cfg; return false; }
 uint64_t mosn_ext_live_streams(void) { return 0; }
+int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out)
+{ (void) cfg; *out = strdup(""); return 0; }
+bool mosn_ext_config_prometheus(const mosn_ext_config *cfg, uint16_t *port, mosn_ext_bytes *ep)
+{ (void) cfg; (void) port; (void) ep; return false; }
 int32_t mosn_ext_config_check_host(const mosn_ext_config *cfg, const uint8_t *host, size_t len, char **err)
 { (void) cfg; (void) host; (void) len; (void) err; return 0; }
 bool mosn_ext_stream_replaced_body(const mosn_ext_stream *s, mosn_ext_bytes *out)

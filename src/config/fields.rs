@@ -95,6 +95,10 @@ pub mod object {
     pub const UNIT_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (UNIT)";
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
     pub const IDC_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (IDC)";
+    pub const METRICS: &str = "metrics";
+    pub const METRICS_SINK: &str = "metrics.sinks[]";
+    pub const PROMETHEUS_SINK: &str = "metrics.sinks[].config (prometheus)";
+    pub const STATS_MATCHER: &str = "metrics.stats_matcher";
     pub const BODY_REWRITE: &str = "stream_filters[].config (body_rewrite)";
     pub const BODY_REWRITE_RULE: &str = "stream_filters[].config (body_rewrite).*_rules[]";
 }
@@ -131,7 +135,7 @@ pub static FIELDS: &[Field] = &[
     yes(ROOT, "servers", "exactly one server (as MOSN requires), with listeners and routers"),
     yes(ROOT, "cluster_manager", "the upstream clusters"),
     ign(ROOT, "admin", "MOSN's admin API is not served yet; the host's admin is"),
-    ign(ROOT, "metrics", "MOSN's metrics sinks are not exported yet"),
+    yes(ROOT, "metrics", "MOSN's metrics: a prometheus sink served by the host (see Metrics)"),
     ign(ROOT, "tracing", "tracing is the host's (Envoy tracers, nginx modules)"),
     ign(ROOT, "pprof", GO_RUNTIME),
     ign(ROOT, "plugin", GO_RUNTIME),
@@ -458,6 +462,22 @@ pub static FIELDS: &[Field] = &[
     yes(BODY_REWRITE_RULE, "to", "what replaces each occurrence (default empty: delete)"),
     yes(ZONE_DRIVER, "zone_env_name_list", "environment variables; the first one set is the zone"),
     yes(IDC_DRIVER, "idc_env_name_list", "environment variables; the first one set is the IDC"),
+    yes(METRICS, "sinks", "where the metrics go: one prometheus sink"),
+    yes(METRICS, "stats_matcher", "which metrics are left out"),
+    ign(METRICS, "shm_zone", "MOSN's shared-memory metrics for its hot upgrade; the counters here live in the host's shared state"),
+    ign(METRICS, "shm_size", "as shm_zone"),
+    ign(METRICS, "flush_mosn", "MOSN's internal flush to its own log"),
+    ign(METRICS, "lazy_flush", "as flush_mosn"),
+    yes(METRICS_SINK, "type", "prometheus (others: not supported yet)"),
+    yes(METRICS_SINK, "config", "the sink's config"),
+    yes(PROMETHEUS_SINK, "port", "the port the host serves the metrics on (127.0.0.1)"),
+    yes(PROMETHEUS_SINK, "endpoint", "the path (default /metrics)"),
+    no(PROMETHEUS_SINK, "export_url", "pushing to a gateway"),
+    no(PROMETHEUS_SINK, "percentiles", "histograms"),
+    no(PROMETHEUS_SINK, "disable_collect", "turning collection off"),
+    yes(STATS_MATCHER, "reject_all", "true: no metric is exported"),
+    yes(STATS_MATCHER, "exclusion_labels", "series with one of these labels are left out (e.g. host)"),
+    yes(STATS_MATCHER, "exclusion_keys", "metrics with one of these keys are left out (e.g. request_total)"),
 ];
 
 /// How `name` of `object` is treated, or `None` if MOSN has no such field there.

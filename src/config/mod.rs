@@ -80,6 +80,8 @@ pub struct MosnConfig {
     pub listeners: Vec<ListenerConfig>,
     pub routers: Vec<RouterConfig>,
     pub clusters: Vec<ClusterConfig>,
+    /// `metrics` (sinks and stats_matcher).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `servers[].listeners[]`.
@@ -547,6 +549,9 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
             }
         }
         cm.finish(d);
+    }
+    if let Some(m) = root.object("metrics", object::METRICS, d) {
+        cfg.metrics = crate::metrics::parse(m, d);
     }
     root.finish(d);
     cfg

@@ -151,6 +151,43 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             compressor = compressor(l),
         );
     }
+    if let Some(p) = &cfg.metrics.prometheus {
+        // MOSN's prometheus sink: a listener whose only filter (the module) answers it.
+        let metrics_cfg = serde_json::json!({ "config_path": config_path, "metrics": true }).to_string();
+        let _ = write!(
+            y,
+            r#"  - name: mosn_metrics
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mosn_metrics
+          codec_type: HTTP1
+          http_filters:
+          - name: mosn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {module}
+              filter_name: mosn
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {metrics_cfg}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          route_config:
+            virtual_hosts:
+            - name: mosn_metrics
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: "/" }}, direct_response: {{ status: 404 }} }}]
+"#,
+            port = p.port,
+            module = module_config(),
+            metrics_cfg = quote(&metrics_cfg),
+        );
+    }
     let _ = writeln!(y, "  clusters:");
     let status_retries = clusters_with_status_retries(cfg);
     let upstream_cfg = serde_json::json!({ "config_path": config_path, "upstream": true }).to_string();

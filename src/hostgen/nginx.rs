@@ -73,6 +73,16 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             gzip = gzip(l),
         );
     }
+    if let Some(p) = &cfg.metrics.prometheus {
+        // MOSN's prometheus sink: the counters of every worker, on the loopback.
+        let _ = writeln!(
+            c,
+            "  server {{\n    listen 127.0.0.1:{port}{reuseport};\n    access_log off;\n    location = {ep} {{ mosn_metrics; }}\n    location / {{ return 404; }}\n  }}",
+            port = p.port,
+            reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
+            ep = quote(&p.endpoint),
+        );
+    }
     let _ = writeln!(c, "}}");
     c
 }

@@ -143,10 +143,15 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
         routers_cfg.append(r)
         listeners.append(l)
         clusters += c
-    return {
+    cfg = {
         "servers": [{"default_log_path": "stdout", "routers": routers_cfg, "listeners": listeners}],
         "cluster_manager": {"clusters": clusters},
     }
+    if "metrics" in ports:
+        # MOSN's prometheus sink, served by the host on the loopback.
+        cfg["metrics"] = {"sinks": [{"type": "prometheus", "config": {"port": int(ports["metrics"])}}],
+                          "stats_matcher": {"exclusion_keys": ["host_health_changes"]}}
+    return cfg
 
 
 def _listener(name: str, host: str, port: int, router: str, stream_filters: list) -> dict:
