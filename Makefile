@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: fuzz fuzz-cmin help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -13,6 +13,7 @@ help:
 	@echo "make test              everything CI runs"
 	@echo "make lint              fmt, clippy -D warnings, module dependency check"
 	@echo "make readme-fields     regenerate README.md's configuration reference"
+	@echo "make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=...]   cargo-fuzz each target in turn (nightly)"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
 
@@ -88,3 +89,18 @@ build-nginx-image: build-l7 build-nginx-module
 clean:
 	$(CARGO) clean
 	rm -rf build/output build/nginx-module build/test-runs
+
+# Coverage-guided fuzzing (nightly + cargo-fuzz): each target for FUZZ_SECONDS, one after
+# another, one process at a time; prints executions and coverage per target. `make test`
+# replays the checked-in corpora on stable (ffi/tests/fuzz_replay*.rs). See docs/reliability.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= config config_mutate path router headers abi
+fuzz:
+	@failed=0; for t in $(FUZZ_TARGETS); do bash scripts/fuzz.sh $$t $(FUZZ_SECONDS) || failed=1; done; exit $$failed
+
+# Merges what the runs found (build/fuzz/corpus) into the checked-in corpora, minimized.
+fuzz-cmin:
+	@for t in $(FUZZ_TARGETS); do \
+	  cp -n build/fuzz/corpus/$$t/* fuzz/corpus/$$t/ 2>/dev/null; \
+	  (cd fuzz && cargo +nightly fuzz cmin -a $$t corpus/$$t) >build/fuzz/cmin-$$t.log 2>&1 || { echo "fuzz-cmin $$t failed: build/fuzz/cmin-$$t.log"; exit 1; }; \
+	  echo "fuzz-cmin $$t: $$(ls fuzz/corpus/$$t | wc -l) files, $$(du -sh fuzz/corpus/$$t | cut -f1)"; done
