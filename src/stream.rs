@@ -305,6 +305,9 @@ impl Stream {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no route", "route_not_found"));
         };
+        // The matched route, whatever it does (a direct response and a redirect too: logs and
+        // `mosn-ext route-check` name it); only a forward gives the request a cluster.
+        self.routed = Some(m);
         let fw = match router.action(m) {
             RouteAction::Forward(fw) => fw,
             RouteAction::DirectResponse { status, body } => {
@@ -354,7 +357,6 @@ impl Stream {
         if let Some(h) = host {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY.clone(), value: h });
         }
-        self.routed = Some(m);
         self.picked = Some(picked);
         None
     }
