@@ -134,7 +134,7 @@ fn interesting(u: &mut Unstructured<'_>, whole: &Value) -> Result<Value> {
         4 => json!(*u.choose(&[0u64, 1, 2, 100, 128, 255, 256, 599, 600, 65535, 65536, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX])?),
         5 => json!(*u.choose(&[-1i64, i64::MIN, -0])?),
         6 => json!(*u.choose(&[0.5f64, -0.5, 1e300, -1e300, 1e-300, 100.0000001, 2.5])?),
-        7 | 8 | 9 => json!(*u.choose(STRINGS)?),
+        7..=9 => json!(*u.choose(STRINGS)?),
         10 => json!(u.arbitrary::<String>()?),
         11 => json!("a".repeat(u.int_in_range(1..=5000)?)),
         12 => json!([]),
@@ -304,10 +304,10 @@ fn request<'a>(u: &mut Unstructured<'a>) -> Result<super::Request<'a>> {
     }
     Ok(super::Request {
         headers,
-        body: *u.choose(&[&b""[..], b"small", b"a body larger than sixteen bytes"])?,
+        body: u.choose(&[&b""[..], b"small", b"a body larger than sixteen bytes"])?,
         end_of_stream: u.arbitrary()?,
         outcomes,
-        downstream: *u.choose(&[&b"10.0.0.1:5"[..], b"192.168.1.1", b"[::1]:80", b"junk", b""])?,
+        downstream: u.choose(&[&b"10.0.0.1:5"[..], b"192.168.1.1", b"[::1]:80", b"junk", b""])?,
     })
 }
 
