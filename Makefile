@@ -98,9 +98,8 @@ FUZZ_TARGETS ?= config config_mutate path router headers abi
 fuzz:
 	@failed=0; for t in $(FUZZ_TARGETS); do bash scripts/fuzz.sh $$t $(FUZZ_SECONDS) || failed=1; done; exit $$failed
 
-# Merges what the runs found (build/fuzz/corpus) into the checked-in corpora, minimized.
+# Merges what the runs found (build/fuzz/corpus) into the checked-in corpora, minimized
+# and capped at FUZZ_CORPUS_MAX files per target.
+FUZZ_CORPUS_MAX ?= 300
 fuzz-cmin:
-	@for t in $(FUZZ_TARGETS); do \
-	  cp -n build/fuzz/corpus/$$t/* fuzz/corpus/$$t/ 2>/dev/null; \
-	  (cd fuzz && cargo +nightly fuzz cmin -a $$t corpus/$$t) >build/fuzz/cmin-$$t.log 2>&1 || { echo "fuzz-cmin $$t failed: build/fuzz/cmin-$$t.log"; exit 1; }; \
-	  echo "fuzz-cmin $$t: $$(ls fuzz/corpus/$$t | wc -l) files, $$(du -sh fuzz/corpus/$$t | cut -f1)"; done
+	@for t in $(FUZZ_TARGETS); do bash scripts/fuzz-cmin.sh $$t $(FUZZ_CORPUS_MAX) || exit 1; done
