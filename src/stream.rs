@@ -483,6 +483,11 @@ impl Stream {
     /// while another healthy host exists. The first attempt counts against the cluster's
     /// `max_requests`.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
+        // Only a request the core let through goes upstream: not one answered locally (a
+        // fault abort after routing) nor one still in its filters (waiting, buffering).
+        if self.stage != Stage::Forwarding {
+            return Err(NoHost::NotRouted);
+        }
         self.end_attempt();
         // Fields are borrowed one by one (no listener reference count touched).
         let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
