@@ -24,4 +24,4 @@ for f in "$keep"/*; do
   mv "$f" "$corpus/"
 done
 rmdir "$keep"
-echo "fuzz-cmin $target: $(find "$corpus" -type f | wc -l) files, $(du -sh "$corpus" | cut -f1)"
+echo "fuzz-cmin $target: $(find "$corpus" -type f | wc -l) files, $(du -sb "$corpus" | cut -f1) bytes"
