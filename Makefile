@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: asan deb help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: asan deb fuzz fuzz-cmin help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -15,6 +15,7 @@ help:
 	@echo "make readme-fields     regenerate README.md's configuration reference"
 	@echo "make deb               the Nginx side as a Debian package (libnginx-mod-http-mosn)"
 	@echo "make asan              the shared suite on nginx with ASan/LSan builds of module and library"
+	@echo "make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=...]   cargo-fuzz each target in turn (nightly)"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
 
@@ -101,3 +102,17 @@ build-nginx-image: build-l7 build-nginx-module
 clean:
 	$(CARGO) clean
 	rm -rf build/output build/nginx-module build/test-runs
+
+# Coverage-guided fuzzing (nightly + cargo-fuzz): each target for FUZZ_SECONDS, one after
+# another, one process at a time; prints executions and coverage per target. `make test`
+# replays the checked-in corpora on stable (ffi/tests/fuzz_replay*.rs). See docs/reliability.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= config config_mutate path router headers abi
+fuzz:
+	@failed=0; for t in $(FUZZ_TARGETS); do bash scripts/fuzz.sh $$t $(FUZZ_SECONDS) || failed=1; done; exit $$failed
+
+# Merges what the runs found (build/fuzz/corpus) into the checked-in corpora, minimized
+# and capped at FUZZ_CORPUS_MAX files per target.
+FUZZ_CORPUS_MAX ?= 300
+fuzz-cmin:
+	@for t in $(FUZZ_TARGETS); do bash scripts/fuzz-cmin.sh $$t $(FUZZ_CORPUS_MAX) || exit 1; done

@@ -371,6 +371,9 @@ impl Stream {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no route", "route_not_found"));
         };
+        // The matched route, whatever it does (a direct response and a redirect too: logs and
+        // `mosn-ext route-check` name it); only a forward gives the request a cluster.
+        self.routed = Some(m);
         let fw = match router.action(m) {
             RouteAction::Forward(fw) => fw,
             RouteAction::DirectResponse { status, body } => {
@@ -420,7 +423,6 @@ impl Stream {
         if let Some(h) = host {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY.clone(), value: h });
         }
-        self.routed = Some(m);
         self.picked = Some(picked);
         None
     }
@@ -547,6 +549,11 @@ impl Stream {
     /// while another healthy host exists. The first attempt counts against the cluster's
     /// `max_requests`.
     pub fn choose_host(&mut self) -> Result<Chosen<'_>, NoHost> {
+        // Only a request the core let through goes upstream: not one answered locally (a
+        // fault abort after routing) nor one still in its filters (waiting, buffering).
+        if self.stage != Stage::Forwarding {
+            return Err(NoHost::NotRouted);
+        }
         self.end_attempt();
         // Fields are borrowed one by one (no listener reference count touched).
         let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };

@@ -30,3 +30,25 @@ fn each_mismatch_is_reported() {
     assert!(text.iter().any(|t| t.starts_with("bad: needs \"request\"")), "{text:?}");
     assert!(run(&e, "{").is_err());
 }
+
+/// Found by the `router` fuzz target: a direct response or a redirect matched a route, but
+/// route-check reported no route and no virtual host for it.
+#[test]
+fn local_reply_routes_are_named() {
+    let cfg = r#"{"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "vh", "domains": ["*"], "routers": [
+        {"match": {"path": "/d"}, "direct_response": {"status": 204}},
+        {"match": {"prefix": "/old"}, "redirect": {"response_code": 308, "path_redirect": "/new"}},
+        {"match": {"prefix": "/"}, "route": {"cluster_header": "x-cluster"}}]}]}],
+      "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true,
+        "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+      "cluster_manager": {"clusters": [{"name": "c", "hosts": [{"address": "127.0.0.1:2"}]}]}}"#;
+    let e = Engine::load(cfg).unwrap();
+    let route = |i: usize| format!("servers[0].routers[0].virtual_hosts[0].routers[{i}]");
+    let cases = serde_json::json!([
+        {"name": "direct", "request": {"path": "/d"}, "expect": {"status": 204, "route": route(0), "virtual_host": "vh"}},
+        {"name": "redirect", "request": {"path": "/old"}, "expect": {"status": 308, "route": route(1)}},
+        {"name": "no cluster", "request": {"path": "/x"}, "expect": {"status": 404, "route": route(2)}}
+    ]);
+    let r = run(&e, &cases.to_string()).unwrap();
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+}

@@ -122,8 +122,33 @@ fn fault_abort_answers_locally_for_its_cluster_only() {
     let mut s = e.new_stream(0, None).unwrap();
     assert_eq!(s.request_headers(&Headers(&[h(":path", "/a")]), true), Action::LocalReply);
     assert_eq!(s.local_reply().unwrap().status, 503);
+    // Answered locally: no upstream host either, though the route has a cluster.
+    assert_eq!(s.choose_host().err(), Some(mosn_extension::NoHost::NotRouted));
     let mut s = e.new_stream(0, None).unwrap();
     assert_eq!(s.request_headers(&Headers(&[h(":path", "/b")]), true), Action::Continue);
+    assert!(s.choose_host().is_ok());
+}
+
+/// From the `abi` fuzz target's "a stream answers once" property: a request that waits for
+/// a fault delay gets no upstream host until it is let through.
+#[test]
+fn a_waiting_request_gets_no_host_before_it_continues() {
+    let e = engine(
+        serde_json::json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]}]),
+        serde_json::json!([{"type": "fault", "config": {"delay": {"fixed_delay": "1ms", "percentage": 100}}}]),
+    );
+    let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = woken.clone();
+    let wake = mosn_extension::wake::WakeFn::Rust(std::sync::Arc::new(move || w.store(true, std::sync::atomic::Ordering::SeqCst)));
+    let mut s = e.new_stream(0, Some(wake)).unwrap();
+    let hs = [h(":path", "/")];
+    assert_eq!(s.request_headers(&Headers(&hs), true), Action::Wait);
+    assert_eq!(s.choose_host().err(), Some(mosn_extension::NoHost::NotRouted));
+    while !woken.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(s.resume(&Headers(&hs), None), Action::Continue);
+    assert!(s.choose_host().is_ok());
 }
 
 #[test]

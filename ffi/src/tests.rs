@@ -133,3 +133,17 @@ fn flags_match_the_core() {
         assert_eq!(c, core);
     }
 }
+
+/// Found by the `abi` fuzz target: a listener name that is not UTF-8 started a stream on
+/// the first listener instead of naming no listener.
+#[test]
+fn a_listener_name_that_is_not_utf8_names_no_listener() {
+    let mut cfg = std::ptr::null_mut();
+    assert_eq!(mosn_ext_config_load_json(DEMO.as_ptr(), DEMO.len(), &mut cfg, std::ptr::null_mut()), 0);
+    let bad = [0xe0u8, 0xc4, 0x23, 0x1a];
+    assert!(mosn_ext_stream_new(cfg, bad.as_ptr(), bad.len(), None, std::ptr::null_mut()).is_null());
+    let s = mosn_ext_stream_new(cfg, b"serverListener".as_ptr(), 14, None, std::ptr::null_mut());
+    assert!(!s.is_null());
+    mosn_ext_stream_destroy(s);
+    mosn_ext_config_free(cfg);
+}

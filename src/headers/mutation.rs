@@ -36,27 +36,33 @@ impl<'a> Overlay<'a> {
     pub fn lookup(&self, name: &str) -> Lookup<'a> {
         let base: &'a dyn HeaderMap = self.base;
         let mutations: &'a [HeaderMutation] = self.mutations;
-        // The last mutation of this name decides; Add on top of a value makes two.
-        let mut added: Option<&[u8]> = None;
+        // Walking back from the last mutation of this name: a Set or Remove decides what the
+        // Adds after it are added to; before any, the host's values are. The first value is
+        // the oldest one (the host appends what is added).
+        let mut added = 0usize;
+        let mut oldest_added: Option<&[u8]> = None;
         for m in mutations.iter().rev() {
             if &*m.name == name {
                 match m.op {
-                    HeaderOp::Set => {
-                        return if added.is_some() { Lookup::Many(m.value.as_bytes()) } else { Lookup::One(m.value.as_bytes()) }
-                    }
-                    HeaderOp::Remove => return added.map_or(Lookup::Missing, Lookup::One),
-                    HeaderOp::Add => {
-                        if added.is_some() {
-                            return Lookup::Many(m.value.as_bytes());
+                    HeaderOp::Set => return if added > 0 { Lookup::Many(m.value.as_bytes()) } else { Lookup::One(m.value.as_bytes()) },
+                    HeaderOp::Remove => {
+                        return match oldest_added {
+                            None => Lookup::Missing,
+                            Some(v) if added == 1 => Lookup::One(v),
+                            Some(v) => Lookup::Many(v),
                         }
-                        added = Some(m.value.as_bytes());
+                    }
+                    HeaderOp::Add => {
+                        added += 1;
+                        oldest_added = Some(m.value.as_bytes());
                     }
                 }
             }
         }
-        match (base.get(name), added) {
+        match (base.get(name), oldest_added) {
             (Lookup::Missing, None) => Lookup::Missing,
-            (Lookup::Missing, Some(v)) => Lookup::One(v),
+            (Lookup::Missing, Some(v)) if added == 1 => Lookup::One(v),
+            (Lookup::Missing, Some(v)) => Lookup::Many(v),
             (l, None) => l,
             (Lookup::One(v) | Lookup::Many(v), Some(_)) => Lookup::Many(v),
         }
@@ -107,5 +113,22 @@ mod tests {
         let mut all = Vec::new();
         o.for_each(&mut |n, v| all.push((n.to_vec(), v.to_vec())));
         assert_eq!(all.len(), 3);
+    }
+
+    /// Found by the `headers` fuzz target: with two values added to a header the host has,
+    /// the first value is still the host's (the host appends), not the first added one.
+    #[test]
+    fn the_first_value_is_the_oldest() {
+        let hs = [h("a", "1")];
+        let add = |v: &str| HeaderMutation { op: HeaderOp::Add, name: "a".into(), value: v.into() };
+        let remove = HeaderMutation { op: HeaderOp::Remove, name: "a".into(), value: "".into() };
+        let base = Headers(&hs);
+        let get = |muts: &[HeaderMutation]| format!("{:?}", Overlay { base: &base, mutations: muts }.get("a"));
+        assert_eq!(get(&[add("2"), add("3")]), format!("{:?}", Lookup::Many(b"1")));
+        assert_eq!(get(&[remove.clone(), add("2"), add("3"), add("4")]), format!("{:?}", Lookup::Many(b"2")));
+        assert_eq!(get(&[remove, add("2")]), format!("{:?}", Lookup::One(b"2")));
+        let none = Headers(&[]);
+        let two = [add("2"), add("3")];
+        assert_eq!(Overlay { base: &none, mutations: &two }.get("a"), Lookup::Many(b"2"));
     }
 }
