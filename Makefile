@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts soak demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -15,6 +15,7 @@ help:
 	@echo "make readme-fields     regenerate README.md's configuration reference"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
+	@echo "make soak [SOAK_SECONDS=180] [SOAK_DOCS=1]   both hosts under load and chaos (docs/reliability.md)"
 
 build-l7:
 	$(CARGO) build --release --workspace --bins --lib
@@ -63,12 +64,20 @@ test-c: build-l7
 test-hosts: build-l7 build-nginx-module
 	python3 nginx-module/test/run-fake.py
 	python3 -m pytest -q tests
+	python3 scripts/soak.py --seconds 20
 
 # The README's test command: installs what is missing, builds, runs every suite.
 test: install-deps header-check lint test-rust test-c test-hosts
 
 demo: install-deps build-l7 build-nginx-module
 	python3 scripts/demo.py --host $(or $(HOST),envoy) --port $(or $(PORT),2990) $(if $(KEEP),--keep) $(if $(EXAMPLE),--example $(EXAMPLE))
+
+# Both hosts under wrk with a request mix while a chaos loop kills backends, reloads nginx and
+# abandons clients; fails on a crash, a wrong answer, a socket error, RSS growth or a leaked
+# stream (scripts/soak.py). SOAK_DOCS=1 writes the results into docs/reliability.md.
+SOAK_SECONDS ?= 180
+soak: build-l7 build-nginx-module
+	SOAK_COMMAND="make soak SOAK_SECONDS=$(SOAK_SECONDS)" python3 scripts/soak.py --seconds $(SOAK_SECONDS) $(if $(SOAK_DOCS),--docs docs/reliability.md)
 
 bench:
 	$(CARGO) bench --bench decision
