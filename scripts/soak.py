@@ -314,6 +314,34 @@ def _find_line(h: hosts.Host, offset: int, path: str, timeout: float = 3.0) -> d
     return None
 
 
+def access_log_stats(h: hosts.Host) -> dict:
+    """One streamed pass over the access log: lines, statuses, requests answered after more
+    than one upstream attempt (the failover route around a killed backend), and what the host
+    logged for the abandoned clients (nginx 499; Envoy 0 / the reply it could not send)."""
+    out: dict = {"lines": 0, "statuses": {}, "retried": 0, "abandoned_statuses": {}}
+    try:
+        f = open(h.access.path, "rb")
+    except OSError:
+        return out
+    with f:
+        for raw in f:
+            d = hosts.parse_access_line(raw.decode("utf-8", "replace"))
+            if d is None:
+                continue
+            out["lines"] += 1
+            st = d.get("status", "?")
+            out["statuses"][st] = out["statuses"].get(st, 0) + 1
+            try:
+                if int(d.get("attempts") or 0) > 1:
+                    out["retried"] += 1
+            except ValueError:
+                pass
+            if d.get("path", "").startswith("/abandon/"):
+                key = f"{d['path'][len('/abandon/'):]}:{st}"
+                out["abandoned_statuses"][key] = out["abandoned_statuses"].get(key, 0) + 1
+    return out
+
+
 def error_log_worker_exits(h: hosts.Host) -> dict:
     p = h.work_dir / "error.log"
     text = p.read_text(errors="replace") if p.exists() else ""
@@ -395,6 +423,7 @@ def soak_host(name: str, seconds: int, rss_bound_mib: int) -> dict:
         res["crash_lines"] = h.crash_lines()[:20]
         if name == "nginx":
             res["worker_exits"] = error_log_worker_exits(h)
+        res["access_log"] = access_log_stats(h)
         check(res, rss_bound_mib, workers_start, workers_end)
     except Exception as e:  # reported as this host's failure; the other host still runs
         res["failures"].append(f"soak aborted: {type(e).__name__}: {e}")
@@ -430,6 +459,8 @@ def check(res: dict, rss_bound_mib: int, workers_start: set, workers_end: set) -
         if chaos["reloads_applied"] != chaos["reloads"] or chaos["reload_errors"]:
             f.append(f"reloads: {chaos['reloads']} sent, {chaos['reloads_applied']} applied; {chaos['reload_errors'][:3]}")
     res["worker_restarts"] = (len(res["worker_exits"]["crashed"]) if name == "nginx" else (0 if res["alive"] else 1))
+    if res["access_log"]["retried"] == 0:
+        f.append("no request was retried: the backend kills went unnoticed (access log attempts=)")
     if chaos["backend_kills"] == 0 or chaos["backend_restart_errors"]:
         f.append(f"backend chaos: {chaos['backend_kills']} kills, errors {chaos['backend_restart_errors'][:3]}")
     if not chaos["abandoned"]:
@@ -500,6 +531,10 @@ def summary_rows(res: dict) -> list[tuple[str, str]]:
                           f"reloads {c.get('reloads')} (applied {c.get('reloads_applied')})"
                           + (" — Envoy: no reload without a restart, skipped" if res["host"] == "envoy" else "")
                           + f", abandoned clients {sum(c.get('abandoned', {}).values())} {dict(sorted(c.get('abandoned', {}).items()))}"))
+    al = res.get("access_log", {})
+    rows.append(("access log", f"{al.get('lines')} lines, statuses {dict(sorted(al.get('statuses', {}).items()))}; "
+                               f"answered after a retry (attempts > 1): {al.get('retried')}; abandoned requests "
+                               f"logged as {dict(sorted(al.get('abandoned_statuses', {}).items()))}"))
     rows.append(("worker restarts (crashes)", str(res.get("worker_restarts", "?"))
                  + (f"; workers {res.get('workers_start')} -> {res.get('workers_end')}, "
                     f"{res.get('worker_exits', {}).get('exited', 0)} old workers exited after reloads"
