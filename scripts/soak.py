@@ -14,8 +14,8 @@ Per host, on 127.0.0.1 with free ports (tests/harness: Host, Backends, build_mos
          wrk -t1 -c4 on upstreamListener with bodies the library buffers (the UNIT driver reads
          the uid from a JSON body; body_rewrite). Every answer is checked (site/unit per uid).
   chaos  SIGKILL one failover backend, restart it on its port 1.5 s later (round robin f1-f3);
-         nginx: rewrite mosn.json (catch-all cluster all_sites <-> s3) and SIGHUP (Envoy has no
-         reload without a restart here: skipped); clients that leave mid-request (half the
+         nginx, in the first two thirds of the run: rewrite mosn.json (catch-all cluster
+         all_sites <-> s3) and SIGHUP (Envoy has no reload without a restart here: skipped); clients that leave mid-request (half the
          headers, half a body, during the fault delay, during body buffering, before reading).
   checks host alive with the same PID; no worker crashed (nginx: no "exited on signal" in
          error.log, the worker set is the start set unless a reload replaced it, 2 workers at
@@ -194,12 +194,15 @@ class Chaos:
                 continue
             self._bump("backend_restarts")
 
-    # nginx: switch the catch-all cluster, SIGHUP, wait for the new workers.
+    # nginx: switch the catch-all cluster, SIGHUP, wait for the new workers. Only in the first
+    # two thirds of the run: the last workers then carry a third of the load and the abandoned
+    # clients before the live-stream probe (a reload's new workers start with no streams).
     def _reload(self) -> None:
-        period = max(3.0, min(8.0, self.seconds / 6))
+        period = max(3.0, min(8.0, self.seconds / 8))
+        until = time.monotonic() + self.seconds * 2 / 3
         catch_all = ["s3", "all_sites"]
         i = 0
-        while not self.stop.wait(period):
+        while not self.stop.wait(period) and time.monotonic() + period / 2 < until:
             before = self.procs.workers()
             self.h.write_config(self.cfg_for(catch_all[i % 2]))
             i += 1
@@ -559,7 +562,9 @@ def markdown(results: list, meta: dict) -> str:
            "failover route (3 hosts, 2 retries), POST bodies up to 64 KiB; on the second listener JSON",
            "bodies the UNIT driver reads the uid from, and body_rewrite) while a chaos loop SIGKILLs one",
            "failover backend and restarts it 1.5 s later, reloads nginx with a changed mosn.json",
-           "(catch-all cluster switched; Envoy has no reload without a restart here, so none there) and",
+           "(catch-all cluster switched; in the first two thirds of the run, so that the last workers",
+           "carry a third of the load before the live-stream probe; Envoy has no reload without a",
+           "restart here, so none there) and",
            "opens clients that leave mid-request (half the headers, half a body, during the fault delay,",
            "during body buffering, before reading; half of them with RST). Every answer is checked:",
            "200, 302 from the redirect or 418 from the abort, and site/unit as the uid selects.",
