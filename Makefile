@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: asan deb fuzz fuzz-cmin help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: asan deb fuzz fuzz-cmin soak help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -18,6 +18,7 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=...]   cargo-fuzz each target in turn (nightly)"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
+	@echo "make soak [SOAK_SECONDS=180] [SOAK_DOCS=1]   both hosts under load and chaos (docs/reliability.md)"
 
 build-l7:
 	$(CARGO) build --release --workspace --bins --lib
@@ -68,6 +69,7 @@ test-c: build-l7
 test-hosts: build-l7 build-nginx-module deb
 	python3 nginx-module/test/run-fake.py
 	python3 -m pytest -q tests
+	python3 scripts/soak.py --seconds 20
 
 # The README's test command: installs what is missing, builds, runs every suite.
 test: install-deps header-check lint test-rust test-c test-hosts asan
@@ -83,6 +85,13 @@ deb: build-nginx-module
 # shared suite on nginx (docs/reliability.md has the last result).
 asan: install-deps build-l7
 	bash scripts/asan.sh
+
+# Both hosts under wrk with a request mix while a chaos loop kills backends, reloads nginx and
+# abandons clients; fails on a crash, a wrong answer, a socket error, RSS growth or a leaked
+# stream (scripts/soak.py). SOAK_DOCS=1 writes the results into docs/reliability.md.
+SOAK_SECONDS ?= 180
+soak: build-l7 build-nginx-module
+	SOAK_COMMAND="make soak SOAK_SECONDS=$(SOAK_SECONDS)" python3 scripts/soak.py --seconds $(SOAK_SECONDS) $(if $(SOAK_DOCS),--docs docs/reliability.md)
 
 bench:
 	$(CARGO) bench --bench decision
