@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts bench-instructions build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -14,7 +14,8 @@ help:
 	@echo "make lint              fmt, clippy -D warnings, module dependency check"
 	@echo "make readme-fields     regenerate README.md's configuration reference"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
-	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
+	@echo "make bench-hosts       wrk: the module vs native, floor, Lua, njs on Envoy and Nginx"
+	@echo "make bench-instructions callgrind: instructions per request of the same targets"
 
 build-l7:
 	$(CARGO) build --release --workspace --bins --lib
@@ -78,6 +79,9 @@ bench:
 
 bench-hosts: install-deps build-l7 build-nginx-module
 	bash scripts/bench-hosts.sh
+
+bench-instructions: install-deps build-l7 build-nginx-module
+	bash scripts/bench-instructions.sh
 
 build-moe-image: build-l7
 	docker build -f docker/envoy/Dockerfile -t mosn-extension-envoy .
