@@ -7,7 +7,8 @@
 `report`: B − A (two dumps of one process covering windows of different request counts;
 what the windows share — the dump itself, timers — cancels), divided by REQUESTS (the
 difference in requests): self cost per ELF object, then the functions with the largest
-inclusive cost (self + the calls they make), those matching RE first when given.
+inclusive cost (self + the calls they make), those matching RE first when given (with
+how often each is called per request).
 Inclusive costs of recursive functions count a call into themselves twice.
 """
 from __future__ import annotations
@@ -18,11 +19,13 @@ from collections import defaultdict
 
 
 def parse(path: str):
-    """(total Ir, self cost by (object, function), inclusive by (object, function), self by object)."""
+    """(total Ir, self cost by (object, function), inclusive by (object, function), self by object,
+    calls by (object, function))."""
     names = {"ob": {}, "fn": {}, "fl": {}}
     selfc: dict = defaultdict(int)
     incl: dict = defaultdict(int)
     by_obj: dict = defaultdict(int)
+    ncalls: dict = defaultdict(int)
     total = None
     ob = fn = None
     cob = cfn = None
@@ -68,11 +71,12 @@ def parse(path: str):
                 name(key, rest)
             elif key == "calls":
                 pending_call = True
+                ncalls[(cob or ob, cfn)] += int(rest.split()[0])
             elif line.startswith("summary:") or line.startswith("totals:"):
                 total = int(line.split()[1])
     if total is None:
         total = sum(by_obj.values())
-    return total, selfc, incl, by_obj
+    return total, selfc, incl, by_obj, ncalls
 
 
 def short(obj: str | None) -> str:
@@ -90,8 +94,8 @@ def main() -> int:
     args = sys.argv[5:]
     match = re.compile(args[args.index("--match") + 1]) if "--match" in args else None
     top = int(args[args.index("--top") + 1]) if "--top" in args else 25
-    ta, sa, ia, oa = parse(a)
-    tb, sb, ib, ob_ = parse(b)
+    ta, sa, ia, oa, ca = parse(a)
+    tb, sb, ib, ob_, cb = parse(b)
     print(f"total: {(tb - ta) / n:,.0f} instructions per request")
     print("\nself cost per ELF object (per request):")
     objs = {k: (ob_.get(k, 0) - oa.get(k, 0)) / n for k in set(oa) | set(ob_)}
@@ -101,10 +105,11 @@ def main() -> int:
     keys = set(ia) | set(ib)
     rows = [(k, (ib.get(k, 0) - ia.get(k, 0)) / n, (sb.get(k, 0) - sa.get(k, 0)) / n) for k in keys]
     if match:
-        print(f"\nfunctions matching {match.pattern!r} (inclusive, self per request):")
+        print(f"\nfunctions matching {match.pattern!r} (inclusive, self, calls per request):")
         for k, inc, s in sorted((r for r in rows if match.search(r[0][1] or "")), key=lambda r: -r[1]):
             if abs(inc) >= 1:
-                print(f"  {inc:>10,.0f} {s:>10,.0f}  {k[1]}  [{short(k[0])}]")
+                calls = (cb.get(k, 0) - ca.get(k, 0)) / n
+                print(f"  {inc:>10,.0f} {s:>10,.0f} {calls:>6.2f}  {k[1]}  [{short(k[0])}]")
     print(f"\ntop {top} functions by inclusive cost (inclusive, self per request):")
     for k, inc, s in sorted(rows, key=lambda r: -r[1])[:top]:
         print(f"  {inc:>10,.0f} {s:>10,.0f}  {k[1]}  [{short(k[0])}]")
