@@ -414,13 +414,15 @@ impl HttpFilter {
         apply_mutations(host, HeaderKind::Response, stream.response_mutations());
     }
 
-    /// Creates the scheduler and wake function, and registers the stream for the cluster LB.
-    /// Runs at the first request hook, where Envoy has set the filter's callbacks.
+    /// Creates the scheduler and wake function (only on a listener whose filters may make a
+    /// stream wait), and registers the stream for the cluster LB. Runs at the first request
+    /// hook, where Envoy has set the filter's callbacks.
     fn attach(&self, host: &mut dyn HttpHost, st: &mut StreamState) {
         if self.attached.replace(true) {
             return;
         }
-        if let Some(sched) = host.scheduler_new() {
+        let may_wait = st.stream.as_ref().is_some_and(|s| s.listener().may_wait());
+        if let Some(sched) = if may_wait { host.scheduler_new() } else { None } {
             if let Some(stream) = st.stream.as_mut() {
                 let commit = sched.clone();
                 // The stream's wake cell guarantees one call per wait and none after the

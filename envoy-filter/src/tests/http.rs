@@ -123,6 +123,21 @@ fn only_headers_that_can_be_there_are_removed_and_a_filters_forged_one_is() {
     assert_eq!(host.values("x-mosn-cluster"), ["b"], "the filter's forged cluster is overwritten");
 }
 
+#[test]
+fn no_scheduler_for_a_chain_that_never_waits() {
+    // Only the UNIT driver: no filter can make the stream wait, so no scheduler per stream.
+    let engine = Engine::from_json(crate::testing::CONFIG).unwrap();
+    let cfg = HttpConfig::new(engine, 0);
+    let (_f, host, status) = request(&cfg, &[(":path", "/"), ("uid", "150"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    assert!(!host.calls().contains(&Call::SchedulerNew), "{:#?}", host.calls());
+    assert_eq!(host.values("x-mosn-cluster"), ["b"]);
+    // The other tests' chain adds a scripted filter that may wait: it gets one.
+    let (cfg, _) = config(false);
+    let (_f, host, _) = request(&cfg, &[(":path", "/")]);
+    assert_eq!(host.calls()[0], Call::SchedulerNew);
+}
+
 // === Local replies ===
 
 #[test]

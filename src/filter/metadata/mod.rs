@@ -124,6 +124,9 @@ impl StreamFilter for MetadataFilter {
     fn name(&self) -> &'static str {
         "metadata"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
 
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         // Stripping forged headers does not depend on `disable`: routes trust these headers.
