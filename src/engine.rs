@@ -123,8 +123,10 @@ impl Engine {
             let router = l.router_config_name.as_ref().and_then(|n| routers.iter().find(|r| &r.name == n).cloned());
             // A route's replacement of a listener filter may need the body where the
             // listener's own does not (routing happens after the host buffers).
-            let per_route = router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name()));
-            let body_filters = filters.iter().chain(per_route).filter(|f| f.may_need_body()).cloned().collect();
+            let per_route: Vec<&Arc<dyn StreamFilter>> =
+                router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name())).collect();
+            let body_filters = filters.iter().chain(per_route.iter().copied()).filter(|f| f.may_need_body()).cloned().collect();
+            let may_wait = filters.iter().chain(per_route.iter().copied()).any(|f| f.may_wait());
             // A route can turn off only what runs once it is known: AfterRoute and send filters.
             for f in router.iter().flat_map(|r| r.per_route_filters()) {
                 let Some(path) = f.disabled_at() else { continue };
@@ -145,6 +147,7 @@ impl Engine {
                 filters,
                 body_filters,
                 router,
+                may_wait,
                 outlier,
                 counters,
             }));

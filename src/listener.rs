@@ -17,6 +17,8 @@ pub struct Listener {
     /// that may need a request's body buffered; empty: no request is buffered.
     pub(crate) body_filters: Vec<Arc<dyn StreamFilter>>,
     pub router: Option<Arc<Router>>,
+    /// Some filter (the listener's, or a route's replacement of one) may return `Wait`.
+    pub(crate) may_wait: bool,
     /// Passive health settings (a `fault_tolerance` filter), fed every attempt's outcome.
     pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
     /// MOSN's `downstream` metrics of this listener.
@@ -30,12 +32,20 @@ impl Listener {
         self.body_filters.iter().any(|f| f.needs_body_for(headers))
     }
 
+    /// False when no filter of this listener (nor a route's replacement of one) can make a
+    /// stream wait: its streams never need a wake function (see [`StreamFilter::may_wait`]).
+    #[inline]
+    pub fn may_wait(&self) -> bool {
+        self.may_wait
+    }
+
     /// Adds `f` at position `at` of the chain (tests: e.g. a filter that panics on purpose).
     #[doc(hidden)]
     pub fn insert_filter(&mut self, at: usize, f: Arc<dyn StreamFilter>) {
         if f.may_need_body() {
             self.body_filters.push(f.clone());
         }
+        self.may_wait |= f.may_wait();
         self.filters.insert(at.min(self.filters.len()), f);
     }
 }

@@ -331,3 +331,22 @@ fn a_host_with_a_comma_is_refused() {
         }
     }
 }
+
+#[test]
+fn only_a_chain_with_a_filter_that_can_wait_asks_the_host_for_a_wake_function() {
+    let routes = serde_json::json!([{"name": "v", "domains": ["*"], "routers": [
+        {"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]}]);
+    let may_wait = |filters: serde_json::Value| {
+        let e = engine(routes.clone(), filters);
+        let s = e.new_stream(0, None).unwrap();
+        s.listener().may_wait()
+    };
+    // The demo's chain: the UNIT driver never waits.
+    let unit =
+        serde_json::json!([{"type": "metadata", "config": {"metadataers": [{"meta_data_key": "UNIT", "config": {"unit_key": "uid"}}]}}]);
+    assert!(!may_wait(unit));
+    assert!(!may_wait(serde_json::json!([])));
+    // A fault filter may delay a request.
+    let fault = serde_json::json!([{"type": "fault", "config": {"delay": {"fixed_delay": "1s", "percentage": 10}}}]);
+    assert!(may_wait(fault));
+}

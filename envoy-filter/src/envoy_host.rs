@@ -7,7 +7,7 @@
 use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
 use crate::host::{BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::Lookup;
+use mosn_extension::headers::{Header, Lookup};
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -82,30 +82,38 @@ impl HttpHost for EnvoyHttp {
     }
 
     fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for h in self.headers(kind) {
+            f(h.name, h.value);
+        }
+    }
+
+    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>> {
         let kind = header_kind(kind);
         // SAFETY: as in `header`.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
         if n == 0 {
-            return;
+            return Vec::new();
         }
         let empty = EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
         let mut all = vec![empty; n];
         // SAFETY: `all` has room for the `n` headers Envoy just counted; same thread and hook,
         // so the map did not change in between.
         if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, all.as_mut_ptr()) } {
-            return;
+            return Vec::new();
         }
-        for h in &all {
-            // SAFETY: Envoy filled these from its live map (valid until mutation / hook end;
-            // `f` gets them only for this call).
-            let (k, v) = unsafe {
-                (
-                    EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
-                    EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
-                )
-            };
-            f(k, v);
-        }
+        all.into_iter()
+            .map(|h| {
+                // SAFETY: Envoy filled these from its live map, valid until the map is mutated or
+                // the hook returns; the result borrows `&self`, and every mutation takes
+                // `&mut self`, so it can not outlive either (as in `header`).
+                unsafe {
+                    Header {
+                        name: EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
+                        value: EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
+                    }
+                }
+            })
+            .collect()
     }
 
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {

@@ -16,7 +16,7 @@
 //! changed, so a [`Lookup`] borrowed from `&self` can not outlive a mutation.
 
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::Lookup;
+use mosn_extension::headers::{Header, Lookup};
 use std::sync::Arc;
 
 // === Vocabulary ===
@@ -90,6 +90,10 @@ pub trait HttpHost {
     fn header(&self, kind: HeaderKind, name: &str) -> Lookup<'_>;
     /// Every header, in order.
     fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8]));
+    /// Every header, in order, read in one pass (on Envoy: one call for the count, one for
+    /// the headers, instead of one call per [`HttpHost::header`] lookup). The slices borrow
+    /// the map until it changes.
+    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>>;
     /// Replaces every value of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Appends one value.

@@ -30,7 +30,7 @@ use crate::mirror::{self, MirrorSender};
 use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
@@ -432,8 +432,8 @@ impl HttpFilter {
         };
         let st = &mut *guard;
         let Some(stream) = st.stream.as_mut() else { return false };
-        let action = {
-            let headers = HostHeaders { host: &*host, kind: HeaderKind::Response };
+        let (action, retry_mark) = {
+            let headers = HostHeaders::read(&*host, HeaderKind::Response);
             let status =
                 headers.get(":status").first().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
             // A local reply's status is not an upstream answer (its outcome came from the
@@ -443,11 +443,12 @@ impl HttpFilter {
                 st.outcome_reported = true;
             }
             // A reply of Envoy's or ours is never held for its body (as on nginx).
-            stream.response_headers(status, &headers, end_of_stream || self.cell.local_reply())
+            let action = stream.response_headers(status, &headers, end_of_stream || self.cell.local_reply());
+            (action, headers.has(crate::upstream::RETRY_HEADER))
         };
         // The upstream filter's retry mark on a response Envoy did not retry (retries ran
         // out) is not the client's business.
-        if host.header(HeaderKind::Response, crate::upstream::RETRY_HEADER).first().is_some() {
+        if retry_mark {
             host.remove_header(HeaderKind::Response, crate::upstream::RETRY_HEADER);
         }
         if action == Action::BufferBody {
@@ -474,7 +475,7 @@ impl HttpFilter {
         if with_received && !host.received_response_body_is_buffered() {
             host.request_body(BodyKind::ResponseReceived, &mut body);
         }
-        stream.response_body(&HostHeaders { host: &*host, kind: HeaderKind::Response }, &body, true);
+        stream.response_body(&HostHeaders::read(&*host, HeaderKind::Response), &body, true);
         apply_mutations(host, HeaderKind::Response, stream.response_mutations());
         if let Some(new) = stream.replaced_response_body() {
             host.replace_response_body(new);
@@ -487,13 +488,15 @@ impl HttpFilter {
         self.cell.state.try_borrow().is_ok_and(|s| s.response_buffering)
     }
 
-    /// Creates the scheduler and wake function, and registers the stream for the cluster LB.
-    /// Runs at the first request hook, where Envoy has set the filter's callbacks.
+    /// Creates the scheduler and wake function (only on a listener whose filters may make a
+    /// stream wait), and registers the stream for the cluster LB. Runs at the first request
+    /// hook, where Envoy has set the filter's callbacks.
     fn attach(&self, host: &mut dyn HttpHost, st: &mut StreamState) {
         if self.attached.replace(true) {
             return;
         }
-        if let Some(sched) = host.scheduler_new() {
+        let may_wait = st.stream.as_ref().is_some_and(|s| s.listener().may_wait());
+        if let Some(sched) = if may_wait { host.scheduler_new() } else { None } {
             if let Some(stream) = st.stream.as_mut() {
                 let commit = sched.clone();
                 // The stream's wake cell guarantees one call per wait and none after the
@@ -525,12 +528,19 @@ impl HttpFilter {
             tracing::error!("core stream gone in a request hook; answering 500");
             return Next::Reply(internal_error("mosn_stream_gone"));
         };
-        let trailers = HostHeaders { host: &*host, kind: HeaderKind::RequestTrailers };
-        let payload = Payload { body: st.body.as_deref(), trailers: st.trailers.then_some(&trailers as &dyn HeaderMap) };
-        let action = call(stream, &HostHeaders { host: &*host, kind: HeaderKind::Request }, payload);
+        // The request headers, read once for the core's lookups and for which of the headers
+        // the adapter guards the request carries; dropped before anything changes the map.
+        let headers = HostHeaders::read(&*host, HeaderKind::Request);
+        let trailers = st.trailers.then(|| HostHeaders::read(&*host, HeaderKind::RequestTrailers));
+        let payload = Payload { body: st.body.as_deref(), trailers: trailers.as_ref().map(|t| t as &dyn HeaderMap) };
+        let action = call(stream, &headers, payload);
+        let present = headers.guarded();
+        let fresh = fresh_sets(&headers, stream.request_mutations());
+        drop(headers);
+        drop(trailers);
         match action {
             Action::Continue => {
-                apply_request(host, stream);
+                apply_request(host, stream, present, fresh);
                 // The copies leave with the request, as it goes upstream; nothing of them
                 // stays with this stream (`mirror.rs`). Making them only reads the request, and
                 // a failure there (logged by the guard) never fails the request itself.
@@ -608,34 +618,71 @@ impl HttpFilter {
 
 // === Header application ===
 
+/// The request headers the adapter sets or removes after the core's mutations, so that
+/// neither a client nor a filter hands them to Envoy's router: the mirror key,
+/// `x-mosn-cluster` and the route policy's `x-envoy-*` headers.
+const GUARDED: [&str; 8] = [
+    mirror::MIRROR_HOST_KEY,
+    policy::CLUSTER_HEADER,
+    policy::MAX_RETRIES,
+    policy::RETRY_ON,
+    policy::RETRIABLE_HEADER_NAMES,
+    policy::RETRIABLE_STATUS_CODES,
+    policy::RQ_TIMEOUT,
+    policy::PER_TRY_TIMEOUT,
+];
+
+/// Which [`GUARDED`] headers a request had when the core saw it (bit i: `GUARDED[i]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Present(u8);
+
+impl Present {
+    fn has(self, name: &str) -> bool {
+        GUARDED.iter().position(|g| *g == name).is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+}
+
 /// Applies the core's request mutations and hands the route's decision to Envoy's router:
 /// `x-mosn-cluster` (always overwritten or removed, after the core's own mutations, so
 /// neither a client nor a filter picks the Envoy cluster), the route's retry policy and
 /// timeouts as `x-envoy-*` (removed when the route has none), dynamic metadata
 /// `mosn.unit`, and a route re-match.
-pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
-    apply_mutations(host, HeaderKind::Request, stream.request_mutations());
+///
+/// A removal is made only for a header that can be there: one the request had when the core
+/// saw it (`present`) or one the core's mutations name; a header that can not be there is
+/// added instead of set. Removing a header that is not there changes nothing, and on Envoy
+/// each removal is a call into the host (and a set is a removal and an add).
+pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present, fresh: u64) {
+    let mutations = stream.request_mutations();
+    for (i, m) in mutations.iter().enumerate() {
+        match m.op {
+            HeaderOp::Set if i < 64 && fresh & (1 << i) != 0 => host.add_header(HeaderKind::Request, &m.name, &m.value),
+            _ => apply_mutation(host, HeaderKind::Request, m),
+        }
+    }
+    let maybe_there = |name: &str| present.has(name) || mutations.iter().any(|m| m.name.eq_ignore_ascii_case(name));
+    // The key that steers a request copy to its host (`mirror.rs`): no client can send this
+    // pseudo-header, and the LB ignores it on a request with a stream; removed all the same
+    // (after the core's mutations), so that only this module's copies ever carry it.
+    if maybe_there(mirror::MIRROR_HOST_KEY) {
+        host.remove_header(HeaderKind::Request, mirror::MIRROR_HOST_KEY);
+    }
+    // Set where the header can be there; else added (on Envoy a set is a removal and an add).
+    let put = |host: &mut dyn HttpHost, name: &str, value: Option<&str>| match value {
+        Some(v) if maybe_there(name) => host.set_header(HeaderKind::Request, name, v),
+        Some(v) => host.add_header(HeaderKind::Request, name, v),
+        None if maybe_there(name) => host.remove_header(HeaderKind::Request, name),
+        None => {}
+    };
+    put(host, policy::CLUSTER_HEADER, stream.cluster().map(|c| &*c.name));
+    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
+        put(host, name, value.as_deref());
+    }
     // A filter's new body goes in place of the buffered one, framed by its length.
     if let Some(body) = stream.replaced_body() {
         host.replace_request_body(body);
         host.remove_header(HeaderKind::Request, "transfer-encoding");
         host.set_header(HeaderKind::Request, "content-length", &body.len().to_string());
-    }
-    // The key that steers a request copy to its host (`mirror.rs`): no client can send this
-    // pseudo-header, and the LB ignores it on a request with a stream; removed all the same
-    // (after the core's mutations), so that only this module's copies ever carry it.
-    if host.header(HeaderKind::Request, mirror::MIRROR_HOST_KEY).first().is_some() {
-        host.remove_header(HeaderKind::Request, mirror::MIRROR_HOST_KEY);
-    }
-    match stream.cluster() {
-        Some(c) => host.set_header(HeaderKind::Request, policy::CLUSTER_HEADER, &c.name),
-        None => host.remove_header(HeaderKind::Request, policy::CLUSTER_HEADER),
-    }
-    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
-        match value {
-            Some(v) => host.set_header(HeaderKind::Request, name, &v),
-            None => host.remove_header(HeaderKind::Request, name),
-        }
     }
     // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs metadata.
     if let Some(unit) = stream.metadata("unit") {
@@ -647,26 +694,67 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream) {
 /// Applies header mutations in order.
 pub fn apply_mutations(host: &mut dyn HttpHost, kind: HeaderKind, mutations: &[HeaderMutation]) {
     for m in mutations {
-        match m.op {
-            HeaderOp::Set => host.set_header(kind, &m.name, &m.value),
-            HeaderOp::Add => host.add_header(kind, &m.name, &m.value),
-            HeaderOp::Remove => host.remove_header(kind, &m.name),
+        apply_mutation(host, kind, m);
+    }
+}
+
+fn apply_mutation(host: &mut dyn HttpHost, kind: HeaderKind, m: &HeaderMutation) {
+    match m.op {
+        HeaderOp::Set => host.set_header(kind, &m.name, &m.value),
+        HeaderOp::Add => host.add_header(kind, &m.name, &m.value),
+        HeaderOp::Remove => host.remove_header(kind, &m.name),
+    }
+}
+
+/// The core's `Set` mutations (of the first 64) that can be adds: no header of that name in
+/// `headers` and none named by an earlier mutation, so nothing is there to replace (bit i:
+/// mutation i). A set is a removal and an add on Envoy; an empty value, which a set would
+/// turn into a removal, leaves the header absent either way.
+fn fresh_sets(headers: &HostHeaders<'_>, mutations: &[HeaderMutation]) -> u64 {
+    let mut bits = 0u64;
+    for (i, m) in mutations.iter().enumerate().take(64) {
+        if m.op == HeaderOp::Set && !headers.has(&m.name) && !mutations[..i].iter().any(|p| p.name.eq_ignore_ascii_case(&m.name)) {
+            bits |= 1 << i;
         }
     }
+    bits
 }
 
 // === impl HostHeaders ===
 
-/// A header map of the host seen through [`HeaderMap`] for one core call. Lookups borrow
-/// the host, so none survives a mutation.
+/// A header map of the host, read once ([`HttpHost::headers`]) for one core call: the core's
+/// lookups are then searches in this list instead of one host call each. It borrows the host,
+/// so it can not outlive a mutation.
 struct HostHeaders<'a> {
-    host: &'a dyn HttpHost,
+    all: Vec<Header<'a>>,
     kind: HeaderKind,
+}
+
+impl<'a> HostHeaders<'a> {
+    fn read(host: &'a dyn HttpHost, kind: HeaderKind) -> HostHeaders<'a> {
+        HostHeaders { all: host.headers(kind), kind }
+    }
+
+    /// True if a header is named `name` (any case).
+    fn has(&self, name: &str) -> bool {
+        self.all.iter().any(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// Which [`GUARDED`] headers are here.
+    fn guarded(&self) -> Present {
+        let mut bits = 0u8;
+        for h in &self.all {
+            if let Some(i) = GUARDED.iter().position(|g| h.name.eq_ignore_ascii_case(g.as_bytes())) {
+                bits |= 1 << i;
+            }
+        }
+        Present(bits)
+    }
 }
 
 impl HeaderMap for HostHeaders<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        let found = self.host.header(self.kind, name);
+        let found = headers::lookup(self.all.iter().copied(), name);
         // The Host Envoy invents for an HTTP/1.0 request without one is no Host for the core.
         if self.kind == HeaderKind::Request && (name == ":authority" || name == "host") && found.first() == Some(NO_HOST.as_bytes()) {
             return Lookup::Missing;
@@ -674,6 +762,8 @@ impl HeaderMap for HostHeaders<'_> {
         found
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        self.host.for_each_header(self.kind, f)
+        for h in &self.all {
+            f(h.name, h.value)
+        }
     }
 }

@@ -118,8 +118,29 @@ impl StreamCell {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The map's hasher: ids are process-unique counters that no client chooses, so one
+/// multiplication (Fibonacci hashing) spreads them; SipHash's flooding defence is not needed.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap = HashMap<u64, SharedState, std::hash::BuildHasherDefault<IdHasher>>;
+
 thread_local! {
-    static STREAMS: RefCell<HashMap<u64, SharedState>> = RefCell::new(HashMap::new());
+    static STREAMS: RefCell<IdMap> = RefCell::new(IdMap::default());
 }
 
 /// A process-unique stream id (never 0).

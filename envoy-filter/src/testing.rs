@@ -147,6 +147,9 @@ impl HttpHost for FakeHttp {
             f(k.as_bytes(), v.as_bytes())
         }
     }
+    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>> {
+        self.map_ref(kind).iter().map(|(k, v)| Header { name: k.as_bytes(), value: v.as_bytes() }).collect()
+    }
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
         self.record(Call::Set(kind, name.into(), value.into()));
         let map = self.map(kind);

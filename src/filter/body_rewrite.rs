@@ -98,6 +98,9 @@ impl StreamFilter for BodyRewrite {
     fn needs_body(&self) -> bool {
         !self.request.is_empty()
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         if let Some(new) = cx.body().and_then(|b| rewrite(&self.request, b)) {
             cx.set_body(new);

@@ -70,6 +70,9 @@ impl StreamFilter for FaultTolerance {
     fn name(&self) -> &'static str {
         "fault_tolerance"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     /// Nothing to do on requests or responses: outcomes come from the stream.
     fn receive_phase(&self) -> Option<ReceivePhase> {
         None

@@ -164,6 +164,9 @@ impl StreamFilter for FlowControl {
     fn name(&self) -> &'static str {
         "flowControlFilter"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }

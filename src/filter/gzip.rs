@@ -85,6 +85,9 @@ impl StreamFilter for Gzip {
     fn name(&self) -> &'static str {
         "gzip"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     /// Nothing to do in the core: the host compresses.
     fn receive_phase(&self) -> Option<ReceivePhase> {
         None

@@ -65,6 +65,9 @@ impl StreamFilter for HeaderToMetadata {
     fn name(&self) -> &'static str {
         "header_to_metadata"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }

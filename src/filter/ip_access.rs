@@ -141,6 +141,9 @@ impl StreamFilter for IpAccess {
     fn name(&self) -> &'static str {
         "ip_access"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         if self.allows(self.client_ip(cx)) {
             return FilterStatus::Continue;

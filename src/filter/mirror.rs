@@ -32,6 +32,9 @@ impl StreamFilter for Mirror {
     fn name(&self) -> &'static str {
         "mirror"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }

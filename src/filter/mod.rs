@@ -73,6 +73,12 @@ pub trait StreamFilter: Send + Sync {
     fn may_need_body(&self) -> bool {
         self.needs_body()
     }
+    /// False if the filter never returns [`FilterStatus::Wait`]. A host need not prepare to
+    /// resume the streams of a listener whose filters all say so (on Envoy: no scheduler per
+    /// stream). The default is true, so a filter that does not say never waits for nothing.
+    fn may_wait(&self) -> bool {
+        true
+    }
     fn on_receive(&self, _cx: &mut ReceiveContext<'_>) -> FilterStatus {
         FilterStatus::Continue
     }

@@ -51,6 +51,9 @@ impl StreamFilter for PayloadLimit {
     fn name(&self) -> &'static str {
         "payload_limit"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }

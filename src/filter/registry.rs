@@ -93,6 +93,9 @@ impl StreamFilter for Disabled {
     fn disabled_at(&self) -> Option<&str> {
         Some(&self.path)
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the filter of one `stream_filters[]` entry.

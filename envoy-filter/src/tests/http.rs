@@ -14,6 +14,11 @@ fn set(name: &str, value: &str) -> Call {
     Call::Set(REQ, name.into(), value.into())
 }
 
+/// What sets a header the request did not have and no mutation named (an add).
+fn add(name: &str, value: &str) -> Call {
+    Call::Add(REQ, name.into(), value.into())
+}
+
 fn remove(name: &str) -> Call {
     Call::Remove(REQ, name.into())
 }
@@ -40,25 +45,27 @@ fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_he
     );
     assert_eq!(status, HeadersStatus::Continue);
     let calls = host.calls();
-    // The core's mutations, in the order the filter made them.
-    let ops = [set("a", "1"), Call::Add(REQ, "a".into(), "2".into()), remove("b"), set("c", "3"), set("x-mosn-cluster", "forged")];
+    // The core's mutations, in the order the filter made them; a set of a header that is not
+    // there (in the request, or from an earlier mutation) is an add.
+    let ops = [add("a", "1"), add("a", "2"), remove("b"), add("c", "3"), set("x-mosn-cluster", "forged")];
     let at: Vec<usize> = ops.iter().map(|c| position(&calls, c)).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     // Then the route's cluster, overwriting both the client's and the filter's value.
     let cluster = position(&calls, &set("x-mosn-cluster", "a"));
     assert!(cluster > at[4]);
-    // Then the route's policy, in the fixed order, after the filter's forged value.
+    // Then the route's policy, in the fixed order, after the filter's forged value: set over
+    // a value the client or a filter gave, added where there was none.
     let policy = [
         set("x-envoy-max-retries", "2"),
-        set("x-envoy-retry-on", "connect-failure,reset,retriable-headers"),
-        set("x-envoy-retriable-header-names", "x-mosn-retry"),
+        add("x-envoy-retry-on", "connect-failure,reset,retriable-headers"),
+        add("x-envoy-retriable-header-names", "x-mosn-retry"),
         remove("x-envoy-retriable-status-codes"),
-        set("x-envoy-upstream-rq-timeout-ms", "3000"),
-        set("x-envoy-upstream-rq-per-try-timeout-ms", "1000"),
+        add("x-envoy-upstream-rq-timeout-ms", "3000"),
+        add("x-envoy-upstream-rq-per-try-timeout-ms", "1000"),
     ];
     let p: Vec<usize> = policy.iter().map(|c| position(&calls, c)).collect();
     assert!(p[0] > cluster && p.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
-    assert!(position(&calls, &set("x-envoy-max-retries", "99")) < p[0]);
+    assert!(position(&calls, &add("x-envoy-max-retries", "99")) < p[0]);
     // Metadata, then one route re-match, last.
     assert!(calls.contains(&Call::Metadata("mosn".into(), "unit".into(), "s1".into())));
     assert_eq!(calls.last(), Some(&Call::ClearRouteCache));
@@ -97,6 +104,38 @@ fn a_route_without_policy_removes_client_sent_envoy_headers() {
     }
     // No unit: no metadata.
     assert!(!host.calls().iter().any(|c| matches!(c, Call::Metadata(..))));
+}
+
+#[test]
+fn only_headers_that_can_be_there_are_removed_and_a_filters_forged_one_is() {
+    let (cfg, _) = config(false);
+    // No guarded header in the request, none from the core: no removal call, the cluster added.
+    let (_f, host, status) = request(&cfg, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    let calls = host.calls();
+    assert!(!calls.iter().any(|c| matches!(c, Call::Remove(..))), "{calls:#?}");
+    assert!(calls.contains(&add("x-mosn-cluster", "b")), "{calls:#?}");
+    // A filter's x-envoy-max-retries on a route without policy is removed after it was set.
+    let (_f, host, _) = request(&cfg, &[(":path", "/"), ("x-route", "b"), ("x-test-ops", "1")]);
+    let calls = host.calls();
+    assert!(position(&calls, &add("x-envoy-max-retries", "99")) < position(&calls, &remove("x-envoy-max-retries")));
+    assert!(host.values("x-envoy-max-retries").is_empty());
+    assert_eq!(host.values("x-mosn-cluster"), ["b"], "the filter's forged cluster is overwritten");
+}
+
+#[test]
+fn no_scheduler_for_a_chain_that_never_waits() {
+    // Only the UNIT driver: no filter can make the stream wait, so no scheduler per stream.
+    let engine = Engine::from_json(crate::testing::CONFIG).unwrap();
+    let cfg = HttpConfig::new(engine, 0);
+    let (_f, host, status) = request(&cfg, &[(":path", "/"), ("uid", "150"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    assert!(!host.calls().contains(&Call::SchedulerNew), "{:#?}", host.calls());
+    assert_eq!(host.values("x-mosn-cluster"), ["b"]);
+    // The other tests' chain adds a scripted filter that may wait: it gets one.
+    let (cfg, _) = config(false);
+    let (_f, host, _) = request(&cfg, &[(":path", "/")]);
+    assert_eq!(host.calls()[0], Call::SchedulerNew);
 }
 
 // === Local replies ===
@@ -170,7 +209,7 @@ fn wait_parks_then_the_wake_commits_and_scheduled_resumes_and_continues_decoding
     // Envoy runs the scheduled hook on the worker: resume, forward, continue_decoding.
     http_logic::scheduled(Some(&f), &mut host, 1);
     let calls = host.calls();
-    assert!(position(&calls, &set("x-mosn-cluster", "a")) < position(&calls, &Call::ContinueDecoding));
+    assert!(position(&calls, &add("x-mosn-cluster", "a")) < position(&calls, &Call::ContinueDecoding));
     assert_eq!(calls.last(), Some(&Call::ContinueDecoding));
     assert_eq!(f.cell().state.borrow().phase, Phase::Forwarded);
 

@@ -132,6 +132,9 @@ impl StreamFilter for MetadataFilter {
     fn name(&self) -> &'static str {
         "metadata"
     }
+    fn may_wait(&self) -> bool {
+        false
+    }
 
     fn may_need_body(&self) -> bool {
         !self.disable && self.entries.iter().any(|e| e.driver.may_need_body())
