@@ -82,6 +82,49 @@ impl Engine {
         }
     }
 
+    /// MOSN's metrics of this config (every worker's counters), as Prometheus text.
+    pub fn prometheus_text(&self) -> String {
+        let mut f = crate::metrics::prometheus::Families::default();
+        for l in &self.listeners {
+            let s = l.counters.stats();
+            let label = || vec![("listener", l.name.clone())];
+            f.add("downstream", "request_total", "counter", label(), s.request_total);
+            f.add("downstream", "request_active", "gauge", label(), s.request_active);
+            f.add("downstream", "request_failed", "counter", label(), s.request_failed);
+            for (code, n) in &s.codes {
+                f.add("downstream", &format!("request_{code}_total"), "counter", label(), *n);
+            }
+            f.add("downstream", "request_other_code", "counter", label(), s.other_code);
+        }
+        for c in &self.clusters {
+            let s = c.stats();
+            let label = || vec![("cluster", c.name.to_string())];
+            f.add("upstream", "request_total", "counter", label(), s.rq_total);
+            f.add("upstream", "request_active", "gauge", label(), s.rq_active);
+            f.add("upstream", "request_retry", "counter", label(), s.retry_total);
+            f.add("upstream", "request_retry_overflow", "counter", label(), s.retry_overflow);
+            f.add("upstream", "request_pending_overflow", "counter", label(), s.rq_overflow);
+            f.add("upstream", "lb_subsets_fallback", "counter", label(), s.subsets_fallback);
+            let failed: u64 = c.hosts.iter().map(|h| h.state.failures() + h.state.error_responses()).sum();
+            f.add("upstream", "response_failed", "counter", label(), failed);
+            for h in &c.hosts {
+                // A STRICT_DNS slot is the address it resolved to now; an empty one is no host.
+                let address = match (&h.dns, h.current()) {
+                    (None, _) => h.address_text.to_string(),
+                    (Some(_), Some((_, now))) => now.to_string(),
+                    (Some(_), None) => continue,
+                };
+                let labels = || vec![("cluster", c.name.to_string()), ("host", address.clone())];
+                f.add("upstream", "request_total", "counter", labels(), h.state.requests());
+                f.add("upstream", "request_active", "gauge", labels(), h.state.active());
+                f.add("upstream", "response_failed", "counter", labels(), h.state.failures() + h.state.error_responses());
+                f.add("upstream", "host_ejections", "counter", labels(), h.state.ejections());
+                f.add("upstream", "host_health_changes", "counter", labels(), h.state.health_changes());
+            }
+        }
+        f.render(&self.config.metrics)
+    }
+
     /// Parses and builds without logging (tests, `mosn-ext check`).
     pub fn load(text: &str) -> Result<Engine, ConfigErrors> {
         let mut d = Diagnostics::default();

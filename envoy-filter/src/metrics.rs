@@ -37,7 +37,7 @@ pub fn request_headers(engine: &Engine, host: &mut dyn HttpHost) -> HeadersStatu
     } else if method != b"GET" && method != b"HEAD" {
         LocalReply::new(405, "method not allowed", "mosn_metrics_method")
     } else {
-        let mut r = LocalReply::new(200, mosn_extension::metrics::prometheus::render(engine), "mosn_metrics");
+        let mut r = LocalReply::new(200, engine.prometheus_text(), "mosn_metrics");
         r.headers.push(("content-type".into(), "text/plain; version=0.0.4".into()));
         r
     };

@@ -306,7 +306,7 @@ pub extern "C" fn mosn_ext_config_metrics(cfg: *const mosn_ext_config, out: *mut
         if out.is_null() {
             return -1;
         }
-        set_error(out, mosn_extension::metrics::prometheus::render(&c.engine));
+        set_error(out, c.engine.prometheus_text());
         0
     })
 }

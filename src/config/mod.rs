@@ -8,6 +8,7 @@
 //! "not supported yet", or noted as changing nothing here. Nothing is silently ignored.
 
 pub mod fields;
+pub mod metrics;
 pub mod reader;
 
 mod cluster;
@@ -81,7 +82,7 @@ pub struct MosnConfig {
     pub routers: Vec<RouterConfig>,
     pub clusters: Vec<ClusterConfig>,
     /// `metrics` (sinks and stats_matcher).
-    pub metrics: crate::metrics::MetricsConfig,
+    pub metrics: metrics::MetricsConfig,
 }
 
 /// `servers[].listeners[]`.
@@ -551,7 +552,7 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
         cm.finish(d);
     }
     if let Some(m) = root.object("metrics", object::METRICS, d) {
-        cfg.metrics = crate::metrics::parse(m, d);
+        cfg.metrics = metrics::parse(m, d);
     }
     root.finish(d);
     cfg

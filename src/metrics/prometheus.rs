@@ -2,65 +2,33 @@
 //! metric, then its series, `mosn_<type>_<key>{labels} value`.
 
 use super::MetricsConfig;
-use crate::engine::Engine;
 use std::fmt::Write;
 
 /// One metric with its series: (labels, value).
-struct Family {
+pub struct Family {
     name: String,
     kind: &'static str,
     series: Vec<(Vec<(&'static str, String)>, u64)>,
 }
 
-/// The text for every listener and cluster of `engine`, filtered by `stats_matcher`.
-pub fn render(engine: &Engine) -> String {
-    let cfg = &engine.config.metrics;
-    let mut families: Vec<Family> = Vec::new();
-    let mut add = |ty: &str, key: String, kind: &'static str, labels: Vec<(&'static str, String)>, v: u64| {
+/// The metrics of one scrape, gathered in order (`crate::engine::Engine::prometheus_text`).
+#[derive(Default)]
+pub struct Families(Vec<Family>);
+
+impl Families {
+    /// A series of `mosn_<ty>_<key>` (`kind`: counter or gauge).
+    pub fn add(&mut self, ty: &str, key: &str, kind: &'static str, labels: Vec<(&'static str, String)>, v: u64) {
         let name = format!("mosn_{ty}_{key}");
-        match families.iter_mut().find(|f| f.name == name) {
+        match self.0.iter_mut().find(|f| f.name == name) {
             Some(f) => f.series.push((labels, v)),
-            None => families.push(Family { name, kind, series: vec![(labels, v)] }),
-        }
-    };
-    for l in &engine.listeners {
-        let s = l.counters.stats();
-        let label = || vec![("listener", l.name.clone())];
-        add("downstream", "request_total".into(), "counter", label(), s.request_total);
-        add("downstream", "request_active".into(), "gauge", label(), s.request_active);
-        add("downstream", "request_failed".into(), "counter", label(), s.request_failed);
-        for (code, n) in &s.codes {
-            add("downstream", format!("request_{code}_total"), "counter", label(), *n);
-        }
-        add("downstream", "request_other_code".into(), "counter", label(), s.other_code);
-    }
-    for c in &engine.clusters {
-        let s = c.stats();
-        let label = || vec![("cluster", c.name.to_string())];
-        add("upstream", "request_total".into(), "counter", label(), s.rq_total);
-        add("upstream", "request_active".into(), "gauge", label(), s.rq_active);
-        add("upstream", "request_retry".into(), "counter", label(), s.retry_total);
-        add("upstream", "request_retry_overflow".into(), "counter", label(), s.retry_overflow);
-        add("upstream", "request_pending_overflow".into(), "counter", label(), s.rq_overflow);
-        add("upstream", "lb_subsets_fallback".into(), "counter", label(), s.subsets_fallback);
-        let failed: u64 = c.hosts.iter().map(|h| h.state.failures() + h.state.error_responses()).sum();
-        add("upstream", "response_failed".into(), "counter", label(), failed);
-        for h in &c.hosts {
-            // A STRICT_DNS slot is the address it resolved to now; an empty one is no host.
-            let address = match (&h.dns, h.current()) {
-                (None, _) => h.address_text.to_string(),
-                (Some(_), Some((_, now))) => now.to_string(),
-                (Some(_), None) => continue,
-            };
-            let labels = || vec![("cluster", c.name.to_string()), ("host", address.clone())];
-            add("upstream", "request_total".into(), "counter", labels(), h.state.requests());
-            add("upstream", "request_active".into(), "gauge", labels(), h.state.active());
-            add("upstream", "response_failed".into(), "counter", labels(), h.state.failures() + h.state.error_responses());
-            add("upstream", "host_ejections".into(), "counter", labels(), h.state.ejections());
-            add("upstream", "host_health_changes".into(), "counter", labels(), h.state.health_changes());
+            None => self.0.push(Family { name, kind, series: vec![(labels, v)] }),
         }
     }
-    write(cfg, &families)
+
+    /// The text, filtered by `stats_matcher`.
+    pub fn render(&self, cfg: &MetricsConfig) -> String {
+        write(cfg, &self.0)
+    }
 }
 
 fn write(cfg: &MetricsConfig, families: &[Family]) -> String {
