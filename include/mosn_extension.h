@@ -396,6 +396,13 @@ void mosn_ext_set_log_level(uint32_t level);
 int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out);
 
 /*
+ MOSN's admin API: the answer to `method` `target` (path and query) with request `body`;
+ `*status` gets the HTTP status, `*out` the JSON body (free it with
+ `mosn_ext_string_free`). Returns 0, or -1 on bad arguments.
+ */
+int32_t mosn_ext_config_admin(const mosn_ext_config *cfg, const uint8_t *method, size_t method_len, const uint8_t *target, size_t target_len, const uint8_t *body, size_t body_len, uint32_t *status, char **out);
+
+/*
  Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
  long as the config). False when the config has no prometheus sink.
  */

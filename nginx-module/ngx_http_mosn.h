@@ -99,6 +99,8 @@ ngx_http_mosn_ctx_t *ngx_http_mosn_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_mosn_metrics.c: the `mosn_metrics` directive (Prometheus text) */
 char *ngx_http_mosn_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+/* ... and `mosn_admin` (MOSN's admin API) */
+char *ngx_http_mosn_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_mosn_headers.c */
 ngx_int_t ngx_http_mosn_copy(ngx_pool_t *pool, ngx_str_t *dst,

@@ -96,6 +96,13 @@ static ngx_command_t  ngx_http_mosn_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mosn_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mosn_admin,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 

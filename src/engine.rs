@@ -25,6 +25,8 @@ use std::sync::Arc;
 /// A validated, built config snapshot.
 pub struct Engine {
     pub config: MosnConfig,
+    /// The MOSN JSON as loaded (the admin API's config_dump).
+    pub raw: serde_json::Value,
     pub listeners: Vec<Arc<Listener>>,
     pub clusters: Vec<Arc<Cluster>>,
     /// The upstream state words (see [`StateBlock`]).
@@ -144,7 +146,7 @@ impl Engine {
         }
         let engine = Engine::build(config, filters, state, layout, &mut d);
         match engine {
-            Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, ..e }),
+            Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, raw: serde_json::from_str(text).unwrap_or_default(), ..e }),
             _ => Err(ConfigErrors(d.errors)),
         }
     }
@@ -199,6 +201,7 @@ impl Engine {
         state.allocate(layout.next);
         Some(Engine {
             config,
+            raw: serde_json::Value::Null,
             listeners,
             clusters,
             state,

@@ -13,6 +13,7 @@
 //! - [`route_check`]: `mosn-ext route-check` (a route table tested before it is deployed);
 //! - [`hostgen`]: host configs generated from mosn.json.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod engine;

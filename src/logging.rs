@@ -53,6 +53,11 @@ pub fn set_level(level: LogLevel) {
     MAX_LEVEL.store(level.min(4) as u8, Ordering::Relaxed);
 }
 
+/// The level lines are kept from (0 trace … 4 error).
+pub fn level() -> LogLevel {
+    MAX_LEVEL.load(Ordering::Relaxed) as LogLevel
+}
+
 struct HostLayer;
 
 struct Line(String);

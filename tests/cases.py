@@ -548,6 +548,50 @@ def prometheus_counts_per_cluster(ctx: CaseContext):
     assert not any(k[0] == "mosn_upstream_host_health_changes" for k in after), "exclusion_keys"
 
 
+@case
+def admin_api_answers_like_mosn(ctx: CaseContext):
+    """MOSN's admin API at admin.address, served by the host: config_dump (whole, and its
+    allclusters / allrouters / alllisteners parts) is the loaded config; stats counts a request
+    on its cluster; update_loglevel changes the level get_loglevel reports (bad levels 400);
+    version and states answer; other paths 404, wrong methods 405."""
+    import json as _json
+    port = ctx.ports.get("admin")
+    if not port:
+        return
+
+    def get(path):
+        r = request(port, path)
+        return r, (_json.loads(r.text) if r.status == 200 else None)
+
+    r, v = get("/api/v1/config_dump")
+    assert r.status == 200 and "servers" in v["mosn_config"], f"[{ctx.host_name}] config_dump: {r.describe()}"
+    _, v = get("/api/v1/config_dump?allclusters")
+    names = {c["name"] for c in v["clusters"]}
+    assert {"s1", "s2", "s3", "all_sites"} <= names, f"[{ctx.host_name}] clusters: {names}"
+    _, v = get("/api/v1/config_dump?alllisteners")
+    assert "serverListener" in {l["name"] for l in v["listeners"]}, f"[{ctx.host_name}] listeners: {v}"
+    _, v = get("/api/v1/config_dump?allrouters")
+    assert "unit_router" in {x["router_config_name"] for x in v["routers"]}, f"[{ctx.host_name}] routers: {v}"
+    _, before = get("/api/v1/stats")
+    ctx.expect_site(ctx.get([("uid", "150")]), "s2", "a request between two stats")
+    _, after = get("/api/v1/stats")
+    n = lambda s: s["upstream"]["s2"]["request_total"]
+    assert n(after) == n(before) + 1, f"[{ctx.host_name}] s2 request_total {n(before)} -> {n(after)}"
+    assert all(h["healthy"] for h in after["upstream"]["s2"]["hosts"]), f"[{ctx.host_name}] {after['upstream']['s2']}"
+    _, v = get("/api/v1/get_loglevel")
+    assert v == {"log_level": "INFO"}, f"[{ctx.host_name}] {v}"
+    for level in ("DEBUG", "INFO"):
+        r = request(port, "/api/v1/update_loglevel", method="POST", body=_json.dumps({"log_level": level}).encode())
+        assert r.status == 200, f"[{ctx.host_name}] update_loglevel {level}: {r.describe()}"
+        _, v = get("/api/v1/get_loglevel")
+        assert v == {"log_level": level}, f"[{ctx.host_name}] after update to {level}: {v}"
+    r = request(port, "/api/v1/update_loglevel", method="POST", body=b'{"log_level": "LOUD"}')
+    assert r.status == 400, f"[{ctx.host_name}] bad level: {r.describe()}"
+    assert get("/api/v1/version")[0].status == 200 and get("/api/v1/states")[1] == {"state": "Running"}
+    assert request(port, "/api/v1/nope").status == 404
+    assert request(port, "/api/v1/update_loglevel").status == 405
+
+
 def case_id(fn) -> str:
     return fn.__name__
 

@@ -540,7 +540,13 @@ fn configs_mosn_runs_are_accepted() {
         // Regexes compile exactly as written (an inline comment cannot break anything).
         (format!("{R}/1/match"), json!({"regex": "(?x)/admin#"}), None),
         // Fields that change nothing here are noted, not refused.
-        ("/admin".to_string(), json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": 34901}}}), Some("admin")),
+        // MOSN's admin API and prometheus sink are served (no note).
+        ("/admin".to_string(), json!({"address": {"socket_address": {"address": "127.0.0.1", "port_value": 34901}}}), None),
+        (
+            "/metrics".to_string(),
+            json!({"shm_zone": "", "sinks": [{"type": "prometheus", "config": {"port": 34903}}]}),
+            Some("metrics.shm_zone"),
+        ),
         ("/servers/0/default_log_path".to_string(), json!("stdout"), Some("servers[0].default_log_path")),
         (format!("{C}/0/max_request_per_conn"), json!(100), Some("cluster_manager.clusters[0].max_request_per_conn")),
         // MOSN: a weighted list wins over cluster_name.

@@ -35,7 +35,7 @@ def test_mosn_ext_binary_built():
 def host_ctx(request, mosn_ext, backends):
     name = request.param
     work = hosts.make_run_dir(f"test_hosts-{name}")
-    listen, dead1, dead2, listen2, metrics = hosts.free_ports(5)
+    listen, dead1, dead2, listen2, metrics, admin = hosts.free_ports(6)
     blackhole = hosts.Blackhole()
     request.addfinalizer(blackhole.close)
     # The failover cluster's hosts, each its own process so a case can kill and restart one.
@@ -52,7 +52,7 @@ def host_ctx(request, mosn_ext, backends):
         b.start()
         request.addfinalizer(lambda b=b: b.stop())
         killable[key] = b
-    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port, listen2=listen2, metrics=metrics,
+    ports = dict(backends.ports, dead1=dead1, dead2=dead2, blackhole=blackhole.port, listen2=listen2, metrics=metrics, admin=admin,
                  **{k: b.ports[k] for k, b in failover.items()}, **{k: b.ports[k] for k, b in killable.items()})
     cfg = build_mosn_config(listen, ports, for_host=name)
     h = hosts.Host(name, cfg, work, concurrency=hosts.DEFAULT_CONCURRENCY[name])

@@ -18,7 +18,7 @@ use crate::envoy_host::{EnvoyHttp, EnvoyHttpConfig};
 use crate::guard;
 use crate::host::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
-use crate::{metrics, mirror, upstream};
+use crate::{endpoint, mirror, upstream};
 use std::ffi::c_void;
 
 /// What `on_http_filter_config_new` builds: the filter of a MOSN listener (downstream), or
@@ -26,15 +26,16 @@ use std::ffi::c_void;
 enum FilterConfig {
     Listener(HttpConfig),
     Upstream,
-    /// MOSN's prometheus sink (`{"metrics": true}`, see `metrics.rs`).
-    Metrics(std::sync::Arc<mosn_extension::Engine>),
+    /// MOSN's prometheus sink or admin API (`{"metrics": true}`, `{"admin": true}`: see
+    /// `endpoint.rs`).
+    Endpoint(endpoint::Endpoint, std::sync::Arc<mosn_extension::Engine>),
 }
 
 /// One stream's filter object.
 enum Filter {
     Listener(HttpFilter),
     Upstream,
-    Metrics(std::sync::Arc<mosn_extension::Engine>),
+    Endpoint(endpoint::Endpoint, std::sync::Arc<mosn_extension::Engine>),
 }
 
 impl FilterConfig {
@@ -42,8 +43,8 @@ impl FilterConfig {
         if upstream::is_upstream_config(bytes) {
             return Some(FilterConfig::Upstream);
         }
-        if metrics::is_metrics_config(bytes) {
-            return metrics::load(bytes).map(FilterConfig::Metrics);
+        if let Some(e) = endpoint::endpoint_of(bytes) {
+            return endpoint::load(bytes, e).map(|engine| FilterConfig::Endpoint(e, engine));
         }
         HttpConfig::load(bytes).map(FilterConfig::Listener)
     }
@@ -90,7 +91,7 @@ unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
     match unsafe { any_filter(ptr) } {
         None => Ok(None),
         Some(Filter::Listener(f)) => Ok(Some(f)),
-        Some(Filter::Upstream | Filter::Metrics(_)) => Err(()),
+        Some(Filter::Upstream | Filter::Endpoint(..)) => Err(()),
     }
 }
 
@@ -210,7 +211,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
         let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
             None => return std::ptr::null(),
             Some(FilterConfig::Upstream) => Filter::Upstream,
-            Some(FilterConfig::Metrics(e)) => Filter::Metrics(e.clone()),
+            Some(FilterConfig::Endpoint(e, engine)) => Filter::Endpoint(*e, engine.clone()),
             Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
                 Some(f) => Filter::Listener(f),
                 None => return std::ptr::null(),
@@ -261,8 +262,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    if let Some(Filter::Metrics(e)) = unsafe { any_filter(filter_module) } {
-        return headers(guard::or("http_filter_metrics", || HeadersStatus::StopIteration, || metrics::request_headers(e, &mut host)));
+    if let Some(Filter::Endpoint(e, engine)) = unsafe { any_filter(filter_module) } {
+        let answer = || endpoint::request_headers(engine, *e, &mut host, end_of_stream);
+        return headers(guard::or("http_filter_endpoint", || HeadersStatus::StopIteration, answer));
     }
     // SAFETY: as above.
     let Ok(f) = (unsafe { filter(filter_module) }) else { return headers_status::CONTINUE };
@@ -283,6 +285,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
+    if let Some(Filter::Endpoint(e, engine)) = unsafe { any_filter(filter_module) } {
+        let answer = || endpoint::request_body(engine, *e, &mut host, end_of_stream);
+        return body(guard::or("http_filter_endpoint", || BodyStatus::StopIterationNoBuffer, answer));
+    }
+    // SAFETY: as above.
     let Ok(f) = (unsafe { filter(filter_module) }) else { return body_status::CONTINUE };
     body(guard::or(
         "http_filter_request_body",

@@ -31,12 +31,12 @@
 //! builds (the test binary has no Envoy to link against); everything else is unit-tested
 //! against the recording fakes of `testing.rs`.
 
+pub mod endpoint;
 pub mod engines;
 pub mod guard;
 pub mod host;
 pub mod http_logic;
 pub mod lb;
-pub mod metrics;
 pub mod mirror;
 pub mod policy;
 pub mod registry;

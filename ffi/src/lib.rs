@@ -311,6 +311,46 @@ pub extern "C" fn mosn_ext_config_metrics(cfg: *const mosn_ext_config, out: *mut
     })
 }
 
+/// MOSN's admin API: the answer to `method` `target` (path and query) with request `body`;
+/// `*status` gets the HTTP status, `*out` the JSON body (free it with
+/// `mosn_ext_string_free`). Returns 0, or -1 on bad arguments.
+#[no_mangle]
+pub extern "C" fn mosn_ext_config_admin(
+    cfg: *const mosn_ext_config,
+    method: *const u8,
+    method_len: usize,
+    target: *const u8,
+    target_len: usize,
+    body: *const u8,
+    body_len: usize,
+    status: *mut u32,
+    out: *mut *mut c_char,
+) -> i32 {
+    guard(-1, || {
+        // SAFETY: NULL or a live handle (contract).
+        let Some(c) = (unsafe { cfg.as_ref() }) else { return -1 };
+        // SAFETY: each pointer points to its length in bytes (contract).
+        let (m, t, b) = unsafe {
+            (
+                bytes(mosn_ext_bytes { ptr: method, len: method_len }),
+                bytes(mosn_ext_bytes { ptr: target, len: target_len }),
+                bytes(mosn_ext_bytes { ptr: body, len: body_len }),
+            )
+        };
+        let (Ok(m), Ok(t)) = (std::str::from_utf8(m), std::str::from_utf8(t)) else { return -1 };
+        if out.is_null() {
+            return -1;
+        }
+        let r = mosn_extension::admin::serve(&c.engine, m, t, b);
+        // SAFETY: `status` is NULL or writable (contract).
+        if let Some(s) = unsafe { status.as_mut() } {
+            *s = u32::from(r.status);
+        }
+        set_error(out, r.body);
+        0
+    })
+}
+
 /// Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
 /// long as the config). False when the config has no prometheus sink.
 #[no_mangle]

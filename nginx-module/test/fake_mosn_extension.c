@@ -174,6 +174,9 @@ size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; 
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }
 bool mosn_ext_config_start_dns_refresh(const mosn_ext_config *cfg) { (void) cfg; return false; }
 uint64_t mosn_ext_live_streams(void) { return 0; }
+int32_t mosn_ext_config_admin(const mosn_ext_config *cfg, const uint8_t *m, size_t ml, const uint8_t *t, size_t tl,
+    const uint8_t *b, size_t bl, uint32_t *status, char **out)
+{ (void) cfg; (void) m; (void) ml; (void) t; (void) tl; (void) b; (void) bl; *status = 404; *out = strdup(""); return 0; }
 int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out)
 { (void) cfg; *out = strdup(""); return 0; }
 bool mosn_ext_config_prometheus(const mosn_ext_config *cfg, uint16_t *port, mosn_ext_bytes *ep)

@@ -95,6 +95,9 @@ pub mod object {
     pub const UNIT_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (UNIT)";
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
     pub const IDC_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (IDC)";
+    pub const ADMIN: &str = "admin";
+    pub const ADMIN_ADDRESS: &str = "admin.address";
+    pub const SOCKET_ADDRESS: &str = "admin.address.socket_address";
     pub const METRICS: &str = "metrics";
     pub const METRICS_SINK: &str = "metrics.sinks[]";
     pub const PROMETHEUS_SINK: &str = "metrics.sinks[].config (prometheus)";
@@ -134,7 +137,7 @@ pub static FIELDS: &[Field] = &[
     // --- top level
     yes(ROOT, "servers", "exactly one server (as MOSN requires), with listeners and routers"),
     yes(ROOT, "cluster_manager", "the upstream clusters"),
-    ign(ROOT, "admin", "MOSN's admin API is not served yet; the host's admin is"),
+    yes(ROOT, "admin", "MOSN's admin API, served by the host (see Admin API)"),
     yes(ROOT, "metrics", "MOSN's metrics: a prometheus sink served by the host (see Metrics)"),
     ign(ROOT, "tracing", "tracing is the host's (Envoy tracers, nginx modules)"),
     ign(ROOT, "pprof", GO_RUNTIME),
@@ -462,6 +465,10 @@ pub static FIELDS: &[Field] = &[
     yes(BODY_REWRITE_RULE, "to", "what replaces each occurrence (default empty: delete)"),
     yes(ZONE_DRIVER, "zone_env_name_list", "environment variables; the first one set is the zone"),
     yes(IDC_DRIVER, "idc_env_name_list", "environment variables; the first one set is the IDC"),
+    yes(ADMIN, "address", "where the admin API listens"),
+    yes(ADMIN_ADDRESS, "socket_address", "{address, port_value}"),
+    yes(SOCKET_ADDRESS, "address", "the IP (default 127.0.0.1; MOSN's examples say 0.0.0.0: every interface)"),
+    yes(SOCKET_ADDRESS, "port_value", "the port"),
     yes(METRICS, "sinks", "where the metrics go: one prometheus sink"),
     yes(METRICS, "stats_matcher", "which metrics are left out"),
     ign(METRICS, "shm_zone", "MOSN's shared-memory metrics for its hot upgrade; the counters here live in the host's shared state"),

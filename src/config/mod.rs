@@ -7,6 +7,7 @@
 //! field, and every field is judged by the table in [`fields`]: implemented, refused as
 //! "not supported yet", or noted as changing nothing here. Nothing is silently ignored.
 
+pub mod admin;
 pub mod fields;
 pub mod metrics;
 pub mod reader;
@@ -83,6 +84,8 @@ pub struct MosnConfig {
     pub clusters: Vec<ClusterConfig>,
     /// `metrics` (sinks and stats_matcher).
     pub metrics: metrics::MetricsConfig,
+    /// `admin.address`: where MOSN's admin API is served.
+    pub admin: Option<SocketAddr>,
 }
 
 /// `servers[].listeners[]`.
@@ -550,6 +553,9 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
             }
         }
         cm.finish(d);
+    }
+    if let Some(a) = root.object("admin", object::ADMIN, d) {
+        cfg.admin = admin::parse(a, d);
     }
     if let Some(m) = root.object("metrics", object::METRICS, d) {
         cfg.metrics = metrics::parse(m, d);

@@ -80,6 +80,46 @@ fn module_config() -> String {
     format!("{{ name: {MODULE_NAME}, do_not_close: true }}")
 }
 
+/// A listener whose only filter is the module serving one of its endpoints (`key`:
+/// `metrics` or `admin`), answering every request before Envoy's router.
+fn endpoint_listener(y: &mut String, name: &str, addr: std::net::SocketAddr, key: &str, config_path: &str) {
+    let cfg = serde_json::json!({ "config_path": config_path, key: true }).to_string();
+    let _ = write!(
+        y,
+        r#"  - name: {name}
+    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          codec_type: HTTP1
+          http_filters:
+          - name: mosn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {module}
+              filter_name: mosn
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {cfg}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          route_config:
+            virtual_hosts:
+            - name: {name}
+              domains: ["*"]
+              routes: [{{ match: {{ prefix: "/" }}, direct_response: {{ status: 404 }} }}]
+"#,
+        ip = quote(&addr.ip().to_string()),
+        port = addr.port(),
+        module = module_config(),
+        cfg = quote(&cfg),
+    );
+}
+
 /// Generates envoy.yaml.
 pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     let config_path = o.config_path.display().to_string();
@@ -153,40 +193,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     }
     if let Some(p) = &cfg.metrics.prometheus {
         // MOSN's prometheus sink: a listener whose only filter (the module) answers it.
-        let metrics_cfg = serde_json::json!({ "config_path": config_path, "metrics": true }).to_string();
-        let _ = write!(
-            y,
-            r#"  - name: mosn_metrics
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: mosn_metrics
-          codec_type: HTTP1
-          http_filters:
-          - name: mosn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {module}
-              filter_name: mosn
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {metrics_cfg}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-          route_config:
-            virtual_hosts:
-            - name: mosn_metrics
-              domains: ["*"]
-              routes: [{{ match: {{ prefix: "/" }}, direct_response: {{ status: 404 }} }}]
-"#,
-            port = p.port,
-            module = module_config(),
-            metrics_cfg = quote(&metrics_cfg),
-        );
+        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        endpoint_listener(&mut y, "mosn_metrics", std::net::SocketAddr::new(ip, p.port), "metrics", &config_path);
+    }
+    if let Some(a) = cfg.admin {
+        // MOSN's admin API, likewise.
+        endpoint_listener(&mut y, "mosn_admin", a, "admin", &config_path);
     }
     let _ = writeln!(y, "  clusters:");
     let status_retries = clusters_with_status_retries(cfg);

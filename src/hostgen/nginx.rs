@@ -83,6 +83,14 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             ep = quote(&p.endpoint),
         );
     }
+    if let Some(a) = &cfg.admin {
+        // MOSN's admin API (/api/v1/...).
+        let _ = writeln!(
+            c,
+            "  server {{\n    listen {a}{reuseport};\n    access_log off;\n    location /api/v1/ {{ mosn_admin; }}\n    location / {{ return 404; }}\n  }}",
+            reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
+        );
+    }
     let _ = writeln!(c, "}}");
     c
 }

@@ -147,6 +147,8 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
         "servers": [{"default_log_path": "stdout", "routers": routers_cfg, "listeners": listeners}],
         "cluster_manager": {"clusters": clusters},
     }
+    if "admin" in ports:
+        cfg["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": int(ports["admin"])}}}
     if "metrics" in ports:
         # MOSN's prometheus sink, served by the host on the loopback.
         cfg["metrics"] = {"sinks": [{"type": "prometheus", "config": {"port": int(ports["metrics"])}}],
