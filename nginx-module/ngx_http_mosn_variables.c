@@ -4,7 +4,8 @@
  * stream, so they need the ctx to outlive the log phase (a pool cleanup frees it).
  * Not found (logged as "-") when the request has no MOSN stream.
  * $mosn_live_streams: the library's other streams alive in this worker (0 once every
- * other request ended, also those whose clients went away).
+ * other request ended, also those whose clients went away); $mosn_duration_ms: the
+ * request's time in milliseconds (Envoy's %DURATION%).
  */
 
 #include "ngx_http_mosn.h"
@@ -26,6 +27,8 @@ static ngx_int_t ngx_http_mosn_number_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mosn_details_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mosn_live_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_duration_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
@@ -52,6 +55,9 @@ static ngx_http_variable_t  ngx_http_mosn_vars[] = {
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_live_streams"), NULL, ngx_http_mosn_live_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_duration_ms"), NULL, ngx_http_mosn_duration_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_meta_"), NULL, ngx_http_mosn_meta_variable,
@@ -222,6 +228,36 @@ ngx_http_mosn_live_variable(ngx_http_request_t *r,
     }
 
     v->len = ngx_sprintf(p, "%uL", n) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* the request's time so far in whole milliseconds, as Envoy's %DURATION% */
+
+static ngx_int_t
+ngx_http_mosn_duration_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char          *p;
+    ngx_msec_int_t   ms;
+    ngx_time_t      *tp;
+
+    tp = ngx_timeofday();
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+    ms = ngx_max(ms, 0);
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%M", ms) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;

@@ -47,6 +47,9 @@ impl Engine {
     /// Parses, validates and builds MOSN JSON text. The notes are logged once here.
     pub fn from_json(text: &str) -> Result<Arc<Engine>, ConfigErrors> {
         let engine = Engine::load(text)?;
+        if let Some(level) = engine.config.log_level {
+            crate::logging::set_level(level);
+        }
         for (path, why) in &engine.notes {
             tracing::info!("config field {path} changes nothing here: {why}");
         }

@@ -215,6 +215,11 @@ pub fn response_trailers(f: Option<&HttpFilter>, host: &mut dyn HttpHost) -> Tra
 /// The stream is complete (access logs are written): the core stream ends here.
 pub fn stream_complete(f: Option<&HttpFilter>, host: &mut dyn HttpHost) {
     if let Some(f) = f {
+        // MOSN's response flags in the access log, in the notation nginx's $mosn_flags uses.
+        let flags = f.cell.state.try_borrow().ok().and_then(|st| st.stream.as_ref().map(Stream::flags)).unwrap_or(0);
+        if flags != 0 {
+            host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "flags", &format!("0x{flags:x}"));
+        }
         guard::or("http_filter_stream_complete", || (), || f.done());
     }
     // For the access log (`live_streams=`): the library's other streams still alive in this

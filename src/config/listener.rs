@@ -36,6 +36,17 @@ pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfi
     if l.boolean("inspector", d) == Some(true) {
         d.error(l.field_path("inspector"), "true (TLS inspection) is not supported yet");
     }
+    // The listener's access log (MOSN's `log_path`); "stdout"/"stderr" as in MOSN.
+    let log_path = l.string("log_path", d).filter(|p| !p.is_empty()).map(|p| match p {
+        "stdout" => "/dev/stdout".to_string(),
+        "stderr" => "/dev/stderr".to_string(),
+        other => other.to_string(),
+    });
+    if let Some(p) = &log_path {
+        if !p.starts_with('/') {
+            d.error(l.field_path("log_path"), format!("\"{p}\" is not an absolute path (nor stdout/stderr)"));
+        }
+    }
     let chains_path = l.field_path("filter_chains");
     let chains = l.objects("filter_chains", object::FILTER_CHAIN, d);
     if chains.len() != 1 {
@@ -90,7 +101,7 @@ pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfi
     let path = l.path().to_string();
     l.finish(d);
     // Kept after other errors (not after a bad address) so its filters are checked too.
-    Some(ListenerConfig { path, name, address: address?, stream_filters, router_config_name, router_config_path })
+    Some(ListenerConfig { path, name, address: address?, stream_filters, router_config_name, router_config_path, log_path })
 }
 
 /// Refuses a protocol other than HTTP/1.1 (the one both hosts speak so far).

@@ -86,6 +86,8 @@ pub struct MosnConfig {
     pub metrics: metrics::MetricsConfig,
     /// `admin.address`: where MOSN's admin API is served.
     pub admin: Option<SocketAddr>,
+    /// `servers[].default_log_level` as the library's level (0 trace … 4 error).
+    pub log_level: Option<u32>,
 }
 
 /// `servers[].listeners[]`.
@@ -101,6 +103,8 @@ pub struct ListenerConfig {
     pub router_config_name: Option<String>,
     /// JSON path of that `router_config_name` field.
     pub router_config_path: String,
+    /// `log_path`: this listener's access log (absolute; `stdout` is `/dev/stdout`).
+    pub log_path: Option<String>,
 }
 
 /// `stream_filters[]`: a filter type and its `config`, read by that filter's parser.
@@ -533,6 +537,21 @@ fn parse_root(v: &Value, d: &mut Diagnostics) -> MosnConfig {
         d.error("servers", format!("has {} servers; MOSN runs exactly one", servers.len()));
     }
     for mut server in servers {
+        let level_path = server.field_path("default_log_level");
+        if let Some(l) = server.string("default_log_level", d).filter(|l| !l.is_empty()) {
+            // MOSN's levels; FATAL logs as ERROR here.
+            cfg.log_level = match l.to_ascii_uppercase().as_str() {
+                "TRACE" => Some(0),
+                "DEBUG" => Some(1),
+                "INFO" => Some(2),
+                "WARN" | "WARNING" => Some(3),
+                "ERROR" | "FATAL" => Some(4),
+                _ => {
+                    d.error(level_path, format!("\"{l}\" is not a log level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)"));
+                    None
+                }
+            };
+        }
         for r in server.objects("routers", object::ROUTER, d) {
             if let Some(rc) = router::parse(r, d) {
                 cfg.routers.push(rc);

@@ -74,7 +74,7 @@ fn compressor(l: &crate::config::ListenerConfig) -> String {
 const UNLIMITED: u32 = 1_000_000_000;
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
-pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%RESPONSE_FLAGS% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS% live_streams=%DYNAMIC_METADATA(mosn:live_streams)%\n";
+pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%DYNAMIC_METADATA(mosn:flags)% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS% duration_ms=%DURATION% live_streams=%DYNAMIC_METADATA(mosn:live_streams)% envoy_flags=%RESPONSE_FLAGS%\n";
 
 fn module_config() -> String {
     format!("{{ name: {MODULE_NAME}, do_not_close: true }}")
@@ -182,7 +182,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             ip = quote(&l.address.ip().to_string()),
             port = l.address.port(),
             stat = quote(&l.name),
-            access_log = quote(&access_log),
+            // MOSN's listener log_path, else the work dir's access.log.
+            access_log = quote(l.log_path.as_deref().unwrap_or(&access_log)),
             format = quote(ACCESS_LOG_FORMAT),
             module = module_config(),
             filter_cfg = quote(&filter_cfg),

@@ -25,9 +25,13 @@ pub struct HostOptions {
     pub admin_port: u16,
 }
 
-/// The access log line format, identical on both hosts, one line per request:
-/// `mosn_access method=GET path=/ status=200 cluster=s1 upstream_host=127.0.0.1:3450 unit=s1 flags=- attempts=1 details=via_upstream`.
-pub const ACCESS_LOG_FIELDS: &[&str] = &["method", "path", "status", "cluster", "upstream_host", "unit", "flags", "attempts", "details"];
+/// The access log line format, the same fields in the same notation on both hosts, one line
+/// per request: `mosn_access method=GET path=/ status=200 cluster=s1
+/// upstream_host=127.0.0.1:3450 unit=s1 flags=- attempts=1 details=via_upstream duration_ms=3
+/// live_streams=0` (`flags`: MOSN's response flag bits, `0x80`; then Envoy adds its own
+/// `envoy_flags`, nginx the worker's `pid`).
+pub const ACCESS_LOG_FIELDS: &[&str] =
+    &["method", "path", "status", "cluster", "upstream_host", "unit", "flags", "attempts", "details", "duration_ms", "live_streams"];
 
 /// A string quoted for YAML / nginx.conf (JSON string syntax is valid in both).
 pub(crate) fn quote(s: &str) -> String {
@@ -37,6 +41,24 @@ pub(crate) fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_access_logs_carry_every_field_and_the_listeners_log_path() {
+        for f in ACCESS_LOG_FIELDS {
+            assert!(envoy::ACCESS_LOG_FORMAT.contains(&format!(" {f}=")), "envoy lacks {f}");
+            assert!(nginx::LOG_FORMAT.contains(&format!(" {f}=")), "nginx lacks {f}");
+        }
+        let text = r#"{"servers": [{"default_log_level": "DEBUG", "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+            "routers": [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]}],
+          "listeners": [{"name": "l", "address": "127.0.0.1:1", "bind_port": true, "log_path": "/var/log/mosn/l.log",
+            "filter_chains": [{"filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}]}"#;
+        let mut d = crate::config::reader::Diagnostics::default();
+        let cfg = crate::config::MosnConfig::parse(text, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert_eq!(cfg.log_level, Some(1));
+        assert!(envoy::generate(&cfg, &opts()).contains("path: \"/var/log/mosn/l.log\""));
+        assert!(nginx::generate(&cfg, &opts(), false).contains("access_log \"/var/log/mosn/l.log\" mosn;"));
+    }
     use crate::config::{reader::Diagnostics, MosnConfig};
 
     const CONFIG: &str = r#"{"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],

@@ -20,7 +20,7 @@ pub const MIRROR_LOCATION: &str = "@mosn_mirror";
 pub const MIRROR_IO_TIMEOUT: &str = "5s";
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]), plus the worker `pid`.
-pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details live_streams=$mosn_live_streams pid=$pid";
+pub const LOG_FORMAT: &str = "mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags attempts=$mosn_attempts details=$mosn_details duration_ms=$mosn_duration_ms live_streams=$mosn_live_streams pid=$pid";
 
 /// Generates nginx.conf.
 pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String {
@@ -52,7 +52,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             c,
             r#"  server {{
     listen {addr}{reuseport};
-    mosn_listener {name};{mirror}{gzip}
+    mosn_listener {name};{log}{mirror}{gzip}
     location / {{
       proxy_pass http://mosn_upstream;
       proxy_http_version 1.1;
@@ -69,6 +69,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
             // One socket per worker: the kernel spreads connections over all workers.
             reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
             name = quote(&l.name),
+            // MOSN's listener log_path replaces the http-level access log for this server.
+            log = l.log_path.as_ref().map_or(String::new(), |p| format!("\n    access_log {} mosn;", quote(p))),
             mirror = mirror_location(cfg, l),
             gzip = gzip(l),
         );
