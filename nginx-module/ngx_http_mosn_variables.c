@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_mosn_live_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mosn_duration_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mosn_number(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uint64_t n);
 static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
 
@@ -210,7 +212,6 @@ static ngx_int_t
 ngx_http_mosn_live_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char               *p;
     uint64_t              n;
     ngx_http_mosn_ctx_t  *ctx;
 
@@ -222,18 +223,7 @@ ngx_http_mosn_live_variable(ngx_http_request_t *r,
         n--;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(p, "%uL", n) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_mosn_number(r, v, n);
 }
 
 
@@ -243,21 +233,30 @@ static ngx_int_t
 ngx_http_mosn_duration_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char          *p;
     ngx_msec_int_t   ms;
     ngx_time_t      *tp;
 
     tp = ngx_timeofday();
     ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
                            + (tp->msec - r->start_msec));
-    ms = ngx_max(ms, 0);
+    return ngx_http_mosn_number(r, v, (uint64_t) ngx_max(ms, 0));
+}
 
-    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4);
+
+/* a variable's value: n in decimal */
+
+static ngx_int_t
+ngx_http_mosn_number(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uint64_t n)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%M", ms) - p;
+    v->len = ngx_sprintf(p, "%uL", n) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;

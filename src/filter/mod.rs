@@ -147,11 +147,7 @@ impl<'a> ReceiveContext<'a> {
     /// buffered body can be replaced: returns false (and changes nothing) when the request
     /// was not buffered, i.e. no filter's [`StreamFilter::needs_body_for`] asked for it.
     pub fn set_body(&mut self, body: Vec<u8>) -> bool {
-        if self.body.is_none() {
-            return false;
-        }
-        *self.new_body = Some(body);
-        true
+        replace_body(self.body, self.new_body, body)
     }
     /// The request trailers, when the body was buffered and the request had trailers (HTTP/1.1
     /// chunked or HTTP/2; nginx 1.22 drops request trailers, so there they are never seen).
@@ -237,11 +233,7 @@ impl SendContext<'_> {
     /// Replaces the response body the client gets (the host fixes `Content-Length`). Only a
     /// buffered body can be replaced: false (nothing changes) when none was buffered.
     pub fn set_body(&mut self, body: Vec<u8>) -> bool {
-        if self.body.is_none() {
-            return false;
-        }
-        *self.new_body = Some(body);
-        true
+        replace_body(self.body, self.new_body, body)
     }
     pub fn set_header(&mut self, name: SharedStr, value: SharedStr) {
         self.mutations.push(HeaderMutation { op: HeaderOp::Set, name, value });
@@ -252,4 +244,13 @@ impl SendContext<'_> {
     pub fn remove_header(&mut self, name: SharedStr) {
         self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: crate::headers::empty() });
     }
+}
+
+/// A filter's new body, kept only where the host buffered the body (it can send no other).
+fn replace_body(buffered: Option<&[u8]>, slot: &mut Option<Vec<u8>>, body: Vec<u8>) -> bool {
+    if buffered.is_none() {
+        return false;
+    }
+    *slot = Some(body);
+    true
 }
