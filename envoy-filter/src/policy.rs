@@ -17,6 +17,10 @@ pub const METADATA_NAMESPACE: &str = "mosn";
 /// Request header that names the Envoy cluster (route `cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 
+/// Filter state key of the library's live streams when a stream ends (the access log's
+/// `live_streams`, `%FILTER_STATE(mosn.live_streams:PLAIN)%`).
+pub const LIVE_STREAMS_KEY: &str = "mosn.live_streams";
+
 /// Filter state key the HTTP filter sets and the cluster LB reads.
 pub const STREAM_ID_KEY: &str = "mosn.stream_id";
 
