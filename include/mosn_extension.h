@@ -403,12 +403,6 @@ int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out);
 int32_t mosn_ext_config_admin(const mosn_ext_config *cfg, const uint8_t *method, size_t method_len, const uint8_t *target, size_t target_len, const uint8_t *body, size_t body_len, uint32_t *status, char **out);
 
 /*
- Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
- long as the config). False when the config has no prometheus sink.
- */
-bool mosn_ext_config_prometheus(const mosn_ext_config *cfg, uint16_t *port, mosn_ext_bytes *endpoint);
-
-/*
  Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
  do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
  can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.

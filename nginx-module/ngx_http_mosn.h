@@ -97,6 +97,10 @@ ngx_int_t ngx_http_mosn_add_state_zone(ngx_conf_t *cf, mosn_ext_config *cfg);
 ngx_int_t ngx_http_mosn_access_handler(ngx_http_request_t *r);
 ngx_http_mosn_ctx_t *ngx_http_mosn_get_ctx(ngx_http_request_t *r);
 
+/* ngx_http_mosn_request.c: copies a chain's data (memory or temp file) to p; the end,
+   or NULL after a read error (logged) */
+u_char *ngx_http_mosn_copy_chain(ngx_http_request_t *r, ngx_chain_t *in, u_char *p);
+
 /* ngx_http_mosn_metrics.c: the `mosn_metrics` directive (Prometheus text) */
 char *ngx_http_mosn_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ... and `mosn_admin` (MOSN's admin API) */

@@ -164,9 +164,8 @@ ngx_http_mosn_keep_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx,
     ngx_buf_t *b)
 {
     off_t         size;
-    ssize_t       n;
     ngx_buf_t    *copy;
-    ngx_chain_t  *cl;
+    ngx_chain_t  *cl, one;
 
     size = ngx_buf_size(b);
 
@@ -177,19 +176,12 @@ ngx_http_mosn_keep_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        if (ngx_buf_in_memory(b)) {
-            copy->last = ngx_cpymem(copy->pos, b->pos, (size_t) size);
+        one.buf = b;
+        one.next = NULL;
 
-        } else {
-            n = ngx_read_file(b->file, copy->pos, (size_t) size, b->file_pos);
-            if (n != (ssize_t) size) {
-                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                              "mosn: cannot read the buffered response body "
-                              "from \"%V\"", &b->file->name);
-                return NGX_ERROR;
-            }
-
-            copy->last += n;
+        copy->last = ngx_http_mosn_copy_chain(r, &one, copy->pos);
+        if (copy->last == NULL) {
+            return NGX_ERROR;
         }
 
         cl->buf = copy;
@@ -221,7 +213,7 @@ ngx_http_mosn_send_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx)
     uint32_t           kind;
     ngx_int_t          rc;
     ngx_buf_t         *b;
-    ngx_chain_t       *cl, out;
+    ngx_chain_t        out;
     mosn_ext_bytes     body, replaced;
     mosn_ext_action    act;
     mosn_ext_message   msg;
@@ -233,12 +225,7 @@ ngx_http_mosn_send_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx)
     }
 
     b->pos = p;
-
-    for (cl = ctx->resp_body; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-    }
-
-    b->last = p;
+    b->last = ngx_http_mosn_copy_chain(r, ctx->resp_body, p);   /* memory only */
     ngx_http_mosn_set_bytes(&body, b->pos, b->last - b->pos);
 
     if (ngx_http_mosn_response_message(r, &msg) != NGX_OK) {

@@ -40,8 +40,6 @@ static ngx_int_t ngx_http_mosn_collect_body(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mosn_replace_body(ngx_http_request_t *r,
     ngx_http_mosn_ctx_t *ctx);
 static off_t ngx_http_mosn_body_length(ngx_chain_t *in);
-static u_char *ngx_http_mosn_copy_body(ngx_http_request_t *r, ngx_chain_t *in,
-    u_char *p);
 
 
 /* wake tokens: never reused within a worker, so a late wake-up finds nothing */
@@ -652,7 +650,7 @@ ngx_http_mosn_collect_body(ngx_http_request_t *r, ngx_http_mosn_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    last = ngx_http_mosn_copy_body(r, cl, data);
+    last = ngx_http_mosn_copy_chain(r, cl, data);
     if (last == NULL) {
         return NGX_ERROR;
     }
@@ -685,8 +683,8 @@ ngx_http_mosn_body_length(ngx_chain_t *in)
 
 /* copies the bufs to p, reading those in the temp file; returns the end or NULL */
 
-static u_char *
-ngx_http_mosn_copy_body(ngx_http_request_t *r, ngx_chain_t *in, u_char *p)
+u_char *
+ngx_http_mosn_copy_chain(ngx_http_request_t *r, ngx_chain_t *in, u_char *p)
 {
     size_t        size;
     ssize_t       n;
@@ -711,7 +709,7 @@ ngx_http_mosn_copy_body(ngx_http_request_t *r, ngx_chain_t *in, u_char *p)
 
         if (n == NGX_ERROR || (size_t) n != size) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "mosn: cannot read the buffered request body from "
+                          "mosn: cannot read the buffered body from "
                           "\"%V\"", &b->file->name);
             return NULL;
         }

@@ -184,10 +184,13 @@ ngx_http_mosn_number_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    n = data == NGX_HTTP_MOSN_VAR_FLAGS ? mosn_ext_stream_flags(ctx->stream)
-                                        : mosn_ext_stream_attempts(ctx->stream);
+    if (data != NGX_HTTP_MOSN_VAR_FLAGS) {
+        return ngx_http_mosn_number(r, v, mosn_ext_stream_attempts(ctx->stream));
+    }
 
-    if (data == NGX_HTTP_MOSN_VAR_FLAGS && n == 0) {
+    n = mosn_ext_stream_flags(ctx->stream);
+
+    if (n == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -197,8 +200,7 @@ ngx_http_mosn_number_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = (data == NGX_HTTP_MOSN_VAR_FLAGS ? ngx_sprintf(p, "0x%xD", n)
-                                              : ngx_sprintf(p, "%uD", n)) - p;
+    v->len = ngx_sprintf(p, "0x%xD", n) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;

@@ -25,8 +25,6 @@ use std::sync::Arc;
 /// A validated, built config snapshot.
 pub struct Engine {
     pub config: MosnConfig,
-    /// The MOSN JSON as loaded (the admin API's config_dump).
-    pub raw: serde_json::Value,
     pub listeners: Vec<Arc<Listener>>,
     pub clusters: Vec<Arc<Cluster>>,
     /// The upstream state words (see [`StateBlock`]).
@@ -110,19 +108,15 @@ impl Engine {
             f.add("upstream", "request_retry_overflow", "counter", label(), s.retry_overflow);
             f.add("upstream", "request_pending_overflow", "counter", label(), s.rq_overflow);
             f.add("upstream", "lb_subsets_fallback", "counter", label(), s.subsets_fallback);
-            let failed: u64 = c.hosts.iter().map(|h| h.state.failures() + h.state.error_responses()).sum();
+            let failed: u64 = c.hosts.iter().map(|h| h.state.response_failed()).sum();
             f.add("upstream", "response_failed", "counter", label(), failed);
             for h in &c.hosts {
                 // A STRICT_DNS slot is the address it resolved to now; an empty one is no host.
-                let address = match (&h.dns, h.current()) {
-                    (None, _) => h.address_text.to_string(),
-                    (Some(_), Some((_, now))) => now.to_string(),
-                    (Some(_), None) => continue,
-                };
-                let labels = || vec![("cluster", c.name.to_string()), ("host", address.clone())];
+                let Some((_, address)) = h.current() else { continue };
+                let labels = || vec![("cluster", c.name.to_string()), ("host", address.to_string())];
                 f.add("upstream", "request_total", "counter", labels(), h.state.requests());
                 f.add("upstream", "request_active", "gauge", labels(), h.state.active());
-                f.add("upstream", "response_failed", "counter", labels(), h.state.failures() + h.state.error_responses());
+                f.add("upstream", "response_failed", "counter", labels(), h.state.response_failed());
                 f.add("upstream", "host_ejections", "counter", labels(), h.state.ejections());
                 f.add("upstream", "host_health_changes", "counter", labels(), h.state.health_changes());
             }
@@ -149,7 +143,7 @@ impl Engine {
         }
         let engine = Engine::build(config, filters, state, layout, &mut d);
         match engine {
-            Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, raw: serde_json::from_str(text).unwrap_or_default(), ..e }),
+            Some(e) if d.errors.is_empty() => Ok(Engine { notes: d.notes, ..e }),
             _ => Err(ConfigErrors(d.errors)),
         }
     }
@@ -204,7 +198,6 @@ impl Engine {
         state.allocate(layout.next);
         Some(Engine {
             config,
-            raw: serde_json::Value::Null,
             listeners,
             clusters,
             state,

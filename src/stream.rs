@@ -177,27 +177,29 @@ impl Stream {
 
     /// Request headers arrived. `end_of_stream` is true when there is no body.
     pub fn request_headers(&mut self, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {
+        let a = self.start(headers, end_of_stream);
+        self.count_local_reply(a)
+    }
+
+    fn start(&mut self, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {
         if self.stage != Stage::Start {
             return self.current_action();
         }
         // Looked up once: checked here, routed on later (unless a filter changes it).
         let raw_path = headers.get(":path").first();
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
-            let a = self.reply_with(400, "invalid request target", "invalid_path");
-            return self.count_local_reply(a);
+            return self.reply_with(400, "invalid request target", "invalid_path");
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
         // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
         if headers.get(":authority").first().is_some_and(|a| a.contains(&b',')) {
-            let a = self.reply_with(400, "invalid host", "invalid_host");
-            return self.count_local_reply(a);
+            return self.reply_with(400, "invalid host", "invalid_host");
         }
         if !end_of_stream && self.listener.needs_body(headers) {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        let a = self.run(headers, Payload::default(), raw_path);
-        self.count_local_reply(a)
+        self.run(headers, Payload::default(), raw_path)
     }
 
     /// A local reply's status counts when the core decides it (a host may not show its own

@@ -4,7 +4,7 @@
 //! request locally, before Envoy's router, with what the core computes (the same answers as
 //! nginx's `mosn_metrics` / `mosn_admin`).
 
-use crate::host::{BodyKind, BodyStatus, HeaderKind, HeadersStatus, HttpHost};
+use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::Engine;
 use std::sync::Arc;
@@ -65,11 +65,7 @@ pub fn request_body(engine: &Engine, e: Endpoint, host: &mut dyn HttpHost, end_o
     if !end_of_stream {
         return BodyStatus::StopIterationAndBuffer;
     }
-    let mut body = Vec::new();
-    host.request_body(BodyKind::Buffered, &mut body);
-    if !host.received_body_is_buffered() {
-        host.request_body(BodyKind::Received, &mut body);
-    }
+    let body = host.whole_body(false, true);
     answer(engine, e, host, &body);
     BodyStatus::StopIterationNoBuffer
 }

@@ -127,6 +127,22 @@ pub trait HttpHost {
     fn replace_request_body(&mut self, body: &[u8]);
     /// The same for the response body Envoy sends the client.
     fn replace_response_body(&mut self, body: &[u8]);
+    /// The whole body so far of the request (`response`: of the response): what Envoy
+    /// buffered, then, with `with_received` (in a body hook), the current chunk when it is
+    /// not the buffer itself.
+    fn whole_body(&self, response: bool, with_received: bool) -> Vec<u8> {
+        let (buffered, received, in_buffer) = if response {
+            (BodyKind::ResponseBuffered, BodyKind::ResponseReceived, with_received && self.received_response_body_is_buffered())
+        } else {
+            (BodyKind::Buffered, BodyKind::Received, with_received && self.received_body_is_buffered())
+        };
+        let mut body = Vec::new();
+        self.request_body(buffered, &mut body);
+        if with_received && !in_buffer {
+            self.request_body(received, &mut body);
+        }
+        body
+    }
     /// The stream's buffer limit in bytes (a larger buffered body gets Envoy's 413).
     fn buffer_limit(&self) -> u64;
     /// The client's address as Envoy reports it (`ip:port`), if it has one.

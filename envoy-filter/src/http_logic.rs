@@ -25,7 +25,7 @@
 //! `RefCell` borrow of the stream state is held across those two calls.
 
 use crate::guard::{self, Panicked};
-use crate::host::{BodyKind, BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
+use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
 use crate::mirror::{self, MirrorSender};
 use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
@@ -476,11 +476,7 @@ impl HttpFilter {
         let st = &mut *guard;
         st.response_buffering = false;
         let Some(stream) = st.stream.as_mut() else { return };
-        let mut body = Vec::new();
-        host.request_body(BodyKind::ResponseBuffered, &mut body);
-        if with_received && !host.received_response_body_is_buffered() {
-            host.request_body(BodyKind::ResponseReceived, &mut body);
-        }
+        let body = host.whole_body(true, with_received);
         stream.response_body(&HostHeaders::read(&*host, HeaderKind::Response), &body, true);
         apply_mutations(host, HeaderKind::Response, stream.response_mutations());
         if let Some(new) = stream.replaced_response_body() {
@@ -576,12 +572,8 @@ impl HttpFilter {
 
     /// The body is complete: hand it to the core.
     fn finish_body(&self, host: &mut dyn HttpHost, with_received: bool) -> Next {
-        let mut body = Vec::new();
-        host.request_body(BodyKind::Buffered, &mut body);
         // In the last body hook the current chunk may not be in the buffer yet.
-        if with_received && !host.received_body_is_buffered() {
-            host.request_body(BodyKind::Received, &mut body);
-        }
+        let body = host.whole_body(false, with_received);
         match self.cell.state.try_borrow_mut() {
             Ok(mut st) => {
                 st.body = Some(body);
@@ -627,7 +619,7 @@ impl HttpFilter {
 /// The request headers the adapter sets or removes after the core's mutations, so that
 /// neither a client nor a filter hands them to Envoy's router: the mirror key,
 /// `x-mosn-cluster` and the route policy's `x-envoy-*` headers.
-const GUARDED: [&str; 8] = [
+pub(crate) const GUARDED: [&str; 8] = [
     mirror::MIRROR_HOST_KEY,
     policy::CLUSTER_HEADER,
     policy::MAX_RETRIES,

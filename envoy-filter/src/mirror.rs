@@ -75,27 +75,11 @@ pub const MAX_IN_FLIGHT: usize = 8192;
 pub const MIRROR_EVENT: u64 = 1;
 
 /// Request headers a copy does not carry: hop-by-hop headers and `expect` (the copy is sent
-/// whole), `content-length` (set from the body), and what this module tells Envoy's router
-/// about the original request (which Envoy removes before it goes upstream).
-const NOT_COPIED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "content-length",
-    policy::CLUSTER_HEADER,
-    policy::MAX_RETRIES,
-    policy::RETRY_ON,
-    policy::RETRIABLE_HEADER_NAMES,
-    policy::RETRIABLE_STATUS_CODES,
-    policy::RQ_TIMEOUT,
-    policy::PER_TRY_TIMEOUT,
-    MIRROR_HOST_KEY,
-];
+/// whole), `content-length` (set from the body), and (`http_logic::GUARDED`) what this
+/// module tells Envoy's router about the original request (which Envoy removes before it
+/// goes upstream).
+const NOT_COPIED: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect", "content-length"];
 
 /// One header, owned.
 pub type OwnedHeader = (Vec<u8>, Vec<u8>);
@@ -139,7 +123,7 @@ pub fn copies(host: &dyn HttpHost, stream: &Stream, body: Option<&[u8]>, more_bo
         if k.eq_ignore_ascii_case(b"content-length") {
             had_length = true;
         }
-        if !NOT_COPIED.iter().any(|n| k.eq_ignore_ascii_case(n.as_bytes())) {
+        if !NOT_COPIED.iter().chain(&crate::http_logic::GUARDED).any(|n| k.eq_ignore_ascii_case(n.as_bytes())) {
             headers.push((k.to_vec(), v.to_vec()));
         }
     });

@@ -351,27 +351,6 @@ pub extern "C" fn mosn_ext_config_admin(
     })
 }
 
-/// Where the config's prometheus sink is served: `*port` and `*endpoint` (the path; valid as
-/// long as the config). False when the config has no prometheus sink.
-#[no_mangle]
-pub extern "C" fn mosn_ext_config_prometheus(cfg: *const mosn_ext_config, port: *mut u16, endpoint: *mut mosn_ext_bytes) -> bool {
-    guard(false, || {
-        // SAFETY: NULL or a live handle (contract).
-        let Some(c) = (unsafe { cfg.as_ref() }) else { return false };
-        let Some(p) = &c.engine.config.metrics.prometheus else { return false };
-        // SAFETY: `port` and `endpoint` are NULL or writable (contract).
-        unsafe {
-            if let Some(o) = port.as_mut() {
-                *o = p.port;
-            }
-            if let Some(o) = endpoint.as_mut() {
-                *o = out_bytes(p.endpoint.as_bytes());
-            }
-        }
-        true
-    })
-}
-
 /// Checks a loaded config against what host `host` (`len` bytes: "envoy" or "nginx") can
 /// do. Returns 0, or 1 and sets `*err` (if not NULL) to a message naming each field the host
 /// can not honour (free it with `mosn_ext_string_free`); -1 on bad arguments.

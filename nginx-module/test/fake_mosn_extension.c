@@ -179,8 +179,6 @@ int32_t mosn_ext_config_admin(const mosn_ext_config *cfg, const uint8_t *m, size
 { (void) cfg; (void) m; (void) ml; (void) t; (void) tl; (void) b; (void) bl; *status = 404; *out = strdup(""); return 0; }
 int32_t mosn_ext_config_metrics(const mosn_ext_config *cfg, char **out)
 { (void) cfg; *out = strdup(""); return 0; }
-bool mosn_ext_config_prometheus(const mosn_ext_config *cfg, uint16_t *port, mosn_ext_bytes *ep)
-{ (void) cfg; (void) port; (void) ep; return false; }
 int32_t mosn_ext_config_check_host(const mosn_ext_config *cfg, const uint8_t *host, size_t len, char **err)
 { (void) cfg; (void) host; (void) len; (void) err; return 0; }
 bool mosn_ext_stream_replaced_body(const mosn_ext_stream *s, mosn_ext_bytes *out)

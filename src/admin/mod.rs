@@ -52,7 +52,7 @@ pub fn serve(engine: &Engine, method: &str, target: &str, body: &[u8]) -> Respon
 }
 
 fn config_dump(engine: &Engine, query: &str) -> Response {
-    let raw = &engine.raw;
+    let raw = &engine.config.raw;
     let servers = |key: &str| -> Value {
         let all: Vec<Value> =
             raw["servers"].as_array().into_iter().flatten().flat_map(|s| s[key].as_array().cloned().unwrap_or_default()).collect();
@@ -86,18 +86,20 @@ fn stats(engine: &Engine) -> Value {
     let mut upstream = serde_json::Map::new();
     for c in &engine.clusters {
         let s = c.stats();
+        // As the metrics: a STRICT_DNS slot without an address is no host.
         let hosts: Vec<Value> = c
             .hosts
             .iter()
-            .map(|h| {
-                json!({
-                    "address": h.current().map_or(h.address_text.to_string(), |(_, a)| a.to_string()),
+            .filter_map(|h| {
+                let (_, address) = h.current()?;
+                Some(json!({
+                    "address": address,
                     "healthy": h.is_healthy(),
                     "request_total": h.state.requests(),
                     "request_active": h.state.active(),
-                    "response_failed": h.state.failures() + h.state.error_responses(),
+                    "response_failed": h.state.response_failed(),
                     "ejections": h.state.ejections(),
-                })
+                }))
             })
             .collect();
         upstream.insert(

@@ -88,6 +88,8 @@ pub struct MosnConfig {
     pub admin: Option<SocketAddr>,
     /// `servers[].default_log_level` as the library's level (0 trace … 4 error).
     pub log_level: Option<u32>,
+    /// The JSON as read (the admin API's config_dump).
+    pub raw: Value,
 }
 
 /// `servers[].listeners[]`.
@@ -513,8 +515,9 @@ impl MosnConfig {
                 return MosnConfig::default();
             }
         };
-        let cfg = parse_root(&value, d);
+        let mut cfg = parse_root(&value, d);
         validate_references(&cfg, d);
+        cfg.raw = value;
         cfg
     }
 

@@ -112,8 +112,7 @@ impl StreamFilter for BodyRewrite {
         true
     }
     fn needs_response_body(&self, _status: u16, headers: &dyn HeaderMap) -> bool {
-        let encoded = headers.get("content-encoding").first().is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
-        !self.response.is_empty() && !encoded
+        !self.response.is_empty() && headers.get("content-encoding").first().is_none_or(|v| v.eq_ignore_ascii_case(b"identity"))
     }
     fn on_send(&self, cx: &mut SendContext<'_>) -> FilterStatus {
         if let Some(new) = cx.body().and_then(|b| rewrite(&self.response, b)) {

@@ -86,25 +86,9 @@ fn endpoint_listener(y: &mut String, name: &str, addr: std::net::SocketAddr, key
     let cfg = serde_json::json!({ "config_path": config_path, key: true }).to_string();
     let _ = write!(
         y,
-        r#"  - name: {name}
-    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {name}
-          codec_type: HTTP1
+        r#"{head}          codec_type: HTTP1
           http_filters:
-          - name: mosn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {module}
-              filter_name: mosn
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {cfg}
-          - name: envoy.filters.http.router
+{filter}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
           route_config:
@@ -113,11 +97,44 @@ fn endpoint_listener(y: &mut String, name: &str, addr: std::net::SocketAddr, key
               domains: ["*"]
               routes: [{{ match: {{ prefix: "/" }}, direct_response: {{ status: 404 }} }}]
 "#,
+        head = listener_head(name, addr),
+        filter = module_http_filter(&cfg),
+    );
+}
+
+/// A listener's start, up to its HTTP connection manager's `stat_prefix`.
+fn listener_head(name: &str, addr: std::net::SocketAddr) -> String {
+    format!(
+        r#"  - name: {name}
+    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+"#,
+        name = quote(name),
         ip = quote(&addr.ip().to_string()),
         port = addr.port(),
+    )
+}
+
+/// The module as an HTTP filter of a connection manager, with `filter_config` `cfg` (JSON).
+fn module_http_filter(cfg: &str) -> String {
+    format!(
+        r#"          - name: mosn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {module}
+              filter_name: mosn
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {cfg}
+"#,
         module = module_config(),
-        cfg = quote(&cfg),
-    );
+        cfg = quote(cfg),
+    )
 }
 
 /// Generates envoy.yaml.
@@ -132,15 +149,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
         let filter_cfg = serde_json::json!({ "config_path": config_path, "listener": l.name }).to_string();
         let _ = write!(
             y,
-            r#"  - name: {name}
-    address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {stat}
-          # MOSN's downstream_protocol Http1 (the only one accepted so far).
+            r#"{head}          # MOSN's downstream_protocol Http1 (the only one accepted so far).
           codec_type: HTTP1
           # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise); one without Host
           # gets a Host the module reads as none.
@@ -157,15 +166,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
               path: {access_log}
               log_format: {{ text_format_source: {{ inline_string: {format} }} }}
           http_filters:
-          - name: mosn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {module}
-              filter_name: mosn
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: {filter_cfg}
-{compressor}          - name: envoy.filters.http.router
+{filter}{compressor}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
           route_config:
@@ -178,15 +179,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
                 route: {{ cluster_header: {cluster_header}, timeout: 60s }}
                 request_headers_to_remove: [{cluster_header}]
 "#,
+            head = listener_head(&l.name, l.address),
             name = quote(&l.name),
-            ip = quote(&l.address.ip().to_string()),
-            port = l.address.port(),
-            stat = quote(&l.name),
             // MOSN's listener log_path, else the work dir's access.log.
             access_log = quote(l.log_path.as_deref().unwrap_or(&access_log)),
             format = quote(ACCESS_LOG_FORMAT),
-            module = module_config(),
-            filter_cfg = quote(&filter_cfg),
+            filter = module_http_filter(&filter_cfg),
             cluster_header = CLUSTER_HEADER,
             no_host = NO_HOST,
             compressor = compressor(l),

@@ -126,6 +126,10 @@ impl HostState {
     pub fn error_responses(&self) -> u64 {
         self.word(RQ_ERROR_RESPONSE).load(Ordering::Relaxed)
     }
+    /// Attempts that failed or got a 5xx (MOSN's `response_failed`).
+    pub fn response_failed(&self) -> u64 {
+        self.failures() + self.error_responses()
+    }
     pub(crate) fn count_error_response(&self) {
         self.word(RQ_ERROR_RESPONSE).fetch_add(1, Ordering::Relaxed);
     }
