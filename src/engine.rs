@@ -279,6 +279,37 @@ impl Engine {
         }
     }
 
+    /// Takes over the live state of `old`, the config this one replaces (a reload), before
+    /// any stream runs on this one: each cluster of the same name keeps its hosts' health,
+    /// ejections and counters (all its words, balancer positions too, when its JSON is
+    /// unchanged; else each host whose address is unchanged), each listener of the same
+    /// name its counters. Gauges of requests in flight start at 0 here: those requests end
+    /// on `old`. Filters' own words (flow control) start afresh.
+    pub fn inherit_state(&self, old: &Engine) {
+        let raw = |e: &Engine, i: usize| e.config.raw.pointer(&format!("/cluster_manager/clusters/{i}")).cloned();
+        for (i, c) in self.clusters.iter().enumerate() {
+            let Some(j) = old.clusters.iter().position(|o| o.name == c.name) else { continue };
+            let same = raw(self, i).is_some() && raw(self, i) == raw(old, j);
+            c.inherit(&old.clusters[j], same);
+        }
+        for l in &self.listeners {
+            if let Some(o) = old.listeners.iter().find(|o| o.name == l.name) {
+                l.counters.inherit(&o.counters);
+            }
+        }
+    }
+
+    /// Stops the active health checks and the STRICT_DNS refresh (a reload replaced this
+    /// config; the new one runs its own). Streams still running on it are unaffected.
+    pub fn stop_background(&self) {
+        if let Ok(mut h) = self.health.lock() {
+            h.take();
+        }
+        if let Ok(mut d) = self.dns.lock() {
+            d.take();
+        }
+    }
+
     /// Mutable access to a listener before the engine is shared (tests).
     #[doc(hidden)]
     pub fn listener_mut(&mut self, index: usize) -> Option<&mut Listener> {

@@ -745,3 +745,46 @@ fn a_full_subset_is_an_overflow_not_a_fallback() {
     assert_eq!(b.choose_host().err(), Some(NoHost::Overflow), "not another unit's host");
     assert_eq!(b.failure_status(), Some(503));
 }
+
+// === Reload: the new config takes over the old one's state ===
+
+#[test]
+fn a_reload_keeps_round_robin_position_health_and_counts_of_an_unchanged_cluster() {
+    let hosts = json!([{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:2"}, {"address": "127.0.0.1:3"}]);
+    let old = config(json!({"hosts": hosts.clone()}), json!({}), json!([]));
+    let first = ports(&old, &[], 2).unwrap();
+    let c = old.cluster("c").unwrap();
+    c.hosts[2].state.set_flag(mosn_extension::upstream::host::health::FAILED_ACTIVE_HC, true);
+    // One request still in flight on the old config.
+    let mut in_flight = old.new_stream(0, None).unwrap();
+    assert_eq!(in_flight.request_headers(&Headers(&[]), true), Action::Continue);
+    in_flight.choose_host().unwrap();
+    let new = config(json!({"hosts": hosts}), json!({}), json!([]));
+    new.inherit_state(&old);
+    let n = new.cluster("c").unwrap();
+    // The cursor moved on: the next pick continues where the old config stopped, and the
+    // host marked down stays down.
+    assert_eq!(n.hosts.iter().map(|h| h.state.active()).sum::<u64>(), 0, "the old config's request in flight ends there");
+    assert_eq!(c.hosts.iter().map(|h| h.state.active()).sum::<u64>(), 1);
+    assert_eq!(ports(&new, &[], 1).unwrap(), ports(&old, &[], 1).unwrap(), "after {first:?}");
+    assert!(!n.hosts[2].state.is_healthy());
+    assert_eq!(n.hosts[0].state.requests() + n.hosts[1].state.requests(), 4, "old counts carried, new added");
+    drop(in_flight);
+    assert_eq!(new.listeners[0].counters.stats().request_total, old.listeners[0].counters.stats().request_total);
+}
+
+#[test]
+fn a_reload_that_changes_a_cluster_keeps_the_state_of_hosts_with_the_same_address() {
+    let old = config(json!({"hosts": [{"address": "127.0.0.1:1"}, {"address": "127.0.0.1:2"}]}), json!({}), json!([]));
+    ports(&old, &[], 4).unwrap();
+    let down = mosn_extension::upstream::host::health::FAILED_OUTLIER_CHECK;
+    old.cluster("c").unwrap().hosts[1].state.set_flag(down, true);
+    // Host 1 removed, host 2 kept (now first), host 3 added.
+    let new = config(json!({"hosts": [{"address": "127.0.0.1:2"}, {"address": "127.0.0.1:3"}]}), json!({}), json!([]));
+    new.inherit_state(&old);
+    let n = new.cluster("c").unwrap();
+    assert_eq!(n.hosts[0].state.flags(), down, "127.0.0.1:2 keeps its ejection");
+    assert_eq!(n.hosts[0].state.requests(), 2);
+    assert_eq!((n.hosts[1].state.flags(), n.hosts[1].state.requests()), (0, 0), "a new host starts afresh");
+    assert_eq!(n.hosts.iter().map(|h| h.state.active()).sum::<u64>(), 0);
+}

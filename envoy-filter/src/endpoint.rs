@@ -4,6 +4,7 @@
 //! request locally, before Envoy's router, with what the core computes (the same answers as
 //! nginx's `mosn_metrics` / `mosn_admin`).
 
+use crate::engines::{self, ConfigSlot};
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::Engine;
@@ -33,12 +34,14 @@ pub fn endpoint_of(bytes: &[u8]) -> Option<Endpoint> {
     [Endpoint::Metrics, Endpoint::Admin].into_iter().find(|e| v.get(e.key()).and_then(|m| m.as_bool()) == Some(true))
 }
 
-/// Loads the engine of an endpoint's filter config (its key is not one of the adapter's
-/// config keys, so it is taken out first).
-pub fn load(bytes: &[u8], e: Endpoint) -> Option<Arc<Engine>> {
+/// Loads the config slot of an endpoint's filter config (its key is not one of the
+/// adapter's config keys, so it is taken out first). Each request answers from the slot's
+/// current engine (the config a reload swapped in).
+pub fn load(bytes: &[u8], e: Endpoint) -> Option<Arc<ConfigSlot>> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     v.as_object_mut()?.remove(e.key());
-    let (_, engine) = crate::engines::load(v.to_string().as_bytes(), "listener", "endpoint filter")?;
+    let (_, slot) = crate::engines::load(v.to_string().as_bytes(), "listener", "endpoint filter")?;
+    let engine = slot.engine();
     let configured = match e {
         Endpoint::Metrics => engine.config.metrics.prometheus.is_some(),
         Endpoint::Admin => engine.config.admin.is_some(),
@@ -47,7 +50,7 @@ pub fn load(bytes: &[u8], e: Endpoint) -> Option<Arc<Engine>> {
         crate::log_error(&format!("mosn: {} filter config: the MOSN config does not configure it", e.key()));
         return None;
     }
-    Some(engine)
+    Some(slot)
 }
 
 /// Request headers: the metrics answer at once; an admin request with a body waits for it.
@@ -78,7 +81,9 @@ fn answer(engine: &Engine, e: Endpoint, host: &mut dyn HttpHost, body: &[u8]) {
     let reply = match e {
         Endpoint::Metrics => metrics(engine, &method, &target),
         Endpoint::Admin => {
-            let r = mosn_extension::admin::serve(engine, &method, &target, body);
+            // Every file-based config of this Envoy (one mosn.json, as generated).
+            let reload = || engines::reload_all().map(|n| n > 0);
+            let r = mosn_extension::admin::serve_with_reload(engine, &method, &target, body, Some(&reload));
             let mut reply = LocalReply::new(r.status, r.body, "mosn_admin");
             reply.headers.push(("content-type".into(), "application/json".into()));
             reply

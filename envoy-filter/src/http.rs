@@ -28,7 +28,7 @@ enum FilterConfig {
     Upstream,
     /// MOSN's prometheus sink or admin API (`{"metrics": true}`, `{"admin": true}`: see
     /// `endpoint.rs`).
-    Endpoint(endpoint::Endpoint, std::sync::Arc<mosn_extension::Engine>),
+    Endpoint(endpoint::Endpoint, std::sync::Arc<crate::engines::ConfigSlot>),
 }
 
 /// One stream's filter object.
@@ -44,7 +44,7 @@ impl FilterConfig {
             return Some(FilterConfig::Upstream);
         }
         if let Some(e) = endpoint::endpoint_of(bytes) {
-            return endpoint::load(bytes, e).map(|engine| FilterConfig::Endpoint(e, engine));
+            return endpoint::load(bytes, e).map(|slot| FilterConfig::Endpoint(e, slot));
         }
         HttpConfig::load(bytes).map(FilterConfig::Listener)
     }
@@ -211,7 +211,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
         let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
             None => return std::ptr::null(),
             Some(FilterConfig::Upstream) => Filter::Upstream,
-            Some(FilterConfig::Endpoint(e, engine)) => Filter::Endpoint(*e, engine.clone()),
+            Some(FilterConfig::Endpoint(e, slot)) => Filter::Endpoint(*e, slot.engine()),
             Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
                 Some(f) => Filter::Listener(f),
                 None => return std::ptr::null(),

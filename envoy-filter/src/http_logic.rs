@@ -24,6 +24,7 @@
 //! same stream (local reply, response headers, the cluster LB) before they return, so no
 //! `RefCell` borrow of the stream state is held across those two calls.
 
+use crate::engines::ConfigSlot;
 use crate::guard::{self, Panicked};
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
 use crate::mirror::{self, MirrorSender};
@@ -31,19 +32,34 @@ use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
-use mosn_extension::hostgen::envoy::NO_HOST;
+use mosn_extension::hostgen::envoy::{ADDED_CLUSTERS, NO_HOST};
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
 use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
-/// The HTTP filter config: the engine and the MOSN listener whose filters and router run,
-/// and the request copies on their way to the main thread (`mirror.rs`).
+/// The HTTP filter config: the MOSN config (its slot: a reload swaps the engine) and the
+/// MOSN listener whose filters and router run, and the request copies on their way to the
+/// main thread (`mirror.rs`).
 pub struct HttpConfig {
+    slot: Option<Arc<ConfigSlot>>,
+    /// The listener's name (a reload may move its index).
+    name: Option<String>,
+    /// The engine, the listener's index in it and the slot generation they are of.
+    view: RwLock<View>,
+    mirror: Arc<MirrorSender>,
+}
+
+/// What a stream starts on.
+#[derive(Clone)]
+struct View {
+    generation: u64,
     engine: Arc<Engine>,
     listener: usize,
-    mirror: Arc<MirrorSender>,
+    /// MOSN clusters a reload added (served by Envoy cluster `mosn_added_clusters`).
+    added: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 /// One stream's filter object (lives on its worker).
@@ -57,6 +73,8 @@ pub struct HttpFilter {
     /// The config's copy queue: a released request's copies go there (and live on without
     /// the stream).
     mirror: Arc<MirrorSender>,
+    /// MOSN clusters a reload added, as of the stream's start (see [`View`]).
+    added: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 /// What a request hook does after the core answered.
@@ -76,9 +94,10 @@ pub fn internal_error(details: &'static str) -> LocalReply {
 // === impl HttpConfig ===
 
 impl HttpConfig {
-    /// A config for `listener` of `engine`.
+    /// A config for `listener` of `engine`, which never reloads (tests).
     pub fn new(engine: Arc<Engine>, listener: usize) -> HttpConfig {
-        HttpConfig { engine, listener, mirror: Arc::new(MirrorSender::new()) }
+        let view = View { generation: 0, engine, listener, added: None };
+        HttpConfig { slot: None, name: None, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()) }
     }
 
     /// The request copies waiting for the main thread.
@@ -89,27 +108,42 @@ impl HttpConfig {
     /// `on_http_filter_config_new`: `{"config_path": ..., "listener": ...}`. Errors are logged
     /// one per line; `None` makes Envoy reject the config.
     pub fn load(bytes: &[u8]) -> Option<HttpConfig> {
-        let (cfg, engine) = crate::engines::load(bytes, "listener", "http filter")?;
-        let Some(listener) = engine.listener_index(cfg.name.as_deref()) else {
-            crate::log_error(&format!(
-                "mosn: config error: listener \"{}\" is not in {}",
-                cfg.name.as_deref().unwrap_or(""),
-                cfg.config_path.display()
-            ));
+        let (cfg, slot) = crate::engines::load(bytes, "listener", "http filter")?;
+        let current = slot.current();
+        let Some(listener) = current.engine.listener_index(cfg.name.as_deref()) else {
+            crate::log_error(&format!("mosn: config error: listener \"{}\" is not in {}", cfg.name.as_deref().unwrap_or(""), cfg.source));
             return None;
         };
-        Some(HttpConfig::new(engine, listener))
+        let view = View { generation: slot.generation(), engine: current.engine, listener, added: current.added };
+        Some(HttpConfig { slot: Some(slot), name: cfg.name, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()) })
     }
 
-    /// `on_http_filter_new`: a filter with a fresh core stream.
+    /// Renews the cached view after a reload.
+    fn refresh(&self, slot: &ConfigSlot) {
+        let current = slot.current();
+        // A reload never removes a listener Envoy serves (refused), so the name resolves.
+        let listener = current.engine.listener_index(self.name.as_deref()).unwrap_or(usize::MAX);
+        let v = View { generation: slot.generation(), engine: current.engine, listener, added: current.added };
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    /// `on_http_filter_new`: a filter with a fresh core stream, on the current engine (one
+    /// atomic load and the view's read lock when no reload happened).
     pub fn new_filter(&self) -> Option<HttpFilter> {
-        let stream = self.engine.new_stream(self.listener, None)?;
+        if let Some(slot) = &self.slot {
+            if self.view.read().unwrap_or_else(|e| e.into_inner()).generation != slot.generation() {
+                self.refresh(slot);
+            }
+        }
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let stream = view.engine.new_stream(view.listener, None)?;
         Some(HttpFilter {
             id: registry::next_id(),
             scheduler: RefCell::new(None),
             attached: Cell::new(false),
             cell: StreamCell::new(stream),
             mirror: self.mirror.clone(),
+            added: view.added.clone(),
         })
     }
 }
@@ -542,7 +576,7 @@ impl HttpFilter {
         drop(trailers);
         match action {
             Action::Continue => {
-                apply_request(host, stream, present, fresh);
+                apply_request(host, stream, present, fresh, self.added.as_deref());
                 // The copies leave with the request, as it goes upstream; nothing of them
                 // stays with this stream (`mirror.rs`). Making them only reads the request, and
                 // a failure there (logged by the guard) never fails the request itself.
@@ -650,7 +684,10 @@ impl Present {
 /// saw it (`present`) or one the core's mutations name; a header that can not be there is
 /// added instead of set. Removing a header that is not there changes nothing, and on Envoy
 /// each removal is a call into the host (and a set is a removal and an add).
-pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present, fresh: u64) {
+///
+/// `added`: the MOSN clusters a reload added; Envoy's cluster for them is
+/// `mosn_added_clusters`.
+pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present, fresh: u64, added: Option<&HashSet<String>>) {
     let mutations = stream.request_mutations();
     for (i, m) in mutations.iter().enumerate() {
         match m.op {
@@ -672,7 +709,11 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         None if maybe_there(name) => host.remove_header(HeaderKind::Request, name),
         None => {}
     };
-    put(host, policy::CLUSTER_HEADER, stream.cluster().map(|c| &*c.name));
+    let cluster = stream.cluster().map(|c| match added {
+        Some(a) if a.contains(&*c.name) => ADDED_CLUSTERS,
+        _ => &*c.name,
+    });
+    put(host, policy::CLUSTER_HEADER, cluster);
     for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
         put(host, name, value.as_deref());
     }

@@ -36,10 +36,12 @@
 //! only: the host choice never depends on it (a host Envoy lists as unhealthy is still
 //! returned when the core picks it).
 
+use crate::engines::ConfigSlot;
 use crate::guard;
 use crate::host::{ClusterHost, HostHandle, HostSpec, LbHost, Scheduler};
 use crate::policy;
 use crate::registry::{self, SharedState, StreamState};
+use mosn_extension::hostgen::envoy::{ADDED_CLUSTERS, ADDED_CLUSTERS_KEY};
 use mosn_extension::upstream::dns::AddressWatch;
 use mosn_extension::upstream::health_check::HealthWatch;
 use mosn_extension::upstream::host::health;
@@ -50,8 +52,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// `on_cluster_config_new`'s result: the MOSN cluster an Envoy cluster stands for.
 pub struct ClusterConfig {
+    slot: Arc<ConfigSlot>,
     engine: Arc<Engine>,
     cluster: Arc<Cluster>,
+    /// The Envoy cluster for the MOSN clusters a reload adds (`"cluster": "*"`).
+    added: bool,
 }
 
 /// State shared by a cluster and its per-thread LBs (`on_cluster_new`'s result).
@@ -71,6 +76,15 @@ pub struct ClusterShared {
     dns_hosts: Mutex<Vec<Option<DnsHost>>>,
     /// Health and address changes on their way to Envoy.
     feed: Arc<HostFeed>,
+    /// The config's slot (reloads); `None` in tests that build a cluster from an engine.
+    slot: Option<Arc<ConfigSlot>>,
+    /// This is Envoy's cluster for the MOSN clusters a reload adds.
+    added: bool,
+    /// Told of each reload while this cluster lives (the slot holds it weakly).
+    reload_hook: OnceLock<Arc<crate::engines::ReloadHook>>,
+    /// Main thread only: hosts in Envoy because of a reload (address → handle), and the
+    /// static hosts of the first config a reload removed (by core host index).
+    reloaded: Mutex<Reloaded>,
     /// The feed got a scheduler (tried once, by the first of health / DNS that needs it).
     feed_open: OnceLock<bool>,
 }
@@ -83,6 +97,20 @@ struct DnsHost {
     handle: Option<HostHandle>,
 }
 
+/// A host a config gives an Envoy cluster: address, Envoy weight, `mosn.lb` metadata.
+type WantedHost = (String, u32, Vec<(String, String)>);
+
+/// Hosts a reload added to or removed from this Envoy cluster.
+#[derive(Default)]
+struct Reloaded {
+    added: std::collections::HashMap<String, HostHandle>,
+    removed: std::collections::HashSet<usize>,
+}
+
+/// How long a host a reload removed stays in Envoy: requests that started on the old config
+/// may still be choosing it.
+const REMOVE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The scheduler event that carries host changes.
 pub const HOST_EVENT: u64 = 1;
 
@@ -93,6 +121,10 @@ pub enum HostChange {
     Health(usize, bool),
     /// A STRICT_DNS slot's new address (or none): `(host index, address)`.
     Address(usize, Option<SocketAddr>),
+    /// A reload swapped the config: add the hosts it has that Envoy has not.
+    Reload,
+    /// Some time after a reload: remove the hosts the config no longer has.
+    Sweep,
 }
 
 /// Host changes (the core's active health checks, its STRICT_DNS refresh) on their way to
@@ -129,18 +161,27 @@ impl ClusterConfig {
     /// `{"config_path": ..., "cluster": ...}`; the cluster name defaults to the Envoy
     /// config's `cluster_name`. Errors are logged; `None` rejects the config.
     pub fn load(name: &str, bytes: &[u8]) -> Option<ClusterConfig> {
-        let (cfg, engine) = crate::engines::load(bytes, "cluster", &format!("cluster {name}"))?;
+        let (cfg, slot) = crate::engines::load(bytes, "cluster", &format!("cluster {name}"))?;
+        let engine = slot.engine();
         let want = cfg.name.unwrap_or_else(|| name.to_string());
+        if want == ADDED_CLUSTERS_KEY {
+            let cluster = Arc::new(Cluster::without_hosts(ADDED_CLUSTERS));
+            return Some(ClusterConfig { slot, engine, cluster, added: true });
+        }
         let Some(cluster) = engine.cluster(&want).cloned() else {
-            crate::log_error(&format!("mosn: config error: cluster \"{want}\" is not in {}", cfg.config_path.display()));
+            crate::log_error(&format!("mosn: config error: cluster \"{want}\" is not in {}", cfg.source));
             return None;
         };
-        Some(ClusterConfig { engine, cluster })
+        Some(ClusterConfig { slot, engine, cluster, added: false })
     }
 
     /// `on_cluster_new`.
     pub fn new_cluster(&self) -> Arc<ClusterShared> {
-        ClusterShared::new(self.engine.clone(), self.cluster.clone())
+        let mut shared = ClusterShared::new(self.engine.clone(), self.cluster.clone());
+        let s = Arc::get_mut(&mut shared).expect("just built");
+        s.slot = Some(self.slot.clone());
+        s.added = self.added;
+        shared
     }
 }
 
@@ -149,7 +190,18 @@ impl ClusterConfig {
 impl ClusterShared {
     pub fn new(engine: Arc<Engine>, cluster: Arc<Cluster>) -> Arc<ClusterShared> {
         let dns_hosts = Mutex::new(vec![None; cluster.hosts.len()]);
-        Arc::new(ClusterShared { engine, cluster, hosts: OnceLock::new(), dns_hosts, feed: Arc::default(), feed_open: OnceLock::new() })
+        Arc::new(ClusterShared {
+            engine,
+            cluster,
+            hosts: OnceLock::new(),
+            dns_hosts,
+            feed: Arc::default(),
+            feed_open: OnceLock::new(),
+            slot: None,
+            added: false,
+            reload_hook: OnceLock::new(),
+            reloaded: Mutex::default(),
+        })
     }
 
     /// `on_cluster_init`: adds the MOSN hosts that have an address (static hosts, resolved
@@ -161,7 +213,131 @@ impl ClusterShared {
         let _ = guard::catch("cluster_init", || self.add_hosts(host));
         let _ = guard::catch("cluster_init", || self.start_health(host));
         let _ = guard::catch("cluster_init", || self.start_dns(host));
+        let _ = guard::catch("cluster_init", || self.follow_reloads(host));
         host.pre_init_complete();
+    }
+
+    /// Registers this Envoy cluster with its config's slot, so a reload knows Envoy has it
+    /// and tells it (through the feed) to add and remove hosts. Not in validation mode.
+    fn follow_reloads(&self, host: &mut dyn ClusterHost) {
+        let Some(slot) = &self.slot else { return };
+        if host.is_validation_mode() || self.hosts.get().is_none() || !self.open_feed(host) {
+            return;
+        }
+        let feed = Arc::downgrade(&self.feed);
+        let hook: Arc<crate::engines::ReloadHook> = Arc::new(move || {
+            if let Some(feed) = feed.upgrade() {
+                feed.push(HostChange::Reload);
+            }
+        });
+        let name = if self.added { ADDED_CLUSTERS } else { &*self.cluster.name };
+        slot.add_cluster(name, &hook);
+        let _ = self.reload_hook.set(hook);
+    }
+
+    /// The static hosts (address, weight, metadata) the current config gives this Envoy
+    /// cluster: its MOSN cluster's, or for [`ADDED_CLUSTERS`] those of every MOSN cluster a
+    /// reload added.
+    fn wanted_hosts(&self) -> Vec<WantedHost> {
+        let Some(slot) = &self.slot else { return Vec::new() };
+        // The current config's hosts and those of a reload about to swap in.
+        let cur = slot.current();
+        let staged = slot.staged();
+        let mut clusters: Vec<&Arc<Cluster>> = Vec::new();
+        for engine in std::iter::once(&cur.engine).chain(staged.as_ref()) {
+            if self.added {
+                // A reload's new clusters are the ones no Envoy cluster of their own serves.
+                let current = Arc::ptr_eq(engine, &cur.engine);
+                let is_added =
+                    |name: &str| if current { cur.added.as_ref().is_some_and(|a| a.contains(name)) } else { !slot.has_envoy_cluster(name) };
+                clusters.extend(engine.clusters.iter().filter(|c| is_added(&c.name)));
+            } else {
+                clusters.extend(engine.cluster(&self.cluster.name));
+            }
+        }
+        let mut out = Vec::new();
+        for c in clusters {
+            let metadata = policy::host_metadata(c);
+            for (i, h) in c.hosts.iter().enumerate().filter(|(_, h)| h.dns.is_none()) {
+                let m = metadata.as_ref().map_or(&[][..], |m| m[i]);
+                let m = m.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                out.push((h.address_text.to_string(), policy::envoy_weight(h.weight), m));
+            }
+        }
+        out
+    }
+
+    fn reloaded_lock(&self) -> MutexGuard<'_, Reloaded> {
+        self.reloaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Main thread, after a reload: adds the hosts the new config has and Envoy has not, and
+    /// sweeps the ones it dropped [`REMOVE_AFTER`] later.
+    fn apply_reload(&self, host: &mut dyn ClusterHost) {
+        let wanted = self.wanted_hosts();
+        let mut r = self.reloaded_lock();
+        let present = |r: &Reloaded, address: &str| {
+            r.added.contains_key(address)
+                || self
+                    .cluster
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .any(|(i, h)| h.dns.is_none() && &*h.address_text == address && !r.removed.contains(&i))
+        };
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<_> = wanted.iter().filter(|(a, _, _)| !present(&r, a) && seen.insert(a.clone())).collect();
+        if !new.is_empty() {
+            let specs: Vec<HostSpec<'_>> = new.iter().map(|(a, w, m)| HostSpec { address: a, weight: *w, metadata: m }).collect();
+            match host.add_hosts(&specs, policy::HOST_METADATA_FILTER) {
+                Some(handles) => {
+                    for ((a, _, _), h) in new.iter().zip(handles) {
+                        if let Some(h) = h {
+                            r.added.insert(a.clone(), h);
+                        }
+                    }
+                    tracing::info!(cluster = %self.cluster.name, added = new.len(), "reload: hosts added to Envoy");
+                }
+                None => crate::log_error(&format!("mosn: cluster {}: Envoy refused the hosts a reload added", self.cluster.name)),
+            }
+        }
+        drop(r);
+        if let Some(slot) = &self.slot {
+            slot.ack();
+        }
+        let feed = Arc::downgrade(&self.feed);
+        let _ = std::thread::Builder::new().name("mosn-sweep".into()).spawn(move || {
+            std::thread::sleep(REMOVE_AFTER);
+            if let Some(feed) = feed.upgrade() {
+                feed.push(HostChange::Sweep);
+            }
+        });
+    }
+
+    /// Main thread: removes from Envoy the hosts the current config no longer has.
+    fn sweep(&self, host: &mut dyn ClusterHost) {
+        let wanted: std::collections::HashSet<String> = self.wanted_hosts().into_iter().map(|(a, _, _)| a).collect();
+        let mut r = self.reloaded_lock();
+        let mut gone: Vec<HostHandle> = Vec::new();
+        r.added.retain(|a, h| {
+            let keep = wanted.contains(a);
+            if !keep {
+                gone.push(*h);
+            }
+            keep
+        });
+        for (i, h) in self.cluster.hosts.iter().enumerate() {
+            if h.dns.is_none() && !wanted.contains(&*h.address_text) && !r.removed.contains(&i) {
+                if let Some(handle) = self.handle(i) {
+                    gone.push(handle);
+                    r.removed.insert(i);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let n = host.remove_hosts(&gone);
+            tracing::info!(cluster = %self.cluster.name, removed = n, "reload: hosts removed from Envoy");
+        }
     }
 
     /// Gives the feed the cluster's scheduler, once; false if Envoy gave none (logged).
@@ -300,6 +476,8 @@ impl ClusterShared {
             let _ = guard::catch("cluster_scheduled", || match change {
                 HostChange::Health(index, healthy) => self.apply_health(host, index, healthy),
                 HostChange::Address(index, address) => self.apply_address(host, index, address),
+                HostChange::Reload => self.apply_reload(host),
+                HostChange::Sweep => self.sweep(host),
             });
         }
     }
@@ -433,9 +611,13 @@ impl ClusterShared {
         self.hosts.get().and_then(|h| h.get(index)).copied().flatten()
     }
 
-    /// Envoy's host for core host `index` on a worker: a static host's handle, or the host
-    /// at `address` (a STRICT_DNS slot's address now) in the worker's view.
-    fn envoy_host(&self, lb: &dyn LbHost, index: usize, address: &str) -> Option<HostHandle> {
+    /// Envoy's host for core host `index` of `cluster` on a worker: a static host's handle,
+    /// or the host at `address` (a STRICT_DNS slot's address now, or any host of a config a
+    /// reload swapped in) in the worker's view.
+    fn envoy_host(&self, lb: &dyn LbHost, cluster: &Cluster, index: usize, address: &str) -> Option<HostHandle> {
+        if !std::ptr::eq(cluster, &*self.cluster) {
+            return lb.find_host_by_address(address);
+        }
         match self.cluster.hosts.get(index) {
             Some(h) if h.dns.is_some() && self.hosts.get().is_some() => lb.find_host_by_address(address),
             _ => self.handle(index),
@@ -449,10 +631,14 @@ impl ClusterShared {
     fn mirror_choice(&self, lb: &dyn LbHost, address: &str) -> Option<HostHandle> {
         let c = &self.cluster;
         let Some(index) = c.hosts.iter().position(|h| h.current().is_some_and(|(_, a)| a == address)) else {
+            // A host a reload added is in Envoy only because the core has it: exact.
+            if self.reloaded_lock().added.contains_key(address) {
+                return lb.find_host_by_address(address);
+            }
             tracing::debug!(cluster = %c.name, address, "request copy for an address that is no host of this cluster: no host");
             return None;
         };
-        let found = self.envoy_host(lb, index, address);
+        let found = self.envoy_host(lb, c, index, address);
         tracing::debug!(cluster = %c.name, address, found = found.is_some(), "host of a request copy");
         found
     }
@@ -467,7 +653,7 @@ impl ClusterShared {
             let i = index?;
             let h = &c.hosts[i];
             let Some((_, address)) = h.current() else { continue };
-            match self.envoy_host(lb, i, address) {
+            match self.envoy_host(lb, c, i, address) {
                 Some(found) => return Some(found),
                 None if h.dns.is_some() => {
                     tracing::debug!(cluster = %c.name, address, "STRICT_DNS host not in Envoy (yet); choosing again")
@@ -594,9 +780,14 @@ impl Lb {
             tracing::error!("core stream gone in choose_host; no host");
             return None;
         };
-        if !stream.cluster().is_some_and(|c| Arc::ptr_eq(c, &self.shared.cluster)) {
-            // Not the cluster the core routed this request to (e.g. a mirror): the stream's
-            // attempts and tried hosts are not this cluster's business.
+        // The cluster the core routed this request to: this one, the same MOSN cluster in a
+        // config a reload swapped in, or (for the Envoy cluster of added clusters) any the
+        // filter sent here. Else (e.g. a mirror) the stream's attempts and tried hosts are not
+        // this cluster's business.
+        let ours = stream
+            .cluster()
+            .is_some_and(|c| Arc::ptr_eq(c, &self.shared.cluster) || self.shared.added || c.name == self.shared.cluster.name);
+        if !ours {
             return self.shared.own_choice(host);
         }
         self.choose_for_stream(host, &mut st)
@@ -622,7 +813,8 @@ impl Lb {
         st.outcome_reported = false;
         let mut seen = TriedHosts::default();
         let mut picked = None;
-        for k in 0..self.shared.cluster.hosts.len().max(1) {
+        let tries = stream.cluster().map_or(1, |c| c.hosts.len().max(1));
+        for k in 0..tries {
             // A host refused below is replaced within the same attempt (not a new attempt:
             // the core's counts and retry budget stay right).
             let next = if k == 0 { stream.choose_host() } else { stream.choose_another_host() };
@@ -642,15 +834,17 @@ impl Lb {
             tracing::debug!(cluster = %chosen.cluster.name, attempt = chosen.attempt, host = %chosen.host.address_text, address = chosen.address, "host chosen by the stream");
             let again = seen.contains(index);
             seen.insert(index);
-            picked = self.shared.envoy_host(host, index, chosen.address);
+            picked = self.shared.envoy_host(host, chosen.cluster, index, chosen.address);
             if again {
                 break; // the core has no other host left: its choice stands
             }
             match picked {
                 Some(h) if retry && envoy_rejects(host, h) => {}
                 Some(_) => break,
-                None if chosen.host.dns.is_some() => {
-                    tracing::debug!(cluster = %chosen.cluster.name, address = chosen.address, "STRICT_DNS host not in Envoy (yet); choosing again");
+                // A host of a config a reload swapped in that this worker's Envoy does not
+                // have (yet) either.
+                None if chosen.host.dns.is_some() || !std::ptr::eq(chosen.cluster, &*self.shared.cluster) => {
+                    tracing::debug!(cluster = %chosen.cluster.name, address = chosen.address, "host not in Envoy (yet); choosing again");
                 }
                 None => break,
             }

@@ -30,13 +30,32 @@ pub const OVERFLOW_DETAILS: &str = "mosn_upstream_overflow";
 
 // === AdapterConfig ===
 
+/// Where an Envoy config finds its MOSN config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `config_path`: the file (absolute; relative paths resolve against Envoy's working
+    /// dir). Reloaded when it changes.
+    Path(PathBuf),
+    /// `config`: the MOSN config itself (JSON text), as xDS carries it.
+    Inline(String),
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::Path(p) => write!(f, "{}", p.display()),
+            ConfigSource::Inline(_) => f.write_str("the inline MOSN config"),
+        }
+    }
+}
+
 /// What an Envoy `filter_config` / `cluster_config` StringValue carries:
-/// `{"config_path": "/abs/mosn.json", "listener": "serverListener"}` or
-/// `{"config_path": "...", "cluster": "s1"}`.
+/// `{"config_path": "/abs/mosn.json", "listener": "serverListener"}`,
+/// `{"config_path": "...", "cluster": "s1"}`, or the same with `"config": {...}` (the MOSN
+/// config inline) instead of `config_path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterConfig {
-    /// The MOSN JSON file (absolute; relative paths resolve against Envoy's working dir).
-    pub config_path: PathBuf,
+    pub source: ConfigSource,
     /// `listener` (HTTP filter) or `cluster` (cluster extension); `None` if absent.
     pub name: Option<String>,
 }
@@ -48,10 +67,14 @@ impl AdapterConfig {
             format!("adapter config is not JSON ({e}); want {{\"config_path\": \"/abs/mosn.json\", \"{name_key}\": \"...\"}}")
         })?;
         let obj = v.as_object().ok_or_else(|| "adapter config must be a JSON object".to_string())?;
-        let path = match obj.get("config_path") {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
-            Some(_) => return Err("adapter config: \"config_path\" must be a non-empty string".into()),
-            None => return Err("adapter config: \"config_path\" is missing".into()),
+        let source = match (obj.get("config_path"), obj.get("config")) {
+            (Some(_), Some(_)) => return Err("adapter config: \"config_path\" and \"config\" are exclusive".into()),
+            (Some(serde_json::Value::String(s)), None) if !s.is_empty() => ConfigSource::Path(PathBuf::from(s)),
+            (Some(_), None) => return Err("adapter config: \"config_path\" must be a non-empty string".into()),
+            (None, Some(c @ serde_json::Value::Object(_))) => ConfigSource::Inline(c.to_string()),
+            (None, Some(serde_json::Value::String(s))) => ConfigSource::Inline(s.clone()),
+            (None, Some(_)) => return Err("adapter config: \"config\" must be the MOSN config (an object, or its JSON text)".into()),
+            (None, None) => return Err("adapter config: \"config_path\" (or an inline \"config\") is missing".into()),
         };
         let name = match obj.get(name_key) {
             None | Some(serde_json::Value::Null) => None,
@@ -59,11 +82,11 @@ impl AdapterConfig {
             Some(_) => return Err(format!("adapter config: \"{name_key}\" must be a string")),
         };
         for k in obj.keys() {
-            if k != "config_path" && k != name_key {
-                return Err(format!("adapter config: unknown field \"{k}\" (known: config_path, {name_key})"));
+            if k != "config_path" && k != "config" && k != name_key {
+                return Err(format!("adapter config: unknown field \"{k}\" (known: config_path, config, {name_key})"));
             }
         }
-        Ok(AdapterConfig { config_path: path, name })
+        Ok(AdapterConfig { source, name })
     }
 }
 
@@ -183,7 +206,7 @@ mod tests {
     #[test]
     fn adapter_config_parses_and_rejects() {
         let c = AdapterConfig::parse(br#"{"config_path": "/x/mosn.json", "listener": "serverListener"}"#, "listener").unwrap();
-        assert_eq!(c.config_path, PathBuf::from("/x/mosn.json"));
+        assert_eq!(c.source, ConfigSource::Path(PathBuf::from("/x/mosn.json")));
         assert_eq!(c.name.as_deref(), Some("serverListener"));
         let c = AdapterConfig::parse(br#"{"config_path": "/x/mosn.json"}"#, "cluster").unwrap();
         assert_eq!(c.name, None);
@@ -191,6 +214,13 @@ mod tests {
         assert!(AdapterConfig::parse(br#"{"cluster": "s1"}"#, "cluster").unwrap_err().contains("config_path"));
         assert!(AdapterConfig::parse(br#"{"config_path": "/a", "clustr": "s1"}"#, "cluster").unwrap_err().contains("clustr"));
         assert!(AdapterConfig::parse(br#"{"config_path": 3}"#, "cluster").is_err());
+        // The MOSN config inline (xDS), as an object or as text; never both sources.
+        let c = AdapterConfig::parse(br#"{"config": {"servers": []}, "cluster": "s1"}"#, "cluster").unwrap();
+        assert_eq!(c.source, ConfigSource::Inline(r#"{"servers":[]}"#.into()));
+        let c = AdapterConfig::parse(br#"{"config": "{\"servers\": []}"}"#, "cluster").unwrap();
+        assert_eq!(c.source, ConfigSource::Inline(r#"{"servers": []}"#.into()));
+        assert!(AdapterConfig::parse(br#"{"config": {}, "config_path": "/a"}"#, "cluster").unwrap_err().contains("exclusive"));
+        assert!(AdapterConfig::parse(br#"{"config": 3}"#, "cluster").is_err());
     }
 
     #[test]

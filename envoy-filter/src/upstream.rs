@@ -29,7 +29,7 @@ use mosn_extension::UpstreamOutcome;
 /// `config_path` every module config may carry).
 pub fn is_upstream_config(bytes: &[u8]) -> bool {
     let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(bytes) else { return false };
-    m.get("upstream") == Some(&serde_json::Value::Bool(true)) && m.keys().all(|k| k == "upstream" || k == "config_path")
+    m.get("upstream") == Some(&serde_json::Value::Bool(true)) && m.keys().all(|k| k == "upstream" || k == "config_path" || k == "config")
 }
 
 /// The response header that asks Envoy's router for a retry.

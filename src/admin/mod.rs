@@ -31,11 +31,30 @@ impl Response {
 
 const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
+/// A host's reload of the config: `Ok(true)` swapped in a changed config, `Ok(false)`
+/// found it unchanged, `Err` refused it (one line per error, with its JSON path).
+pub type Reload<'a> = &'a dyn Fn() -> Result<bool, Vec<String>>;
+
 /// The answer to `method` `target` (path and query) with request `body`.
 pub fn serve(engine: &Engine, method: &str, target: &str, body: &[u8]) -> Response {
+    serve_with_reload(engine, method, target, body, None)
+}
+
+/// [`serve`], plus `POST /api/v1/reload` where the host can reload in place (Envoy); on a
+/// host that reloads by itself (`nginx -s reload`) that path says so.
+pub fn serve_with_reload(engine: &Engine, method: &str, target: &str, body: &[u8], reload: Option<Reload<'_>>) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let get = method == "GET" || method == "HEAD";
     match (path, get) {
+        ("/api/v1/reload", false) if method == "POST" || method == "PUT" => match reload {
+            None => Response::error(501, "this host reloads the config itself (nginx: nginx -s reload)"),
+            Some(f) => match f() {
+                Ok(changed) => Response::json(200, &json!({ "reloaded": changed })),
+                Err(errors) => {
+                    Response::json(400, &json!({ "error": "reload refused; the running config keeps serving", "errors": errors }))
+                }
+            },
+        },
         ("/api/v1/config_dump", true) => config_dump(engine, query),
         ("/api/v1/stats", true) => Response::json(200, &stats(engine)),
         ("/api/v1/get_loglevel", true) => {
@@ -46,7 +65,7 @@ pub fn serve(engine: &Engine, method: &str, target: &str, body: &[u8]) -> Respon
         ("/api/v1/states", true) => Response::json(200, &json!({ "state": "Running" })),
         ("/api/v1/version", true) => Response::json(200, &json!({ "version": env!("CARGO_PKG_VERSION") })),
         ("/api/v1/config_dump" | "/api/v1/stats" | "/api/v1/get_loglevel" | "/api/v1/states" | "/api/v1/version", false)
-        | ("/api/v1/update_loglevel", true) => Response::error(405, "method not allowed"),
+        | ("/api/v1/update_loglevel" | "/api/v1/reload", true) => Response::error(405, "method not allowed"),
         _ => Response::error(404, "no such admin path"),
     }
 }
@@ -148,6 +167,14 @@ mod tests {
         assert_eq!(serve(&e, "GET", "/api/v1/config_dump?nope", b"").status, 400);
         assert_eq!(serve(&e, "GET", "/api/v1/update_loglevel", b"").status, 405);
         assert_eq!(serve(&e, "GET", "/nope", b"").status, 404);
+        // Reload: the host's own (nginx: 501), or its answer (Envoy).
+        assert_eq!(serve(&e, "POST", "/api/v1/reload", b"").status, 501);
+        assert_eq!(serve(&e, "GET", "/api/v1/reload", b"").status, 405);
+        let refused = || Err(vec!["cluster_manager.clusters[0].hosts[0].address: no port".to_string()]);
+        let r = serve_with_reload(&e, "POST", "/api/v1/reload", b"", Some(&refused));
+        assert!(r.status == 400 && r.body.contains("cluster_manager.clusters[0].hosts[0].address"), "{}", r.body);
+        let done = || Ok(true);
+        assert_eq!(serve_with_reload(&e, "POST", "/api/v1/reload", b"", Some(&done)).body.trim(), r#"{"reloaded":true}"#);
         assert_eq!(serve(&e, "POST", "/api/v1/update_loglevel", b"{\"log_level\": \"LOUD\"}").status, 400);
         let stats: Value = serde_json::from_str(&serve(&e, "GET", "/api/v1/stats", b"").body).unwrap();
         assert!(stats["upstream"].as_object().is_some_and(|u| !u.is_empty()), "{stats}");

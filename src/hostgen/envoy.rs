@@ -267,7 +267,166 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             );
         }
     }
+    added_clusters(&mut y, &config_path, &upstream_cfg);
     y
+}
+
+/// The Envoy cluster that serves every MOSN cluster a reload adds (Envoy's static clusters
+/// are fixed at start): the module adds the new clusters' hosts to it, and the HTTP filter
+/// names it in `x-mosn-cluster` for them. MOSN's defaults: 10 s connect timeout, no idle
+/// timeout; every attempt's response reaches the core (retry on status).
+pub const ADDED_CLUSTERS: &str = "mosn_added_clusters";
+
+fn added_clusters(y: &mut String, config_path: &str, upstream_cfg: &str) {
+    let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": ADDED_CLUSTERS_KEY }).to_string();
+    let _ = write!(
+        y,
+        r#"  # MOSN clusters added by a reload (mosn.json changed while Envoy runs).
+  - name: "{name}"
+    connect_timeout: {connect_s}s
+    circuit_breakers:
+      thresholds:
+      - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
+    lb_policy: CLUSTER_PROVIDED
+    cluster_type:
+      name: envoy.clusters.dynamic_modules
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_modules.v3.ClusterConfig
+        dynamic_module_config: {module}
+        cluster_name: "{name}"
+        cluster_config:
+          "@type": type.googleapis.com/google.protobuf.StringValue
+          value: {cluster_cfg}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http_protocol_options: {{ enable_trailers: true }} }}
+        http_filters:
+        - name: mosn_attempt
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+            dynamic_module_config: {module}
+            filter_name: mosn_attempt
+            filter_config:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: {upstream_cfg}
+        - name: envoy.filters.http.upstream_codec
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
+"#,
+        name = ADDED_CLUSTERS,
+        connect_s = crate::config::DEFAULT_CONNECT_TIMEOUT.as_secs(),
+        unlimited = UNLIMITED,
+        module = module_config(),
+        cluster_cfg = quote(&cluster_cfg),
+        upstream_cfg = quote(upstream_cfg),
+    );
+}
+
+/// The `cluster` value of [`ADDED_CLUSTERS`]' module config (no MOSN cluster can be named
+/// so: MOSN names are not empty and this one is reserved).
+pub const ADDED_CLUSTERS_KEY: &str = "*";
+
+/// The blocks of generated envoy.yaml by section and name (`("listeners", "l")`).
+fn yaml_blocks(y: &str) -> std::collections::BTreeMap<(&'static str, String), String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut section = "";
+    let mut current: Option<(&'static str, String)> = None;
+    for line in y.lines() {
+        match line {
+            "  listeners:" => section = "listeners",
+            "  clusters:" => section = "clusters",
+            _ => {}
+        }
+        if line.starts_with("  #") {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  - name: ") {
+            let name = serde_json::from_str::<String>(name).unwrap_or_else(|_| name.to_string());
+            current = Some((section, name));
+        } else if !line.starts_with("    ") {
+            current = None;
+        }
+        if let Some(k) = &current {
+            let b: &mut String = out.entry(k.clone()).or_default();
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    out
+}
+
+/// What a running Envoy, started on the envoy.yaml generated from `started`, can not take
+/// from a reload to `new`, each as `(JSON path, why)`; empty if the reload can apply.
+///
+/// `own_clusters`: the MOSN clusters that have an Envoy cluster of their own in the running
+/// Envoy, plus [`ADDED_CLUSTERS`] if it has that one. Envoy's listeners and clusters are
+/// fixed at start: a MOSN listener added, removed or changed where Envoy sees it (address,
+/// log path, gzip, metrics, admin) needs a restart, as does a cluster whose Envoy settings
+/// changed (connect and idle timeouts, a route's retry on status). Routes, filters, hosts
+/// and balancers are the core's and reload freely; a new cluster is served by
+/// [`ADDED_CLUSTERS`], with MOSN's default timeouts only.
+pub fn reload_blockers(started: &MosnConfig, new: &MosnConfig, own_clusters: &HashSet<String>) -> Vec<(String, String)> {
+    let opts =
+        HostOptions { config_path: "/mosn.json".into(), work_dir: "/".into(), module_dir: "/".into(), concurrency: 1, admin_port: 0 };
+    let (a, b) = (generate(started, &opts), generate(new, &opts));
+    let (a, b) = (yaml_blocks(&a), yaml_blocks(&b));
+    let mut out = Vec::new();
+    let restart = "restart Envoy to apply it";
+    for l in &new.listeners {
+        let key = ("listeners", l.name.clone());
+        match a.get(&key) {
+            None => {
+                out.push((l.path.clone(), format!("listener \"{}\" is new: Envoy serves the listeners it started with; {restart}", l.name)))
+            }
+            Some(old) if b.get(&key) != Some(old) => out.push((
+                l.path.clone(),
+                format!("listener \"{}\" changes where Envoy sees it (address, log_path, gzip); {restart}", l.name),
+            )),
+            _ => {}
+        }
+    }
+    for l in &started.listeners {
+        if !new.listeners.iter().any(|n| n.name == l.name) {
+            out.push(("servers[0].listeners".into(), format!("listener \"{}\" is gone: Envoy still serves it; {restart}", l.name)));
+        }
+    }
+    for (key, what) in [("mosn_metrics", "metrics"), ("mosn_admin", "admin")] {
+        let key = ("listeners", key.to_string());
+        if a.get(&key) != b.get(&key) {
+            out.push((what.into(), format!("the {what} endpoint changed; {restart}")));
+        }
+    }
+    let default_timeout = crate::config::DEFAULT_CONNECT_TIMEOUT;
+    for c in &new.clusters {
+        if c.dns.is_some() {
+            out.push((
+                format!("{}.type", c.path),
+                "a STRICT_DNS cluster: reloading it on Envoy is not supported yet; restart Envoy".into(),
+            ));
+            continue;
+        }
+        let key = ("clusters", c.name.clone());
+        if own_clusters.contains(&c.name) {
+            if a.get(&key) != b.get(&key) {
+                out.push((
+                    c.path.clone(),
+                    format!("cluster \"{}\" changes Envoy's cluster settings (connect_timeout, idle_timeout, or a route's retry on status); {restart}", c.name),
+                ));
+            }
+        } else if !own_clusters.contains(ADDED_CLUSTERS) {
+            out.push((
+                c.path.clone(),
+                format!("cluster \"{}\" is new and the running Envoy has no \"{ADDED_CLUSTERS}\" cluster to serve it; {restart}", c.name),
+            ));
+        } else if c.connect_timeout != default_timeout || c.idle_timeout.is_some() {
+            out.push((
+                c.path.clone(),
+                format!("cluster \"{}\" is new: Envoy serves it with MOSN's default timeouts (connect_timeout 10s, no idle_timeout) until a restart; set those or restart Envoy", c.name),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -321,6 +480,43 @@ mod tests {
             assert!(c.contains(http1) && !c.contains("idle_timeout") && !c.contains("mosn_attempt"), "{c}");
         }
         // Envoy's own breakers never decide: MOSN's limits are the core's.
-        assert_eq!(y.matches("max_requests: 1000000000").count(), 4);
+        assert_eq!(y.matches("max_requests: 1000000000").count(), 5, "four clusters and {ADDED_CLUSTERS}");
+        assert!(cluster(&y, ADDED_CLUSTERS).contains("\\\"cluster\\\":\\\"*\\\""), "{y}");
+    }
+
+    fn parsed(text: &str) -> MosnConfig {
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(text, &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        cfg
+    }
+
+    #[test]
+    fn a_reload_may_change_routes_and_hosts_and_add_clusters_with_default_timeouts() {
+        let started = parsed(CONFIG);
+        let own: HashSet<String> = ["a", "b", "c", "d", ADDED_CLUSTERS].iter().map(|s| s.to_string()).collect();
+        let hosts = CONFIG.replace("127.0.0.1:4", "127.0.0.1:44").replace(r#""prefix": "/""#, r#""prefix": "/x""#);
+        assert_eq!(reload_blockers(&started, &parsed(&hosts), &own), vec![]);
+        let added = CONFIG.replace(r#"{"name": "c","#, r#"{"name": "e", "hosts": [{"address": "127.0.0.1:6"}]}, {"name": "c","#);
+        assert_eq!(reload_blockers(&started, &parsed(&added), &own), vec![]);
+        // Without the cluster that serves added clusters, or with a timeout of its own: refused.
+        let without: HashSet<String> = own.iter().filter(|n| *n != ADDED_CLUSTERS).cloned().collect();
+        let refused = reload_blockers(&started, &parsed(&added), &without);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, "cluster_manager.clusters[2]");
+        let timeout = added.replace(r#""name": "e","#, r#""name": "e", "connect_timeout": "1s","#);
+        assert_eq!(reload_blockers(&started, &parsed(&timeout), &own).len(), 1);
+    }
+
+    #[test]
+    fn a_reload_that_changes_what_envoy_itself_holds_is_refused_with_the_path() {
+        let started = parsed(CONFIG);
+        let own: HashSet<String> = ["a", "b", "c", "d", ADDED_CLUSTERS].iter().map(|s| s.to_string()).collect();
+        let idle = CONFIG.replace(r#""idle_timeout": "90s""#, r#""idle_timeout": "91s""#);
+        let r = reload_blockers(&started, &parsed(&idle), &own);
+        assert_eq!(r.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["cluster_manager.clusters[0]"], "{r:?}");
+        let moved = CONFIG.replace("127.0.0.1:1\"", "127.0.0.1:9\"");
+        let r = reload_blockers(&started, &parsed(&moved), &own);
+        assert_eq!(r.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["servers[0].listeners[0]"], "{r:?}");
     }
 }

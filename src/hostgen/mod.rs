@@ -81,9 +81,11 @@ mod tests {
         // MOSN's default 10 s, and a cluster's own value.
         assert!(envoy.contains("connect_timeout: 10.000s") && envoy.contains("connect_timeout: 0.300s"), "{envoy}");
         // Envoy's default circuit breakers (3 concurrent retries) must not decide.
-        assert_eq!(envoy.matches("max_retries: 1000000000").count(), 2);
-        // No route retries on status here: no per-attempt upstream filter.
-        assert!(!envoy.contains("mosn_attempt"));
+        assert_eq!(envoy.matches("max_retries: 1000000000").count(), 3, "two clusters and the one for added clusters");
+        // No route retries on status here: no per-attempt upstream filter (only the cluster
+        // for clusters a reload adds has it, for any route).
+        let added = envoy.find(&format!("- name: \"{}\"", envoy::ADDED_CLUSTERS)).unwrap();
+        assert!(!envoy[..added].contains("mosn_attempt"));
         let nginx = nginx::generate(&cfg, &opts(), false);
         assert!(nginx.contains("proxy_connect_timeout 10s;"), "{nginx}");
         assert!(nginx.contains("proxy_set_header Host $http_host;"), "the Host keeps its port");
@@ -99,6 +101,7 @@ mod tests {
         let a = envoy.find("- name: \"a\"").unwrap();
         let b = envoy.find("- name: \"b\"").unwrap();
         assert_eq!(envoy[a..b].matches("mosn_attempt").count(), 2, "cluster a has the filter");
-        assert!(!envoy[b..].contains("mosn_attempt"), "cluster b has not");
+        let added = envoy.find(&format!("- name: \"{}\"", envoy::ADDED_CLUSTERS)).unwrap();
+        assert!(!envoy[b..added].contains("mosn_attempt"), "cluster b has not");
     }
 }

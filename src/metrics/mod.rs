@@ -48,6 +48,15 @@ impl ListenerCounters {
         ListenerCounters(words)
     }
 
+    /// Takes over the counts of `old` (the same listener in the config a reload replaces);
+    /// the in-flight gauge starts at 0 (those streams end on the old config).
+    pub(crate) fn inherit(&self, old: &ListenerCounters) {
+        for i in 0..LISTENER_WORDS {
+            let v = if i == ACTIVE { 0 } else { old.0.word(i).load(Ordering::Relaxed) };
+            self.0.word(i).store(v, Ordering::Relaxed);
+        }
+    }
+
     /// A stream started.
     #[inline]
     pub(crate) fn start(&self) {

@@ -44,6 +44,8 @@ pub struct Cluster {
     subsets: Option<Subsets>,
     state: Arc<StateBlock>,
     slot: usize,
+    /// Every state word this cluster took (its own, its hosts', its balancers'), in order.
+    words: std::ops::Range<usize>,
 }
 
 /// Why [`Cluster::choose`] found no host.
@@ -89,6 +91,7 @@ impl Cluster {
             .collect();
         let all = subset::host_set((0..hosts.len() as u32).collect(), &cfg.lb, &members, state, layout);
         let subsets = cfg.subset.as_ref().map(|s| Subsets::new(s, &cfg.lb, &hosts, &members, state, layout));
+        let words = slot..layout.next;
         Cluster {
             name: cfg.name.as_str().into(),
             lb_type: cfg.lb.lb_type,
@@ -103,6 +106,62 @@ impl Cluster {
             subsets,
             state: state.clone(),
             slot,
+            words,
+        }
+    }
+
+    /// A cluster without hosts (it never picks one): a host's stand-in where it needs a
+    /// cluster object that is no MOSN cluster (Envoy's cluster for the clusters a reload
+    /// adds, whose hosts come from those clusters).
+    pub fn without_hosts(name: &str) -> Cluster {
+        let cfg = ClusterConfig {
+            path: String::new(),
+            name: name.to_string(),
+            lb: crate::config::LbConfig::default(),
+            connect_timeout: crate::config::DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: None,
+            hosts: Vec::new(),
+            subset: None,
+            limits: CircuitBreakers::default(),
+            health_check: None,
+            dns: None,
+        };
+        let state = Arc::new(StateBlock::unallocated());
+        let mut layout = Layout::default();
+        let c = Cluster::new(&cfg, &state, &mut layout);
+        state.allocate(layout.next);
+        c
+    }
+
+    /// Takes over the state of `old`, the cluster of the same name in the config this one
+    /// replaces (a reload), before any stream runs on this one.
+    ///
+    /// `same_config`: the cluster's JSON is unchanged, so its words are laid out alike and
+    /// all are copied: health, ejections, counters, the balancers' positions. Otherwise each
+    /// host whose address is unchanged keeps its words, and the cluster its counters. In
+    /// both cases the in-flight gauges start at 0: the requests they count still run on the
+    /// old config and end there.
+    pub(crate) fn inherit(&self, old: &Cluster, same_config: bool) {
+        let copy = |from: &StateBlock, to: &StateBlock, src: usize, dst: usize, n: usize| {
+            for i in 0..n {
+                to.word(dst + i).store(from.word(src + i).load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        };
+        if same_config && self.words.len() == old.words.len() && self.hosts.len() == old.hosts.len() {
+            copy(&old.state, &self.state, old.words.start, self.words.start, self.words.len());
+        } else {
+            copy(&old.state, &self.state, old.slot, self.slot, CLUSTER_WORDS);
+            for h in self.hosts.iter().filter(|h| h.dns.is_none()) {
+                if let Some(o) = old.hosts.iter().find(|o| o.dns.is_none() && o.address_text == h.address_text) {
+                    h.state.inherit(&o.state);
+                }
+            }
+        }
+        for w in [RQ_ACTIVE, RETRY_ACTIVE] {
+            self.word(w).store(0, Ordering::Relaxed);
+        }
+        for h in &self.hosts {
+            h.state.clear_active();
         }
     }
 

@@ -142,6 +142,18 @@ impl HostState {
         self.word(HEALTH_CHANGES).load(Ordering::Relaxed)
     }
 
+    /// Copies every word of `old` (the same host in the config a reload replaces).
+    pub(crate) fn inherit(&self, old: &HostState) {
+        for w in 0..HOST_WORDS {
+            self.word(w).store(old.word(w).load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// No attempt in flight (a reloaded config's start: the old config's attempts end there).
+    pub(crate) fn clear_active(&self) {
+        self.word(RQ_ACTIVE).store(0, Ordering::Relaxed);
+    }
+
     /// Forgets the health the host's previous address had (a STRICT_DNS slot that now holds
     /// another address): flags, ejection, streaks, windows, latency. Traffic counters stay.
     pub(crate) fn reset_health(&self) {
