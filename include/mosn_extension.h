@@ -459,6 +459,16 @@ size_t mosn_ext_config_state_size(const mosn_ext_config *cfg);
 int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_t len, char **err);
 
 /*
+ Hands `cfg` the live upstream state of `old`, the config it replaces (a reload): each
+ cluster of the same name keeps its hosts' health, ejections and counters (its balancers'
+ positions too when its JSON is unchanged), each listener its counters; gauges of requests
+ in flight start at 0. Call after `mosn_ext_config_share_state` of `cfg` and before any
+ stream starts on it, while `old`'s state memory is still mapped (nginx: in the new
+ shared zone's init, in the master). Returns 0, or -1 for a NULL handle.
+ */
+int32_t mosn_ext_config_inherit_state(const mosn_ext_config *cfg, const mosn_ext_config *old);
+
+/*
  Starts this config's active health checks (clusters with a `health_check`): library
  threads that probe off the request path and stop when the config is freed. Call it in
  one process of those sharing the state (nginx: one worker). Idempotent. Returns true if

@@ -14,16 +14,27 @@ static ngx_int_t ngx_http_mosn_init_state_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
 
+static void ngx_http_mosn_forget_previous(void *data);
+
+
 /* a fresh shared zone per parsed config (see ngx_http_mosn_add_state_zone) */
 static ngx_uint_t  ngx_http_mosn_state_generation;
+
+/*
+ * The config whose state zone the master initialized last: on a reload, the config still
+ * serving, whose state the new one takes over. Cleared when that config is freed (a reload
+ * whose cycle failed frees its config; the next one then starts afresh).
+ */
+static mosn_ext_config  *ngx_http_mosn_previous;
 
 
 ngx_int_t
 ngx_http_mosn_add_state_zone(ngx_conf_t *cf, mosn_ext_config *cfg)
 {
-    size_t           size;
-    ngx_str_t        name;
-    ngx_shm_zone_t  *shm_zone;
+    size_t               size;
+    ngx_str_t            name;
+    ngx_shm_zone_t      *shm_zone;
+    ngx_pool_cleanup_t  *cln;
 
     size = mosn_ext_config_state_size(cfg);
     if (size == 0) {
@@ -52,7 +63,25 @@ ngx_http_mosn_add_state_zone(ngx_conf_t *cf, mosn_ext_config *cfg)
     shm_zone->init = ngx_http_mosn_init_state_zone;
     shm_zone->data = cfg;
 
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* runs before the config itself is freed (cleanups run last-added first) */
+    cln->handler = ngx_http_mosn_forget_previous;
+    cln->data = cfg;
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_mosn_forget_previous(void *data)
+{
+    if (ngx_http_mosn_previous == data) {
+        ngx_http_mosn_previous = NULL;
+    }
 }
 
 
@@ -89,6 +118,16 @@ ngx_http_mosn_init_state_zone(ngx_shm_zone_t *shm_zone, void *data)
         mosn_ext_string_free(err);
         return NGX_ERROR;
     }
+
+    /*
+     * A reload: the old config still serves (its cycle lives until this one is up) and its
+     * zone is still mapped here; the new config takes over its hosts' health and counters.
+     */
+    if (ngx_http_mosn_previous != NULL && ngx_http_mosn_previous != cfg) {
+        (void) mosn_ext_config_inherit_state(cfg, ngx_http_mosn_previous);
+    }
+
+    ngx_http_mosn_previous = cfg;
 
     return NGX_OK;
 }

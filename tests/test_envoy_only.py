@@ -236,3 +236,70 @@ def test_circuit_breaker_overflow_is_503_named_in_the_access_log(mosn_ext, run_d
         assert h.alive() and not h.crash_lines(), h.logs_tail(30)
     finally:
         h.stop()
+
+
+@pytest.mark.needs_binary
+def test_a_mosn_config_change_through_file_based_xds_reaches_a_running_envoy(mosn_ext, run_dir, backends):
+    """`mosn-ext xds` writes LDS/CDS resources whose module configs carry the MOSN config
+    inline, and a bootstrap reading them from files (file-based xDS: real xDS without a
+    server). A changed mosn.json, written again by `mosn-ext xds` (CDS, then LDS, each renamed
+    into place), reaches the running Envoy: the next requests route by it, and a client
+    sending requests all along gets no failure."""
+    listen, admin = hosts.free_ports(2)
+    cfg = build_mosn_config(listen, dict(backends.ports), minimal=True)
+    mosn_json, xds_dir = run_dir / "mosn.json", run_dir / "xds"
+    mosn_json.write_text(json.dumps(cfg))
+
+    def publish():
+        r = subprocess.run([str(mosn_ext), "xds", "-c", str(mosn_json), "--out", str(xds_dir), "--admin-port", str(admin)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    publish()
+    assert "config_path" not in (xds_dir / "lds.yaml").read_text()
+    log = run_dir / "envoy.log"
+    with open(log, "ab") as out:
+        p = subprocess.Popen([str(hosts.envoy_binary()), "-c", str(xds_dir / "bootstrap.yaml"), "--concurrency", "2",
+                              "--disable-hot-restart", "--file-flush-interval-msec", "100"],
+                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             env=dict(__import__("os").environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(hosts.module_dir())))
+    try:
+        deadline = time.monotonic() + 20
+        while not hosts.tcp_open(listen) and time.monotonic() < deadline:
+            assert p.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.1)
+        sites = lambda: {request(listen, f"/x/{i}", timeout=5).site()[0] for i in range(8)}  # noqa: E731
+        assert sites() == {"s1", "s2", "s3"}, "no-uid requests go to all_sites"
+
+        # A client all along: every answer must be a 200 (bounded: 30 s at most).
+        failures, answered, stop = [], [0], threading.Event()
+
+        def client():
+            end = time.monotonic() + 30
+            while not stop.is_set() and time.monotonic() < end:
+                try:
+                    r = request(listen, "/during", timeout=5)
+                    answered[0] += 1
+                    if r.status != 200:
+                        failures.append(r.describe())
+                except Exception as e:  # noqa: BLE001 (a socket error is a failure too)
+                    failures.append(repr(e))
+
+        t = threading.Thread(target=client)
+        t.start()
+        time.sleep(0.5)
+        cfg["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][-1]["route"]["cluster_name"] = "s3"
+        mosn_json.write_text(json.dumps(cfg))
+        publish()
+        deadline = time.monotonic() + 15
+        while sites() != {"s3"}:
+            assert time.monotonic() < deadline, f"the new MOSN config did not reach Envoy:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        stop.set()
+        t.join()
+        assert answered[0] > 0 and not failures, f"{len(failures)} failed of {answered[0]}: {failures[:5]}"
+        stats = request(admin, "/stats?filter=listener_manager.lds.update_success", timeout=5).text
+        assert "update_success: 2" in stats, stats
+    finally:
+        hosts.stop_process(p)

@@ -212,3 +212,34 @@ http {{
         return result["socket_errors"]
     finally:
         hosts.stop_process(p)
+
+
+@pytest.mark.needs_binary
+@pytest.mark.parametrize("name", ["envoy", "nginx"])
+def test_reload_keeps_the_state_of_unchanged_clusters(name, mosn_ext, backends, run_dir):
+    """A reload that leaves cluster s1 as it was: s1's counters carry over (the admin API's
+    stats show the requests sent before the reload), and so does its round-robin position
+    (the first request after the reload goes to the host after the last one before)."""
+    listen, admin = hosts.free_ports(2)
+    ports = dict(backends.ports, admin=admin)
+    base = build_mosn_config(listen, ports, minimal=True, for_host=name)
+    h = hosts.Host(name, base, run_dir / name, concurrency=2)
+    h.start()
+    try:
+        before = [_site(listen, f"/before/{i}", [S1])[1] for i in range(3)]
+        assert set(before) == {ports["s1a"], ports["s1b"]}, before
+        stats = lambda: json.loads(request(admin, "/api/v1/stats", timeout=5).text)["upstream"]["s1"]  # noqa: E731
+        assert stats()["request_total"] == 3, stats()
+        moved = copy.deepcopy(base)
+        moved["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][-1]["route"]["cluster_name"] = "s3"
+        h.write_config(moved)
+        r = _trigger(h, admin, last=True)
+        if r is not None:
+            assert r.status == 200, r.describe()
+        _wait_for("route moved", lambda: _sites(listen) == {"s3"})
+        assert stats()["request_total"] == 3, f"s1's counters after the reload: {stats()}"
+        after = _site(listen, "/after", [S1])[1]
+        assert after != before[-1], f"round robin restarted: before {before}, after {after}"
+        assert stats()["request_total"] == 4
+    finally:
+        h.stop()

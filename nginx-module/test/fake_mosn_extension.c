@@ -169,6 +169,8 @@ void mosn_ext_config_free(mosn_ext_config *cfg) { free(cfg); }
 size_t mosn_ext_config_state_size(const mosn_ext_config *cfg) { (void) cfg; return 0; }
 int32_t mosn_ext_config_share_state(const mosn_ext_config *cfg, void *mem, size_t len, char **err)
 { (void) cfg; (void) mem; (void) len; (void) err; return 0; }
+int32_t mosn_ext_config_inherit_state(const mosn_ext_config *cfg, const mosn_ext_config *old)
+{ (void) cfg; (void) old; return 0; }
 void mosn_ext_string_free(char *s) { free(s); }
 size_t mosn_ext_config_listener_count(const mosn_ext_config *cfg) { (void) cfg; return 1; }
 bool mosn_ext_config_start_health_checks(const mosn_ext_config *cfg) { (void) cfg; return false; }

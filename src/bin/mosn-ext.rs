@@ -5,6 +5,9 @@
 //! mosn-ext start --host envoy|nginx -c mosn.json   run the host in the foreground
 //!          [--work-dir DIR] [--concurrency N] [--admin-port P] [--module-dir DIR]
 //!          [--print-config]
+//! mosn-ext xds -c mosn.json --out DIR [--work-dir DIR] [--admin-port P] [--module-dir DIR]
+//!                                                  Envoy xDS resources (LDS/CDS files) with the
+//!                                                  MOSN config inline, and their bootstrap
 //! mosn-ext route-check -c mosn.json cases.json      test a route table (exit 1 on a mismatch)
 //! mosn-ext fields [--markdown]                     every MOSN field and what it does here
 //! ```
@@ -20,6 +23,7 @@ const USAGE: &str = "usage:
   mosn-ext check -c mosn.json
   mosn-ext start --host envoy|nginx -c mosn.json [--work-dir DIR] [--concurrency N]
                  [--admin-port P] [--module-dir DIR] [--print-config]
+  mosn-ext xds -c mosn.json --out DIR [--work-dir DIR] [--admin-port P] [--module-dir DIR]
   mosn-ext route-check -c mosn.json cases.json
   mosn-ext fields [--markdown]";
 
@@ -33,6 +37,8 @@ struct Args {
     admin_port: u16,
     print_config: bool,
     markdown: bool,
+    /// `xds`: where the files go.
+    out: Option<PathBuf>,
     /// Positional arguments (route-check's cases file).
     rest: Vec<String>,
 }
@@ -50,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         admin_port: 0,
         print_config: false,
         markdown: false,
+        out: None,
         rest: Vec::new(),
     };
     while let Some(arg) = it.next() {
@@ -62,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--concurrency" => a.concurrency = val("--concurrency")?.parse().map_err(|_| "--concurrency needs a number")?,
             "--admin-port" => a.admin_port = val("--admin-port")?.parse().map_err(|_| "--admin-port needs a port")?,
             "--print-config" => a.print_config = true,
+            "--out" => a.out = Some(val("--out")?.into()),
             "--markdown" => a.markdown = true,
             "-h" | "--help" => return Err(String::new()),
             other if !other.starts_with('-') => a.rest.push(other.to_string()),
@@ -135,10 +143,67 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         "start" => start(&args, &config),
+        "xds" => xds(&args, &config),
         "route-check" => route_check(&args, &config),
         other => {
             eprintln!("mosn-ext: unknown command {other}\n{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes `bootstrap.yaml`, `cds.yaml` and `lds.yaml` into `--out`: CDS before LDS, each
+/// renamed into place, so a running Envoy on that bootstrap sees each as one new version.
+fn xds(args: &Args, config: &Path) -> ExitCode {
+    let Some(out) = args.out.clone() else {
+        eprintln!("mosn-ext: xds needs --out DIR\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let engine = match load(config) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let module_dir = match module_dir(args, "envoy") {
+        Ok(d) => d,
+        Err(msg) => {
+            eprintln!("mosn-ext: {msg}");
+            return ExitCode::from(1);
+        }
+    };
+    let abs = |p: PathBuf| if p.is_absolute() { p } else { std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p) };
+    let out = abs(out);
+    let opts = HostOptions {
+        config_path: abs(config.to_path_buf()),
+        work_dir: abs(args.work_dir.clone().unwrap_or_else(|| out.clone())),
+        module_dir: abs(module_dir),
+        concurrency: args.concurrency.max(1),
+        admin_port: args.admin_port,
+    };
+    // The version names the content: the same config gives the same version.
+    let version = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.config.raw.to_string().hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let x = hostgen::envoy::xds(&engine.config, &engine.config.raw, &opts, &out, &version);
+    let write = |name: &str, text: &str| -> std::io::Result<()> {
+        let tmp = out.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, out.join(name))
+    };
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|_| write("bootstrap.yaml", &x.bootstrap))
+        .and_then(|_| write("cds.yaml", &x.cds))
+        .and_then(|_| write("lds.yaml", &x.lds));
+    match written {
+        Ok(()) => {
+            println!("{}: bootstrap.yaml, cds.yaml, lds.yaml (version {version})", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mosn-ext: cannot write into {}: {e}", out.display());
+            ExitCode::from(1)
         }
     }
 }

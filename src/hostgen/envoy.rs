@@ -271,6 +271,65 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     y
 }
 
+/// Envoy's config for a fleet: the listeners and clusters of [`generate`] as xDS resources
+/// whose module configs carry the MOSN config inline (`"config": {...}` instead of
+/// `config_path`), so a control plane distributes it with Envoy's own machinery; and a
+/// bootstrap that reads them from files (`dynamic_resources` with `path_config_source`, the
+/// file-based xDS Envoy watches: a file renamed into place is a new version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xds {
+    /// The bootstrap: admin, node, LDS and CDS from `lds.yaml` / `cds.yaml` in `dir`.
+    pub bootstrap: String,
+    /// LDS: the Listener resources.
+    pub lds: String,
+    /// CDS: the Cluster resources.
+    pub cds: String,
+}
+
+/// [`Xds`] for `cfg` (`raw`: its JSON, carried inline); `dir`: where `lds.yaml` and
+/// `cds.yaml` will be. `version` names the resources' version (`version_info`).
+pub fn xds(cfg: &MosnConfig, raw: &serde_json::Value, o: &HostOptions, dir: &std::path::Path, version: &str) -> Xds {
+    let y = generate(cfg, o);
+    // The module configs' `"config_path":"<path>"`, as written (JSON inside a YAML string),
+    // becomes `"config":{...}`.
+    let inner = |s: String| s[1..s.len() - 1].to_string();
+    let path = inner(quote(&format!("\"config_path\":{}", quote(&o.config_path.display().to_string()))));
+    let inline = inner(quote(&format!("\"config\":{raw}")));
+    let y = y.replace(&path, &inline);
+    let (head, rest) = y.split_once("static_resources:\n  listeners:\n").unwrap_or((&y, ""));
+    let (listeners, clusters) = rest.split_once("  clusters:\n").unwrap_or((rest, ""));
+    let resources = |blocks: &str, ty: &str| {
+        let mut out = format!("version_info: {}\nresources:\n", quote(version));
+        for line in blocks.lines() {
+            match line.strip_prefix("  - name: ") {
+                Some(name) => {
+                    let _ = writeln!(out, "  - \"@type\": type.googleapis.com/envoy.config.{ty}\n    name: {name}");
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    };
+    let file = |name: &str| quote(&dir.join(name).display().to_string());
+    let mut bootstrap = head.replace("`mosn-ext start --host envoy`", "`mosn-ext xds`");
+    let _ = write!(
+        bootstrap,
+        r#"node: {{ id: mosn-extension, cluster: mosn-extension }}
+dynamic_resources:
+  # File-based xDS: Envoy watches these files; a new version is a file renamed into place
+  # (CDS first, then LDS: a route's cluster must exist before the listener naming it).
+  cds_config: {{ path_config_source: {{ path: {cds} }}, resource_api_version: V3 }}
+  lds_config: {{ path_config_source: {{ path: {lds} }}, resource_api_version: V3 }}
+"#,
+        cds = file("cds.yaml"),
+        lds = file("lds.yaml"),
+    );
+    Xds { bootstrap, lds: resources(listeners, "listener.v3.Listener"), cds: resources(clusters, "cluster.v3.Cluster") }
+}
+
 /// The Envoy cluster that serves every MOSN cluster a reload adds (Envoy's static clusters
 /// are fixed at start): the module adds the new clusters' hosts to it, and the HTTP filter
 /// names it in `x-mosn-cluster` for them. MOSN's defaults: 10 s connect timeout, no idle
@@ -482,6 +541,29 @@ mod tests {
         // Envoy's own breakers never decide: MOSN's limits are the core's.
         assert_eq!(y.matches("max_requests: 1000000000").count(), 5, "four clusters and {ADDED_CLUSTERS}");
         assert!(cluster(&y, ADDED_CLUSTERS).contains("\\\"cluster\\\":\\\"*\\\""), "{y}");
+    }
+
+    #[test]
+    fn xds_resources_carry_the_mosn_config_inline() {
+        let cfg = parsed(CONFIG);
+        let raw: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+        let o =
+            HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 2, admin_port: 0 };
+        let x = xds(&cfg, &raw, &o, std::path::Path::new("/x"), "7");
+        assert!(!x.lds.contains("config_path") && !x.cds.contains("config_path"), "{}", x.lds);
+        assert_eq!(x.lds.matches("\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener").count(), 1, "{}", x.lds);
+        assert_eq!(x.cds.matches("\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster").count(), 5, "{}", x.cds);
+        assert!(x.lds.starts_with("version_info: \"7\"\nresources:\n"));
+        // The module config of cluster "a": the MOSN config inline, parsed back whole.
+        let line = x.cds.lines().find(|l| l.contains("\\\"cluster\\\":\\\"a\\\"")).unwrap();
+        let value: String = serde_json::from_str(line.trim().strip_prefix("value: ").unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&value).unwrap();
+        assert_eq!(v["config"], raw);
+        assert!(
+            x.bootstrap.contains("path_config_source: { path: \"/x/lds.yaml\" }") && !x.bootstrap.contains("static_resources"),
+            "{}",
+            x.bootstrap
+        );
     }
 
     fn parsed(text: &str) -> MosnConfig {
