@@ -320,6 +320,14 @@ impl ConfigSlot {
         if had_checks || engine.clusters.iter().any(|c| c.health_check.is_some()) {
             engine.start_health_checks();
         }
+        if engine.clusters.iter().any(|c| c.dns.is_some()) {
+            // A STRICT_DNS address change of the new config reaches Envoy as a reload does:
+            // its clusters add the new address, and sweep the old one a little later.
+            let hooks: Vec<Weak<ReloadHook>> =
+                self.clusters.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, w)| w.clone()).collect();
+            engine.watch_addresses(Arc::new(move |_, _, _| hooks.iter().filter_map(Weak::upgrade).for_each(|hook| hook())));
+            engine.start_dns_refresh();
+        }
         tracing::info!(config = %self.path.as_deref().map_or("inline".into(), |p| p.display().to_string()), "mosn.json reloaded");
     }
 

@@ -258,10 +258,12 @@ impl ClusterShared {
         let mut out = Vec::new();
         for c in clusters {
             let metadata = policy::host_metadata(c);
-            for (i, h) in c.hosts.iter().enumerate().filter(|(_, h)| h.dns.is_none()) {
+            // Static hosts, and the addresses STRICT_DNS slots resolve to now.
+            for (i, h) in c.hosts.iter().enumerate() {
+                let Some((_, address)) = h.current() else { continue };
                 let m = metadata.as_ref().map_or(&[][..], |m| m[i]);
                 let m = m.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                out.push((h.address_text.to_string(), policy::envoy_weight(h.weight), m));
+                out.push((address.to_string(), policy::envoy_weight(h.weight), m));
             }
         }
         out
@@ -275,6 +277,7 @@ impl ClusterShared {
     /// sweeps the ones it dropped [`REMOVE_AFTER`] later.
     fn apply_reload(&self, host: &mut dyn ClusterHost) {
         let wanted = self.wanted_hosts();
+        let dns = self.dns_lock().clone();
         let mut r = self.reloaded_lock();
         let present = |r: &Reloaded, address: &str| {
             r.added.contains_key(address)
@@ -284,6 +287,7 @@ impl ClusterShared {
                     .iter()
                     .enumerate()
                     .any(|(i, h)| h.dns.is_none() && &*h.address_text == address && !r.removed.contains(&i))
+                || dns.iter().flatten().any(|d| d.handle.is_some() && d.address.to_string() == address)
         };
         let mut seen = std::collections::HashSet::new();
         let new: Vec<_> = wanted.iter().filter(|(a, _, _)| !present(&r, a) && seen.insert(a.clone())).collect();
@@ -334,6 +338,15 @@ impl ClusterShared {
                 }
             }
         }
+        // STRICT_DNS hosts of the first config (its refresh stopped with it).
+        let mut dns = self.dns_lock();
+        for slot in dns.iter_mut() {
+            if let Some(d) = slot.filter(|d| !wanted.contains(&d.address.to_string())) {
+                gone.extend(d.handle);
+                *slot = None;
+            }
+        }
+        drop(dns);
         if !gone.is_empty() {
             let n = host.remove_hosts(&gone);
             tracing::info!(cluster = %self.cluster.name, removed = n, "reload: hosts removed from Envoy");

@@ -458,13 +458,6 @@ pub fn reload_blockers(started: &MosnConfig, new: &MosnConfig, own_clusters: &Ha
     }
     let default_timeout = crate::config::DEFAULT_CONNECT_TIMEOUT;
     for c in &new.clusters {
-        if c.dns.is_some() {
-            out.push((
-                format!("{}.type", c.path),
-                "a STRICT_DNS cluster: reloading it on Envoy is not supported yet; restart Envoy".into(),
-            ));
-            continue;
-        }
         let key = ("clusters", c.name.clone());
         if own_clusters.contains(&c.name) {
             if a.get(&key) != b.get(&key) {
