@@ -101,6 +101,16 @@
 #define MOSN_EXT_INFO_METADATA 2
 
 /*
+ `https` when the request's cluster speaks TLS to its hosts (`tls_context`), else `http`.
+ */
+#define MOSN_EXT_INFO_UPSTREAM_SCHEME 3
+
+/*
+ The TLS server name (SNI) of the request's cluster; unset without one.
+ */
+#define MOSN_EXT_INFO_UPSTREAM_SNI 4
+
+/*
  MOSN response flags (`mosn_ext_stream_flags`), as in MOSN's `api.ResponseFlag`
  (the same values as `mosn_extension::api::flags`; a test checks that they agree).
  */
@@ -623,7 +633,9 @@ bool mosn_ext_stream_replaced_response_body(const mosn_ext_stream *s, mosn_ext_b
 
 /*
  A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,
- or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`). Returns false when unset.
+ or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`); for the proxy: the request
+ cluster's `MOSN_EXT_INFO_UPSTREAM_SCHEME` and `MOSN_EXT_INFO_UPSTREAM_SNI`. Returns false
+ when unset.
  */
 bool mosn_ext_stream_info(const mosn_ext_stream *s, uint32_t what, const uint8_t *key, size_t key_len, mosn_ext_bytes *out);
 

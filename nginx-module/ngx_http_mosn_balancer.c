@@ -9,6 +9,8 @@
  *                   whether it is retried
  *   free_peer       a failed attempt's outcome goes to the library, which says whether
  *                   nginx may try again
+ *   set_session,    TLS to a cluster's hosts (tls_context): no session reuse (nginx
+ *   save_session    calls both for every TLS connection; they must not be NULL)
  *
  * Every retry is the library's decision (the route's MOSN retry policy), the same on
  * Envoy: the per-request proxy_next_upstream conditions only open the paths nginx retries
@@ -39,6 +41,11 @@ static ngx_int_t ngx_http_mosn_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_mosn_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_mosn_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_mosn_save_session(ngx_peer_connection_t *pc, void *data);
+#endif
 static uint32_t ngx_http_mosn_failed_outcome(ngx_peer_connection_t *pc,
     ngx_http_upstream_t *u, uint32_t status);
 
@@ -101,6 +108,12 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     u = r->upstream;
     ctx = ngx_http_mosn_get_ctx(r);
+
+#if (NGX_HTTP_SSL)
+    /* set before keepalive wraps them (it keeps these as the originals) */
+    u->peer.set_session = ngx_http_mosn_set_session;
+    u->peer.save_session = ngx_http_mosn_save_session;
+#endif
 
     if (ctx != NULL && ctx->mirror) {
         /* a mirror copy: its host was chosen with the copy (ngx_http_mosn_mirror.c) */
@@ -481,3 +494,22 @@ ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
 
     return again;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/* a new TLS session for every connection: nothing to resume */
+
+static ngx_int_t
+ngx_http_mosn_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mosn_save_session(ngx_peer_connection_t *pc, void *data)
+{
+}
+
+#endif

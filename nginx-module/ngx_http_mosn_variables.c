@@ -6,6 +6,8 @@
  * $mosn_live_streams: the library's other streams alive in this worker (0 once every
  * other request ended, also those whose clients went away); $mosn_duration_ms: the
  * request's time in milliseconds (Envoy's %DURATION%).
+ * For the proxy location: $mosn_upstream_scheme (https when the request's cluster has a
+ * tls_context, else http; http without a stream) and $mosn_upstream_sni (its server_name).
  */
 
 #include "ngx_http_mosn.h"
@@ -16,6 +18,8 @@
 #define NGX_HTTP_MOSN_VAR_UNIT     2
 #define NGX_HTTP_MOSN_VAR_FLAGS    3
 #define NGX_HTTP_MOSN_VAR_ATTEMPTS 4
+#define NGX_HTTP_MOSN_VAR_SCHEME   5
+#define NGX_HTTP_MOSN_VAR_SNI      6
 
 
 static ngx_int_t ngx_http_mosn_info_variable(ngx_http_request_t *r,
@@ -46,6 +50,12 @@ static ngx_http_variable_t  ngx_http_mosn_vars[] = {
 
     { ngx_string("mosn_unit"), NULL, ngx_http_mosn_info_variable,
       NGX_HTTP_MOSN_VAR_UNIT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_upstream_scheme"), NULL, ngx_http_mosn_info_variable,
+      NGX_HTTP_MOSN_VAR_SCHEME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mosn_upstream_sni"), NULL, ngx_http_mosn_info_variable,
+      NGX_HTTP_MOSN_VAR_SNI, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mosn_flags"), NULL, ngx_http_mosn_number_variable,
       NGX_HTTP_MOSN_VAR_FLAGS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -88,7 +98,10 @@ ngx_http_mosn_add_variables(ngx_conf_t *cf)
 }
 
 
-/* $mosn_cluster, $mosn_upstream_host, $mosn_unit (the metadata key "unit") */
+/*
+ * $mosn_cluster, $mosn_upstream_host, $mosn_unit (the metadata key "unit"),
+ * $mosn_upstream_scheme, $mosn_upstream_sni
+ */
 
 static ngx_int_t
 ngx_http_mosn_info_variable(ngx_http_request_t *r,
@@ -99,10 +112,15 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
     mosn_ext_bytes        out;
 
     static u_char  unit[] = "unit";
+    static u_char  http[] = "http";
 
     ctx = ngx_http_mosn_get_ctx(r->main);
 
     if (ctx == NULL || ctx->stream == NULL) {
+        if (data == NGX_HTTP_MOSN_VAR_SCHEME) {
+            return ngx_http_mosn_set_variable(r, v, http, sizeof(http) - 1);
+        }
+
         v->not_found = 1;
         return NGX_OK;
     }
@@ -116,6 +134,12 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
     case NGX_HTTP_MOSN_VAR_HOST:
         what = MOSN_EXT_INFO_UPSTREAM_HOST;
         break;
+    case NGX_HTTP_MOSN_VAR_SCHEME:
+        what = MOSN_EXT_INFO_UPSTREAM_SCHEME;
+        break;
+    case NGX_HTTP_MOSN_VAR_SNI:
+        what = MOSN_EXT_INFO_UPSTREAM_SNI;
+        break;
     default:
         what = MOSN_EXT_INFO_METADATA;
     }
@@ -126,6 +150,10 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
                                                              : 0,
                               &out))
     {
+        if (data == NGX_HTTP_MOSN_VAR_SCHEME) {
+            return ngx_http_mosn_set_variable(r, v, http, sizeof(http) - 1);
+        }
+
         v->not_found = 1;
         return NGX_OK;
     }

@@ -62,7 +62,7 @@ impl Engine {
     /// What `host` ("envoy" or "nginx") can not do of this config, each with its JSON path:
     /// a host refuses such a config at load (`nginx -t`, Envoy's config) rather than ignore
     /// the field. Today: nginx 1.22 drops request trailers, so the UNIT driver's `trailers`
-    /// would never see one there.
+    /// would never see one there; and its TLS limits (see `hostgen::nginx::tls_limits`).
     pub fn check_host(&self, host: &str) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
         if host == "nginx" {
@@ -77,6 +77,7 @@ impl Engine {
                     }
                 }
             }
+            errors.extend(crate::hostgen::nginx::tls_limits(&self.config));
         }
         if errors.is_empty() {
             Ok(())
@@ -98,6 +99,7 @@ impl Engine {
                 f.add("downstream", &format!("request_{code}_total"), "counter", label(), *n);
             }
             f.add("downstream", "request_other_code", "counter", label(), s.other_code);
+            f.add_histogram("downstream", "request_time", label(), l.counters.request_time());
         }
         for c in &self.clusters {
             let s = c.stats();

@@ -58,6 +58,8 @@ enum Stage {
 /// One request/response exchange.
 pub struct Stream {
     listener: Arc<Listener>,
+    /// When the stream started (MOSN's `request_time`).
+    started: std::time::Instant,
     stage: Stage,
     mutations: Mutations,
     response_mutations: Mutations,
@@ -131,6 +133,7 @@ impl Stream {
         listener.counters.start();
         Stream {
             listener,
+            started: std::time::Instant::now(),
             stage: Stage::Start,
             mutations: Mutations::new(),
             response_mutations: Mutations::new(),
@@ -850,6 +853,7 @@ impl Drop for Stream {
     fn drop(&mut self) {
         LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.listener.counters.end();
+        self.listener.counters.timed(self.started.elapsed());
         // Done: no wake after this.
         self.wake.close();
         self.end_attempt();

@@ -492,26 +492,38 @@ BAD_REQUESTS_BY_NAME = {name: want.items() for name, _, want, _ in BAD_REQUESTS}
 
 def scrape(port: int) -> dict:
     """The Prometheus text of ``port``'s /metrics, parsed strictly: every line a ``# TYPE``
-    line or ``name{labels} value`` of a declared metric; {(name, ((label, value), ...)): value}."""
+    line or ``name{labels} value`` of a declared metric (a histogram's ``_bucket`` with ``le``,
+    ``_sum``, ``_count``); {(name, ((label, value), ...)): value}. A histogram's buckets must
+    be cumulative and end with ``+Inf`` equal to its count."""
     import re
     r = request(port, "/metrics")
     assert r.status == 200, f"/metrics: {r.describe()}"
     assert (r.header("content-type") or "").startswith("text/plain"), r.describe()
     types, out = {}, {}
-    series_re = re.compile(r'^([a-z_][a-z0-9_]*)\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} ([0-9]+)$')
+    series_re = re.compile(r'^([a-z_][a-z0-9_]*)\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} ([0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)$')
     for line in r.text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge") and name not in types, line
+            assert kind in ("counter", "gauge", "histogram") and name not in types, line
             types[name] = kind
             continue
         m = series_re.match(line)
         assert m, f"not a Prometheus series line: {line!r}"
-        assert m.group(1) in types, f"series before its # TYPE: {line!r}"
+        name = m.group(1)
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        declared = types.get(name) in ("counter", "gauge") or types.get(base) == "histogram"
+        assert declared, f"series before its # TYPE: {line!r}"
         labels = tuple(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', m.group(2)))
-        key = (m.group(1), labels)
+        key = (name, labels)
         assert key not in out, f"duplicate series {line!r}"
-        out[key] = int(m.group(3))
+        value = float(m.group(3)) if name.endswith("_sum") else int(m.group(3))
+        out[key] = value
+    for base in (n for n, k in types.items() if k == "histogram"):
+        for (name, labels), count in [(k, v) for k, v in out.items() if k[0] == base + "_count"]:
+            buckets = [(lv, out[(base + "_bucket", labels + (("le", lv),))]) for (n, ls), _ in out.items()
+                       if n == base + "_bucket" and ls[:-1] == labels for lv in [ls[-1][1]]]
+            counts = [c for _, c in buckets]
+            assert counts == sorted(counts) and buckets[-1] == ("+Inf", count), f"{base}{labels}: buckets {buckets}, count {count}"
     return out
 
 
@@ -546,6 +558,10 @@ def prometheus_counts_per_cluster(ctx: CaseContext):
     hosts_s1 = [k for k in after if k[0] == "mosn_upstream_request_total" and ("cluster", "s1") in k[1] and len(k[1]) == 2]
     assert len(hosts_s1) == 2 and sum(after[k] - before.get(k, 0) for k in hosts_s1) == 3, f"[{ctx.host_name}] s1 hosts"
     assert not any(k[0] == "mosn_upstream_host_health_changes" for k in after), "exclusion_keys"
+    # request_time: every request that ended is in the histogram (a stream ends just after
+    # its answer is sent, so the last one may take a moment).
+    key = ("mosn_downstream_request_time_count", (("listener", l),))
+    wait_until("request_time counts all 7", 3.0, lambda: scrape(port)[key] - before.get(key, 0) == 7)
 
 
 @case

@@ -114,7 +114,19 @@ fn refused() -> Vec<Case> {
         ),
         c(&format!("{C}/0/lb_typ"), json!("LB_RANDOM"), &format!("{CP}[0].lb_typ"), "unknown field \"lb_typ\" (did you mean \"lb_type\"?)"),
         // Fields MOSN has that are not implemented yet: refused, never ignored.
-        c(&format!("{C}/0/tls_context"), json!({"status": true}), &format!("{CP}[0].tls_context.status"), "TLS is not supported yet"),
+        c(&format!("{C}/0/tls_context"), json!({"status": true}), &format!("{CP}[0].tls_context"), "needs server_name"),
+        c(
+            &format!("{C}/0/tls_context"),
+            json!({"status": true, "insecure_skip": true, "alpn": "h2"}),
+            &format!("{CP}[0].tls_context.alpn"),
+            "not supported yet",
+        ),
+        c(
+            &format!("{C}/0/tls_context"),
+            json!({"status": true, "insecure_skip": true, "verify_client": true}),
+            &format!("{CP}[0].tls_context.verify_client"),
+            "a server's",
+        ),
         c(&format!("{C}/0/circuit_breakers"), json!({"max_requests": 10}), &format!("{CP}[0].circuit_breakers"), "expected an array"),
         c(
             &format!("{C}/0/circuit_breakers"),
@@ -335,8 +347,8 @@ fn refused() -> Vec<Case> {
         c(
             &format!("{L}/filter_chains/0/tls_context"),
             json!({"status": true, "cert_chain": "x"}),
-            &format!("{LP}.filter_chains[0].tls_context.status"),
-            "TLS is not supported yet",
+            &format!("{LP}.filter_chains[0].tls_context.cert_chain"),
+            "neither PEM text",
         ),
         c(&format!("{L}/filter_chains/1"), json!({"filters": []}), &format!("{LP}.filter_chains"), "exactly one"),
         c(
@@ -347,7 +359,7 @@ fn refused() -> Vec<Case> {
         ),
         c(
             &format!("{L}/filter_chains/0/filters/0/config/downstream_protocol"),
-            json!("Http2"),
+            json!("Http3"),
             &format!("{LP}.filter_chains[0].filters[0].config.downstream_protocol"),
             "not supported yet",
         ),

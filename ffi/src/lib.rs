@@ -933,7 +933,9 @@ pub extern "C" fn mosn_ext_stream_replaced_response_body(s: *const mosn_ext_stre
 }
 
 /// A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,
-/// or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`). Returns false when unset.
+/// or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`); for the proxy: the request
+/// cluster's `MOSN_EXT_INFO_UPSTREAM_SCHEME` and `MOSN_EXT_INFO_UPSTREAM_SNI`. Returns false
+/// when unset.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_info(
     s: *const mosn_ext_stream,
@@ -947,6 +949,10 @@ pub extern "C" fn mosn_ext_stream_info(
         let Some(s) = (unsafe { s.as_ref() }) else { return false };
         let v: Option<&[u8]> = match what {
             MOSN_EXT_INFO_CLUSTER => s.stream.cluster().map(|c| c.name.as_bytes()),
+            MOSN_EXT_INFO_UPSTREAM_SCHEME => s.stream.cluster().map(|c| if c.tls.is_some() { &b"https"[..] } else { &b"http"[..] }),
+            MOSN_EXT_INFO_UPSTREAM_SNI => {
+                s.stream.cluster().and_then(|c| c.tls.as_ref()).and_then(|t| t.server_name.as_deref()).map(str::as_bytes)
+            }
             MOSN_EXT_INFO_UPSTREAM_HOST => {
                 s.stream.upstream_host().map(|h| h.current().map_or(h.address_text.as_bytes(), |(_, t)| t.as_bytes()))
             }

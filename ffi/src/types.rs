@@ -147,6 +147,10 @@ pub const MOSN_EXT_OUTCOME_OVERFLOW: u32 = 4;
 pub const MOSN_EXT_INFO_CLUSTER: u32 = 0;
 pub const MOSN_EXT_INFO_UPSTREAM_HOST: u32 = 1;
 pub const MOSN_EXT_INFO_METADATA: u32 = 2;
+/// `https` when the request's cluster speaks TLS to its hosts (`tls_context`), else `http`.
+pub const MOSN_EXT_INFO_UPSTREAM_SCHEME: u32 = 3;
+/// The TLS server name (SNI) of the request's cluster; unset without one.
+pub const MOSN_EXT_INFO_UPSTREAM_SNI: u32 = 4;
 
 /// MOSN response flags (`mosn_ext_stream_flags`), as in MOSN's `api.ResponseFlag`
 /// (the same values as `mosn_extension::api::flags`; a test checks that they agree).

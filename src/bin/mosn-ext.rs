@@ -208,6 +208,17 @@ fn xds(args: &Args, config: &Path) -> ExitCode {
     }
 }
 
+/// Writes `text` to `path` (its directory created) with mode 0600.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
 fn start(args: &Args, config: &Path) -> ExitCode {
     let host = args.host.as_deref().unwrap_or("envoy");
     if host != "envoy" && host != "nginx" {
@@ -252,6 +263,12 @@ fn start(args: &Args, config: &Path) -> ExitCode {
     }
     let conf_path = opts.work_dir.join(file);
     let prepared = std::fs::create_dir_all(&opts.work_dir).and_then(|_| std::fs::write(&conf_path, &text));
+    // nginx reads certificates and keys from files: PEM text in mosn.json goes to the work
+    // dir (keys readable by the owner only).
+    let prepared = prepared.and_then(|_| {
+        let files = if host == "nginx" { hostgen::nginx::tls_files(&cfg, &opts) } else { Vec::new() };
+        files.iter().try_for_each(|(path, pem)| write_private(path, pem))
+    });
     if let Err(e) = prepared {
         eprintln!("mosn-ext: cannot write {}: {e}", conf_path.display());
         return ExitCode::from(1);

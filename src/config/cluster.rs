@@ -1,7 +1,6 @@
 //! `cluster_manager.clusters[]`: hosts and load balancing.
 
 use super::fields::object;
-use super::listener::tls_off;
 use super::reader::{unknown, Diagnostics, Obj};
 use super::{
     parse_address, CircuitBreakers, ClusterConfig, DnsConfig, DnsFamily, FallbackPolicy, HealthCheckConfig, HealthCheckProtocol,
@@ -56,9 +55,12 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     // MOSN: absent or "0s" is its 10 s default.
     let connect_timeout = c.duration("connect_timeout", d).filter(|t| !t.is_zero()).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let idle_timeout = c.duration("idle_timeout", d).filter(|t| !t.is_zero());
-    tls_off(&mut c, "tls_context", d);
+    let tls = super::tls::parse(&mut c, "tls_context", super::tls::Side::Upstream, d);
     if c.boolean("cluster_manager_tls", d) == Some(true) {
-        d.error(c.field_path("cluster_manager_tls"), "true: TLS to upstreams is not supported yet");
+        d.error(
+            c.field_path("cluster_manager_tls"),
+            "true (cluster_manager's tls_context) is not supported yet; set the cluster's tls_context",
+        );
     }
     let health_check = c.object("health_check", object::HEALTH_CHECK, d).and_then(|o| parse_health_check(o, d));
     let limits = parse_circuit_breakers(&mut c, d);
@@ -75,7 +77,7 @@ pub(super) fn parse(mut c: Obj<'_>, d: &mut Diagnostics) -> Option<ClusterConfig
     if d.error_count() != errors {
         return None;
     }
-    Some(ClusterConfig { path, name: name?.to_string(), lb, connect_timeout, idle_timeout, hosts, subset, limits, health_check, dns })
+    Some(ClusterConfig { path, name: name?.to_string(), lb, connect_timeout, idle_timeout, hosts, subset, limits, health_check, dns, tls })
 }
 
 /// STRICT_DNS's settings; on other cluster types they change nothing (noted, as MOSN

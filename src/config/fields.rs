@@ -96,6 +96,7 @@ pub mod object {
     pub const ZONE_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (ZONE)";
     pub const IDC_DRIVER: &str = "stream_filters[].config (metadata).metadataers[].config (IDC)";
     pub const ADMIN: &str = "admin";
+    pub const TLS_CONTEXT: &str = "*.tls_context";
     pub const ADMIN_ADDRESS: &str = "admin.address";
     pub const SOCKET_ADDRESS: &str = "admin.address.socket_address";
     pub const METRICS: &str = "metrics";
@@ -183,8 +184,8 @@ pub static FIELDS: &[Field] = &[
     no(LISTENER, "connection_idle_timeout", "closing idle downstream connections"),
     // --- filter_chains[]
     yes(FILTER_CHAIN, "filters", "the network filters: one \"proxy\""),
-    yes(FILTER_CHAIN, "tls_context", "accepted with \"status\": false; TLS on the listener is refused"),
-    yes(FILTER_CHAIN, "tls_context_set", "accepted when empty; TLS on the listener is refused"),
+    yes(FILTER_CHAIN, "tls_context", "the listener's TLS, terminated by the host (see tls_context below)"),
+    yes(FILTER_CHAIN, "tls_context_set", "accepted when empty; several certificates on one listener are refused"),
     ign(FILTER_CHAIN, "match", MOSN_UNUSED),
     // --- filters[]
     yes(NETWORK_FILTER, "type", "\"proxy\" (MOSN's HTTP proxy); other network filters are refused"),
@@ -192,7 +193,7 @@ pub static FIELDS: &[Field] = &[
     no(NETWORK_FILTER, "go_plugin_config", "Go plugin filters"),
     // --- proxy config
     yes(PROXY, "router_config_name", "the route table (servers[].routers[]) of this listener"),
-    yes(PROXY, "downstream_protocol", "required: Http1 (other protocols are refused)"),
+    yes(PROXY, "downstream_protocol", "required: Http1, Http2 (HTTP/2; over TLS by ALPN, else prior knowledge) or Auto (HTTP/1.1 or HTTP/2; nginx: with TLS only)"),
     ign(PROXY, "upstream_protocol", "MOSN uses the route's upstream_protocol, not this one"),
     ign(PROXY, "name", "a label"),
     ign(PROXY, "validate_clusters", MOSN_UNUSED),
@@ -307,6 +308,25 @@ pub static FIELDS: &[Field] = &[
     // --- direct_response
     yes(DIRECT_RESPONSE, "status", "the status (100..=599)"),
     yes(DIRECT_RESPONSE, "body", "the body"),
+    // --- tls_context (a listener's filter chain, a cluster)
+    yes(TLS_CONTEXT, "status", "true: TLS on (false or absent: off, the other fields change nothing)"),
+    yes(TLS_CONTEXT, "cert_chain", "PEM text or an absolute file path: the listener's certificate chain, or a cluster's client certificate"),
+    yes(TLS_CONTEXT, "private_key", "PEM text or an absolute file path: the key of cert_chain"),
+    yes(TLS_CONTEXT, "ca_cert", "PEM text or an absolute file path: the CAs that verify clients (listener) or the upstream (cluster; default: the system's)"),
+    yes(TLS_CONTEXT, "verify_client", "listener: clients must present a certificate ca_cert signed"),
+    yes(TLS_CONTEXT, "server_name", "cluster: the SNI sent and the name the upstream certificate must carry"),
+    yes(TLS_CONTEXT, "insecure_skip", "cluster: the upstream certificate is not verified"),
+    yes(TLS_CONTEXT, "min_version", "TLS_AUTO, TLS1_0 .. TLS1_3 (default TLS1_2)"),
+    yes(TLS_CONTEXT, "max_version", "TLS_AUTO, TLS1_0 .. TLS1_3 (default TLS1_3)"),
+    yes(TLS_CONTEXT, "cipher_suites", "OpenSSL cipher names for TLS 1.2 and below, ':'-separated"),
+    no(TLS_CONTEXT, "type", "a TLS provider"),
+    no(TLS_CONTEXT, "require_client_cert", "a certificate required but not verified"),
+    no(TLS_CONTEXT, "ecdh_curves", "ECDH curve selection"),
+    no(TLS_CONTEXT, "alpn", "ALPN protocols (derived from downstream_protocol)"),
+    no(TLS_CONTEXT, "ticket", "session ticket keys"),
+    no(TLS_CONTEXT, "fall_back", "falling back to plain text"),
+    no(TLS_CONTEXT, "extend_verify", "extended verification"),
+    no(TLS_CONTEXT, "sds_source", "certificates from SDS"),
     // --- cluster_manager
     yes(CLUSTER_MANAGER, "clusters", "the clusters"),
     yes(CLUSTER_MANAGER, "tls_context", "accepted with \"status\": false; TLS to upstreams is refused"),
@@ -318,7 +338,7 @@ pub static FIELDS: &[Field] = &[
     yes(CLUSTER, "lb_type", "LB_ROUNDROBIN (default), LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST, LB_LEAST_CONNECTION, LB_MAGLEV, LB_REQUEST_ROUNDROBIN, LB_PEAK_EWMA"),
     yes(CLUSTER, "connect_timeout", "connect timeout (Go duration; default and \"0s\": 10s, MOSN's)"),
     yes(CLUSTER, "hosts", "the hosts (may be empty: requests get 502, no healthy upstream)"),
-    yes(CLUSTER, "tls_context", "accepted with \"status\": false; TLS to upstreams is refused"),
+    yes(CLUSTER, "tls_context", "TLS to the cluster's hosts, spoken by the host (see tls_context below)"),
     yes(CLUSTER, "cluster_manager_tls", "false; true (TLS to upstreams) is refused"),
     yes(CLUSTER, "health_check", "active health checks, run when service_name is set (as in MOSN)"),
     yes(CLUSTER, "circuit_breakers", "[{max_connections, max_requests, max_retries}]: MOSN reads [0]; 0 is unlimited"),

@@ -2,13 +2,16 @@
 
 use super::fields::object;
 use super::reader::{Diagnostics, Obj};
-use super::{parse_address, ListenerConfig, RawFilterConfig};
+use super::{parse_address, DownstreamProtocol, ListenerConfig, RawFilterConfig};
 
 /// The only network filter: MOSN's HTTP proxy, whose config names the router.
 const PROXY: &str = "proxy";
 
 /// Protocols the hosts speak on both sides for now.
 const HTTP1: &[&str] = &["Http1", "HTTP1", "http1"];
+/// MOSN's names for HTTP/2 and for "either".
+const HTTP2: &[&str] = &["Http2", "HTTP2", "http2"];
+const AUTO: &[&str] = &["Auto", "AUTO", "auto"];
 
 pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfig> {
     let address_text = l.required_string("address", d);
@@ -54,11 +57,13 @@ pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfi
     }
     let mut router_config_name = None;
     let mut router_config_path = String::new();
+    let mut tls = None;
+    let mut protocol = DownstreamProtocol::Http1;
     for mut chain in chains {
         if chain.has("tls_context") && chain.has("tls_context_set") {
             d.error(chain.path().to_string(), "has tls_context and tls_context_set: MOSN takes only one");
         }
-        tls_off(&mut chain, "tls_context", d);
+        tls = super::tls::parse(&mut chain, "tls_context", super::tls::Side::Downstream, d);
         let set_path = chain.field_path("tls_context_set");
         if let Some(set) = chain.array("tls_context_set", d) {
             for (i, t) in set.iter().enumerate() {
@@ -72,8 +77,14 @@ pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfi
                         router_config_path = pc.field_path("router_config_name");
                         router_config_name = pc.string("router_config_name", d).filter(|s| !s.is_empty()).map(str::to_string);
                         match pc.string("downstream_protocol", d) {
-                            None | Some("") => d.error(pc.field_path("downstream_protocol"), "is required (Http1)"),
-                            Some(p) => http1_only(p, &pc.field_path("downstream_protocol"), d),
+                            None | Some("") => d.error(pc.field_path("downstream_protocol"), "is required (Http1, Http2, Auto)"),
+                            Some(p) if HTTP2.contains(&p) => protocol = DownstreamProtocol::Http2,
+                            Some(p) if AUTO.contains(&p) => protocol = DownstreamProtocol::Auto,
+                            Some(p) if HTTP1.contains(&p) => {}
+                            Some(p) => d.error(
+                                pc.field_path("downstream_protocol"),
+                                format!("\"{p}\" is not supported yet (Http1, Http2, Auto are)"),
+                            ),
                         }
                         pc.finish(d);
                     }
@@ -101,7 +112,7 @@ pub(super) fn parse(mut l: Obj<'_>, d: &mut Diagnostics) -> Option<ListenerConfi
     let path = l.path().to_string();
     l.finish(d);
     // Kept after other errors (not after a bad address) so its filters are checked too.
-    Some(ListenerConfig { path, name, address: address?, stream_filters, router_config_name, router_config_path, log_path })
+    Some(ListenerConfig { path, name, address: address?, stream_filters, router_config_name, router_config_path, log_path, tls, protocol })
 }
 
 /// Refuses a protocol other than HTTP/1.1 (the one both hosts speak so far).

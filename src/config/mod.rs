@@ -15,6 +15,7 @@ pub mod reader;
 mod cluster;
 mod listener;
 mod router;
+pub mod tls;
 
 pub use reader::{parse_go_duration, Diagnostics, Obj};
 
@@ -107,6 +108,21 @@ pub struct ListenerConfig {
     pub router_config_path: String,
     /// `log_path`: this listener's access log (absolute; `stdout` is `/dev/stdout`).
     pub log_path: Option<String>,
+    /// The filter chain's `tls_context` with TLS on: the host terminates TLS.
+    pub tls: Option<tls::TlsConfig>,
+    /// The proxy's `downstream_protocol`.
+    pub protocol: DownstreamProtocol,
+}
+
+/// What a listener speaks to clients (`downstream_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamProtocol {
+    /// `Http1`.
+    Http1,
+    /// `Http2`: HTTP/2 only (over TLS negotiated by ALPN, else with prior knowledge).
+    Http2,
+    /// `Auto`: HTTP/1.1 or HTTP/2 (by ALPN over TLS, else by the connection preface).
+    Auto,
 }
 
 /// `stream_filters[]`: a filter type and its `config`, read by that filter's parser.
@@ -324,6 +340,8 @@ pub struct ClusterConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// `type: STRICT_DNS`: how host names are resolved.
     pub dns: Option<DnsConfig>,
+    /// `tls_context` with TLS on: the host speaks TLS to the hosts.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 /// A STRICT_DNS cluster's resolution settings.

@@ -12,7 +12,8 @@
 //!   filter runs where a route retries on status.
 
 use super::{quote, HostOptions};
-use crate::config::{MosnConfig, RouteActionConfig};
+use crate::config::tls::{Pem, TlsConfig, TlsVersion, SYSTEM_CAS};
+use crate::config::{DownstreamProtocol, MosnConfig, RouteActionConfig};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
@@ -97,18 +98,19 @@ fn endpoint_listener(y: &mut String, name: &str, addr: std::net::SocketAddr, key
               domains: ["*"]
               routes: [{{ match: {{ prefix: "/" }}, direct_response: {{ status: 404 }} }}]
 "#,
-        head = listener_head(name, addr),
+        head = listener_head(name, addr, ""),
         filter = module_http_filter(&cfg),
     );
 }
 
-/// A listener's start, up to its HTTP connection manager's `stat_prefix`.
-fn listener_head(name: &str, addr: std::net::SocketAddr) -> String {
+/// A listener's start, up to its HTTP connection manager's `stat_prefix`; `tls`: the filter
+/// chain's transport socket (see [`downstream_tls`]) or "".
+fn listener_head(name: &str, addr: std::net::SocketAddr, tls: &str) -> String {
     format!(
         r#"  - name: {name}
     address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }}
     filter_chains:
-    - filters:
+    - {tls}filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -117,6 +119,105 @@ fn listener_head(name: &str, addr: std::net::SocketAddr) -> String {
         name = quote(name),
         ip = quote(&addr.ip().to_string()),
         port = addr.port(),
+    )
+}
+
+// === TLS (MOSN's tls_context: done by Envoy) ===
+
+/// An Envoy data source for a certificate or key: its file, or the PEM text inline.
+fn data_source(p: &Pem) -> String {
+    match p {
+        Pem::File(f) => format!("{{ filename: {} }}", quote(f)),
+        Pem::Inline(t) => format!("{{ inline_string: {} }}", quote(t)),
+    }
+}
+
+/// `common_tls_context` lines at `indent`: versions and ciphers, the certificate, the CA
+/// (`validation`, already formatted, or none) and ALPN.
+fn common_tls_context(t: &TlsConfig, indent: &str, validation: Option<Vec<String>>, alpn: &[&str]) -> String {
+    let mut out = format!("{indent}common_tls_context:\n");
+    let versions = TlsVersion::range(t.min_version, t.max_version);
+    if let (Some(lo), Some(hi)) = (versions.first(), versions.last()) {
+        let ciphers = if t.cipher_suites.is_empty() {
+            String::new()
+        } else {
+            format!(", cipher_suites: [{}]", t.cipher_suites.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{indent}  tls_params: {{ tls_minimum_protocol_version: {}, tls_maximum_protocol_version: {}{ciphers} }}",
+            lo.envoy(),
+            hi.envoy()
+        );
+    }
+    if let (Some(c), Some(k)) = (&t.cert_chain, &t.private_key) {
+        let _ = writeln!(
+            out,
+            "{indent}  tls_certificates:\n{indent}  - certificate_chain: {}\n{indent}    private_key: {}",
+            data_source(c),
+            data_source(k)
+        );
+    }
+    if let Some(lines) = validation {
+        let _ = writeln!(out, "{indent}  validation_context:");
+        for l in lines {
+            let _ = writeln!(out, "{indent}    {l}");
+        }
+    }
+    if !alpn.is_empty() {
+        let _ = writeln!(out, "{indent}  alpn_protocols: [{}]", alpn.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", "));
+    }
+    out
+}
+
+/// The ALPN protocols a listener offers for its `downstream_protocol`.
+fn alpn(p: DownstreamProtocol) -> &'static [&'static str] {
+    match p {
+        DownstreamProtocol::Http1 => &["http/1.1"],
+        DownstreamProtocol::Http2 => &["h2"],
+        DownstreamProtocol::Auto => &["h2", "http/1.1"],
+    }
+}
+
+/// A listener's filter chain transport socket (after `- `), or "" without TLS.
+fn downstream_tls(l: &crate::config::ListenerConfig) -> String {
+    let Some(t) = &l.tls else { return String::new() };
+    let validation = t.ca_cert.as_ref().map(|ca| vec![format!("trusted_ca: {}", data_source(ca))]);
+    format!(
+        r#"transport_socket:
+        # MOSN's tls_context: Envoy terminates TLS.
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: {verify}
+{common}      "#,
+        verify = t.verify_client,
+        common = common_tls_context(t, "          ", validation, alpn(l.protocol)),
+    )
+}
+
+/// A cluster's transport socket lines, or "" without TLS.
+fn upstream_tls(c: &crate::config::ClusterConfig) -> String {
+    let Some(t) = &c.tls else { return String::new() };
+    let validation = (!t.insecure_skip).then(|| {
+        let ca = t.ca_cert.clone().unwrap_or(Pem::File(SYSTEM_CAS.into()));
+        let mut v = vec![format!("trusted_ca: {}", data_source(&ca))];
+        if let Some(name) = &t.server_name {
+            // Envoy checks the name only when told to (MOSN's Go TLS always does).
+            let san = if name.parse::<std::net::IpAddr>().is_ok() { "IP_ADDRESS" } else { "DNS" };
+            v.push(format!("match_typed_subject_alt_names: [{{ san_type: {san}, matcher: {{ exact: {} }} }}]", quote(name)));
+        }
+        v
+    });
+    let sni = t.server_name.as_ref().map_or(String::new(), |n| format!("        sni: {}\n", quote(n)));
+    format!(
+        r#"    # MOSN's tls_context: Envoy speaks TLS to the hosts.
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+{sni}{common}"#,
+        common = common_tls_context(t, "        ", validation, &[]),
     )
 }
 
@@ -149,8 +250,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
         let filter_cfg = serde_json::json!({ "config_path": config_path, "listener": l.name }).to_string();
         let _ = write!(
             y,
-            r#"{head}          # MOSN's downstream_protocol Http1 (the only one accepted so far).
-          codec_type: HTTP1
+            r#"{head}          # MOSN's downstream_protocol.
+          codec_type: {codec}
           # HTTP/1.0 is served, as by nginx (Envoy answers 426 otherwise); one without Host
           # gets a Host the module reads as none.
           # Trailers are read (filters see them) and passed on, as over HTTP/2.
@@ -179,7 +280,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
                 route: {{ cluster_header: {cluster_header}, timeout: 60s }}
                 request_headers_to_remove: [{cluster_header}]
 "#,
-            head = listener_head(&l.name, l.address),
+            head = listener_head(&l.name, l.address, &downstream_tls(l)),
+            codec = match l.protocol {
+                DownstreamProtocol::Http1 => "HTTP1",
+                DownstreamProtocol::Http2 => "HTTP2",
+                DownstreamProtocol::Auto => "AUTO",
+            },
             name = quote(&l.name),
             // MOSN's listener log_path, else the work dir's access.log.
             access_log = quote(l.log_path.as_deref().unwrap_or(&access_log)),
@@ -225,11 +331,12 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
         cluster_config:
           "@type": type.googleapis.com/google.protobuf.StringValue
           value: {cluster_cfg}
-"#,
+{tls}"#,
             name = quote(&c.name),
             module = module_config(),
             cluster_cfg = quote(&cluster_cfg),
             unlimited = UNLIMITED,
+            tls = upstream_tls(c),
         );
         let attempt_filter = status_retries.contains(c.name.as_str());
         // HTTP/1.1 to the upstream, with the request's trailers (Envoy drops them by default).

@@ -7,7 +7,8 @@
 //! through (`mosn_mirror_location @mosn_mirror`).
 
 use super::{quote, HostOptions};
-use crate::config::{ListenerConfig, MosnConfig, DEFAULT_CONNECT_TIMEOUT};
+use crate::config::tls::{Pem, TlsConfig, TlsVersion, SYSTEM_CAS};
+use crate::config::{ConfigError, DownstreamProtocol, ListenerConfig, MosnConfig, DEFAULT_CONNECT_TIMEOUT};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -47,14 +48,15 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
     let _ = writeln!(c, "  access_log {} mosn;", p("access.log"));
     // Hosts come from mosn.json; `keepalive` must follow `mosn_upstream`.
     let _ = writeln!(c, "  upstream mosn_upstream {{\n    mosn_upstream;\n    keepalive 64;\n  }}");
-    for l in &cfg.listeners {
+    let (scheme, upstream_tls) = upstream_tls(cfg, o);
+    for (i, l) in cfg.listeners.iter().enumerate() {
         let _ = writeln!(
             c,
             r#"  server {{
-    listen {addr}{reuseport};
-    mosn_listener {name};{log}{mirror}{gzip}
+    listen {addr}{ssl}{http2}{reuseport};
+    mosn_listener {name};{log}{tls}{mirror}{gzip}
     location / {{
-      proxy_pass http://mosn_upstream;
+      proxy_pass {scheme}://mosn_upstream;{upstream_tls}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       # The client's Host as sent, port included (as Envoy and MOSN forward it).
@@ -66,12 +68,15 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions, run_as_root: bool) -> String 
     }}
   }}"#,
             addr = l.address,
+            ssl = if l.tls.is_some() { " ssl" } else { "" },
+            http2 = if l.protocol == DownstreamProtocol::Http1 { "" } else { " http2" },
+            tls = l.tls.as_ref().map_or(String::new(), |t| downstream_tls(t, o, i)),
             // One socket per worker: the kernel spreads connections over all workers.
             reuseport = if o.concurrency > 1 { " reuseport" } else { "" },
             name = quote(&l.name),
             // MOSN's listener log_path replaces the http-level access log for this server.
             log = l.log_path.as_ref().map_or(String::new(), |p| format!("\n    access_log {} mosn;", quote(p))),
-            mirror = mirror_location(cfg, l),
+            mirror = mirror_location(cfg, l, scheme, &upstream_tls),
             gzip = gzip(l),
         );
     }
@@ -127,7 +132,7 @@ fn gzip(l: &ListenerConfig) -> String {
 
 /// The `mosn_mirror_location` directive and its named location, for a listener with a
 /// `mirror` filter (else nothing).
-fn mirror_location(cfg: &MosnConfig, l: &ListenerConfig) -> String {
+fn mirror_location(cfg: &MosnConfig, l: &ListenerConfig, scheme: &str, upstream_tls: &str) -> String {
     if !l.stream_filters.iter().any(|f| f.type_name == "mirror") {
         return String::new();
     }
@@ -138,7 +143,7 @@ fn mirror_location(cfg: &MosnConfig, l: &ListenerConfig) -> String {
     # chose for it; the answer is dropped. Connect timeout: the mirror clusters'.
     mosn_mirror_location {MIRROR_LOCATION};
     location {MIRROR_LOCATION} {{
-      proxy_pass http://mosn_upstream;
+      proxy_pass {scheme}://mosn_upstream;{upstream_tls}
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
@@ -164,6 +169,137 @@ fn mirror_connect_timeout(cfg: &MosnConfig, l: &ListenerConfig) -> Duration {
         .map(|c| c.connect_timeout)
         .max()
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+// === TLS (MOSN's tls_context: done by nginx) ===
+
+/// The file nginx reads a certificate or key from: the file MOSN's config names, or the file
+/// `mosn-ext start` writes PEM text to ([`tls_files`]), `<work dir>/tls/<name>.pem`.
+fn pem_file(p: &Pem, o: &HostOptions, name: &str) -> String {
+    match p {
+        Pem::File(f) => f.clone(),
+        Pem::Inline(_) => o.work_dir.join("tls").join(format!("{name}.pem")).display().to_string(),
+    }
+}
+
+/// The PEM texts of the config that nginx needs as files, with the files (see [`pem_file`]).
+pub fn tls_files(cfg: &MosnConfig, o: &HostOptions) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut add = |p: &Option<Pem>, name: String| {
+        if let Some(Pem::Inline(text)) = p {
+            out.push((o.work_dir.join("tls").join(format!("{name}.pem")), text.clone()));
+        }
+    };
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if let Some(t) = &l.tls {
+            add(&t.cert_chain, format!("listener{i}-cert"));
+            add(&t.private_key, format!("listener{i}-key"));
+            add(&t.ca_cert, format!("listener{i}-ca"));
+        }
+    }
+    if let Some(t) = cfg.clusters.iter().find_map(|c| c.tls.as_ref()) {
+        add(&t.cert_chain, "upstream-cert".into());
+        add(&t.private_key, "upstream-key".into());
+        add(&t.ca_cert, "upstream-ca".into());
+    }
+    out
+}
+
+fn protocols(t: &TlsConfig) -> String {
+    TlsVersion::range(t.min_version, t.max_version).iter().map(|v| v.nginx()).collect::<Vec<_>>().join(" ")
+}
+
+/// A TLS listener's `server` lines.
+fn downstream_tls(t: &TlsConfig, o: &HostOptions, i: usize) -> String {
+    let mut out = String::from("\n    # MOSN's tls_context: nginx terminates TLS.");
+    if let (Some(c), Some(k)) = (&t.cert_chain, &t.private_key) {
+        let _ = write!(out, "\n    ssl_certificate {};", quote(&pem_file(c, o, &format!("listener{i}-cert"))));
+        let _ = write!(out, "\n    ssl_certificate_key {};", quote(&pem_file(k, o, &format!("listener{i}-key"))));
+    }
+    let _ = write!(out, "\n    ssl_protocols {};", protocols(t));
+    if !t.cipher_suites.is_empty() {
+        let _ = write!(out, "\n    ssl_ciphers {};", quote(&t.cipher_suites.join(":")));
+    }
+    if let Some(ca) = &t.ca_cert {
+        // As Envoy: a CA without verify_client checks a certificate a client presents.
+        let verify = if t.verify_client { "on" } else { "optional" };
+        let _ = write!(
+            out,
+            "\n    ssl_client_certificate {};\n    ssl_verify_client {verify};",
+            quote(&pem_file(ca, o, &format!("listener{i}-ca")))
+        );
+    }
+    out
+}
+
+/// The upstream scheme of the proxy location, and its TLS lines: `http` and none when no
+/// cluster speaks TLS; else the scheme by the request's cluster (`$mosn_upstream_scheme`),
+/// the SNI (`$mosn_upstream_sni`) and the one verification setting every TLS cluster shares
+/// (see [`tls_limits`]).
+fn upstream_tls(cfg: &MosnConfig, o: &HostOptions) -> (&'static str, String) {
+    let Some(t) = cfg.clusters.iter().find_map(|c| c.tls.as_ref()) else { return ("http", String::new()) };
+    let mut out = String::from(
+        "\n      # MOSN's tls_context on clusters: TLS to the hosts of the clusters that have it.\n      proxy_ssl_server_name on;\n      proxy_ssl_name $mosn_upstream_sni;",
+    );
+    if t.insecure_skip {
+        out.push_str("\n      proxy_ssl_verify off;");
+    } else {
+        let ca = t.ca_cert.as_ref().map_or(SYSTEM_CAS.to_string(), |ca| pem_file(ca, o, "upstream-ca"));
+        let _ = write!(
+            out,
+            "\n      proxy_ssl_verify on;\n      proxy_ssl_verify_depth 4;\n      proxy_ssl_trusted_certificate {};",
+            quote(&ca)
+        );
+    }
+    let _ = write!(out, "\n      proxy_ssl_protocols {};", protocols(t));
+    if !t.cipher_suites.is_empty() {
+        let _ = write!(out, "\n      proxy_ssl_ciphers {};", quote(&t.cipher_suites.join(":")));
+    }
+    if let (Some(c), Some(k)) = (&t.cert_chain, &t.private_key) {
+        let _ = write!(
+            out,
+            "\n      proxy_ssl_certificate {};\n      proxy_ssl_certificate_key {};",
+            quote(&pem_file(c, o, "upstream-cert")),
+            quote(&pem_file(k, o, "upstream-key"))
+        );
+    }
+    ("$mosn_upstream_scheme", out)
+}
+
+/// What nginx 1.22 can not do of a config's TLS, with the JSON paths: a listener with
+/// `Auto` needs TLS (one plain port can not serve both HTTP/1.1 and HTTP/2 there); the TLS
+/// clusters share one location, whose verification settings (CA, insecure_skip, client
+/// certificate, versions, ciphers) nginx takes from the config, not per request: they must
+/// all agree.
+pub fn tls_limits(cfg: &MosnConfig) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        if l.protocol == DownstreamProtocol::Auto && l.tls.is_none() {
+            out.push(ConfigError {
+                path: format!("{}.filter_chains[0].filters[0].config.downstream_protocol", l.path),
+                message:
+                    "Auto without TLS: nginx 1.22 serves HTTP/1.1 or HTTP/2 on a plain port, not both (Envoy can); use Http1, Http2, or TLS"
+                        .into(),
+            });
+        }
+    }
+    let mut tls = cfg.clusters.iter().filter_map(|c| c.tls.as_ref());
+    if let Some(first) = tls.next() {
+        let same = |a: &TlsConfig, b: &TlsConfig| {
+            (&a.ca_cert, a.insecure_skip, &a.cert_chain, &a.private_key, a.min_version, a.max_version, &a.cipher_suites)
+                == (&b.ca_cert, b.insecure_skip, &b.cert_chain, &b.private_key, b.min_version, b.max_version, &b.cipher_suites)
+        };
+        for t in tls.filter(|t| !same(first, t)) {
+            out.push(ConfigError {
+                path: t.path.clone(),
+                message: format!(
+                    "differs from {} in ca_cert, insecure_skip, the client certificate, versions or ciphers: nginx verifies every TLS cluster alike (Envoy can per cluster)",
+                    first.path
+                ),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -214,5 +350,43 @@ mod tests {
     fn no_mirror_filter_no_mirror_location() {
         let conf = generate(&config("[]"), &opts(), false);
         assert!(!conf.contains("mosn_mirror"), "{conf}");
+    }
+
+    #[test]
+    fn tls_on_a_listener_and_a_cluster_and_what_nginx_refuses() {
+        let tls = r#"{"status": true, "server_name": "b.test", "ca_cert": "/ca.pem"}"#;
+        let json = config("[]");
+        let mut raw = serde_json::to_value(&json.raw).unwrap();
+        raw["servers"][0]["listeners"][0]["filter_chains"][0]["tls_context"] =
+            serde_json::json!({"status": true, "cert_chain": "-----BEGIN CERTIFICATE-----\nx", "private_key": "/k.pem"});
+        raw["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] = "Auto".into();
+        raw["cluster_manager"]["clusters"][0]["tls_context"] = serde_json::from_str(tls).unwrap();
+        let mut d = Diagnostics::default();
+        let cfg = MosnConfig::parse(&raw.to_string(), &mut d);
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        let o =
+            HostOptions { config_path: "/m.json".into(), work_dir: "/w".into(), module_dir: "/o".into(), concurrency: 1, admin_port: 0 };
+        let conf = generate(&cfg, &o, false);
+        assert!(conf.contains("listen 127.0.0.1:1 ssl http2;"), "{conf}");
+        assert!(
+            conf.contains("ssl_certificate \"/w/tls/listener0-cert.pem\";") && conf.contains("ssl_certificate_key \"/k.pem\";"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("proxy_pass $mosn_upstream_scheme://mosn_upstream;")
+                && conf.contains("proxy_ssl_trusted_certificate \"/ca.pem\";"),
+            "{conf}"
+        );
+        assert_eq!(tls_files(&cfg, &o), vec![("/w/tls/listener0-cert.pem".into(), "-----BEGIN CERTIFICATE-----\nx".to_string())]);
+        assert!(tls_limits(&cfg).is_empty());
+        // Auto without TLS; two TLS clusters verified differently.
+        raw["servers"][0]["listeners"][0]["filter_chains"][0]["tls_context"] = serde_json::json!({"status": false});
+        raw["cluster_manager"]["clusters"][1]["tls_context"] = serde_json::json!({"status": true, "insecure_skip": true});
+        let cfg = MosnConfig::parse(&raw.to_string(), &mut d);
+        let paths: Vec<String> = tls_limits(&cfg).into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol", "cluster_manager.clusters[1].tls_context"]
+        );
     }
 }

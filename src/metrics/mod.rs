@@ -3,7 +3,9 @@
 //! Prometheus text format where `metrics.sinks[{type: prometheus}]` asks for it.
 //!
 //! - `downstream`, label `listener`: `request_total`, `request_active`, `request_failed` (the
-//!   answer was a 5xx), `request_<code>_total` for MOSN's codes, `request_other_code`;
+//!   answer was a 5xx), `request_<code>_total` for MOSN's codes, `request_other_code`,
+//!   `request_time` (a histogram of the time from the request's start to its end, fixed
+//!   buckets [`TIME_BUCKETS_MS`]);
 //! - `upstream`, label `cluster` (and `host`): `request_total`, `request_active`,
 //!   `request_retry`, `request_retry_overflow`, `request_pending_overflow`,
 //!   `response_failed`, `lb_subsets_fallback` (cluster), host ejections.
@@ -25,8 +27,13 @@ const ACTIVE: usize = 1;
 const FAILED: usize = 2;
 const OTHER_CODE: usize = 3;
 const FIRST_CODE: usize = 4;
+/// `request_time`'s bucket bounds (ms); a last bucket takes the rest (`+Inf`).
+pub const TIME_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+/// One word per bucket (not cumulative), then the sum of the times (µs).
+const FIRST_TIME_BUCKET: usize = FIRST_CODE + CODES.len();
+const TIME_SUM_US: usize = FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len() + 1;
 /// State words a listener's counters take.
-pub const LISTENER_WORDS: usize = FIRST_CODE + CODES.len();
+pub const LISTENER_WORDS: usize = TIME_SUM_US + 1;
 
 /// One listener's downstream counters (words of the shared state block).
 #[derive(Debug, Clone)]
@@ -77,6 +84,27 @@ impl ListenerCounters {
         if status >= 500 {
             self.0.word(FAILED).fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A stream ended `elapsed` after it started (`request_time`).
+    pub(crate) fn timed(&self, elapsed: std::time::Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = TIME_BUCKETS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(TIME_BUCKETS_MS.len());
+        self.0.word(FIRST_TIME_BUCKET + bucket).fetch_add(1, Ordering::Relaxed);
+        self.0.word(TIME_SUM_US).fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// `request_time` as a Prometheus histogram (seconds).
+    pub fn request_time(&self) -> prometheus::Sample {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(TIME_BUCKETS_MS.len());
+        for (i, ms) in TIME_BUCKETS_MS.iter().enumerate() {
+            cumulative += self.0.word(FIRST_TIME_BUCKET + i).load(Ordering::Relaxed);
+            buckets.push((*ms as f64 / 1000.0, cumulative));
+        }
+        let count = cumulative + self.0.word(FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len()).load(Ordering::Relaxed);
+        let sum = self.0.word(TIME_SUM_US).load(Ordering::Relaxed) as f64 / 1e6;
+        prometheus::Sample::Histogram { buckets, sum, count }
     }
 
     pub fn stats(&self) -> ListenerStats {

@@ -40,6 +40,8 @@ pub struct Cluster {
     /// STRICT_DNS: resolution settings, and each name's host slots (ranges of `hosts`).
     pub dns: Option<DnsConfig>,
     pub dns_names: Vec<std::ops::Range<usize>>,
+    /// `tls_context` with TLS on: the host speaks TLS to these hosts.
+    pub tls: Option<crate::config::tls::TlsConfig>,
     all: HostSet,
     subsets: Option<Subsets>,
     state: Arc<StateBlock>,
@@ -102,6 +104,7 @@ impl Cluster {
             health_check: cfg.health_check.clone(),
             dns: cfg.dns,
             dns_names,
+            tls: cfg.tls.clone(),
             all,
             subsets,
             state: state.clone(),
@@ -125,6 +128,7 @@ impl Cluster {
             limits: CircuitBreakers::default(),
             health_check: None,
             dns: None,
+            tls: None,
         };
         let state = Arc::new(StateBlock::unallocated());
         let mut layout = Layout::default();

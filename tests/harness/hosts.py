@@ -503,6 +503,8 @@ class Host:
         self.proc: subprocess.Popen | None = None
         self.port = listener_port(config)
         self.failed = False  # set by the pytest hook when a test using this host fails
+        # Ready = answers plain HTTP on the first listener; False: once it accepts (a TLS listener).
+        self.http_ready_probe = True
         self.access = AccessLog(self.work_dir / "access.log")
 
     # paths -----------------------------------------------------------------------------------
@@ -570,6 +572,8 @@ class Host:
             if self.proc.poll() is not None:
                 raise HostStartError(f"{self.host} (mosn-ext start) exited with status {self.proc.returncode} "
                                      f"before becoming ready\n{self.logs_tail()}")
+            if tcp_open(self.port, timeout=0.5) and not self.http_ready_probe:
+                return
             if tcp_open(self.port, timeout=0.5):
                 try:
                     r = request(self.port, "/__harness_ready", timeout=3)
