@@ -110,15 +110,21 @@ impl Engine {
             f.add("upstream", "request_retry_overflow", "counter", label(), s.retry_overflow);
             f.add("upstream", "request_pending_overflow", "counter", label(), s.rq_overflow);
             f.add("upstream", "lb_subsets_fallback", "counter", label(), s.subsets_fallback);
-            let failed: u64 = c.hosts.iter().map(|h| h.state.response_failed()).sum();
-            f.add("upstream", "response_failed", "counter", label(), failed);
+            let sum = |f: fn(&crate::upstream::HostState) -> u64| c.hosts.iter().map(|h| f(&h.state)).sum::<u64>();
+            f.add("upstream", "response_success", "counter", label(), sum(crate::upstream::HostState::response_success));
+            f.add("upstream", "response_failed", "counter", label(), sum(crate::upstream::HostState::response_failed));
+            f.add("upstream", "request_timeout", "counter", label(), sum(crate::upstream::HostState::timeouts));
+            f.add("upstream", "connection_con_fail", "counter", label(), sum(crate::upstream::HostState::connect_failures));
             for h in &c.hosts {
                 // A STRICT_DNS slot is the address it resolved to now; an empty one is no host.
                 let Some((_, address)) = h.current() else { continue };
                 let labels = || vec![("cluster", c.name.to_string()), ("host", address.to_string())];
                 f.add("upstream", "request_total", "counter", labels(), h.state.requests());
                 f.add("upstream", "request_active", "gauge", labels(), h.state.active());
+                f.add("upstream", "response_success", "counter", labels(), h.state.response_success());
                 f.add("upstream", "response_failed", "counter", labels(), h.state.response_failed());
+                f.add("upstream", "request_timeout", "counter", labels(), h.state.timeouts());
+                f.add("upstream", "connection_con_fail", "counter", labels(), h.state.connect_failures());
                 f.add("upstream", "host_ejections", "counter", labels(), h.state.ejections());
                 f.add("upstream", "host_health_changes", "counter", labels(), h.state.health_changes());
             }

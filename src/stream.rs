@@ -662,7 +662,15 @@ impl Stream {
         if let Some(h) = self.upstream_host() {
             match outcome {
                 UpstreamOutcome::Response(s) if s >= 500 => h.state.count_error_response(),
-                UpstreamOutcome::Response(_) => {}
+                UpstreamOutcome::Response(_) => h.state.count_response_success(),
+                UpstreamOutcome::ConnectFailure => {
+                    h.state.count_failure();
+                    h.state.count_connect_failure();
+                }
+                UpstreamOutcome::Timeout => {
+                    h.state.count_failure();
+                    h.state.count_timeout();
+                }
                 _ => h.state.count_failure(),
             }
         }

@@ -531,11 +531,16 @@ def scrape(port: int) -> dict:
 def prometheus_counts_per_cluster(ctx: CaseContext):
     """MOSN's prometheus sink (metrics.sinks, served by the host on its port): after a known
     number of requests, MOSN's downstream and upstream counters moved by exactly that, per
-    listener and per cluster, in text a strict parser accepts; stats_matcher's
-    exclusion_keys leave a metric out."""
+    listener and per cluster (responses, a refused connection, the request-time histogram), in
+    text a strict parser accepts; stats_matcher's exclusion_keys leave a metric out."""
     port = ctx.ports.get("metrics")
     if not port:
         return
+    l = "serverListener"
+    active = ("mosn_downstream_request_active", (("listener", l),))
+    # Counted from a quiet listener: a stream ends (and is timed) just after its answer is
+    # sent, so an earlier request may still be ending.
+    wait_until("no request in flight", 3.0, lambda: scrape(port)[active] == 0)
     before = scrape(port)
     plan = [("2", "s1")] * 3 + [("150", "s2")] * 2 + [("250", "s3")]
     for uid, site in plan:
@@ -548,20 +553,28 @@ def prometheus_counts_per_cluster(ctx: CaseContext):
         assert key in after, f"[{ctx.host_name}] no series {key} in the scrape"
         return after[key] - before.get(key, 0)
 
-    l = "serverListener"
     assert delta("mosn_downstream_request_total", listener=l) == 7, f"[{ctx.host_name}] request_total"
     assert delta("mosn_downstream_request_200_total", listener=l) == 6, f"[{ctx.host_name}] 200s"
     assert delta("mosn_downstream_request_403_total", listener=l) == 1, f"[{ctx.host_name}] 403s: {delta('mosn_downstream_request_403_total', listener=l)} other {delta('mosn_downstream_request_other_code', listener=l)}"
-    assert after[("mosn_downstream_request_active", (("listener", l),))] == 0, f"[{ctx.host_name}] active"
     for cluster, n in (("s1", 3), ("s2", 2), ("s3", 1)):
         assert delta("mosn_upstream_request_total", cluster=cluster) == n, f"[{ctx.host_name}] {cluster}"
     hosts_s1 = [k for k in after if k[0] == "mosn_upstream_request_total" and ("cluster", "s1") in k[1] and len(k[1]) == 2]
     assert len(hosts_s1) == 2 and sum(after[k] - before.get(k, 0) for k in hosts_s1) == 3, f"[{ctx.host_name}] s1 hosts"
     assert not any(k[0] == "mosn_upstream_host_health_changes" for k in after), "exclusion_keys"
-    # request_time: every request that ended is in the histogram (a stream ends just after
-    # its answer is sent, so the last one may take a moment).
+    for cluster, n in (("s1", 3), ("s2", 2), ("s3", 1)):
+        assert delta("mosn_upstream_response_success", cluster=cluster) == n, f"[{ctx.host_name}] {cluster} response_success"
+    # A connection refused: MOSN's connection_con_fail on the cluster and its host.
+    base = scrape(port)
+    r = ctx.get([("x-case", "dead")])
+    assert r.status == 502, f"[{ctx.host_name}] dead cluster: {r.describe()}"
+    dead = scrape(port)
+    key = ("mosn_upstream_connection_con_fail", (("cluster", "dead"),))
+    assert dead[key] - base.get(key, 0) == 1, f"[{ctx.host_name}] connection_con_fail {dead[key]} (before {base.get(key)})"
+    # request_time: every request (the 7 and the dead one), once it ended, is in the histogram.
+    wait_until("no request in flight", 3.0, lambda: scrape(port)[active] == 0)
     key = ("mosn_downstream_request_time_count", (("listener", l),))
-    wait_until("request_time counts all 7", 3.0, lambda: scrape(port)[key] - before.get(key, 0) == 7)
+    moved = scrape(port)[key] - before.get(key, 0)
+    assert moved == 8, f"[{ctx.host_name}] request_time count moved by {moved}, not 8"
 
 
 @case

@@ -8,7 +8,8 @@
 //!   buckets [`TIME_BUCKETS_MS`]);
 //! - `upstream`, label `cluster` (and `host`): `request_total`, `request_active`,
 //!   `request_retry`, `request_retry_overflow`, `request_pending_overflow`,
-//!   `response_failed`, `lb_subsets_fallback` (cluster), host ejections.
+//!   `request_timeout`, `connection_con_fail`, `response_success`, `response_failed`,
+//!   `lb_subsets_fallback` (cluster), host ejections and health changes.
 
 pub mod prometheus;
 

@@ -30,9 +30,12 @@ const EWMA_STAMP_NS: usize = 10;
 const HC_STREAK: usize = 11;
 const WINDOW_CALLS: usize = 12;
 const WINDOW_ERRORS: usize = 13;
+const CONNECT_FAILURES: usize = 14;
+const TIMEOUTS: usize = 15;
+const RESPONSE_SUCCESS: usize = 16;
 
 /// State words per host.
-pub(crate) const HOST_WORDS: usize = 14;
+pub(crate) const HOST_WORDS: usize = 17;
 
 /// A host's live state (health flags, counters), shared by every worker: a handle to its
 /// words in the config's [`StateBlock`]. Cheap to clone; balancers keep one per member.
@@ -121,6 +124,27 @@ impl HostState {
     }
     pub(crate) fn count_failure(&self) {
         self.word(RQ_FAILED).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Attempts whose connection failed (MOSN's `connection_con_fail`).
+    pub fn connect_failures(&self) -> u64 {
+        self.word(CONNECT_FAILURES).load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_connect_failure(&self) {
+        self.word(CONNECT_FAILURES).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Attempts that timed out (MOSN's `request_timeout`).
+    pub fn timeouts(&self) -> u64 {
+        self.word(TIMEOUTS).load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_timeout(&self) {
+        self.word(TIMEOUTS).fetch_add(1, Ordering::Relaxed);
+    }
+    /// Responses below 500 (MOSN's `response_success`).
+    pub fn response_success(&self) -> u64 {
+        self.word(RESPONSE_SUCCESS).load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_response_success(&self) {
+        self.word(RESPONSE_SUCCESS).fetch_add(1, Ordering::Relaxed);
     }
     /// Responses with an error status (5xx).
     pub fn error_responses(&self) -> u64 {
