@@ -49,6 +49,8 @@ test-rust:
 	$(CARGO) test --release --workspace
 	@# The cross-thread wake handshake under every interleaving loom explores (src/wake.rs).
 	RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom wake::loom_tests
+	@# The lock-free limits and token bucket on shared words (src/upstream/word.rs).
+	RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom upstream::word::loom_tests
 
 # Lints that keep the code in shape (see README: Code layout): formatting, clippy with
 # warnings as errors (unsafe_op_in_unsafe_fn and undocumented unsafe blocks are denied in

@@ -17,7 +17,6 @@ use crate::config::fields::object;
 use crate::config::reader::{is_empty, unknown, Diagnostics, Obj};
 use crate::headers::SharedStr;
 use crate::upstream::state::Words;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The largest threshold accepted.
@@ -207,20 +206,7 @@ impl Rule {
     /// of now; passing moves it one token later (one compare-and-swap).
     fn take(&self, now_ns: u64) -> bool {
         let burst = self.interval_ns - self.emission_ns;
-        let w = self.bucket.word(0);
-        let mut cur = w.load(Ordering::Relaxed);
-        loop {
-            // More than an interval ahead can only mean the clock stepped back: start over
-            // (no frozen bucket).
-            let tat = if cur == 0 || cur > now_ns + self.interval_ns { now_ns } else { cur.max(now_ns) };
-            if tat - now_ns > burst {
-                return false;
-            }
-            match w.compare_exchange_weak(cur, tat + self.emission_ns, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(v) => cur = v,
-            }
-        }
+        crate::upstream::word::gcra_take(self.bucket.word(0), now_ns, self.emission_ns, burst, self.interval_ns)
     }
 }
 

@@ -294,24 +294,19 @@ impl Cluster {
     }
 
     fn admit(&self, active: usize, total: usize, overflow: usize, max: u64) -> bool {
-        let ok = if max == 0 {
-            self.word(active).fetch_add(1, Ordering::Relaxed);
-            true
-        } else {
-            self.word(active).fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max).then(|| n + 1)).is_ok()
-        };
+        let ok = super::word::try_acquire(self.word(active), max);
         self.word(if ok { total } else { overflow }).fetch_add(1, Ordering::Relaxed);
         ok
     }
 
     /// Ends a request admitted by [`Cluster::start_request`] (exactly once).
     pub(crate) fn end_request(&self) {
-        self.word(RQ_ACTIVE).fetch_sub(1, Ordering::AcqRel);
+        super::word::release(self.word(RQ_ACTIVE));
     }
 
     /// Ends a retry admitted by [`Cluster::start_retry`] (exactly once).
     pub(crate) fn end_retry(&self) {
-        self.word(RETRY_ACTIVE).fetch_sub(1, Ordering::AcqRel);
+        super::word::release(self.word(RETRY_ACTIVE));
     }
 
     /// The cluster's counters, summed over every worker.

@@ -92,13 +92,7 @@ impl HostState {
     /// Starts an attempt unless `max_active` (0: no limit) are already in flight; the
     /// check and the count are one atomic step, so concurrent workers never exceed it.
     pub(crate) fn try_start_attempt(&self, max_active: u64) -> bool {
-        let active = self.word(RQ_ACTIVE);
-        let ok = if max_active == 0 {
-            active.fetch_add(1, Ordering::Relaxed);
-            true
-        } else {
-            active.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < max_active).then(|| n + 1)).is_ok()
-        };
+        let ok = super::word::try_acquire(self.word(RQ_ACTIVE), max_active);
         if ok {
             self.word(RQ_TOTAL).fetch_add(1, Ordering::Relaxed);
         }
@@ -112,7 +106,7 @@ impl HostState {
     }
     /// Ends an attempt this process started (each start is ended exactly once).
     pub(crate) fn attempt_ended(&self) {
-        self.word(RQ_ACTIVE).fetch_sub(1, Ordering::Relaxed);
+        super::word::release(self.word(RQ_ACTIVE));
     }
     /// Attempts sent to this host (all workers).
     pub fn requests(&self) -> u64 {

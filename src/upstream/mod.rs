@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod outlier;
 pub mod state;
 pub mod subset;
+pub mod word;
 
 pub use cluster::{Cluster, ClusterStats, NoHostReason};
 pub use host::{Host, HostState};
