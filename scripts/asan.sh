@@ -28,7 +28,7 @@ rc=0
 MOSN_EXT_BIN="$out/mosn-ext" MOSN_HOST_LD_PRELOAD="$libasan" \
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0:halt_on_error=0:detect_odr_violation=0" \
   LSAN_OPTIONS="suppressions=$root/tests/asan/lsan.supp:print_suppressions=0" \
-  python3 -m pytest -q -p no:cacheprovider tests/test_hosts.py tests/test_nginx_only.py -k "nginx" || rc=$?
+  python3 -m pytest -q -p no:cacheprovider tests/test_hosts.py tests/test_nginx_only.py tests/test_tls.py tests/test_reload.py -k "nginx" || rc=$?
 n=$(find "$reports" -type f | wc -l)
 echo "asan: suite exit status $rc; sanitizer reports: $n (in $reports)"
 if [ "$n" -gt 0 ]; then

@@ -45,13 +45,20 @@ impl Engine {
     /// Parses, validates and builds MOSN JSON text. The notes are logged once here.
     pub fn from_json(text: &str) -> Result<Arc<Engine>, ConfigErrors> {
         let engine = Engine::load(text)?;
-        if let Some(level) = engine.config.log_level {
+        engine.announce();
+        Ok(Arc::new(engine))
+    }
+
+    /// What taking this config into service does besides serving it: its log level
+    /// (`default_log_level`) becomes the library's, and its notes are logged. A reload calls
+    /// it only once the new config is swapped in (a refused one changes nothing).
+    pub fn announce(&self) {
+        if let Some(level) = self.config.log_level {
             crate::logging::set_level(level);
         }
-        for (path, why) in &engine.notes {
+        for (path, why) in &self.notes {
             tracing::info!("config field {path} changes nothing here: {why}");
         }
-        Ok(Arc::new(engine))
     }
 
     /// [`Engine::from_json`] on a file.

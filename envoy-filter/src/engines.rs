@@ -277,7 +277,8 @@ impl ConfigSlot {
         if *text == *old.text {
             return Ok(None);
         }
-        let engine = Engine::from_json(&text).map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        // No side effect yet (log level, notes): those come with the swap.
+        let engine = Engine::load(&text).map(Arc::new).map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         let blockers = reload_blockers(&self.started, &engine.config, &self.own_clusters());
         if !blockers.is_empty() {
             return Err(blockers.into_iter().map(|(p, why)| format!("{p}: {why}")).collect());
@@ -314,6 +315,7 @@ impl ConfigSlot {
         }
         *self.staged.write().unwrap_or_else(|e| e.into_inner()) = None;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        engine.announce();
         // The old engine's checks stop; the new one's run (streams on the old engine still
         // see its hosts' last health).
         old.engine.stop_background();
