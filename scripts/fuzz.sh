@@ -3,7 +3,7 @@
 #   scripts/fuzz.sh <target> [seconds]
 # New inputs go to build/fuzz/corpus/<target> (the checked-in fuzz/corpus/<target> is read,
 # not written); a crash is saved under fuzz/artifacts/<target>/. Needs the nightly toolchain
-# and cargo-fuzz (`cargo install cargo-fuzz`). Exit 1 if the target crashed.
+# and cargo-fuzz (installed here if missing). Exit 1 if the target crashed.
 set -uo pipefail
 target=${1:?usage: scripts/fuzz.sh <target> [seconds]}
 seconds=${2:-600}
@@ -12,6 +12,12 @@ work=$root/build/fuzz
 mkdir -p "$work/corpus/$target" "$work/logs"
 log=$work/logs/$target.log
 cd "$root/fuzz"
+# cargo-fuzz itself, once (a fresh machine has the nightly toolchain but not the subcommand).
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+  cargo +nightly install cargo-fuzz --locked >"$work/logs/cargo-fuzz-install.log" 2>&1 \
+    || { tail -20 "$work/logs/cargo-fuzz-install.log"; echo "fuzz: could not install cargo-fuzz"; exit 1; }
+fi
 # -a: debug assertions and overflow checks on (an overflow is a finding too).
 if ! cargo +nightly fuzz build -a "$target" >"$log.build" 2>&1; then
   tail -30 "$log.build"; echo "fuzz $target: build failed"; exit 1

@@ -130,12 +130,19 @@ impl HttpConfig {
     /// `on_http_filter_new`: a filter with a fresh core stream, on the current engine (one
     /// atomic load and the view's read lock when no reload happened).
     pub fn new_filter(&self) -> Option<HttpFilter> {
-        if let Some(slot) = &self.slot {
-            if self.view.read().unwrap_or_else(|e| e.into_inner()).generation != slot.generation() {
-                self.refresh(slot);
-            }
-        }
+        let generation = self.slot.as_ref().map_or(0, |s| s.generation());
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        if view.generation == generation {
+            return self.filter_on(&view);
+        }
+        drop(view);
+        if let Some(slot) = &self.slot {
+            self.refresh(slot);
+        }
+        self.filter_on(&self.view.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn filter_on(&self, view: &View) -> Option<HttpFilter> {
         let stream = view.engine.new_stream(view.listener, None)?;
         Some(HttpFilter {
             id: registry::next_id(),
