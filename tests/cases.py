@@ -581,7 +581,8 @@ def prometheus_counts_per_cluster(ctx: CaseContext):
 def admin_api_answers_like_mosn(ctx: CaseContext):
     """MOSN's admin API at admin.address, served by the host: config_dump (whole, and its
     allclusters / allrouters / alllisteners parts) is the loaded config; stats counts a request
-    on its cluster; update_loglevel changes the level get_loglevel reports (bad levels 400);
+    on its cluster; update_loglevel changes the level get_loglevel reports and what the
+    library writes to the host's log (bad levels 400);
     version and states answer; other paths 404, wrong methods 405."""
     import json as _json
     port = ctx.ports.get("admin")
@@ -614,6 +615,18 @@ def admin_api_answers_like_mosn(ctx: CaseContext):
         assert r.status == 200, f"[{ctx.host_name}] update_loglevel {level}: {r.describe()}"
         _, v = get("/api/v1/get_loglevel")
         assert v == {"log_level": level}, f"[{ctx.host_name}] after update to {level}: {v}"
+    # What is logged changes: at ERROR the library's own INFO line about the change is not
+    # written to the host's log; back at INFO it is.
+    line = "log level changed through the admin API"
+    for level, logged in (("ERROR", False), ("INFO", True)):
+        offsets = ctx.host.log_offsets()
+        r = request(port, "/api/v1/update_loglevel", method="POST", body=_json.dumps({"log_level": level}).encode())
+        assert r.status == 200, f"[{ctx.host_name}] update_loglevel {level}: {r.describe()}"
+        if logged:
+            wait_until(f"[{ctx.host_name}] the INFO line at INFO", 3.0, lambda: line in ctx.host.new_log_text(offsets))
+        else:
+            time.sleep(0.5)
+            assert line not in ctx.host.new_log_text(offsets), f"[{ctx.host_name}] an INFO line written at ERROR"
     r = request(port, "/api/v1/update_loglevel", method="POST", body=b'{"log_level": "LOUD"}')
     assert r.status == 400, f"[{ctx.host_name}] bad level: {r.describe()}"
     assert get("/api/v1/version")[0].status == 200 and get("/api/v1/states")[1] == {"state": "Running"}
