@@ -603,7 +603,7 @@ impl HttpFilter {
             Action::LocalReply => {
                 let reply = stream.local_reply().cloned().unwrap_or_else(|| internal_error("mosn_reply_missing"));
                 if let Some(unit) = stream.metadata("unit") {
-                    host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "unit", unit);
+                    host.set_filter_state(policy::UNIT_KEY, unit);
                 }
                 st.phase = Phase::Replied;
                 Next::Reply(reply)
@@ -732,7 +732,7 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
     }
     // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs metadata.
     if let Some(unit) = stream.metadata("unit") {
-        host.set_dynamic_metadata(policy::METADATA_NAMESPACE, "unit", unit);
+        host.set_filter_state(policy::UNIT_KEY, unit);
     }
     host.clear_route_cache();
 }

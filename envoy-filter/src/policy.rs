@@ -11,8 +11,12 @@ use std::time::Duration;
 /// Metadata namespace `add_hosts` gets for MOSN's `metadata.filter_metadata["mosn.lb"]`.
 pub const HOST_METADATA_FILTER: &str = "mosn.lb";
 
-/// Dynamic metadata namespace for access logs (`%DYNAMIC_METADATA(mosn:unit)%`).
+/// Dynamic metadata namespace for access logs (`%DYNAMIC_METADATA(mosn:flags)%`).
 pub const METADATA_NAMESPACE: &str = "mosn";
+
+/// Filter state key of the request's unit for access logs (`%FILTER_STATE(mosn.unit:PLAIN)%`;
+/// filter state costs Envoy about a third of what dynamic metadata does).
+pub const UNIT_KEY: &str = "mosn.unit";
 
 /// Request header that names the Envoy cluster (route `cluster_header`).
 pub const CLUSTER_HEADER: &str = "x-mosn-cluster";

@@ -75,7 +75,7 @@ fn compressor(l: &crate::config::ListenerConfig) -> String {
 const UNLIMITED: u32 = 1_000_000_000;
 
 /// Access log format (see [`super::ACCESS_LOG_FIELDS`]).
-pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%DYNAMIC_METADATA(mosn:unit)% flags=%DYNAMIC_METADATA(mosn:flags)% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS% duration_ms=%DURATION% live_streams=%FILTER_STATE(mosn.live_streams:PLAIN)% envoy_flags=%RESPONSE_FLAGS%\n";
+pub const ACCESS_LOG_FORMAT: &str = "mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%FILTER_STATE(mosn.unit:PLAIN)% flags=%DYNAMIC_METADATA(mosn:flags)% attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% details=%RESPONSE_CODE_DETAILS% duration_ms=%DURATION% live_streams=%FILTER_STATE(mosn.live_streams:PLAIN)% envoy_flags=%RESPONSE_FLAGS%\n";
 
 fn module_config() -> String {
     format!("{{ name: {MODULE_NAME}, do_not_close: true }}")

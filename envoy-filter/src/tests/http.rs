@@ -67,7 +67,7 @@ fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_he
     assert!(p[0] > cluster && p.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     assert!(position(&calls, &add("x-envoy-max-retries", "99")) < p[0]);
     // Metadata, then one route re-match, last.
-    assert!(calls.contains(&Call::Metadata("mosn".into(), "unit".into(), "s1".into())));
+    assert!(calls.contains(&Call::FilterState("mosn.unit".into(), "s1".into())));
     assert_eq!(calls.last(), Some(&Call::ClearRouteCache));
     assert_eq!(calls.iter().filter(|c| **c == Call::ClearRouteCache).count(), 1);
     // What Envoy's router sees.
@@ -150,7 +150,7 @@ fn a_core_local_reply_is_sent_as_is_and_nothing_is_forwarded() {
         Call::Reply { status: 418, body: "teapot".into(), details: "test_reply".into(), headers: vec![("x-why".into(), "test".into())] };
     assert_eq!(calls.iter().filter(|c| matches!(c, Call::Reply { .. })).collect::<Vec<_>>(), [&reply]);
     // The unit is known before the reply (access logs), and the metadata goes first.
-    assert!(position(&calls, &Call::Metadata("mosn".into(), "unit".into(), "s2".into())) < position(&calls, &reply));
+    assert!(position(&calls, &Call::FilterState("mosn.unit".into(), "s2".into())) < position(&calls, &reply));
     assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::ClearRouteCache)), "{calls:#?}");
     assert_eq!(host.values("x-mosn-cluster"), ["a"], "untouched, but the request never reaches the router");
     assert_eq!(f.cell().state.borrow().phase, Phase::Replied);
