@@ -450,4 +450,24 @@ mod tests {
         assert_eq!((cur.envoy_cluster("s1"), cur.envoy_cluster("s2")), ("s1", ADDED_CLUSTERS));
         std::fs::remove_file(p).ok();
     }
+
+    #[test]
+    fn a_new_inline_version_takes_over_the_state_of_the_one_before() {
+        let cfg = |host: &str, key: &str| {
+            let mosn: serde_json::Value = serde_json::from_str(&GOOD.replace("127.0.0.1:2", host)).unwrap();
+            let name = if key == "cluster" { "s1" } else { "l" };
+            serde_json::json!({ "config": mosn, key: name }).to_string()
+        };
+        let (_, v1) = load(cfg("127.0.0.1:2", "cluster").as_bytes(), "cluster", "test").unwrap();
+        drop(v1.engine().new_stream(0, None));
+        drop(v1.engine().new_stream(0, None));
+        // xDS sends the next version (a host added): a new slot, with the counts of the first.
+        let (_, v2) = load(cfg("127.0.0.1:2\"}, {\"address\": \"127.0.0.1:3", "cluster").as_bytes(), "cluster", "test").unwrap();
+        assert!(!Arc::ptr_eq(&v1, &v2));
+        assert_eq!(v2.engine().cluster("s1").unwrap().hosts.len(), 2);
+        assert_eq!(v2.engine().listeners[0].counters.stats().request_total, 2);
+        // The same version named again (the listener's config) is the same slot, state untouched.
+        let (_, again) = load(cfg("127.0.0.1:2\"}, {\"address\": \"127.0.0.1:3", "listener").as_bytes(), "listener", "test").unwrap();
+        assert!(Arc::ptr_eq(&v2, &again));
+    }
 }
