@@ -9,6 +9,7 @@
 #   envoy-floor   fixed route, no decision              nginx-floor   fixed upstream
 #   envoy-lua     envoy.filters.http.lua                nginx-lua     set_by_lua + balancer_by_lua
 #   envoy-module  the mosn module filter + clusters     nginx-njs     js_set (njs)
+#   envoy-noopmodule  envoy-native + the module as a filter that does nothing (`{"noop": true}`)
 #                                                       nginx-module  the mosn nginx module
 #
 # Every process started here is recorded and stopped by PID on exit (bench_cleanup, trapped).
@@ -19,7 +20,7 @@ HARNESS="$ROOT/tests/harness"
 PEERS="$ROOT/benches/peers"
 MOSN_EXT_BIN=${MOSN_EXT_BIN:-$ROOT/build/output/mosn-ext}
 MODULE_DIR=${MODULE_DIR:-$(dirname "$MOSN_EXT_BIN")}
-ALL_TARGETS="envoy-native envoy-floor envoy-lua envoy-module nginx-native nginx-floor nginx-lua nginx-njs nginx-module"
+ALL_TARGETS="envoy-native envoy-floor envoy-lua envoy-noopmodule envoy-module nginx-native nginx-floor nginx-lua nginx-njs nginx-module"
 # The same access-log fields on every Envoy peer (the module's generated config has its own).
 ENVOY_LOG_FORMAT='mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%REQ(X-MOSN-ON-ENVOY-UNIT)% flags=%RESPONSE_FLAGS% details=%RESPONSE_CODE_DETAILS%'
 
@@ -105,7 +106,7 @@ wait_http() {
 bench_backends() {
   read -r P_S1A P_S1B P_S2 P_S3 <<<"$(python3 "$HARNESS/ports.py" 4)"
   local t ports
-  read -r -a ports <<<"$(python3 "$HARNESS/ports.py" 9)"
+  read -r -a ports <<<"$(python3 "$HARNESS/ports.py" 10)"
   local i=0
   for t in $ALL_TARGETS; do PORT_OF[$t]=${ports[$i]}; i=$((i + 1)); done
   local B="$WORK/backends"; mkdir -p "$B"

@@ -26,6 +26,9 @@ use std::ffi::c_void;
 enum FilterConfig {
     Listener(HttpConfig),
     Upstream,
+    /// `{"noop": true}`: does nothing on every hook (the benchmark's floor of Envoy's
+    /// dynamic-module machinery, `benches/peers/envoy-noopmodule.yaml`).
+    Noop,
     /// MOSN's prometheus sink or admin API (`{"metrics": true}`, `{"admin": true}`: see
     /// `endpoint.rs`).
     Endpoint(endpoint::Endpoint, std::sync::Arc<crate::engines::ConfigSlot>),
@@ -35,6 +38,7 @@ enum FilterConfig {
 enum Filter {
     Listener(HttpFilter),
     Upstream,
+    Noop,
     Endpoint(endpoint::Endpoint, std::sync::Arc<mosn_extension::Engine>),
 }
 
@@ -42,6 +46,9 @@ impl FilterConfig {
     fn load(bytes: &[u8]) -> Option<FilterConfig> {
         if upstream::is_upstream_config(bytes) {
             return Some(FilterConfig::Upstream);
+        }
+        if serde_json::from_slice::<serde_json::Value>(bytes).ok() == Some(serde_json::json!({"noop": true})) {
+            return Some(FilterConfig::Noop);
         }
         if let Some(e) = endpoint::endpoint_of(bytes) {
             return endpoint::load(bytes, e).map(|slot| FilterConfig::Endpoint(e, slot));
@@ -82,7 +89,7 @@ unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<&'a Filter> {
 }
 
 /// The listener filter behind `ptr`: `Ok(None)` for NULL (the request hooks answer 500),
-/// `Err(())` for an upstream filter (its request hooks let the attempt go on).
+/// `Err(())` for an upstream or a no-op filter (its request hooks let the request go on).
 ///
 /// # Safety
 /// As for [`any_filter`].
@@ -91,7 +98,7 @@ unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
     match unsafe { any_filter(ptr) } {
         None => Ok(None),
         Some(Filter::Listener(f)) => Ok(Some(f)),
-        Some(Filter::Upstream | Filter::Endpoint(..)) => Err(()),
+        Some(Filter::Upstream | Filter::Noop | Filter::Endpoint(..)) => Err(()),
     }
 }
 
@@ -211,6 +218,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
         let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
             None => return std::ptr::null(),
             Some(FilterConfig::Upstream) => Filter::Upstream,
+            Some(FilterConfig::Noop) => Filter::Noop,
             Some(FilterConfig::Endpoint(e, slot)) => Filter::Endpoint(*e, slot.engine()),
             Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
                 Some(f) => Filter::Listener(f),
@@ -351,7 +359,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     let f = match unsafe { filter(filter_module) } {
         Ok(f) => f,
         Err(()) => {
-            guard::or("http_upstream_filter_response_headers", || (), || upstream::response_headers(&mut host));
+            // SAFETY: as above.
+            if !matches!(unsafe { any_filter(filter_module) }, Some(Filter::Noop)) {
+                guard::or("http_upstream_filter_response_headers", || (), || upstream::response_headers(&mut host));
+            }
             return headers_status::CONTINUE;
         }
     };
