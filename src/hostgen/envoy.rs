@@ -310,69 +310,9 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     let upstream_cfg = serde_json::json!({ "config_path": config_path, "upstream": true }).to_string();
     for c in &cfg.clusters {
         let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": c.name }).to_string();
-        // The config applies MOSN's default (10 s); protobuf durations are written in seconds.
-        let connect_s = c.connect_timeout.as_secs_f64().max(0.001);
-        let _ = write!(
-            y,
-            r#"  - name: {name}
-    connect_timeout: {connect_s:.3}s
-    # MOSN's limits decide (none without circuit_breakers); Envoy's defaults (1024
-    # connections, 3 concurrent retries) must not.
-    circuit_breakers:
-      thresholds:
-      - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
-    lb_policy: CLUSTER_PROVIDED
-    cluster_type:
-      name: envoy.clusters.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_modules.v3.ClusterConfig
-        dynamic_module_config: {module}
-        cluster_name: {name}
-        cluster_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: {cluster_cfg}
-{tls}"#,
-            name = quote(&c.name),
-            module = module_config(),
-            cluster_cfg = quote(&cluster_cfg),
-            unlimited = UNLIMITED,
-            tls = upstream_tls(c),
-        );
         let attempt_filter = status_retries.contains(c.name.as_str());
-        // HTTP/1.1 to the upstream, with the request's trailers (Envoy drops them by default).
-        let _ = write!(
-            y,
-            r#"    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http_protocol_options: {{ enable_trailers: true }} }}
-"#
-        );
-        if let Some(idle) = c.idle_timeout {
-            // MOSN's idle_timeout: an upstream connection idle that long is closed.
-            let _ = writeln!(y, "        common_http_protocol_options: {{ idle_timeout: {:.3}s }}", idle.as_secs_f64().max(0.001));
-        }
-        if attempt_filter {
-            // Every attempt's response to the core, which marks the ones it retries.
-            let _ = write!(
-                y,
-                r#"        http_filters:
-        - name: mosn_attempt
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-            dynamic_module_config: {module}
-            filter_name: mosn_attempt
-            filter_config:
-              "@type": type.googleapis.com/google.protobuf.StringValue
-              value: {upstream_cfg}
-        - name: envoy.filters.http.upstream_codec
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
-"#,
-                module = module_config(),
-                upstream_cfg = quote(&upstream_cfg),
-            );
-        }
+        let module_cluster = ModuleCluster { name: &c.name, cluster_cfg: &cluster_cfg, upstream_cfg: &upstream_cfg };
+        module_cluster.write(&mut y, c.connect_timeout, c.idle_timeout, &upstream_tls(c), attempt_filter);
     }
     added_clusters(&mut y, &config_path, &upstream_cfg);
     y
@@ -445,11 +385,34 @@ pub const ADDED_CLUSTERS: &str = "mosn_added_clusters";
 
 fn added_clusters(y: &mut String, config_path: &str, upstream_cfg: &str) {
     let cluster_cfg = serde_json::json!({ "config_path": config_path, "cluster": ADDED_CLUSTERS_KEY }).to_string();
-    let _ = write!(
-        y,
-        r#"  # MOSN clusters added by a reload (mosn.json changed while Envoy runs).
-  - name: "{name}"
-    connect_timeout: {connect_s}s
+    let _ = writeln!(y, "  # MOSN clusters added by a reload (mosn.json changed while Envoy runs).");
+    let module_cluster = ModuleCluster { name: ADDED_CLUSTERS, cluster_cfg: &cluster_cfg, upstream_cfg };
+    module_cluster.write(y, crate::config::DEFAULT_CONNECT_TIMEOUT, None, "", true);
+}
+
+/// One `envoy.clusters.dynamic_modules` cluster of the module: a MOSN cluster's, or
+/// [`ADDED_CLUSTERS`].
+struct ModuleCluster<'a> {
+    name: &'a str,
+    /// The module's cluster config (JSON).
+    cluster_cfg: &'a str,
+    /// The per-attempt upstream filter's config (JSON).
+    upstream_cfg: &'a str,
+}
+
+impl ModuleCluster<'_> {
+    /// Writes the cluster: its connect timeout, no Envoy limits, the module as its LB,
+    /// `tls` (its transport socket lines, or ""), HTTP/1.1 with trailers, the idle timeout,
+    /// and where a route retries on status, the per-attempt upstream filter.
+    fn write(&self, y: &mut String, connect: std::time::Duration, idle: Option<std::time::Duration>, tls: &str, attempt_filter: bool) {
+        // The config applies MOSN's default (10 s); protobuf durations are written in seconds.
+        let connect_s = connect.as_secs_f64().max(0.001);
+        let _ = write!(
+            y,
+            r#"  - name: {name}
+    connect_timeout: {connect_s:.3}s
+    # MOSN's limits decide (none without circuit_breakers); Envoy's defaults (1024
+    # connections, 3 concurrent retries) must not.
     circuit_breakers:
       thresholds:
       - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
@@ -459,15 +422,34 @@ fn added_clusters(y: &mut String, config_path: &str, upstream_cfg: &str) {
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.clusters.dynamic_modules.v3.ClusterConfig
         dynamic_module_config: {module}
-        cluster_name: "{name}"
+        cluster_name: {name}
         cluster_config:
           "@type": type.googleapis.com/google.protobuf.StringValue
           value: {cluster_cfg}
-    typed_extension_protocol_options:
+{tls}"#,
+            name = quote(self.name),
+            module = module_config(),
+            cluster_cfg = quote(self.cluster_cfg),
+            unlimited = UNLIMITED,
+        );
+        // HTTP/1.1 to the upstream, with the request's trailers (Envoy drops them by default).
+        let _ = write!(
+            y,
+            r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http_protocol_options: {{ enable_trailers: true }} }}
-        http_filters:
+"#
+        );
+        if let Some(idle) = idle {
+            // MOSN's idle_timeout: an upstream connection idle that long is closed.
+            let _ = writeln!(y, "        common_http_protocol_options: {{ idle_timeout: {:.3}s }}", idle.as_secs_f64().max(0.001));
+        }
+        if attempt_filter {
+            // Every attempt's response to the core, which marks the ones it retries.
+            let _ = write!(
+                y,
+                r#"        http_filters:
         - name: mosn_attempt
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
@@ -480,13 +462,11 @@ fn added_clusters(y: &mut String, config_path: &str, upstream_cfg: &str) {
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
 "#,
-        name = ADDED_CLUSTERS,
-        connect_s = crate::config::DEFAULT_CONNECT_TIMEOUT.as_secs(),
-        unlimited = UNLIMITED,
-        module = module_config(),
-        cluster_cfg = quote(&cluster_cfg),
-        upstream_cfg = quote(upstream_cfg),
-    );
+                module = module_config(),
+                upstream_cfg = quote(self.upstream_cfg),
+            );
+        }
+    }
 }
 
 /// The `cluster` value of [`ADDED_CLUSTERS`]' module config (no MOSN cluster can be named
