@@ -199,48 +199,36 @@ class Chaos:
     # run: the last workers then carry a third of the load and the abandoned clients before
     # the live-stream probe (a reload's new workers start with no streams).
     def _reload(self) -> None:
-        if self.h.host == "envoy":
-            return self._reload_envoy()
         period = max(3.0, min(8.0, self.seconds / 8))
         until = time.monotonic() + self.seconds * 2 / 3
         catch_all = ["s3", "all_sites"]
         i = 0
         while not self.stop.wait(period) and time.monotonic() + period / 2 < until:
-            before = self.procs.workers()
+            applied = self._reload_probe()
             self.h.write_config(self.cfg_for(catch_all[i % 2]))
             i += 1
-            self.h.reload()
+            if self.h.host == "nginx":
+                self.h.reload()
             self._bump("reloads")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                # Old workers may linger while they finish requests: new ones are what count.
-                if len(self.procs.workers() - before) >= WORKERS:
-                    self._bump("reloads_applied")
-                    break
-                time.sleep(0.1)
-            else:
-                with self.lock:
-                    self.stats["reload_errors"].append(f"reload {i}: no new workers in 10 s")
-
-    def _reload_envoy(self) -> None:
-        period = max(3.0, min(8.0, self.seconds / 8))
-        until = time.monotonic() + self.seconds * 2 / 3
-        catch_all = ["s3", "all_sites"]
-        i = 0
-        while not self.stop.wait(period) and time.monotonic() + period / 2 < until:
-            before = self.h.log_text().count("mosn.json reloaded")
-            self.h.write_config(self.cfg_for(catch_all[i % 2]))
-            i += 1
-            self._bump("reloads")
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if self.h.log_text().count("mosn.json reloaded") > before:
+                if applied():
                     self._bump("reloads_applied")
                     break
                 time.sleep(0.1)
             else:
                 with self.lock:
                     self.stats["reload_errors"].append(f"reload {i}: not applied in 10 s\n{self.h.logs_tail(10)}")
+
+    def _reload_probe(self):
+        """Taken before a reload: a function that tells whether it has been applied since.
+        nginx: a full set of new workers (old ones may linger while they finish requests);
+        Envoy: one more "mosn.json reloaded" line in its log."""
+        if self.h.host == "nginx":
+            before = self.procs.workers()
+            return lambda: len(self.procs.workers() - before) >= WORKERS
+        before = self.h.log_text().count("mosn.json reloaded")
+        return lambda: self.h.log_text().count("mosn.json reloaded") > before
 
     # Clients that go away mid-request.
     def _abandon(self) -> None:
