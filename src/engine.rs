@@ -301,10 +301,12 @@ impl Engine {
     /// name its counters. Gauges of requests in flight start at 0 here: those requests end
     /// on `old`. Filters' own words (flow control) start afresh.
     pub fn inherit_state(&self, old: &Engine) {
-        let raw = |e: &Engine, i: usize| e.config.raw.pointer(&format!("/cluster_manager/clusters/{i}")).cloned();
+        fn raw(e: &Engine, i: usize) -> Option<&serde_json::Value> {
+            e.config.raw.pointer(&format!("/cluster_manager/clusters/{i}"))
+        }
         for (i, c) in self.clusters.iter().enumerate() {
             let Some(j) = old.clusters.iter().position(|o| o.name == c.name) else { continue };
-            let same = raw(self, i).is_some() && raw(self, i) == raw(old, j);
+            let same = raw(self, i).is_some_and(|a| raw(old, j) == Some(a));
             c.inherit(&old.clusters[j], same);
         }
         for l in &self.listeners {

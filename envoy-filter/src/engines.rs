@@ -103,21 +103,20 @@ pub fn slot_for(source: &ConfigSource) -> Result<Arc<ConfigSlot>, Vec<String>> {
     // A poisoned lock only means a panic elsewhere while holding it; the map is still valid.
     let mut map = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
     map.retain(|_, w| w.strong_count() > 0);
-    let (key, path, text) = match source {
+    let (key, path) = match source {
         // One slot per file, however the configs spell its path (relative, `//`, symlink).
         ConfigSource::Path(p) => {
             let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            (canonical.display().to_string(), Some(canonical), None)
+            (canonical.display().to_string(), Some(canonical))
         }
-        ConfigSource::Inline(text) => (format!("inline:{text}"), None, Some(text.clone())),
+        ConfigSource::Inline(text) => (format!("inline:{text}"), None),
     };
     if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
         return Ok(s);
     }
-    let (text, stamp) = match (&path, text) {
-        (Some(p), _) => read(p).map_err(|e| vec![e])?,
-        (None, Some(t)) => (t, None),
-        (None, None) => unreachable!("a source is a path or a text"),
+    let (text, stamp) = match (source, &path) {
+        (ConfigSource::Inline(t), _) => (t.clone(), None),
+        (ConfigSource::Path(p), canonical) => read(canonical.as_ref().unwrap_or(p)).map_err(|e| vec![e])?,
     };
     let engine = Engine::from_json(&text).map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let slot = Arc::new(ConfigSlot {
@@ -342,11 +341,8 @@ impl ConfigSlot {
 }
 
 /// Starts the slot's file watcher: a thread that reloads when the file changes, and ends
-/// with the slot. Not started where threads must not run (`MOSN_RELOAD_WATCH=0`).
+/// with the slot.
 fn watch(slot: &Arc<ConfigSlot>) {
-    if std::env::var("MOSN_RELOAD_WATCH").is_ok_and(|v| v == "0") {
-        return;
-    }
     let weak = Arc::downgrade(slot);
     let spawned = std::thread::Builder::new().name("mosn-reload".into()).spawn(move || loop {
         std::thread::sleep(WATCH_INTERVAL);

@@ -177,18 +177,21 @@ impl ClusterConfig {
 
     /// `on_cluster_new`.
     pub fn new_cluster(&self) -> Arc<ClusterShared> {
-        let mut shared = ClusterShared::new(self.engine.clone(), self.cluster.clone());
-        let s = Arc::get_mut(&mut shared).expect("just built");
-        s.slot = Some(self.slot.clone());
-        s.added = self.added;
-        shared
+        ClusterShared::with_slot(self.engine.clone(), self.cluster.clone(), Some(self.slot.clone()), self.added)
     }
 }
 
 // === impl ClusterShared ===
 
 impl ClusterShared {
+    /// A cluster of `engine` that follows no reloads (tests).
     pub fn new(engine: Arc<Engine>, cluster: Arc<Cluster>) -> Arc<ClusterShared> {
+        ClusterShared::with_slot(engine, cluster, None, false)
+    }
+
+    /// A cluster of `engine` whose config is `slot` (reloads); `added`: Envoy's cluster for
+    /// the MOSN clusters a reload adds.
+    fn with_slot(engine: Arc<Engine>, cluster: Arc<Cluster>, slot: Option<Arc<ConfigSlot>>, added: bool) -> Arc<ClusterShared> {
         let dns_hosts = Mutex::new(vec![None; cluster.hosts.len()]);
         Arc::new(ClusterShared {
             engine,
@@ -197,8 +200,8 @@ impl ClusterShared {
             dns_hosts,
             feed: Arc::default(),
             feed_open: OnceLock::new(),
-            slot: None,
-            added: false,
+            slot,
+            added,
             reload_hook: OnceLock::new(),
             reloaded: Mutex::default(),
         })

@@ -143,18 +143,6 @@ pub(super) fn parse(o: &mut Obj<'_>, key: &'static str, side: Side, d: &mut Diag
     Some(cfg)
 }
 
-// === impl Pem ===
-
-impl Pem {
-    /// The PEM text (read from the file when it is one).
-    pub fn text(&self) -> std::io::Result<String> {
-        match self {
-            Pem::Inline(t) => Ok(t.clone()),
-            Pem::File(p) => std::fs::read_to_string(p),
-        }
-    }
-}
-
 // === impl TlsVersion ===
 
 impl TlsVersion {
