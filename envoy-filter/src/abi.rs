@@ -225,6 +225,9 @@ extern "C" {
 
     // --- HTTP filter: routing, replies, flow ---
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy: *mut c_void);
+    /// Asks the cached route's cluster specifier for the cluster again (Envoy 1.40:
+    /// `refreshRouteCluster`, synchronously, on this worker); no route re-match.
+    pub fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(filter_envoy: *mut c_void);
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter_envoy: *mut c_void,
         status_code: u32,
@@ -365,6 +368,10 @@ extern "C" {
         priority: u32,
         healthy_index: usize,
     ) -> bool;
+
+    // --- cluster specifier (only during `on_cluster_specifier_select`, on the request's worker) ---
+    /// Names the route's cluster (copied). An unknown name makes Envoy answer 503.
+    pub fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(ctx: *mut c_void, cluster_name: ModuleBuffer);
 }
 
 // === impl logging ===

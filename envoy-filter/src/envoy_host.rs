@@ -151,9 +151,10 @@ impl HttpHost for EnvoyHttp {
         };
     }
 
-    fn clear_route_cache(&mut self) {
+    fn route_to_cluster(&mut self, cluster: &str) -> bool {
+        let envoy = self.envoy;
         // SAFETY: the stream's pointer inside its hook.
-        unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(self.envoy) };
+        crate::specifier::Handoff::route(cluster, || unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cluster_cache(envoy) })
     }
 
     fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str) {

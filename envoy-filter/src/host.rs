@@ -103,8 +103,9 @@ pub trait HttpHost {
     /// Answers locally. Envoy runs this stream's local-reply and response hooks before it
     /// returns, so the caller must hold no borrow of the stream state.
     fn send_local_reply(&mut self, reply: &LocalReply);
-    /// Makes Envoy match the route again (after `x-mosn-cluster` changed).
-    fn clear_route_cache(&mut self);
+    /// Makes the route name `cluster` (Envoy asks the route's cluster specifier again,
+    /// `specifier.rs`); false if the route did not ask (it is not that specifier).
+    fn route_to_cluster(&mut self, cluster: &str) -> bool;
     /// A string in the stream's dynamic metadata (access logs).
     fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str);
     /// Bytes in the stream's filter state (read back by the cluster LB); false if refused.

@@ -9,7 +9,7 @@
 //! Request path (the state machine of [`Phase`]):
 //!
 //! ```text
-//! headers ─► core ─► Continue   ─► apply mutations, x-mosn-cluster, x-envoy-*, copies (mirror.rs) ─► Continue
+//! headers ─► core ─► Continue   ─► apply mutations, x-envoy-*, the cluster (specifier.rs), copies (mirror.rs) ─► Continue
 //!                 ├► Wait       ─► Stop(All) … wake ─► scheduler commit ─► scheduled ─► resume ─► continue_decoding
 //!                 ├► BufferBody ─► Stop … body (end) / trailers ─► core(body) ─► as above
 //!                 └► LocalReply ─► send_local_reply ─► Stop
@@ -30,6 +30,7 @@ use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, Tr
 use crate::mirror::{self, MirrorSender};
 use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
+use crate::specifier;
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::{ADDED_CLUSTERS, NO_HOST};
@@ -583,7 +584,16 @@ impl HttpFilter {
         drop(trailers);
         match action {
             Action::Continue => {
-                apply_request(host, stream, present, fresh, self.added.as_deref());
+                if !apply_request(host, stream, present, fresh, self.added.as_deref()) {
+                    // A route that is not this module's cluster specifier would send the
+                    // request to a cluster the core did not choose.
+                    crate::log_error(
+                        "mosn: the request's Envoy route does not name its cluster through the mosn cluster specifier \
+                         (inline_cluster_specifier_plugin, see the README); answering 500",
+                    );
+                    st.phase = Phase::Replied;
+                    return Next::Reply(internal_error("mosn_route_without_specifier"));
+                }
                 // The copies leave with the request, as it goes upstream; nothing of them
                 // stays with this stream (`mirror.rs`). Making them only reads the request, and
                 // a failure there (logged by the guard) never fails the request itself.
@@ -660,9 +670,8 @@ impl HttpFilter {
 /// The request headers the adapter sets or removes after the core's mutations, so that
 /// neither a client nor a filter hands them to Envoy's router: the mirror key,
 /// `x-mosn-cluster` and the route policy's `x-envoy-*` headers.
-pub(crate) const GUARDED: [&str; 8] = [
+pub(crate) const GUARDED: [&str; 7] = [
     mirror::MIRROR_HOST_KEY,
-    policy::CLUSTER_HEADER,
     policy::MAX_RETRIES,
     policy::RETRY_ON,
     policy::RETRIABLE_HEADER_NAMES,
@@ -682,10 +691,9 @@ impl Present {
 }
 
 /// Applies the core's request mutations and hands the route's decision to Envoy's router:
-/// `x-mosn-cluster` (always overwritten or removed, after the core's own mutations, so
-/// neither a client nor a filter picks the Envoy cluster), the route's retry policy and
-/// timeouts as `x-envoy-*` (removed when the route has none), dynamic metadata
-/// `mosn.unit`, and a route re-match.
+/// the route's retry policy and timeouts as `x-envoy-*` (removed when the route has none),
+/// filter state `mosn.unit`, and last the cluster, through the route's cluster specifier
+/// (`specifier.rs`). False if the route did not take the cluster (it is not the specifier).
 ///
 /// A removal is made only for a header that can be there: one the request had when the core
 /// saw it (`present`) or one the core's mutations name; a header that can not be there is
@@ -694,7 +702,7 @@ impl Present {
 ///
 /// `added`: the MOSN clusters a reload added; Envoy's cluster for them is
 /// `mosn_added_clusters`.
-pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present, fresh: u64, added: Option<&HashSet<String>>) {
+pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present, fresh: u64, added: Option<&HashSet<String>>) -> bool {
     let mutations = stream.request_mutations();
     for (i, m) in mutations.iter().enumerate() {
         match m.op {
@@ -716,11 +724,6 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         None if maybe_there(name) => host.remove_header(HeaderKind::Request, name),
         None => {}
     };
-    let cluster = stream.cluster().map(|c| match added {
-        Some(a) if a.contains(&*c.name) => ADDED_CLUSTERS,
-        _ => &*c.name,
-    });
-    put(host, policy::CLUSTER_HEADER, cluster);
     for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
         put(host, name, value.as_deref());
     }
@@ -734,7 +737,12 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
     if let Some(unit) = stream.metadata("unit") {
         host.set_filter_state(policy::UNIT_KEY, unit);
     }
-    host.clear_route_cache();
+    // Last: Envoy reads the cluster's settings when the specifier names it.
+    let cluster = stream.cluster().map_or(specifier::NO_DECISION, |c| match added {
+        Some(a) if a.contains(&*c.name) => ADDED_CLUSTERS,
+        _ => &*c.name,
+    });
+    host.route_to_cluster(cluster)
 }
 
 /// Applies header mutations in order.

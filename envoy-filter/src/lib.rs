@@ -1,12 +1,14 @@
 //! `mosn-envoy`: the Envoy 1.40 dynamic-module adapter of mosn-extension.
 //!
-//! One `libmosn_envoy.so` provides two Envoy extensions that share one MOSN config:
+//! One `libmosn_envoy.so` provides three Envoy extensions that share one MOSN config:
 //!
 //! - the HTTP filter (`envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter`,
 //!   `http.rs`): runs the MOSN stream filters and router of a listener per request, then hands
-//!   the chosen cluster to Envoy as request header `x-mosn-cluster` (the Envoy route uses
-//!   `cluster_header: x-mosn-cluster`) and the route's retry policy / timeouts as Envoy's
-//!   `x-envoy-*` request headers;
+//!   the route's retry policy / timeouts to Envoy as its `x-envoy-*` request headers and the
+//!   chosen cluster to the route's cluster specifier;
+//! - the cluster specifier (`envoy.router.cluster_specifier_plugin.dynamic_modules`,
+//!   `cluster_specifier.rs`, logic in [`specifier`]): the Envoy route's cluster is the one the
+//!   filter chose, handed over during the filter's `clear_route_cluster_cache` call;
 //! - the cluster (`envoy.clusters.dynamic_modules`, `lb_policy: CLUSTER_PROVIDED`, `cluster.rs`):
 //!   one Envoy cluster per MOSN cluster, whose hosts are the MOSN hosts and whose load
 //!   balancer asks the core's stream (found through filter state `mosn.stream_id`) for the
@@ -24,10 +26,10 @@
 //! - [`mirror`]: request copies, sent from the main thread as the filter config's HTTP
 //!   callouts, each to the host the core chose;
 //! - [`guard`]: the one panic guard and the fail-closed policy per kind of hook;
-//! - [`registry`], [`engines`], [`policy`]: per-worker streams, shared engines, pure
-//!   translations.
+//! - [`registry`], [`engines`], [`policy`], [`specifier`]: per-worker streams, shared
+//!   engines, pure translations, the cluster handoff.
 //!
-//! The FFI modules (`abi`, `envoy_host`, `http`, `cluster`) are left out of `cargo test`
+//! The FFI modules (`abi`, `envoy_host`, `http`, `cluster`, `cluster_specifier`) are left out of `cargo test`
 //! builds (the test binary has no Envoy to link against); everything else is unit-tested
 //! against the recording fakes of `testing.rs`.
 
@@ -40,12 +42,15 @@ pub mod lb;
 pub mod mirror;
 pub mod policy;
 pub mod registry;
+pub mod specifier;
 pub mod upstream;
 
 #[cfg(not(test))]
 mod abi;
 #[cfg(not(test))]
 mod cluster;
+#[cfg(not(test))]
+mod cluster_specifier;
 #[cfg(not(test))]
 mod envoy_host;
 #[cfg(not(test))]

@@ -44,7 +44,7 @@
 //!
 //! What a copy carries: the request's headers as they go upstream (the core's mutations
 //! applied; without hop-by-hop headers, `expect`, and what this module tells Envoy's router:
-//! `x-mosn-cluster`, the `x-envoy-*` retry and timeout headers) and the buffered body, with
+//! the `x-envoy-*` retry and timeout headers) and the buffered body, with
 //! its `content-length`. Envoy's async client adds `x-envoy-internal: true` and appends the
 //! node's address to `x-forwarded-for` (no callout option turns that off in 1.40).
 

@@ -18,9 +18,6 @@ pub const METADATA_NAMESPACE: &str = "mosn";
 /// filter state costs Envoy about a third of what dynamic metadata does).
 pub const UNIT_KEY: &str = "mosn.unit";
 
-/// Request header that names the Envoy cluster (route `cluster_header`).
-pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
-
 /// Filter state key of the library's live streams when a stream ends (the access log's
 /// `live_streams`, `%FILTER_STATE(mosn.live_streams:PLAIN)%`).
 pub const LIVE_STREAMS_KEY: &str = "mosn.live_streams";

@@ -37,8 +37,14 @@ pub enum Call {
     Set(HeaderKind, String, String),
     Add(HeaderKind, String, String),
     Remove(HeaderKind, String),
-    Reply { status: u16, body: String, details: String, headers: Vec<(String, String)> },
-    ClearRouteCache,
+    Reply {
+        status: u16,
+        body: String,
+        details: String,
+        headers: Vec<(String, String)>,
+    },
+    /// The route was told to name this cluster (`route_to_cluster`).
+    RouteTo(String),
     Metadata(String, String, String),
     FilterState(String, String),
     SchedulerNew,
@@ -68,6 +74,10 @@ pub struct FakeHttp {
     pub source_address: Option<String>,
     /// Every call, in order (shared with the scheduler, which commits from other threads).
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// The cluster the route names now (`route_to_cluster`).
+    pub routed: Option<String>,
+    /// The route is not this module's cluster specifier: `route_to_cluster` is not taken.
+    pub route_without_specifier: bool,
 }
 
 impl FakeHttp {
@@ -85,6 +95,8 @@ impl FakeHttp {
             no_scheduler: false,
             source_address: Some("127.0.0.1:40000".into()),
             calls: Arc::new(Mutex::new(Vec::new())),
+            routed: None,
+            route_without_specifier: false,
         }
     }
 
@@ -172,8 +184,13 @@ impl HttpHost for FakeHttp {
             headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         });
     }
-    fn clear_route_cache(&mut self) {
-        self.record(Call::ClearRouteCache);
+    fn route_to_cluster(&mut self, cluster: &str) -> bool {
+        self.record(Call::RouteTo(cluster.into()));
+        if self.route_without_specifier {
+            return false;
+        }
+        self.routed = Some(cluster.into());
+        true
     }
     fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str) {
         self.record(Call::Metadata(namespace.into(), key.into(), value.into()));

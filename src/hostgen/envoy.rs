@@ -3,8 +3,8 @@
 //! Shape (measured against the 1.40 binary, see docs/envoy.md):
 //! - per MOSN listener: an Envoy listener on its `address`, an HTTP connection manager
 //!   whose first HTTP filter is our dynamic module (`mosn_envoy`) running the MOSN
-//!   listener's stream filters and router; a single route takes the cluster from the
-//!   request header `x-mosn-cluster` that the module sets (`cluster_header`);
+//!   listener's stream filters and router; a single route whose cluster specifier (the
+//!   module again) names the cluster the filter chose;
 //! - per MOSN cluster: an `envoy.clusters.dynamic_modules` cluster with
 //!   `lb_policy: CLUSTER_PROVIDED`: the module adds the MOSN hosts and picks the host. Its
 //!   circuit breaker thresholds are effectively unlimited (MOSN's limits are the core's);
@@ -42,8 +42,6 @@ fn clusters_with_status_retries(cfg: &MosnConfig) -> HashSet<&str> {
 
 /// The dynamic module's name: Envoy loads `lib<name>.so` from its search path.
 pub const MODULE_NAME: &str = "mosn_envoy";
-/// The request header carrying the router's cluster choice to Envoy's router.
-pub const CLUSTER_HEADER: &str = "x-mosn-cluster";
 
 /// Envoy's compressor (gzip) from the listener's `gzip` filter (MOSN's gzip is done by the
 /// host), placed before the router; else nothing.
@@ -277,8 +275,18 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
               domains: ["*"]
               routes:
               - match: {{ prefix: "/" }}
-                route: {{ cluster_header: {cluster_header}, timeout: 60s }}
-                request_headers_to_remove: [{cluster_header}]
+                route:
+                  timeout: 60s
+                  # The module's HTTP filter chose the cluster; this names it (an unknown
+                  # name, the one before the filter decided, is a 500).
+                  cluster_not_found_response_code: INTERNAL_SERVER_ERROR
+                  inline_cluster_specifier_plugin:
+                    extension:
+                      name: mosn
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.router.cluster_specifiers.dynamic_modules.v3.DynamicModuleClusterSpecifier
+                        dynamic_module_config: {module}
+                        specifier_name: mosn
 "#,
             head = listener_head(&l.name, l.address, &downstream_tls(l)),
             codec = match l.protocol {
@@ -291,7 +299,7 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
             access_log = quote(l.log_path.as_deref().unwrap_or(&access_log)),
             format = quote(ACCESS_LOG_FORMAT),
             filter = module_http_filter(&filter_cfg),
-            cluster_header = CLUSTER_HEADER,
+            module = module_config(),
             no_host = NO_HOST,
             compressor = compressor(l),
         );

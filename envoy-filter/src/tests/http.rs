@@ -30,7 +30,7 @@ fn position(calls: &[Call], c: &Call) -> usize {
 // === Header application ===
 
 #[test]
-fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_headers() {
+fn forward_applies_core_mutations_in_order_then_the_policy_headers_then_names_the_cluster() {
     let (cfg, _) = config(false);
     let (f, host, status) = request(
         &cfg,
@@ -50,9 +50,6 @@ fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_he
     let ops = [add("a", "1"), add("a", "2"), remove("b"), add("c", "3"), set("x-mosn-cluster", "forged")];
     let at: Vec<usize> = ops.iter().map(|c| position(&calls, c)).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
-    // Then the route's cluster, overwriting both the client's and the filter's value.
-    let cluster = position(&calls, &set("x-mosn-cluster", "a"));
-    assert!(cluster > at[4]);
     // Then the route's policy, in the fixed order, after the filter's forged value: set over
     // a value the client or a filter gave, added where there was none.
     let policy = [
@@ -64,17 +61,19 @@ fn forward_applies_core_mutations_in_order_then_forces_the_cluster_and_policy_he
         add("x-envoy-upstream-rq-per-try-timeout-ms", "1000"),
     ];
     let p: Vec<usize> = policy.iter().map(|c| position(&calls, c)).collect();
-    assert!(p[0] > cluster && p.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
+    assert!(p[0] > at[4] && p.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     assert!(position(&calls, &add("x-envoy-max-retries", "99")) < p[0]);
-    // Metadata, then one route re-match, last.
+    // Filter state, then the cluster through the route's specifier, once, last.
     assert!(calls.contains(&Call::FilterState("mosn.unit".into(), "s1".into())));
-    assert_eq!(calls.last(), Some(&Call::ClearRouteCache));
-    assert_eq!(calls.iter().filter(|c| **c == Call::ClearRouteCache).count(), 1);
+    assert_eq!(calls.last(), Some(&Call::RouteTo("a".into())));
+    assert_eq!(calls.iter().filter(|c| matches!(c, Call::RouteTo(_))).count(), 1);
+    assert_eq!(host.routed.as_deref(), Some("a"));
     // What Envoy's router sees.
     assert_eq!(host.values("a"), ["1", "2"]);
     assert_eq!(host.values("b"), Vec::<String>::new());
     assert_eq!(host.values("c"), ["3"]);
-    assert_eq!(host.values("x-mosn-cluster"), ["a"]);
+    // x-mosn-cluster is an ordinary header now (no route reads it), as on nginx.
+    assert_eq!(host.values("x-mosn-cluster"), ["forged"]);
     assert_eq!(host.values("x-envoy-max-retries"), ["2"]);
     assert_eq!(host.values("x-envoy-retriable-status-codes"), Vec::<String>::new());
     assert_eq!(host.values("x-mosn-on-envoy-unit"), ["s1"]);
@@ -98,7 +97,7 @@ fn a_route_without_policy_removes_client_sent_envoy_headers() {
         ],
     );
     assert_eq!(status, HeadersStatus::Continue);
-    assert_eq!(host.values("x-mosn-cluster"), ["b"]);
+    assert_eq!(host.routed.as_deref(), Some("b"), "a client's x-mosn-cluster steers nothing");
     for h in crate::policy::route_policy_headers(None, None, None).map(|(n, _)| n) {
         assert!(host.values(h).is_empty(), "{h} kept: {:?}", host.request);
     }
@@ -109,18 +108,32 @@ fn a_route_without_policy_removes_client_sent_envoy_headers() {
 #[test]
 fn only_headers_that_can_be_there_are_removed_and_a_filters_forged_one_is() {
     let (cfg, _) = config(false);
-    // No guarded header in the request, none from the core: no removal call, the cluster added.
+    // No guarded header in the request, none from the core: no removal call.
     let (_f, host, status) = request(&cfg, &[(":path", "/"), ("x-route", "b")]);
     assert_eq!(status, HeadersStatus::Continue);
     let calls = host.calls();
     assert!(!calls.iter().any(|c| matches!(c, Call::Remove(..))), "{calls:#?}");
-    assert!(calls.contains(&add("x-mosn-cluster", "b")), "{calls:#?}");
+    assert!(calls.contains(&Call::RouteTo("b".into())), "{calls:#?}");
     // A filter's x-envoy-max-retries on a route without policy is removed after it was set.
     let (_f, host, _) = request(&cfg, &[(":path", "/"), ("x-route", "b"), ("x-test-ops", "1")]);
     let calls = host.calls();
     assert!(position(&calls, &add("x-envoy-max-retries", "99")) < position(&calls, &remove("x-envoy-max-retries")));
     assert!(host.values("x-envoy-max-retries").is_empty());
-    assert_eq!(host.values("x-mosn-cluster"), ["b"], "the filter's forged cluster is overwritten");
+    assert_eq!(host.routed.as_deref(), Some("b"), "a filter's x-mosn-cluster steers nothing");
+}
+
+#[test]
+fn a_route_that_is_not_the_cluster_specifier_gets_a_500_not_another_cluster() {
+    // A hand-written route (say `cluster_header`) never asks the specifier: the request
+    // would go wherever that route says, so it is answered instead.
+    let (cfg, _) = config(false);
+    let f = cfg.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/"), ("x-route", "b")]);
+    host.route_without_specifier = true;
+    assert_eq!(http_logic::request_headers(Some(&f), &mut host, true), HeadersStatus::StopIteration);
+    assert_eq!(host.replies(), [(500, "mosn_route_without_specifier".to_string())]);
+    assert_eq!(f.cell().state.borrow().phase, Phase::Replied);
+    assert!(crate::testing::logs().iter().any(|l| l.contains("cluster specifier")), "the operator is told why");
 }
 
 #[test]
@@ -131,7 +144,7 @@ fn no_scheduler_for_a_chain_that_never_waits() {
     let (_f, host, status) = request(&cfg, &[(":path", "/"), ("uid", "150"), ("x-route", "b")]);
     assert_eq!(status, HeadersStatus::Continue);
     assert!(!host.calls().contains(&Call::SchedulerNew), "{:#?}", host.calls());
-    assert_eq!(host.values("x-mosn-cluster"), ["b"]);
+    assert_eq!(host.routed.as_deref(), Some("b"));
     // The other tests' chain adds a scripted filter that may wait: it gets one.
     let (cfg, _) = config(false);
     let (_f, host, _) = request(&cfg, &[(":path", "/")]);
@@ -151,8 +164,8 @@ fn a_core_local_reply_is_sent_as_is_and_nothing_is_forwarded() {
     assert_eq!(calls.iter().filter(|c| matches!(c, Call::Reply { .. })).collect::<Vec<_>>(), [&reply]);
     // The unit is known before the reply (access logs), and the metadata goes first.
     assert!(position(&calls, &Call::FilterState("mosn.unit".into(), "s2".into())) < position(&calls, &reply));
-    assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::ClearRouteCache)), "{calls:#?}");
-    assert_eq!(host.values("x-mosn-cluster"), ["a"], "untouched, but the request never reaches the router");
+    assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::RouteTo(_))), "{calls:#?}");
+    assert_eq!(host.routed, None, "the request never reaches the router");
     assert_eq!(f.cell().state.borrow().phase, Phase::Replied);
     assert!(f.cell().own_reply());
 }
@@ -198,7 +211,7 @@ fn wait_parks_then_the_wake_commits_and_scheduled_resumes_and_continues_decoding
     let calls = host.calls();
     assert_eq!(calls[0], Call::SchedulerNew);
     assert_eq!(calls[1], Call::FilterState("mosn.stream_id".into(), f.id().to_string()));
-    assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::ClearRouteCache)), "nothing forwarded while parked");
+    assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::RouteTo(_))), "nothing forwarded while parked");
     host.clear_calls();
 
     // The core wakes the stream from another thread: only a scheduler commit happens there.
@@ -209,7 +222,7 @@ fn wait_parks_then_the_wake_commits_and_scheduled_resumes_and_continues_decoding
     // Envoy runs the scheduled hook on the worker: resume, forward, continue_decoding.
     http_logic::scheduled(Some(&f), &mut host, 1);
     let calls = host.calls();
-    assert!(position(&calls, &add("x-mosn-cluster", "a")) < position(&calls, &Call::ContinueDecoding));
+    assert!(position(&calls, &Call::RouteTo("a".into())) < position(&calls, &Call::ContinueDecoding));
     assert_eq!(calls.last(), Some(&Call::ContinueDecoding));
     assert_eq!(f.cell().state.borrow().phase, Phase::Forwarded);
 
@@ -290,7 +303,7 @@ fn buffer_body_collects_buffered_and_received_chunks_then_runs_the_core() {
     host.received = b"ld".to_vec();
     assert_eq!(http_logic::request_body(Some(&f), &mut host, true), BodyStatus::Continue);
     assert_eq!(host.values("x-body-len"), ["11"]);
-    assert_eq!(host.values("x-mosn-cluster"), ["a"]);
+    assert_eq!(host.routed.as_deref(), Some("a"));
     assert_eq!(host.values("x-mosn-on-envoy-unit"), ["s3"]);
 
     // When the last chunk is already in the buffer it is not counted twice.
@@ -313,7 +326,7 @@ fn a_body_the_core_rejects_gets_its_local_reply() {
     host.received = b"please reject this".to_vec();
     assert_eq!(http_logic::request_body(Some(&f), &mut host, true), BodyStatus::StopIterationNoBuffer);
     assert_eq!(host.replies(), [(403, "test_body_reject".to_string())]);
-    assert!(host.values("x-mosn-cluster").is_empty());
+    assert_eq!(host.routed, None);
     // Later body hooks keep it stopped.
     assert_eq!(http_logic::request_body(Some(&f), &mut host, true), BodyStatus::StopIterationNoBuffer);
 }
@@ -329,7 +342,7 @@ fn trailers_end_a_buffered_body() {
     host.buffered = vec![b"xy".to_vec()];
     assert_eq!(http_logic::request_trailers(Some(&f), &mut host), TrailersStatus::Continue);
     assert_eq!(host.values("x-body-len"), ["2"], "the trailers hook reads only the buffer");
-    assert_eq!(host.values("x-mosn-cluster"), ["a"]);
+    assert_eq!(host.routed.as_deref(), Some("a"));
 }
 
 #[test]
@@ -451,7 +464,7 @@ fn request_headers_twice_answers_500_and_a_replied_stream_stays_stopped() {
     waker.lock().unwrap().take().unwrap().wake();
     http_logic::scheduled(Some(&f), &mut host, 1);
     assert!(!host.calls().contains(&Call::ContinueDecoding));
-    assert!(host.values("x-mosn-cluster").is_empty());
+    assert_eq!(host.routed, None);
     assert_eq!(host.replies().len(), 1);
 }
 
