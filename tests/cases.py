@@ -167,6 +167,16 @@ def no_uid_round_robin(ctx: CaseContext):
 
 
 @case
+def client_cluster_header_steers_nothing(ctx: CaseContext):
+    """A client's x-mosn-cluster is an ordinary header on both hosts: the router's choice
+    stands (uid 2 -> s1) and the backend receives the header as sent."""
+    r = ctx.get([("uid", "2"), ("x-mosn-cluster", "s3"), ("x-echo", "x-mosn-cluster")])
+    ctx.expect_site(r, "s1", "uid 2 with x-mosn-cluster: s3")
+    assert r.header("x-echo-x-mosn-cluster") == "s3", f"[{ctx.host_name}] {r.describe()}"
+    ctx.expect_log(r, status=200, cluster="s1", port=r.site()[1])
+
+
+@case
 def bad_uid_is_no_uid(ctx: CaseContext):
     """Non-integer, empty and i64-overflowing uids are 'no uid': catch-all (all_sites), backend sees
     no unit header; nothing crashes."""
