@@ -15,7 +15,7 @@
 use crate::api::{flags, ClientAddr, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
 use crate::headers::SharedStr;
-use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Mutations, Overlay};
+use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay};
 use crate::listener::Listener;
 use crate::router::header_edit::{self, Edit};
 use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
@@ -188,16 +188,24 @@ impl Stream {
         if self.stage != Stage::Start {
             return self.current_action();
         }
+        // What the core reads from every request, in one pass over the host's headers.
+        let mut known = [Lookup::Missing; 4];
+        headers.get_many(&[":path", ":authority", GLOBAL_TIMEOUT, TRY_TIMEOUT], &mut known);
+        let [path_header, authority, global_timeout, try_timeout] = known;
         // Looked up once: checked here, routed on later (unless a filter changes it).
-        let raw_path = headers.get(":path").first();
+        let raw_path = path_header.first();
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
             return self.reply_with(400, "invalid request target", "invalid_path");
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
         // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
-        if headers.get(":authority").first().is_some_and(|a| a.contains(&b',')) {
+        if authority.first().is_some_and(|a| a.contains(&b',')) {
             return self.reply_with(400, "invalid host", "invalid_host");
         }
+        // MOSN's timeout headers as the client sent them (`route` reads them again only if
+        // a filter changed them).
+        self.timeout_header = ms(global_timeout);
+        self.try_timeout_header = ms(try_timeout);
         if !end_of_stream && self.listener.needs_body(headers) {
             return Action::BufferBody;
         }
@@ -416,9 +424,12 @@ impl Stream {
         let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
         let hash = fw.cluster(&picked).is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
         self.hash = hash;
-        // MOSN: these request headers (ms) override the route's timeouts.
-        self.timeout_header = header_ms(&view, "x-mosn-global-timeout");
-        self.try_timeout_header = header_ms(&view, "x-mosn-try-timeout");
+        // MOSN: these request headers (ms) override the route's timeouts. `start` read the
+        // client's; a filter may have changed them since.
+        if self.mutations.iter().any(|m| &*m.name == GLOBAL_TIMEOUT || &*m.name == TRY_TIMEOUT) {
+            self.timeout_header = ms(view.lookup(GLOBAL_TIMEOUT));
+            self.try_timeout_header = ms(view.lookup(TRY_TIMEOUT));
+        }
         if let Some(p) = new_path {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH.clone(), value: p.into() });
         }
@@ -819,10 +830,14 @@ fn send_filters(listener: &Listener, routed: Option<RouteMatch>) -> impl Iterato
     })
 }
 
+/// MOSN's request headers overriding the route's timeout and per-try timeout (ms).
+const GLOBAL_TIMEOUT: &str = "x-mosn-global-timeout";
+const TRY_TIMEOUT: &str = "x-mosn-try-timeout";
+
 /// A header's value as a positive number of milliseconds (MOSN's timeout headers); anything
 /// else is no value.
-fn header_ms(headers: &dyn HeaderMap, name: &str) -> Option<std::time::Duration> {
-    let v = headers.get(name).first()?;
+fn ms(found: Lookup<'_>) -> Option<std::time::Duration> {
+    let v = found.first()?;
     let ms: u64 = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -806,14 +806,25 @@ impl<'a> HostHeaders<'a> {
     }
 }
 
-impl HeaderMap for HostHeaders<'_> {
-    fn get(&self, name: &str) -> Lookup<'_> {
-        let found = headers::lookup(self.all.iter().copied(), name);
-        // The Host Envoy invents for an HTTP/1.0 request without one is no Host for the core.
+impl HostHeaders<'_> {
+    /// The Host Envoy invents for an HTTP/1.0 request without one is no Host for the core.
+    fn no_invented_host<'s>(&self, name: &str, found: Lookup<'s>) -> Lookup<'s> {
         if self.kind == HeaderKind::Request && (name == ":authority" || name == "host") && found.first() == Some(NO_HOST.as_bytes()) {
             return Lookup::Missing;
         }
         found
+    }
+}
+
+impl HeaderMap for HostHeaders<'_> {
+    fn get(&self, name: &str) -> Lookup<'_> {
+        self.no_invented_host(name, headers::lookup(self.all.iter().copied(), name))
+    }
+    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+        headers::lookup_many(self.all.iter().copied(), names, out);
+        for (n, o) in names.iter().zip(out.iter_mut()) {
+            *o = self.no_invented_host(n, *o);
+        }
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
         for h in &self.all {

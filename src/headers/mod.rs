@@ -63,6 +63,14 @@ impl<'a> Lookup<'a> {
 /// (with query), `:authority` (falls back to `host`), `:status` on responses.
 pub trait HeaderMap {
     fn get(&self, name: &str) -> Lookup<'_>;
+    /// Looks each of `names` up (`out[i]` is what [`HeaderMap::get`] gives for `names[i]`).
+    /// Maps over a list override it with one pass ([`lookup_many`]): the core reads a few
+    /// names from every request.
+    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+        for (n, o) in names.iter().zip(out.iter_mut()) {
+            *o = self.get(n);
+        }
+    }
     /// Visits every header (used for logging and for hosts that need a full copy).
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8]));
 }
@@ -92,9 +100,28 @@ pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> 
     found
 }
 
+/// [`lookup`] of several names in one pass over `headers` (`out[i]` for `names[i]`).
+pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&str], out: &mut [Lookup<'a>]) {
+    out.fill(Lookup::Missing);
+    for h in headers {
+        for (n, o) in names.iter().zip(out.iter_mut()) {
+            // The length first: most names differ in it, and it is one compare.
+            if h.name.len() == n.len() && h.name.eq_ignore_ascii_case(n.as_bytes()) {
+                *o = match *o {
+                    Lookup::Missing => Lookup::One(h.value),
+                    Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
+                };
+            }
+        }
+    }
+}
+
 impl HeaderMap for Headers<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
         lookup(self.0.iter().copied(), name)
+    }
+    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+        lookup_many(self.0.iter().copied(), names, out)
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
         for h in self.0 {
@@ -118,5 +145,16 @@ mod tests {
         assert_eq!(hs.get("uid"), Lookup::Many(b"2"));
         assert_eq!(hs.get("x"), Lookup::One(b"1"));
         assert_eq!(hs.get("y"), Lookup::Missing);
+    }
+
+    #[test]
+    fn one_pass_lookup_agrees_with_lookup_one_by_one() {
+        let hs = [h("Uid", "2"), h("x", "1"), h("uid", "3"), h("ab", "4"), h(":path", "/")];
+        let hs = Headers(&hs);
+        let names = ["uid", "x", "y", "ab", "ba", ":path"];
+        let mut out = [Lookup::One(b"stale"); 6];
+        hs.get_many(&names, &mut out);
+        let one_by_one: Vec<Lookup<'_>> = names.iter().map(|n| hs.get(n)).collect();
+        assert_eq!(out.to_vec(), one_by_one);
     }
 }
