@@ -85,10 +85,16 @@ pub struct Current {
 impl Current {
     /// The Envoy cluster that serves MOSN cluster `name`.
     pub fn envoy_cluster<'a>(&self, name: &'a str) -> &'a str {
-        match &self.added {
-            Some(a) if a.contains(name) => ADDED_CLUSTERS,
-            _ => name,
-        }
+        envoy_cluster(self.added.as_deref(), name)
+    }
+}
+
+/// The Envoy cluster that serves MOSN cluster `name` when a reload `added` these MOSN
+/// clusters: [`ADDED_CLUSTERS`] for those, else the cluster of the same name.
+pub fn envoy_cluster<'a>(added: Option<&HashSet<String>>, name: &'a str) -> &'a str {
+    match added {
+        Some(a) if a.contains(name) => ADDED_CLUSTERS,
+        _ => name,
     }
 }
 

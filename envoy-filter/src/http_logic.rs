@@ -33,7 +33,7 @@ use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
-use mosn_extension::hostgen::envoy::{ADDED_CLUSTERS, NO_HOST};
+use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
 use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
@@ -668,8 +668,8 @@ impl HttpFilter {
 // === Header application ===
 
 /// The request headers the adapter sets or removes after the core's mutations, so that
-/// neither a client nor a filter hands them to Envoy's router: the mirror key,
-/// `x-mosn-cluster` and the route policy's `x-envoy-*` headers.
+/// neither a client nor a filter hands them to Envoy's router: the mirror key and the route
+/// policy's `x-envoy-*` headers.
 pub(crate) const GUARDED: [&str; 7] = [
     mirror::MIRROR_HOST_KEY,
     policy::MAX_RETRIES,
@@ -733,15 +733,12 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         host.remove_header(HeaderKind::Request, "transfer-encoding");
         host.set_header(HeaderKind::Request, "content-length", &body.len().to_string());
     }
-    // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs metadata.
+    // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs filter state.
     if let Some(unit) = stream.metadata("unit") {
         host.set_filter_state(policy::UNIT_KEY, unit);
     }
     // Last: Envoy reads the cluster's settings when the specifier names it.
-    let cluster = stream.cluster().map_or(specifier::NO_DECISION, |c| match added {
-        Some(a) if a.contains(&*c.name) => ADDED_CLUSTERS,
-        _ => &*c.name,
-    });
+    let cluster = stream.cluster().map_or(specifier::NO_DECISION, |c| crate::engines::envoy_cluster(added, &c.name));
     host.route_to_cluster(cluster)
 }
 
