@@ -201,6 +201,7 @@ impl Engine {
                 name: l.name.clone(),
                 address: l.address,
                 address_text: l.address.to_string(),
+                prefetch: crate::listener::prefetch(&filters),
                 filters,
                 body_filters,
                 router,

@@ -23,6 +23,20 @@ pub struct Listener {
     pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
     /// MOSN's `downstream` metrics of this listener.
     pub counters: crate::metrics::ListenerCounters,
+    /// Request headers the filters read from every request (read in the stream's first pass
+    /// over the host's map).
+    pub(crate) prefetch: Vec<crate::headers::SharedStr>,
+}
+
+/// The request headers `filters` read from every request, each once.
+pub(crate) fn prefetch(filters: &[Arc<dyn StreamFilter>]) -> Vec<crate::headers::SharedStr> {
+    let mut names = Vec::new();
+    for f in filters.iter().filter(|f| f.receive_phase() == Some(crate::filter::ReceivePhase::BeforeRoute)) {
+        f.request_header_names(&mut names);
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 impl Listener {
@@ -47,5 +61,6 @@ impl Listener {
         }
         self.may_wait |= f.may_wait();
         self.filters.insert(at.min(self.filters.len()), f);
+        self.prefetch = prefetch(&self.filters);
     }
 }

@@ -15,7 +15,7 @@
 use crate::api::{flags, ClientAddr, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
 use crate::headers::SharedStr;
-use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay};
+use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay, Prefetched};
 use crate::listener::Listener;
 use crate::router::header_edit::{self, Edit};
 use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
@@ -28,9 +28,9 @@ use std::sync::Arc;
 pub use crate::api::{Action, NoHost, UpstreamOutcome};
 
 /// The pseudo-header hosts forward as the upstream request target.
-static PATH: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(":path"));
+const PATH: SharedStr = SharedStr::from_static(":path");
 /// The pseudo-header hosts forward as the upstream `Host`.
-static AUTHORITY: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(":authority"));
+const AUTHORITY: SharedStr = SharedStr::from_static(":authority");
 
 /// The host chosen for an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +176,20 @@ impl Stream {
         &self.listener
     }
 
+    /// The listener, borrowed apart from `self` so the filters and the router (config)
+    /// can run while the stream's own fields change; cloning the `Arc` for that instead
+    /// costs two atomic operations per phase.
+    ///
+    /// # Safety
+    /// The reference must not outlive `self`. `self.listener` is set in [`Stream::new`] and
+    /// never reassigned, so the `Arc` keeps the `Listener` alive and in place until the
+    /// stream drops.
+    #[inline]
+    unsafe fn listener_apart<'a>(&self) -> &'a Listener {
+        // SAFETY: the caller keeps the reference within the stream's life (above).
+        unsafe { &*Arc::as_ptr(&self.listener) }
+    }
+
     // === Request path ===
 
     /// Request headers arrived. `end_of_stream` is true when there is no body.
@@ -188,10 +202,16 @@ impl Stream {
         if self.stage != Stage::Start {
             return self.current_action();
         }
-        // What the core reads from every request, in one pass over the host's headers.
-        let mut known = [Lookup::Missing; 4];
-        headers.get_many(&[":path", ":authority", GLOBAL_TIMEOUT, TRY_TIMEOUT], &mut known);
-        let [path_header, authority, global_timeout, try_timeout] = known;
+        // What the core and the filters read from every request, in one pass over the
+        // host's headers.
+        // SAFETY: `listener` is used only within this call, which `self` outlives.
+        let listener = unsafe { self.listener_apart() };
+        let mut names: smallvec::SmallVec<[&str; 8]> = smallvec::smallvec![":path", ":authority", GLOBAL_TIMEOUT, TRY_TIMEOUT];
+        names.extend(listener.prefetch.iter().map(|n| &**n));
+        let mut found: smallvec::SmallVec<[Lookup<'_>; 8]> = smallvec::smallvec![Lookup::Missing; names.len()];
+        headers.get_many(&names, &mut found);
+        let [path_header, authority, global_timeout, try_timeout] = [found[0], found[1], found[2], found[3]];
+        let headers = &Prefetched { base: headers, names: &names, found: &found };
         // Looked up once: checked here, routed on later (unless a filter changes it).
         let raw_path = path_header.first();
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
@@ -284,7 +304,8 @@ impl Stream {
     /// Runs the filters from the current stage; `raw_path` is the host's `:path` when the
     /// caller already looked it up.
     fn run(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>, raw_path: Option<&[u8]>) -> Action {
-        let listener = self.listener.clone();
+        // SAFETY: `listener` is used only within this call, which `self` outlives.
+        let listener = unsafe { self.listener_apart() };
         loop {
             let Stage::Filters { phase, next, resumed } = self.stage else { return self.current_action() };
             // Run this phase's filters from `next`.
@@ -302,7 +323,7 @@ impl Stream {
                         f = own;
                     }
                 }
-                let cluster = cluster_of(&listener, self.routed, self.picked.as_ref()).map(|c| &*c.name);
+                let cluster = cluster_of(listener, self.routed, self.picked.as_ref()).map(|c| &*c.name);
                 let mirror_policy = match (self.routed, listener.router.as_deref()) {
                     (Some(m), Some(r)) => r.mirror(m),
                     _ => None,
@@ -365,7 +386,8 @@ impl Stream {
     /// request gets the path that was matched, or the route's rewrite of it (see
     /// [`crate::router::path`]), and the route's Host rewrite.
     fn route(&mut self, headers: &dyn HeaderMap, raw_path: Option<&[u8]>) -> Option<Action> {
-        let listener = self.listener.clone();
+        // SAFETY: `listener` is used only within this call, which `self` outlives.
+        let listener = unsafe { self.listener_apart() };
         let Some(router) = listener.router.as_deref() else {
             self.flags |= flags::NO_ROUTE_FOUND;
             return Some(self.reply_with(404, "no router for this listener", "no_router"));
@@ -431,13 +453,13 @@ impl Stream {
             self.try_timeout_header = ms(view.lookup(TRY_TIMEOUT));
         }
         if let Some(p) = new_path {
-            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH.clone(), value: p.into() });
+            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: PATH, value: p.into() });
         }
         if let Some(o) = original {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: "x-mosn-original-path".into(), value: o });
         }
         if let Some(h) = host {
-            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY.clone(), value: h });
+            self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY, value: h });
         }
         self.picked = Some(picked);
         None
@@ -465,7 +487,8 @@ impl Stream {
 
     /// The route's request header edits (route, virtual host, router), after the filters.
     fn finalize_request(&mut self, headers: &dyn HeaderMap) {
-        let listener = self.listener.clone();
+        // SAFETY: `listener` is used only within this call, which `self` outlives.
+        let listener = unsafe { self.listener_apart() };
         let (Some(m), Some(router)) = (self.routed, listener.router.as_deref()) else { return };
         if !router.has_header_edits(m) {
             return;
@@ -792,8 +815,9 @@ impl Stream {
     }
 
     fn run_send_filters(&mut self, status: u16, headers: &dyn HeaderMap, body: Option<&[u8]>) {
-        let listener = self.listener.clone();
-        for f in send_filters(&listener, self.routed) {
+        // SAFETY: `listener` is used only within this call, which `self` outlives.
+        let listener = unsafe { self.listener_apart() };
+        for f in send_filters(listener, self.routed) {
             let mut cx = SendContext {
                 headers,
                 status,
@@ -875,7 +899,6 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 impl Drop for Stream {
     fn drop(&mut self) {
         LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.listener.counters.end();
         self.listener.counters.timed(self.started.elapsed());
         // Done: no wake after this.
         self.wake.close();

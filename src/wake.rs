@@ -143,15 +143,18 @@ impl Waker {
 }
 
 /// The stream's side: its host wake function and the current cell.
+///
+/// Only the thread calling into the stream arms or closes (a `Cell`, no lock: a stream is
+/// `Send`, not `Sync`); wakers reach the cell itself, which has the lock.
 #[derive(Default)]
 pub struct WakeSource {
     target: Option<WakeFn>,
-    current: Mutex<Option<Arc<WakeCell>>>,
+    current: std::cell::Cell<Option<Arc<WakeCell>>>,
 }
 
 impl WakeSource {
     pub fn new(target: Option<WakeFn>) -> WakeSource {
-        WakeSource { target, current: Mutex::new(None) }
+        WakeSource { target, current: std::cell::Cell::new(None) }
     }
 
     pub fn set_target(&mut self, target: WakeFn) {
@@ -165,8 +168,7 @@ impl WakeSource {
     /// Arms a new wait: closes any previous cell and returns a waker for the new one.
     pub(crate) fn arm(&self) -> Waker {
         let cell = Arc::new(WakeCell::new(self.target.clone()));
-        let old = self.current.lock().replace(cell.clone());
-        if let Some(old) = old {
+        if let Some(old) = self.current.replace(Some(cell.clone())) {
             old.close();
         }
         Waker(cell)
@@ -174,8 +176,7 @@ impl WakeSource {
 
     /// Stream done: no wake function is called after this returns.
     pub fn close(&self) {
-        let cell = self.current.lock().take();
-        if let Some(cell) = cell {
+        if let Some(cell) = self.current.take() {
             cell.close();
         }
     }

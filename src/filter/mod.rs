@@ -68,6 +68,9 @@ pub trait StreamFilter: Send + Sync {
     fn needs_body_for(&self, _headers: &dyn HeaderMap) -> bool {
         self.needs_body()
     }
+    /// Request headers this filter reads from every request before routing; the stream
+    /// reads them from the host in one pass with its own (see [`crate::headers::Prefetched`]).
+    fn request_header_names(&self, _names: &mut Vec<crate::headers::SharedStr>) {}
     /// True if some request may need its body buffered for this filter (the listener then
     /// asks [`StreamFilter::needs_body_for`] per request).
     fn may_need_body(&self) -> bool {

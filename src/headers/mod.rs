@@ -16,13 +16,139 @@ pub use mutation::{HeaderMutation, HeaderOp, Mutations, Overlay};
 
 use std::sync::Arc;
 
-/// Cheaply clonable text (config-derived names and values are allocated once at load).
-pub type SharedStr = Arc<str>;
+/// Cheaply clonable text: config-derived names and values are allocated once at load and
+/// shared; literals ([`SharedStr::from_static`]) are not counted at all, so a stream that
+/// records them (a metadata driver's header name and values) touches no reference count.
+#[derive(Clone)]
+pub struct SharedStr(Repr);
 
-/// The empty value of [`HeaderOp::Remove`] mutations, allocated once.
+#[derive(Clone)]
+enum Repr {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+// === impl SharedStr ===
+
+impl SharedStr {
+    /// A literal, shared without a reference count.
+    pub const fn from_static(s: &'static str) -> SharedStr {
+        SharedStr(Repr::Static(s))
+    }
+}
+
+impl std::ops::Deref for SharedStr {
+    type Target = str;
+    #[inline]
+    fn deref(&self) -> &str {
+        match &self.0 {
+            Repr::Static(s) => s,
+            Repr::Shared(s) => s,
+        }
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl std::borrow::Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(s: &str) -> SharedStr {
+        SharedStr(Repr::Shared(Arc::from(s)))
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(s: String) -> SharedStr {
+        SharedStr(Repr::Shared(Arc::from(s)))
+    }
+}
+
+impl From<&String> for SharedStr {
+    fn from(s: &String) -> SharedStr {
+        SharedStr::from(s.as_str())
+    }
+}
+
+impl From<Box<str>> for SharedStr {
+    fn from(s: Box<str>) -> SharedStr {
+        SharedStr(Repr::Shared(Arc::from(s)))
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for SharedStr {
+    fn from(s: std::borrow::Cow<'_, str>) -> SharedStr {
+        SharedStr::from(&*s)
+    }
+}
+
+impl From<Arc<str>> for SharedStr {
+    fn from(s: Arc<str>) -> SharedStr {
+        SharedStr(Repr::Shared(s))
+    }
+}
+
+impl PartialEq for SharedStr {
+    fn eq(&self, other: &SharedStr) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SharedStr {}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        &**self == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
+    }
+}
+
+impl PartialOrd for SharedStr {
+    fn partial_cmp(&self, other: &SharedStr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SharedStr {
+    fn cmp(&self, other: &SharedStr) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for SharedStr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (**self).hash(h)
+    }
+}
+
+impl std::fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&**self, f)
+    }
+}
+
+/// The empty value of [`HeaderOp::Remove`] mutations.
 pub fn empty() -> SharedStr {
-    static EMPTY: std::sync::LazyLock<SharedStr> = std::sync::LazyLock::new(|| SharedStr::from(""));
-    EMPTY.clone()
+    SharedStr::from_static("")
 }
 
 /// True for an HTTP field name (an RFC 9110 token).
@@ -103,7 +229,13 @@ pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> 
 /// [`lookup`] of several names in one pass over `headers` (`out[i]` for `names[i]`).
 pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&str], out: &mut [Lookup<'a>]) {
     out.fill(Lookup::Missing);
+    // Bit `l` set: some name is `l` bytes long (63: 63 or longer). Most of a request's
+    // headers have a length no name has: one test skips them.
+    let lengths = names.iter().fold(0u64, |m, n| m | 1 << n.len().min(63));
     for h in headers {
+        if lengths & 1 << h.name.len().min(63) == 0 {
+            continue;
+        }
         for (n, o) in names.iter().zip(out.iter_mut()) {
             // The length first: most names differ in it, and it is one compare.
             if h.name.len() == n.len() && h.name.eq_ignore_ascii_case(n.as_bytes()) {
@@ -130,6 +262,28 @@ impl HeaderMap for Headers<'_> {
     }
 }
 
+/// A host's map with some names already looked up (in one pass, [`HeaderMap::get_many`]):
+/// those answer from `found`, the rest from the host. Valid for one call into the core,
+/// as the host's map is.
+pub struct Prefetched<'a> {
+    pub base: &'a dyn HeaderMap,
+    /// Lower-case names; `found[i]` is what the host gave for `names[i]`.
+    pub names: &'a [&'a str],
+    pub found: &'a [Lookup<'a>],
+}
+
+impl HeaderMap for Prefetched<'_> {
+    fn get(&self, name: &str) -> Lookup<'_> {
+        match self.names.iter().position(|n| n.len() == name.len() && *n == name) {
+            Some(i) => self.found[i],
+            None => self.base.get(name),
+        }
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        self.base.for_each(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,12 +303,27 @@ mod tests {
 
     #[test]
     fn one_pass_lookup_agrees_with_lookup_one_by_one() {
-        let hs = [h("Uid", "2"), h("x", "1"), h("uid", "3"), h("ab", "4"), h(":path", "/")];
+        let long = "l".repeat(70);
+        let longer = "l".repeat(71);
+        let hs = [h("Uid", "2"), h("x", "1"), h("uid", "3"), h("ab", "4"), h(":path", "/"), h(&long, "5"), h(&longer, "6")];
         let hs = Headers(&hs);
-        let names = ["uid", "x", "y", "ab", "ba", ":path"];
-        let mut out = [Lookup::One(b"stale"); 6];
+        let names = ["uid", "x", "y", "ab", "ba", ":path", &longer, &"l".repeat(64)];
+        let mut out = [Lookup::One(b"stale"); 8];
         hs.get_many(&names, &mut out);
         let one_by_one: Vec<Lookup<'_>> = names.iter().map(|n| hs.get(n)).collect();
         assert_eq!(out.to_vec(), one_by_one);
+    }
+
+    #[test]
+    fn prefetched_answers_its_names_and_asks_the_host_for_others() {
+        let hs = [h("uid", "2"), h("x", "1")];
+        let base = Headers(&hs);
+        let names = ["uid", "y"];
+        let mut found = [Lookup::Missing; 2];
+        base.get_many(&names, &mut found);
+        let p = Prefetched { base: &base, names: &names, found: &found };
+        assert_eq!(p.get("uid"), Lookup::One(b"2"));
+        assert_eq!(p.get("y"), Lookup::Missing);
+        assert_eq!(p.get("x"), Lookup::One(b"1"));
     }
 }

@@ -30,6 +30,8 @@ use std::sync::Arc;
 pub trait Driver: Send + Sync {
     /// The value for this request, or `None` (no header is set; the routes decide).
     fn build(&self, cx: &ReceiveContext<'_>) -> Option<SharedStr>;
+    /// Request headers [`Driver::build`] reads from every request.
+    fn request_header_names(&self, _names: &mut Vec<SharedStr>) {}
     /// True if some request's value may come from its body or trailers.
     fn may_need_body(&self) -> bool {
         false
@@ -47,6 +49,10 @@ pub type DriverParseFn = fn(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Opt
 pub struct DriverType {
     /// The `meta_data_key`, as MOSN spells it.
     pub key: &'static str,
+    /// The request header the value goes to (`x-mosn-on-envoy-<key>`, lower case).
+    pub header: &'static str,
+    /// The stream metadata key the value goes to (`<key>`, lower case).
+    pub metadata_key: &'static str,
     /// The driver `config` object's name in the field table.
     pub object: &'static str,
     pub parse: DriverParseFn,
@@ -54,9 +60,9 @@ pub struct DriverType {
 
 /// Every metadata driver this library implements.
 pub static DRIVERS: &[DriverType] = &[
-    DriverType { key: "UNIT", object: object::UNIT_DRIVER, parse: unit::parse },
-    DriverType { key: "ZONE", object: object::ZONE_DRIVER, parse: zone::parse },
-    DriverType { key: "IDC", object: object::IDC_DRIVER, parse: idc::parse },
+    DriverType { key: "UNIT", header: "x-mosn-on-envoy-unit", metadata_key: "unit", object: object::UNIT_DRIVER, parse: unit::parse },
+    DriverType { key: "ZONE", header: "x-mosn-on-envoy-zone", metadata_key: "zone", object: object::ZONE_DRIVER, parse: zone::parse },
+    DriverType { key: "IDC", header: "x-mosn-on-envoy-idc", metadata_key: "idc", object: object::IDC_DRIVER, parse: idc::parse },
 ];
 
 struct Entry {
@@ -96,7 +102,7 @@ pub fn parse(config: Option<Obj<'_>>, _cx: &ParseContext<'_>, d: &mut Diagnostic
                 let cfg_path = m.field_path("config");
                 let cfg = m.raw("config").and_then(|v| Obj::open(v, cfg_path, ty.object, d));
                 if let Some(driver) = (ty.parse)(cfg, d) {
-                    entries.push(Entry::new(k, case_sensitive, driver));
+                    entries.push(Entry::new(ty, driver));
                 }
             }
             (Some(k), None) => {
@@ -118,11 +124,9 @@ pub fn parse(config: Option<Obj<'_>>, _cx: &ParseContext<'_>, d: &mut Diagnostic
 }
 
 impl Entry {
-    fn new(meta_data_key: &str, case_sensitive: bool, driver: Box<dyn Driver>) -> Entry {
-        let key = if case_sensitive { meta_data_key.to_string() } else { meta_data_key.to_ascii_lowercase() };
-        // Header names on the wire are case-insensitive; hosts store them lower case.
-        let header: SharedStr = format!("x-mosn-on-envoy-{}", key.to_ascii_lowercase()).into();
-        Entry { header, metadata_key: meta_data_key.to_ascii_lowercase().into(), driver }
+    /// Literals, shared without reference counts: recording them costs a stream nothing.
+    fn new(ty: &DriverType, driver: Box<dyn Driver>) -> Entry {
+        Entry { header: SharedStr::from_static(ty.header), metadata_key: SharedStr::from_static(ty.metadata_key), driver }
     }
 }
 
@@ -142,6 +146,15 @@ impl StreamFilter for MetadataFilter {
 
     fn needs_body_for(&self, headers: &dyn crate::headers::HeaderMap) -> bool {
         !self.disable && self.entries.iter().any(|e| e.driver.needs_body_for(headers))
+    }
+
+    fn request_header_names(&self, names: &mut Vec<SharedStr>) {
+        for e in &self.entries {
+            names.push(e.header.clone());
+            if !self.disable {
+                e.driver.request_header_names(names);
+            }
+        }
     }
 
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
@@ -167,5 +180,20 @@ impl StreamFilter for MetadataFilter {
             }
         }
         FilterStatus::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DRIVERS;
+
+    /// The literal names are MOSN's `x-mosn-on-envoy-<key>` and `<key>`, lower case.
+    #[test]
+    fn driver_names_follow_the_key() {
+        for t in DRIVERS {
+            let key = t.key.to_ascii_lowercase();
+            assert_eq!(t.header, format!("x-mosn-on-envoy-{key}"));
+            assert_eq!(t.metadata_key, key);
+        }
     }
 }

@@ -53,7 +53,7 @@ impl UnitDriver {
             unit_key: unit_key.to_ascii_lowercase(),
             body_key: None,
             trailers: false,
-            sites: ["s1".into(), "s2".into(), "s3".into()],
+            sites: [SharedStr::from_static("s1"), SharedStr::from_static("s2"), SharedStr::from_static("s3")],
         }
     }
 
@@ -72,6 +72,10 @@ impl UnitDriver {
 impl Driver for UnitDriver {
     fn may_need_body(&self) -> bool {
         self.body_key.is_some() || self.trailers
+    }
+
+    fn request_header_names(&self, names: &mut Vec<SharedStr>) {
+        names.push(self.unit_key.as_str().into());
     }
 
     fn needs_body_for(&self, headers: &dyn HeaderMap) -> bool {
