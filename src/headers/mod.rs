@@ -19,21 +19,69 @@ use std::sync::Arc;
 /// Cheaply clonable text: config-derived names and values are allocated once at load and
 /// shared; literals ([`SharedStr::from_static`]) are not counted at all, so a stream that
 /// records them (a metadata driver's header name and values) touches no reference count.
-#[derive(Clone)]
-pub struct SharedStr(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Static(&'static str),
-    Shared(Arc<str>),
+///
+/// Two words, as `Arc<str>` is (a stream keeps dozens inline): the text's address and
+/// length, the length's top bit set when the address is an `Arc<str>`'s.
+pub struct SharedStr {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
 }
+
+/// The length's top bit: the text is an `Arc<str>`'s (a `str` is never that long).
+const SHARED: usize = 1 << (usize::BITS - 1);
+
+// SAFETY: a `SharedStr` is a `&'static str` or an `Arc<str>`, both `Send` and `Sync`.
+unsafe impl Send for SharedStr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedStr {}
 
 // === impl SharedStr ===
 
 impl SharedStr {
     /// A literal, shared without a reference count.
     pub const fn from_static(s: &'static str) -> SharedStr {
-        SharedStr(Repr::Static(s))
+        // SAFETY: a reference's address is never null.
+        SharedStr { ptr: unsafe { std::ptr::NonNull::new_unchecked(s.as_ptr().cast_mut()) }, len: s.len() }
+    }
+
+    fn is_shared(&self) -> bool {
+        self.len & SHARED != 0
+    }
+
+    /// The `Arc<str>`'s pointer (only when [`SharedStr::is_shared`]).
+    fn arc_ptr(&self) -> *const str {
+        std::ptr::slice_from_raw_parts(self.ptr.as_ptr().cast_const(), self.len & !SHARED) as *const str
+    }
+}
+
+impl From<Arc<str>> for SharedStr {
+    fn from(s: Arc<str>) -> SharedStr {
+        let len = s.len();
+        let raw = Arc::into_raw(s);
+        // SAFETY: `Arc::into_raw` never gives null; the count it held is ours until `drop`.
+        SharedStr { ptr: unsafe { std::ptr::NonNull::new_unchecked(raw.cast::<u8>().cast_mut()) }, len: len | SHARED }
+    }
+}
+
+impl Clone for SharedStr {
+    #[inline]
+    fn clone(&self) -> SharedStr {
+        if self.is_shared() {
+            // SAFETY: `arc_ptr` is what `Arc::into_raw` gave, and `self` holds a count, so
+            // the allocation is alive.
+            unsafe { Arc::increment_strong_count(self.arc_ptr()) };
+        }
+        SharedStr { ptr: self.ptr, len: self.len }
+    }
+}
+
+impl Drop for SharedStr {
+    #[inline]
+    fn drop(&mut self) {
+        if self.is_shared() {
+            // SAFETY: gives back the count this value held (from `from` or `clone`).
+            unsafe { Arc::decrement_strong_count(self.arc_ptr()) };
+        }
     }
 }
 
@@ -41,10 +89,9 @@ impl std::ops::Deref for SharedStr {
     type Target = str;
     #[inline]
     fn deref(&self) -> &str {
-        match &self.0 {
-            Repr::Static(s) => s,
-            Repr::Shared(s) => s,
-        }
+        // SAFETY: `ptr` and the length (top bit cleared) are a `str`'s, alive as long as
+        // `self` (a literal, or an `Arc` this value holds a count of).
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.as_ptr(), self.len & !SHARED)) }
     }
 }
 
@@ -62,13 +109,13 @@ impl std::borrow::Borrow<str> for SharedStr {
 
 impl From<&str> for SharedStr {
     fn from(s: &str) -> SharedStr {
-        SharedStr(Repr::Shared(Arc::from(s)))
+        SharedStr::from(Arc::<str>::from(s))
     }
 }
 
 impl From<String> for SharedStr {
     fn from(s: String) -> SharedStr {
-        SharedStr(Repr::Shared(Arc::from(s)))
+        SharedStr::from(Arc::<str>::from(s))
     }
 }
 
@@ -80,7 +127,7 @@ impl From<&String> for SharedStr {
 
 impl From<Box<str>> for SharedStr {
     fn from(s: Box<str>) -> SharedStr {
-        SharedStr(Repr::Shared(Arc::from(s)))
+        SharedStr::from(Arc::<str>::from(s))
     }
 }
 
@@ -90,11 +137,6 @@ impl From<std::borrow::Cow<'_, str>> for SharedStr {
     }
 }
 
-impl From<Arc<str>> for SharedStr {
-    fn from(s: Arc<str>) -> SharedStr {
-        SharedStr(Repr::Shared(s))
-    }
-}
 
 impl PartialEq for SharedStr {
     fn eq(&self, other: &SharedStr) -> bool {
@@ -312,6 +354,24 @@ mod tests {
         hs.get_many(&names, &mut out);
         let one_by_one: Vec<Lookup<'_>> = names.iter().map(|n| hs.get(n)).collect();
         assert_eq!(out.to_vec(), one_by_one);
+    }
+
+    #[test]
+    fn shared_str_counts_only_shared_text() {
+        let arc: Arc<str> = Arc::from("x-mosn-on-envoy-unit");
+        let a = SharedStr::from(arc.clone());
+        assert_eq!(Arc::strong_count(&arc), 2);
+        let b = a.clone();
+        assert_eq!(Arc::strong_count(&arc), 3);
+        assert_eq!((&*a, &*b), ("x-mosn-on-envoy-unit", "x-mosn-on-envoy-unit"));
+        drop(a);
+        drop(b);
+        assert_eq!(Arc::strong_count(&arc), 1);
+        let lit = SharedStr::from_static("s1");
+        assert_eq!(lit.clone(), SharedStr::from("s1"));
+        assert_eq!(&*SharedStr::from_static(""), "");
+        assert_eq!(std::mem::size_of::<SharedStr>(), std::mem::size_of::<Arc<str>>());
+        assert_eq!(format!("{:?} {}", lit, SharedStr::from(String::from("a"))), "\"s1\" a");
     }
 
     #[test]
