@@ -137,7 +137,6 @@ impl From<std::borrow::Cow<'_, str>> for SharedStr {
     }
 }
 
-
 impl PartialEq for SharedStr {
     fn eq(&self, other: &SharedStr) -> bool {
         **self == **other
