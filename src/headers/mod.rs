@@ -257,7 +257,7 @@ pub struct Headers<'a>(pub &'a [Header<'a>]);
 pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> Lookup<'a> {
     let mut found = Lookup::Missing;
     for h in headers {
-        if h.name.eq_ignore_ascii_case(name.as_bytes()) {
+        if eq_lower(h.name, name.as_bytes()) {
             found = match found {
                 Lookup::Missing => Lookup::One(h.value),
                 Lookup::One(v) | Lookup::Many(v) => return Lookup::Many(v),
@@ -267,23 +267,53 @@ pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> 
     found
 }
 
+/// `name` equals `lower` ignoring ASCII case. The core's names are lower case, as most
+/// clients' and every HTTP/2 host's are: one plain compare usually decides.
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name == lower || name.eq_ignore_ascii_case(lower)
+}
+
 /// [`lookup`] of several names in one pass over `headers` (`out[i]` for `names[i]`).
 pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&str], out: &mut [Lookup<'a>]) {
     out.fill(Lookup::Missing);
-    // Bit `l` set: some name is `l` bytes long (63: 63 or longer). Most of a request's
-    // headers have a length no name has: one test skips them.
-    let lengths = names.iter().fold(0u64, |m, n| m | 1 << n.len().min(63));
-    for h in headers {
-        if lengths & 1 << h.name.len().min(63) == 0 {
-            continue;
+    // Names by length: `by_len[l]` is 1 + the index of the last name `l` bytes long (63: 63
+    // or longer; 0: none), earlier ones chained through `prev`. A header is then compared
+    // only with the names of its length, usually none or one.
+    const MAX: usize = 32;
+    let (names, rest) = names.split_at(names.len().min(MAX));
+    let mut by_len = [0u8; 64];
+    let mut prev = [0u8; MAX];
+    for (i, n) in names.iter().enumerate() {
+        let l = n.len().min(63);
+        prev[i] = by_len[l];
+        by_len[l] = i as u8 + 1;
+    }
+    let mut record = |o: &mut Lookup<'a>, value: &'a [u8]| {
+        *o = match *o {
+            Lookup::Missing => Lookup::One(value),
+            Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
         }
-        for (n, o) in names.iter().zip(out.iter_mut()) {
-            // The length first: most names differ in it, and it is one compare.
-            if h.name.len() == n.len() && h.name.eq_ignore_ascii_case(n.as_bytes()) {
-                *o = match *o {
-                    Lookup::Missing => Lookup::One(h.value),
-                    Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
-                };
+    };
+    if rest.is_empty() {
+        for h in headers {
+            let mut j = by_len[h.name.len().min(63)];
+            while j != 0 {
+                let i = usize::from(j - 1);
+                if eq_lower(h.name, names[i].as_bytes()) {
+                    record(&mut out[i], h.value);
+                }
+                j = prev[i];
+            }
+        }
+        return;
+    }
+    // More names than the index holds (no caller has that many): one by one.
+    let (out, out_rest) = out.split_at_mut(names.len());
+    for h in headers {
+        for (n, o) in names.iter().chain(rest).zip(out.iter_mut().chain(out_rest.iter_mut())) {
+            if eq_lower(h.name, n.as_bytes()) {
+                record(o, h.value);
             }
         }
     }
