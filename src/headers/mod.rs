@@ -289,7 +289,7 @@ pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&
         prev[i] = by_len[l];
         by_len[l] = i as u8 + 1;
     }
-    let mut record = |o: &mut Lookup<'a>, value: &'a [u8]| {
+    let record = |o: &mut Lookup<'a>, value: &'a [u8]| {
         *o = match *o {
             Lookup::Missing => Lookup::One(value),
             Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
