@@ -279,14 +279,26 @@ static ngx_int_t
 ngx_http_mosn_number(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uint64_t n)
 {
-    u_char  *p;
+    size_t   len;
+    u_char  *p, *q, digits[NGX_INT64_LEN];
 
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    /* by hand: ngx_sprintf parses its format for every log line */
+    q = digits + NGX_INT64_LEN;
+
+    do {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    len = digits + NGX_INT64_LEN - q;
+
+    p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%uL", n) - p;
+    ngx_memcpy(p, q, len);
+    v->len = len;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;
