@@ -172,6 +172,8 @@ impl Engine {
         mut layout: Layout,
         d: &mut Diagnostics,
     ) -> Option<Engine> {
+        // Streams time themselves: the clock is picked (and measured) now, not on a request.
+        crate::metrics::clock::init();
         let clusters: Vec<Arc<Cluster>> = config.clusters.iter().map(|c| Arc::new(Cluster::new(c, &state, &mut layout))).collect();
         let routers: Vec<Arc<Router>> = config.routers.iter().filter_map(|r| Router::new(r, &config, &clusters, d).map(Arc::new)).collect();
         let mut listeners = Vec::with_capacity(config.listeners.len());

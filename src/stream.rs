@@ -59,7 +59,7 @@ enum Stage {
 pub struct Stream {
     listener: Arc<Listener>,
     /// When the stream started (MOSN's `request_time`).
-    started: std::time::Instant,
+    started: crate::metrics::clock::Stamp,
     stage: Stage,
     mutations: Mutations,
     response_mutations: Mutations,
@@ -133,7 +133,7 @@ impl Stream {
         listener.counters.start();
         Stream {
             listener,
-            started: std::time::Instant::now(),
+            started: crate::metrics::clock::now(),
             stage: Stage::Start,
             mutations: Mutations::new(),
             response_mutations: Mutations::new(),
@@ -899,7 +899,7 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 impl Drop for Stream {
     fn drop(&mut self) {
         LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.listener.counters.timed(self.started.elapsed());
+        self.listener.counters.timed(crate::metrics::clock::elapsed(self.started));
         // Done: no wake after this.
         self.wake.close();
         self.end_attempt();

@@ -11,6 +11,7 @@
 //!   `request_timeout`, `connection_con_fail`, `response_success`, `response_failed`,
 //!   `lb_subsets_fallback` (cluster), host ejections and health changes.
 
+pub mod clock;
 pub mod prometheus;
 
 pub use crate::config::metrics::{MetricsConfig, PrometheusSink};
