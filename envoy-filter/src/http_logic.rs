@@ -32,7 +32,7 @@ use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::headers::{self, HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
@@ -326,7 +326,10 @@ impl HttpFilter {
                     self.attach(host, &mut st);
                     st.more_body = !end_of_stream;
                     // The client address, for `source_ip` hashing (LB_MAGLEV's default key).
-                    if let (Some(stream), Some(addr)) = (st.stream.as_mut(), host.source_address().and_then(policy::client_address)) {
+                    // Kept as text; the core parses it only if something asks for the IP, and
+                    // anything that is not an `ip` / `ip:port` is then no IP (it can never
+                    // steer a hash): no parse per request here.
+                    if let (Some(stream), Some(addr)) = (st.stream.as_mut(), host.source_address()) {
                         stream.set_downstream_address(addr);
                     }
                 }
@@ -777,7 +780,7 @@ fn fresh_sets(headers: &HostHeaders<'_>, mutations: &[HeaderMutation]) -> u64 {
 /// lookups are then searches in this list instead of one host call each. It borrows the host,
 /// so it can not outlive a mutation.
 struct HostHeaders<'a> {
-    all: Vec<Header<'a>>,
+    all: crate::host::HeaderList<'a>,
     kind: HeaderKind,
 }
 

@@ -91,17 +91,6 @@ impl AdapterConfig {
     }
 }
 
-// === Client address ===
-
-/// The client address Envoy reported, if it is an `ip` or `ip:port` (`[v6]:port`) the core
-/// can hash (`source_ip`); anything else (a pipe's path, an attribute id that meant
-/// something else in another Envoy) is not used, so it can never steer a hash.
-pub fn client_address(raw: &[u8]) -> Option<&[u8]> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let ok = text.parse::<std::net::SocketAddr>().is_ok() || text.parse::<std::net::IpAddr>().is_ok();
-    ok.then_some(raw)
-}
-
 // === Outcomes ===
 
 /// Maps the details of an Envoy local reply to how the upstream attempt ended.
@@ -222,17 +211,6 @@ mod tests {
         assert_eq!(c.source, ConfigSource::Inline(r#"{"servers": []}"#.into()));
         assert!(AdapterConfig::parse(br#"{"config": {}, "config_path": "/a"}"#, "cluster").unwrap_err().contains("exclusive"));
         assert!(AdapterConfig::parse(br#"{"config": 3}"#, "cluster").is_err());
-    }
-
-    #[test]
-    fn only_ip_addresses_are_client_addresses() {
-        for ok in ["127.0.0.1:40000", "10.1.2.3", "[::1]:8080", "::1", "2001:db8::7"] {
-            assert_eq!(client_address(ok.as_bytes()), Some(ok.as_bytes()), "{ok}");
-        }
-        for bad in ["", "-", "/tmp/envoy.sock", "@abstract", "HTTP/1.1", "localhost:80", "127.0.0.1:99999", "10.0.0.1:"] {
-            assert_eq!(client_address(bad.as_bytes()), None, "{bad}");
-        }
-        assert_eq!(client_address(b"\xff\xfe"), None);
     }
 
     #[test]

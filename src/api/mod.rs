@@ -46,3 +46,22 @@ impl std::fmt::Debug for ClientAddr {
         write!(f, "ClientAddr({})", String::from_utf8_lossy(&self.buf[..self.len as usize]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClientAddr;
+
+    /// Only an `ip`, `ip:port` or `[v6]:port` is a client IP: anything else a host may report
+    /// (a pipe's path, a name) is kept but never an IP, so it can never steer a hash.
+    #[test]
+    fn only_ip_addresses_are_client_ips() {
+        for (ok, ip) in [("127.0.0.1:40000", "127.0.0.1"), ("10.1.2.3", "10.1.2.3"), ("[::1]:8080", "::1"), ("::1", "::1"), ("2001:db8::7", "2001:db8::7")] {
+            assert_eq!(ClientAddr::new(ok.as_bytes()).and_then(|a| a.ip()).map(|i| i.to_string()).as_deref(), Some(ip), "{ok}");
+        }
+        for bad in ["-", "/tmp/envoy.sock", "@abstract", "HTTP/1.1", "localhost:80", "127.0.0.1:99999", "10.0.0.1:"] {
+            assert_eq!(ClientAddr::new(bad.as_bytes()).and_then(|a| a.ip()), None, "{bad}");
+        }
+        assert!(ClientAddr::new(b"").is_none());
+        assert_eq!(ClientAddr::new(b"\xff\xfe").and_then(|a| a.ip()), None);
+    }
+}
