@@ -87,19 +87,19 @@ impl HttpHost for EnvoyHttp {
         }
     }
 
-    fn headers(&self, kind: HeaderKind) -> crate::host::HeaderList<'_> {
+    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>> {
         let kind = header_kind(kind);
         // SAFETY: as in `header`.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
         if n == 0 {
-            return crate::host::HeaderList::new();
+            return Vec::new();
         }
         let empty = EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
-        let mut all: smallvec::SmallVec<[EnvoyHttpHeader; 16]> = smallvec::smallvec![empty; n];
+        let mut all = vec![empty; n];
         // SAFETY: `all` has room for the `n` headers Envoy just counted; same thread and hook,
         // so the map did not change in between.
         if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, all.as_mut_ptr()) } {
-            return crate::host::HeaderList::new();
+            return Vec::new();
         }
         all.into_iter()
             .map(|h| {

@@ -21,10 +21,6 @@ use std::sync::Arc;
 
 // === Vocabulary ===
 
-/// A host's headers as read in one pass: up to 16 live on the stack (no allocation for a
-/// typical request).
-pub type HeaderList<'a> = smallvec::SmallVec<[Header<'a>; 16]>;
-
 /// Which header map of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeaderKind {
@@ -97,7 +93,7 @@ pub trait HttpHost {
     /// Every header, in order, read in one pass (on Envoy: one call for the count, one for
     /// the headers, instead of one call per [`HttpHost::header`] lookup). The slices borrow
     /// the map until it changes.
-    fn headers(&self, kind: HeaderKind) -> HeaderList<'_>;
+    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>>;
     /// Replaces every value of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Appends one value.

@@ -32,7 +32,7 @@ use crate::policy;
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::{self, HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
@@ -780,7 +780,7 @@ fn fresh_sets(headers: &HostHeaders<'_>, mutations: &[HeaderMutation]) -> u64 {
 /// lookups are then searches in this list instead of one host call each. It borrows the host,
 /// so it can not outlive a mutation.
 struct HostHeaders<'a> {
-    all: crate::host::HeaderList<'a>,
+    all: Vec<Header<'a>>,
     kind: HeaderKind,
 }
 
