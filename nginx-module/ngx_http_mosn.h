@@ -110,6 +110,7 @@ char *ngx_http_mosn_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_mosn_copy(ngx_pool_t *pool, ngx_str_t *dst,
     const uint8_t *src, size_t len);
 void ngx_http_mosn_set_bytes(mosn_ext_bytes *b, u_char *data, size_t len);
+u_char *ngx_http_mosn_decimal(u_char *p, uint64_t n);
 ngx_int_t ngx_http_mosn_name_eq(const mosn_ext_bytes *name, u_char *s,
     size_t len);
 ngx_uint_t ngx_http_mosn_count_headers(ngx_http_request_t *r,

@@ -317,8 +317,8 @@ ngx_http_mosn_response_message(ngx_http_request_t *r, mosn_ext_message *msg)
         ngx_http_mosn_set_bytes(&hdr[n].name, content_length_name,
                                 sizeof(content_length_name) - 1);
         ngx_http_mosn_set_bytes(&hdr[n].value, len_buf,
-                                ngx_sprintf(len_buf, "%O",
-                                            r->headers_out.content_length_n)
+                                ngx_http_mosn_decimal(len_buf,
+                                    (uint64_t) r->headers_out.content_length_n)
                                 - len_buf);
         n++;
     }

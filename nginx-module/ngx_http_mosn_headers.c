@@ -72,6 +72,27 @@ ngx_http_mosn_copy(ngx_pool_t *pool, ngx_str_t *dst, const uint8_t *src,
 }
 
 
+/*
+ * n in decimal at p (room for NGX_INT64_LEN); returns the end. By hand: ngx_sprintf
+ * parses its format on every call, and these run on every request.
+ */
+
+u_char *
+ngx_http_mosn_decimal(u_char *p, uint64_t n)
+{
+    u_char  *q, digits[NGX_INT64_LEN];
+
+    q = digits + NGX_INT64_LEN;
+
+    do {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, q, digits + NGX_INT64_LEN - q);
+}
+
+
 void
 ngx_http_mosn_set_bytes(mosn_ext_bytes *b, u_char *data, size_t len)
 {

@@ -279,26 +279,14 @@ static ngx_int_t
 ngx_http_mosn_number(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uint64_t n)
 {
-    size_t   len;
-    u_char  *p, *q, digits[NGX_INT64_LEN];
+    u_char  *p;
 
-    /* by hand: ngx_sprintf parses its format for every log line */
-    q = digits + NGX_INT64_LEN;
-
-    do {
-        *--q = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    len = digits + NGX_INT64_LEN - q;
-
-    p = ngx_pnalloc(r->pool, len);
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, q, len);
-    v->len = len;
+    v->len = ngx_http_mosn_decimal(p, n) - p;
     v->data = p;
     v->valid = 1;
     v->no_cacheable = 1;
