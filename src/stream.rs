@@ -763,6 +763,12 @@ impl Stream {
 
     // === Response path ===
 
+    /// True if [`Stream::response_headers`] may read the response's headers (the route's
+    /// response header edits, send filters); false: an empty map will do.
+    pub fn reads_response_headers(&self) -> bool {
+        !self.response_edits.is_empty() || send_filters(&self.listener, self.routed).next().is_some()
+    }
+
     /// Response headers (from the upstream, or the host's own error response). Runs
     /// the send filters; a host-generated failure response gets MOSN's status.
     pub fn response_headers(&mut self, status: u16, headers: &dyn HeaderMap, end_of_stream: bool) -> Action {

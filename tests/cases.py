@@ -585,6 +585,16 @@ def prometheus_counts_per_cluster(ctx: CaseContext):
     key = ("mosn_downstream_request_time_count", (("listener", l),))
     moved = scrape(port)[key] - before.get(key, 0)
     assert moved == 8, f"[{ctx.host_name}] request_time count moved by {moved}, not 8"
+    # An upstream's own 503 on a route without a retry policy is counted as a 503 (on Envoy
+    # the core then gets the status Envoy recorded, not a copy of the response's headers).
+    if "fail503" in ctx.ports:
+        base = scrape(port)
+        seen = [ctx.get([("x-case", "plain5xx")]).status for _ in range(4)]
+        assert 503 in seen and 200 in seen, f"[{ctx.host_name}] plain5xx: {seen}"
+        now = scrape(port)
+        for code in (503, 200):
+            key = (f"mosn_downstream_request_{code}_total", (("listener", l),))
+            assert now[key] - base.get(key, 0) == seen.count(code), f"[{ctx.host_name}] {code}s counted {now[key] - base.get(key, 0)}, seen {seen}"
 
 
 @case

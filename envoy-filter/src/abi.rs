@@ -151,6 +151,8 @@ pub mod trailers_status {
 /// `response.backend_latency`, an int attribute: that enum entry exists in 1.40 (older
 /// headers without it would make `source.address` 23).
 pub mod attribute_id {
+    /// `response.code` (int): nine before `source.address` in the 1.40 enum.
+    pub const RESPONSE_CODE: u32 = 15;
     pub const SOURCE_ADDRESS: u32 = 24;
 }
 
@@ -266,6 +268,9 @@ extern "C" {
         attribute_id: u32,
         out: *mut EnvoyBuffer,
     ) -> bool;
+
+    /// `bool f(filter, attribute_id, uint64_t* out)`: the int attributes.
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(filter_envoy: *mut c_void, attribute_id: u32, out: *mut u64) -> bool;
 
     // --- HTTP filter: scheduler (new/delete on the worker, commit from any thread) ---
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter_envoy: *mut c_void) -> *mut c_void;

@@ -148,6 +148,9 @@ pub trait HttpHost {
     fn buffer_limit(&self) -> u64;
     /// The client's address as Envoy reports it (`ip:port`), if it has one.
     fn source_address(&self) -> Option<&[u8]>;
+    /// The response's status as the stream records it, if it does yet (read without a copy
+    /// of the response's headers).
+    fn response_code(&self) -> Option<u16>;
 }
 
 /// A scheduler: `commit` makes Envoy call `on_http_filter_scheduled` on a stream's worker

@@ -483,10 +483,20 @@ impl HttpFilter {
         };
         let st = &mut *guard;
         let Some(stream) = st.stream.as_mut() else { return false };
+        // The headers are copied only when something reads them: the core's response side
+        // (edits, send filters), or the retry mark, which only a route with a retry policy
+        // can carry (the upstream filter strips a backend's). Otherwise the status Envoy
+        // recorded is all the core needs.
+        let recorded = host.response_code().filter(|_| !stream.reads_response_headers() && stream.retry_policy().is_none());
+        let headers = match recorded {
+            Some(_) => None,
+            None => Some(HostHeaders::read(&*host, HeaderKind::Response)),
+        };
         let (action, retry_mark) = {
-            let headers = HostHeaders::read(&*host, HeaderKind::Response);
-            let status =
-                headers.get(":status").first().and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
+            let status = recorded.unwrap_or_else(|| {
+                let h = headers.as_ref().and_then(|h| h.get(":status").first());
+                h.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0)
+            });
             // A local reply's status is not an upstream answer (its outcome came from the
             // local-reply hook); the upstream filter may have reported this attempt already.
             if !self.cell.local_reply() && st.chosen && !st.outcome_reported && stream.upstream_host().is_some() {
@@ -494,9 +504,13 @@ impl HttpFilter {
                 st.outcome_reported = true;
             }
             // A reply of Envoy's or ours is never held for its body (as on nginx).
-            let action = stream.response_headers(status, &headers, end_of_stream || self.cell.local_reply());
-            (action, headers.has(crate::upstream::RETRY_HEADER))
+            let eos = end_of_stream || self.cell.local_reply();
+            match &headers {
+                Some(h) => (stream.response_headers(status, h, eos), h.has(crate::upstream::RETRY_HEADER)),
+                None => (stream.response_headers(status, &headers::Headers(&[]), eos), false),
+            }
         };
+        drop(headers);
         // The upstream filter's retry mark on a response Envoy did not retry (retries ran
         // out) is not the client's business.
         if retry_mark {

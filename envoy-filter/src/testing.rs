@@ -72,6 +72,9 @@ pub struct FakeHttp {
     pub no_scheduler: bool,
     /// What Envoy reports as the client's address (`source.address`).
     pub source_address: Option<String>,
+    /// `response_code` answers the response's `:status` (Envoy records it before the
+    /// encoder filters run); false: it answers nothing (the adapter reads the headers).
+    pub records_response_code: bool,
     /// Every call, in order (shared with the scheduler, which commits from other threads).
     pub calls: Arc<Mutex<Vec<Call>>>,
     /// The cluster the route names now (`route_to_cluster`).
@@ -94,6 +97,7 @@ impl FakeHttp {
             filter_state: HashMap::new(),
             no_scheduler: false,
             source_address: Some("127.0.0.1:40000".into()),
+            records_response_code: true,
             calls: Arc::new(Mutex::new(Vec::new())),
             routed: None,
             route_without_specifier: false,
@@ -247,6 +251,10 @@ impl HttpHost for FakeHttp {
     }
     fn source_address(&self) -> Option<&[u8]> {
         self.source_address.as_deref().map(str::as_bytes)
+    }
+    fn response_code(&self) -> Option<u16> {
+        let status = self.response.iter().find(|(k, _)| k == ":status")?;
+        self.records_response_code.then(|| status.1.parse().ok()).flatten()
     }
 }
 

@@ -51,6 +51,8 @@ def build_mosn_config(listen_port: int, ports: dict, *, minimal: bool = False,
             _hdr_route("x-case", "blackhole", {"cluster_name": "blackhole"}),
             _hdr_route("x-case", "retry5xx", {"cluster_name": "flaky",
                                               "retry_policy": {"retry_on": True, "num_retries": 1}}),
+            # No retry policy at all: the upstream's status is all the core sees of it.
+            _hdr_route("x-case", "plain5xx", {"cluster_name": "flaky"}),
             _hdr_route("x-case", "noretry5xx", {"cluster_name": "flaky",
                                                 "retry_policy": {"retry_on": False, "num_retries": 1}}),
             # Any 5xx is retried when status_codes is empty (MOSN), 501 included, which

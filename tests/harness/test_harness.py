@@ -104,6 +104,20 @@ EXPECTED = json.loads(r"""{
           "headers": [
            {
             "name": "x-case",
+            "value": "plain5xx"
+           }
+          ]
+         },
+         "route": {
+          "cluster_name": "flaky"
+         }
+        },
+        {
+         "match": {
+          "prefix": "/",
+          "headers": [
+           {
+            "name": "x-case",
             "value": "noretry5xx"
            }
           ]

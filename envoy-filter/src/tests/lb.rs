@@ -239,15 +239,23 @@ fn an_lb_panic_gives_no_host_and_poisons_the_stream() {
 
 /// A request to `a` whose first attempt ended with Envoy local reply `details`; the
 /// response status the client gets when Envoy's reply says `envoy_status`.
+///
+/// Asked both ways: with the status Envoy records (no copy of the response's headers) and
+/// from the `:status` header; the two must agree.
 fn status_after_local_reply(details: &str, envoy_status: &str) -> String {
-    let s = setup();
-    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
-    s.a.choose_host(&lb_for(&host)).unwrap();
-    http_logic::local_reply(Some(&f), details.as_bytes());
-    host.response = vec![(":status".into(), envoy_status.into())];
-    http_logic::response_headers(Some(&f), &mut host, true);
-    assert_eq!(host.response_values("x-sent"), ["1"]);
-    host.response_values(":status").join(",")
+    let [recorded, header] = [true, false].map(|records| {
+        let s = setup();
+        let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+        s.a.choose_host(&lb_for(&host)).unwrap();
+        http_logic::local_reply(Some(&f), details.as_bytes());
+        host.response = vec![(":status".into(), envoy_status.into())];
+        host.records_response_code = records;
+        http_logic::response_headers(Some(&f), &mut host, true);
+        assert_eq!(host.response_values("x-sent"), ["1"]);
+        host.response_values(":status").join(",")
+    });
+    assert_eq!(recorded, header, "{details}");
+    recorded
 }
 
 #[test]
@@ -263,16 +271,21 @@ fn envoy_local_replies_become_mosn_statuses() {
 
 #[test]
 fn an_upstream_response_is_reported_as_is() {
-    let s = setup();
-    let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
-    s.a.choose_host(&lb_for(&host)).unwrap();
-    host.response = vec![(":status".into(), "503".into())];
-    http_logic::response_headers(Some(&f), &mut host, false);
-    assert_eq!(host.response_values(":status"), ["503"], "an upstream's own 503 stays");
-    let st = f.cell().state.borrow();
-    assert!(st.outcome_reported);
-    assert_eq!(st.stream.as_ref().unwrap().failure_status(), None);
-    assert_eq!(s.engine.cluster("a").unwrap().hosts[0].state.failures(), 0);
+    for records in [true, false] {
+        let s = setup();
+        let (f, mut host, _) = request(&s.http, &[(":path", "/")]);
+        s.a.choose_host(&lb_for(&host)).unwrap();
+        host.response = vec![(":status".into(), "503".into())];
+        host.records_response_code = records;
+        http_logic::response_headers(Some(&f), &mut host, false);
+        assert_eq!(host.response_values(":status"), ["503"], "an upstream's own 503 stays");
+        let st = f.cell().state.borrow();
+        assert!(st.outcome_reported);
+        assert_eq!(st.stream.as_ref().unwrap().failure_status(), None);
+        assert_eq!(s.engine.cluster("a").unwrap().hosts[0].state.failures(), 0);
+        let stats = s.engine.listeners[0].counters.stats();
+        assert_eq!(stats.codes.iter().find(|(c, _)| *c == 503).map(|(_, n)| *n), Some(1), "records: {records}");
+    }
 }
 
 #[test]
