@@ -600,6 +600,13 @@ bool mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t index, mosn_ext_u
 bool mosn_ext_stream_upstream_result(mosn_ext_stream *s, uint32_t outcome, uint32_t status);
 
 /*
+ False when `mosn_ext_stream_response_headers` will not read the response's headers
+ (the route has no response header edits and no send filter runs): the host may then pass
+ none and save copying them. True for a NULL stream.
+ */
+bool mosn_ext_stream_reads_response_headers(const mosn_ext_stream *s);
+
+/*
  Response headers with `status` (from the upstream or the host itself). Fills `out`
  with the response mutations to apply (a `:status` mutation changes the status).
  `MOSN_EXT_BUFFER_BODY` instead: a send filter reads the body; hold the headers (apply

@@ -79,7 +79,11 @@ ngx_http_mosn_header_filter(ngx_http_request_t *r)
                                      NULL);
     }
 
-    if (ngx_http_mosn_response_message(r, &msg) != NGX_OK) {
+    /* copied for the library only when it reads them (edits, send filters) */
+    if (!mosn_ext_stream_reads_response_headers(ctx->stream)) {
+        ngx_memzero(&msg, sizeof(mosn_ext_message));
+
+    } else if (ngx_http_mosn_response_message(r, &msg) != NGX_OK) {
         return NGX_ERROR;
     }
 

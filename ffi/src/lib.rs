@@ -866,6 +866,17 @@ pub extern "C" fn mosn_ext_stream_upstream_result(s: *mut mosn_ext_stream, outco
     })
 }
 
+/// False when `mosn_ext_stream_response_headers` will not read the response's headers
+/// (the route has no response header edits and no send filter runs): the host may then pass
+/// none and save copying them. True for a NULL stream.
+#[no_mangle]
+pub extern "C" fn mosn_ext_stream_reads_response_headers(s: *const mosn_ext_stream) -> bool {
+    guard(true, || {
+        // SAFETY: NULL or a live stream (contract).
+        unsafe { s.as_ref() }.is_none_or(|s| s.stream.reads_response_headers())
+    })
+}
+
 /// Response headers with `status` (from the upstream or the host itself). Fills `out`
 /// with the response mutations to apply (a `:status` mutation changes the status).
 /// `MOSN_EXT_BUFFER_BODY` instead: a send filter reads the body; hold the headers (apply

@@ -147,3 +147,26 @@ fn a_listener_name_that_is_not_utf8_names_no_listener() {
     mosn_ext_stream_destroy(s);
     mosn_ext_config_free(cfg);
 }
+
+/// The host is told to pass the response's headers only where the core reads them: here a
+/// route's `response_headers_to_add` (and always for a NULL stream).
+#[test]
+fn response_headers_are_asked_for_only_where_read() {
+    let with_edit = DEMO.replacen(
+        r#""route": {"cluster_name": "s1","#,
+        r#""route": {"cluster_name": "s1", "response_headers_to_add": [{"header": {"key": "x-a", "value": "1"}}],"#,
+        1,
+    );
+    assert_ne!(with_edit, DEMO);
+    for (json, uid, reads) in [(DEMO, "2", false), (with_edit.as_str(), "2", true), (with_edit.as_str(), "150", false)] {
+        let cfg = Box::into_raw(Box::new(mosn_ext_config { engine: Arc::new(Engine::load(json).unwrap()) }));
+        let s = mosn_ext_stream_new(cfg, std::ptr::null(), 0, None, std::ptr::null_mut());
+        let h = [hdr(":method", "GET"), hdr(":path", "/"), hdr(":authority", "a"), hdr("uid", uid)];
+        let mut a = mosn_ext_action::empty();
+        assert_eq!(mosn_ext_stream_request_headers(s, &msg(&h), true, &mut a), MOSN_EXT_CONTINUE);
+        assert_eq!(mosn_ext_stream_reads_response_headers(s), reads, "uid {uid}");
+        mosn_ext_stream_destroy(s);
+        mosn_ext_config_free(cfg);
+    }
+    assert!(mosn_ext_stream_reads_response_headers(std::ptr::null()));
+}

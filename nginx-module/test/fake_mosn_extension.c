@@ -518,6 +518,13 @@ mosn_ext_stream_upstream_result(mosn_ext_stream *s, uint32_t outcome, uint32_t s
     return false;
 }
 
+bool
+mosn_ext_stream_reads_response_headers(const mosn_ext_stream *s)
+{
+    (void) s;
+    return true;                       /* the scripted modes read them */
+}
+
 uint32_t
 mosn_ext_stream_response_headers(mosn_ext_stream *s, uint32_t status, const mosn_ext_message *resp,
     bool eos, mosn_ext_action *out)
