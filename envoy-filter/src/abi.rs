@@ -270,7 +270,8 @@ extern "C" {
     ) -> bool;
 
     /// `bool f(filter, attribute_id, uint64_t* out)`: the int attributes.
-    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(filter_envoy: *mut c_void, attribute_id: u32, out: *mut u64) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(filter_envoy: *mut c_void, attribute_id: u32, out: *mut u64)
+        -> bool;
 
     // --- HTTP filter: scheduler (new/delete on the worker, commit from any thread) ---
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter_envoy: *mut c_void) -> *mut c_void;

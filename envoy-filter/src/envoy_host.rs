@@ -255,7 +255,9 @@ impl HttpHost for EnvoyHttp {
         let mut code = 0u64;
         // SAFETY: the stream's pointer inside its hook; `code` is writable. False when the
         // stream has no code yet.
-        let found = unsafe { abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(self.envoy, abi::attribute_id::RESPONSE_CODE, &mut code) };
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(self.envoy, abi::attribute_id::RESPONSE_CODE, &mut code)
+        };
         found.then(|| u16::try_from(code).ok()).flatten().filter(|c| (100..=999).contains(c))
     }
 }

@@ -55,7 +55,13 @@ mod tests {
     /// (a pipe's path, a name) is kept but never an IP, so it can never steer a hash.
     #[test]
     fn only_ip_addresses_are_client_ips() {
-        for (ok, ip) in [("127.0.0.1:40000", "127.0.0.1"), ("10.1.2.3", "10.1.2.3"), ("[::1]:8080", "::1"), ("::1", "::1"), ("2001:db8::7", "2001:db8::7")] {
+        for (ok, ip) in [
+            ("127.0.0.1:40000", "127.0.0.1"),
+            ("10.1.2.3", "10.1.2.3"),
+            ("[::1]:8080", "::1"),
+            ("::1", "::1"),
+            ("2001:db8::7", "2001:db8::7"),
+        ] {
             assert_eq!(ClientAddr::new(ok.as_bytes()).and_then(|a| a.ip()).map(|i| i.to_string()).as_deref(), Some(ip), "{ok}");
         }
         for bad in ["-", "/tmp/envoy.sock", "@abstract", "HTTP/1.1", "localhost:80", "127.0.0.1:99999", "10.0.0.1:"] {
