@@ -229,10 +229,16 @@ impl Engine {
 
     /// The index of a listener by name; `None` or empty picks the first listener.
     pub fn listener_index(&self, name: Option<&str>) -> Option<usize> {
-        match name {
-            None | Some("") => (!self.listeners.is_empty()).then_some(0),
-            Some(n) => self.listeners.iter().position(|l| l.name == n),
+        self.listener_by_name(name.unwrap_or("").as_bytes())
+    }
+
+    /// [`Engine::listener_index`] for a name as bytes (the C ABI's: no UTF-8 check per
+    /// stream; bytes that are not UTF-8 name no listener). Empty: the first listener.
+    pub fn listener_by_name(&self, name: &[u8]) -> Option<usize> {
+        if name.is_empty() {
+            return (!self.listeners.is_empty()).then_some(0);
         }
+        self.listeners.iter().position(|l| l.name.as_bytes() == name)
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {

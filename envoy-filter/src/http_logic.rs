@@ -488,11 +488,8 @@ impl HttpFilter {
         // can carry (the upstream filter strips a backend's). Otherwise the status Envoy
         // recorded is all the core needs.
         let recorded = host.response_code().filter(|_| !stream.reads_response_headers() && stream.retry_policy().is_none());
-        let headers = match recorded {
-            Some(_) => None,
-            None => Some(HostHeaders::read(&*host, HeaderKind::Response)),
-        };
         let (action, retry_mark) = {
+            let headers = if recorded.is_some() { None } else { Some(HostHeaders::read(&*host, HeaderKind::Response)) };
             let status = recorded.unwrap_or_else(|| {
                 let h = headers.as_ref().and_then(|h| h.get(":status").first());
                 h.and_then(|v| std::str::from_utf8(v).ok()).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0)
@@ -510,7 +507,6 @@ impl HttpFilter {
                 None => (stream.response_headers(status, &headers::Headers(&[]), eos), false),
             }
         };
-        drop(headers);
         // The upstream filter's retry mark on a response Envoy did not retry (retries ran
         // out) is not the client's business.
         if retry_mark {

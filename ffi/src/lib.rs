@@ -628,11 +628,8 @@ pub extern "C" fn mosn_ext_stream_new(
         let Some(c) = (unsafe { cfg.as_ref() }) else { return std::ptr::null_mut() };
         // SAFETY: `listener` points to `len` bytes (contract).
         let name = unsafe { bytes(mosn_ext_bytes { ptr: listener, len }) };
-        // Compared as bytes (no UTF-8 check per request): a name that is not UTF-8 names no
-        // listener (not the first one).
-        let idx =
-            if name.is_empty() { c.engine.listener_index(None) } else { c.engine.listeners.iter().position(|l| l.name.as_bytes() == name) };
-        let Some(idx) = idx else { return std::ptr::null_mut() };
+        // A name that is not UTF-8 names no listener (not the first one).
+        let Some(idx) = c.engine.listener_by_name(name) else { return std::ptr::null_mut() };
         let wake = wake.map(|f| WakeFn::C { f, ctx: wake_ctx });
         let Some(stream) = c.engine.new_stream(idx, wake) else { return std::ptr::null_mut() };
         let s = mosn_ext_stream { stream, failed: false, mutations: Vec::new(), reply_headers: Vec::new() };

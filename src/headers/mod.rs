@@ -145,18 +145,6 @@ impl PartialEq for SharedStr {
 
 impl Eq for SharedStr {}
 
-impl PartialEq<str> for SharedStr {
-    fn eq(&self, other: &str) -> bool {
-        &**self == other
-    }
-}
-
-impl PartialEq<&str> for SharedStr {
-    fn eq(&self, other: &&str) -> bool {
-        &**self == *other
-    }
-}
-
 impl PartialOrd for SharedStr {
     fn partial_cmp(&self, other: &SharedStr) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
@@ -277,11 +265,27 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
 /// [`lookup`] of several names in one pass over `headers` (`out[i]` for `names[i]`).
 pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&str], out: &mut [Lookup<'a>]) {
     out.fill(Lookup::Missing);
+    const MAX: usize = 32;
+    let record = |o: &mut Lookup<'a>, value: &'a [u8]| {
+        *o = match *o {
+            Lookup::Missing => Lookup::One(value),
+            Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
+        }
+    };
+    if names.len() > MAX {
+        // More names than the index holds (no caller has that many): one by one.
+        for h in headers {
+            for (n, o) in names.iter().zip(out.iter_mut()) {
+                if eq_lower(h.name, n.as_bytes()) {
+                    record(o, h.value);
+                }
+            }
+        }
+        return;
+    }
     // Names by length: `by_len[l]` is 1 + the index of the last name `l` bytes long (63: 63
     // or longer; 0: none), earlier ones chained through `prev`. A header is then compared
     // only with the names of its length, usually none or one.
-    const MAX: usize = 32;
-    let (names, rest) = names.split_at(names.len().min(MAX));
     let mut by_len = [0u8; 64];
     let mut prev = [0u8; MAX];
     for (i, n) in names.iter().enumerate() {
@@ -289,32 +293,14 @@ pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&
         prev[i] = by_len[l];
         by_len[l] = i as u8 + 1;
     }
-    let record = |o: &mut Lookup<'a>, value: &'a [u8]| {
-        *o = match *o {
-            Lookup::Missing => Lookup::One(value),
-            Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
-        }
-    };
-    if rest.is_empty() {
-        for h in headers {
-            let mut j = by_len[h.name.len().min(63)];
-            while j != 0 {
-                let i = usize::from(j - 1);
-                if eq_lower(h.name, names[i].as_bytes()) {
-                    record(&mut out[i], h.value);
-                }
-                j = prev[i];
-            }
-        }
-        return;
-    }
-    // More names than the index holds (no caller has that many): one by one.
-    let (out, out_rest) = out.split_at_mut(names.len());
     for h in headers {
-        for (n, o) in names.iter().chain(rest).zip(out.iter_mut().chain(out_rest.iter_mut())) {
-            if eq_lower(h.name, n.as_bytes()) {
-                record(o, h.value);
+        let mut j = by_len[h.name.len().min(63)];
+        while j != 0 {
+            let i = usize::from(j - 1);
+            if eq_lower(h.name, names[i].as_bytes()) {
+                record(&mut out[i], h.value);
             }
+            j = prev[i];
         }
     }
 }
@@ -345,7 +331,7 @@ pub struct Prefetched<'a> {
 
 impl HeaderMap for Prefetched<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        match self.names.iter().position(|n| n.len() == name.len() && *n == name) {
+        match self.names.iter().position(|n| *n == name) {
             Some(i) => self.found[i],
             None => self.base.get(name),
         }
@@ -383,6 +369,13 @@ mod tests {
         hs.get_many(&names, &mut out);
         let one_by_one: Vec<Lookup<'_>> = names.iter().map(|n| hs.get(n)).collect();
         assert_eq!(out.to_vec(), one_by_one);
+        // More names than the length index holds.
+        let many: Vec<String> = (0..40).map(|i| if i == 39 { "uid".to_string() } else { format!("n{i}") }).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut out = vec![Lookup::One(b"stale"); many.len()];
+        hs.get_many(&many, &mut out);
+        assert_eq!(out, many.iter().map(|n| hs.get(n)).collect::<Vec<_>>());
+        assert_eq!(out[39], Lookup::Many(b"2"));
     }
 
     #[test]
