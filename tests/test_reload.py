@@ -8,9 +8,14 @@ non-2xx answer. Envoy reloads in place (the module watches mosn.json; the last c
 through the admin API's POST /api/v1/reload); nginx reloads with SIGHUP (`nginx -s reload`).
 
 Socket errors: Envoy keeps its connections over a module reload, so none is allowed. An nginx
-reload replaces the worker processes, which close their idle keep-alive connections: wrk counts
-those as read errors. They are compared with the same nginx, reloaded the same number of
-times, without the module (plain proxy_pass), in the same run: the module must add none.
+reload replaces the worker processes; each old worker closes its idle keep-alive connections
+at once, and a request wrk has just sent on one of them (not yet read by the busy worker) ends
+in a read error. That is nginx's own behaviour (plain proxy_pass shows it too: 0-14 errors per
+run here, 5 reloads) and how often it hits depends on how busy the worker is, so a comparison
+with one plain-nginx run was flaky (the ASan build, several times slower, drew 26 against
+plain's 0 once). What the module could add is bounded instead: each replaced worker closes each
+of wrk's connections at most once, so more than connections x worker-replacing reloads errors
+means requests lost otherwise; and no worker may crash.
 """
 from __future__ import annotations
 
@@ -168,50 +173,13 @@ def test_reload_under_load(name, mosn_ext, backends, run_dir):
         if name == "envoy":
             assert result["socket_errors"] == 0, f"socket errors during Envoy reloads:\n{result['raw']}"
         else:
-            baseline = _plain_nginx_reloads(run_dir, backends, len(changes), script)
-            assert result["socket_errors"] <= baseline + WRK_CONNECTIONS, \
-                f"socket errors with the module {result['socket_errors']}, plain nginx {baseline}:\n{result['raw']}"
+            replacing = sum(1 for _, _, seen in changes if seen is not None)  # a bad file keeps the workers
+            assert result["socket_errors"] <= WRK_CONNECTIONS * replacing, \
+                f"socket errors beyond nginx's idle-close on {replacing} reloads:\n{result['raw']}"
+            assert not h.crash_lines(), "crash in logs:\n" + "\n".join(h.crash_lines())
         assert h.alive(), h.logs_tail()
     finally:
         h.stop()
-
-
-def _plain_nginx_reloads(run_dir, backends, reloads: int, script) -> int:
-    """wrk's socket errors against nginx without the module (proxy_pass to one backend),
-    reloaded ``reloads`` times over the same duration."""
-    (port,) = hosts.free_ports(1)
-    d = run_dir / "plain"
-    d.mkdir(exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  upstream b {{ server 127.0.0.1:{backends.ports['s1a']}; keepalive 16; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-""")
-    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-    try:
-        _wait_for("plain nginx listening", lambda: hosts.tcp_open(port, timeout=0.5))
-        wrk = _wrk(port, script, WRK_SECONDS)
-        time.sleep(2)
-        for _ in range(reloads):
-            p.send_signal(1)  # SIGHUP
-            time.sleep(3.5)
-        result = _wrk_result(wrk)
-        (run_dir / "wrk-plain-nginx.txt").write_text(result["raw"])
-        return result["socket_errors"]
-    finally:
-        hosts.stop_process(p)
 
 
 @pytest.mark.needs_binary
