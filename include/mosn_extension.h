@@ -33,7 +33,7 @@
  function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
  compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
  */
-#define MOSN_EXT_ABI_VERSION 4
+#define MOSN_EXT_ABI_VERSION 5
 
 /*
  `mosn_ext_action.kind`: go on (apply `mutations`).
@@ -350,14 +350,31 @@ typedef struct {
 } mosn_ext_route;
 
 /*
+ A host's address as the `struct sockaddr` connect(2) takes: a `sockaddr_in` or a
+ `sockaddr_in6` in the first `len` bytes of `bytes` (copy it; it is not aligned for the
+ struct). Made from the address the config parsed, so hosts need not parse `address`.
+ */
+typedef struct {
+  uint32_t len;
+  uint8_t bytes[28];
+} mosn_ext_sockaddr;
+
+/*
  The host chosen for one attempt (`mosn_ext_stream_choose_host`).
  */
 typedef struct {
+  /*
+   The cluster's name (lives as long as the config).
+   */
   mosn_ext_bytes cluster;
   /*
-   `ip:port` (IPv6 as `[ip]:port`).
+   `ip:port` (IPv6 as `[ip]:port`; lives as long as the config).
    */
   mosn_ext_bytes address;
+  /*
+   `address` as a socket address.
+   */
+  mosn_ext_sockaddr sockaddr;
   /*
    The host's index in its cluster's `hosts[]`.
    */
@@ -642,7 +659,8 @@ bool mosn_ext_stream_replaced_response_body(const mosn_ext_stream *s, mosn_ext_b
  A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,
  or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`); for the proxy: the request
  cluster's `MOSN_EXT_INFO_UPSTREAM_SCHEME` and `MOSN_EXT_INFO_UPSTREAM_SNI`. Returns false
- when unset.
+ when unset. All but `MOSN_EXT_INFO_METADATA` point into the config (they live as long as
+ it does, so hosts may keep them for the request without a copy).
  */
 bool mosn_ext_stream_info(const mosn_ext_stream *s, uint32_t what, const uint8_t *key, size_t key_len, mosn_ext_bytes *out);
 

@@ -42,6 +42,21 @@ typedef struct {
 } ngx_http_mosn_loc_conf_t;
 
 
+/* a host the library chose, as nginx connects to it: one per attempt ($upstream_addr
+   keeps each attempt's name; name.data points into the config) */
+typedef struct {
+    ngx_str_t                   name;
+    union {
+        struct sockaddr         sockaddr;
+        struct sockaddr_in      sin;
+#if (NGX_HAVE_INET6)
+        struct sockaddr_in6     sin6;
+#endif
+    } sockaddr;
+    socklen_t                   socklen;
+} ngx_http_mosn_peer_addr_t;
+
+
 typedef struct {
     ngx_rbtree_node_t           node;      /* first: key = wake token */
     ngx_http_request_t         *r;
@@ -65,9 +80,8 @@ typedef struct {
 
     /* a mirror copy (a background subrequest's ctx; no stream): the host the library
        chose for it, handed to the balancer */
-    ngx_str_t                   mirror_host;
+    ngx_http_mosn_peer_addr_t  *mirror_peer;
     ngx_str_t                   mirror_cluster;
-    ngx_addr_t                  mirror_addr;
 
     /* the response body, collected while a send filter waits for all of it (the
        response header is held until then) */
@@ -135,6 +149,8 @@ void ngx_http_mosn_unpark(ngx_http_mosn_ctx_t *ctx);
 
 /* ngx_http_mosn_balancer.c */
 char *ngx_http_mosn_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_http_mosn_peer_addr_t *ngx_http_mosn_peer_addr(ngx_pool_t *pool,
+    const mosn_ext_upstream *up);
 ngx_uint_t ngx_http_mosn_report_outcome(ngx_http_mosn_ctx_t *ctx, uint32_t outcome,
     uint32_t status, ngx_peer_connection_t *pc);
 

@@ -309,11 +309,10 @@ ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_mosn_ctx_t *ctx = data;
 
-    int32_t              rc;
-    ngx_str_t           *name;
-    ngx_addr_t           addr;
-    ngx_http_request_t  *r;
-    mosn_ext_upstream    up;
+    int32_t                    rc;
+    ngx_http_request_t        *r;
+    mosn_ext_upstream          up;
+    ngx_http_mosn_peer_addr_t *peer;
 
     r = ctx->r;
 
@@ -343,37 +342,58 @@ ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    name = ngx_palloc(r->pool, sizeof(ngx_str_t));
-    if (name == NULL
-        || ngx_http_mosn_copy(r->pool, name, up.address.ptr, up.address.len)
-           != NGX_OK
-        || name->len == 0)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&addr, sizeof(ngx_addr_t));
-
-    if (ngx_parse_addr_port(r->pool, &addr, name->data, name->len) != NGX_OK
-        || addr.sockaddr == NULL)
-    {
+    /* per attempt: $upstream_addr keeps each attempt's name */
+    peer = ngx_http_mosn_peer_addr(r->pool, &up);
+    if (peer == NULL) {
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                      "mosn: invalid upstream address \"%V\"", name);
+                      "mosn: invalid upstream address \"%*s\"",
+                      up.address.len, up.address.ptr);
         return NGX_ERROR;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pc->log, 0,
-                   "mosn upstream host \"%V\" attempt:%uD", name, up.attempt);
+                   "mosn upstream host \"%V\" attempt:%uD", &peer->name,
+                   up.attempt);
 
-    pc->sockaddr = addr.sockaddr;
-    pc->socklen = addr.socklen;
-    pc->name = name;   /* $upstream_addr */
+    pc->sockaddr = &peer->sockaddr.sockaddr;
+    pc->socklen = peer->socklen;
+    pc->name = &peer->name;   /* $upstream_addr */
 
     ctx->attempt_pending = 1;
     ctx->peer_connection = NULL;
     ctx->idle_timeout = ngx_http_mosn_msec(up.idle_timeout_ms);
 
     return NGX_OK;
+}
+
+
+/*
+ * The library hands the host's address parsed (the config parsed it once): a copy of
+ * its sockaddr, and its name, which lives as long as the config. NULL on a bad one.
+ */
+ngx_http_mosn_peer_addr_t *
+ngx_http_mosn_peer_addr(ngx_pool_t *pool, const mosn_ext_upstream *up)
+{
+    ngx_http_mosn_peer_addr_t  *peer;
+
+    if (up->address.len == 0 || up->sockaddr.len == 0
+        || up->sockaddr.len > sizeof(peer->sockaddr)
+        || up->sockaddr.len > sizeof(up->sockaddr.bytes))
+    {
+        return NULL;
+    }
+
+    peer = ngx_palloc(pool, sizeof(ngx_http_mosn_peer_addr_t));
+    if (peer == NULL) {
+        return NULL;
+    }
+
+    peer->name.data = (u_char *) up->address.ptr;
+    peer->name.len = up->address.len;
+    ngx_memcpy(&peer->sockaddr, up->sockaddr.bytes, up->sockaddr.len);
+    peer->socklen = up->sockaddr.len;
+
+    return peer;
 }
 
 

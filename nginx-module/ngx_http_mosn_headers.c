@@ -351,6 +351,9 @@ ngx_table_elt_t *
 ngx_http_mosn_push_header(ngx_http_request_t *r, ngx_uint_t which,
     const mosn_ext_bytes *name, const mosn_ext_bytes *value)
 {
+    u_char           *p;
+    size_t            nlen, vlen;
+    ngx_uint_t        hash;
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(ngx_http_mosn_header_list(r, which));
@@ -358,25 +361,34 @@ ngx_http_mosn_push_header(ngx_http_request_t *r, ngx_uint_t which,
         return NULL;
     }
 
-    if (ngx_http_mosn_copy(r->pool, &h->key, name->ptr, name->len) != NGX_OK
-        || ngx_http_mosn_copy(r->pool, &h->value, value->ptr, value->len)
-           != NGX_OK)
-    {
+    /* key, its lower case and the value in one allocation */
+    nlen = (name->ptr != NULL) ? name->len : 0;
+    vlen = (value->ptr != NULL) ? value->len : 0;
+    p = ngx_pnalloc(r->pool, 2 * nlen + vlen + 1);
+    if (p == NULL) {
         h->hash = 0;
         return NULL;
     }
 
-    h->lowcase_key = ngx_pnalloc(r->pool, h->key.len);
-    if (h->lowcase_key == NULL) {
-        h->hash = 0;
-        return NULL;
+    h->key.data = p;
+    h->key.len = nlen;
+    if (nlen) {
+        ngx_memcpy(p, name->ptr, nlen);
     }
+    p += nlen;
 
-    ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
+    h->lowcase_key = p;
+    hash = ngx_hash_strlow(p, h->key.data, nlen);
+    p += nlen;
+
+    h->value.data = p;
+    h->value.len = vlen;
+    if (vlen) {
+        ngx_memcpy(p, value->ptr, vlen);
+    }
 
     /* the proxy matches request headers against proxy_set_header by this hash */
-    h->hash = (which == NGX_HTTP_MOSN_REQUEST_HEADERS)
-              ? ngx_hash_key(h->lowcase_key, h->key.len) : 1;
+    h->hash = (which == NGX_HTTP_MOSN_REQUEST_HEADERS) ? hash : 1;
 
     return h;
 }

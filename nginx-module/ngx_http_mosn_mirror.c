@@ -190,23 +190,17 @@ ngx_http_mosn_mirror_copy(ngx_http_request_t *r, ngx_http_core_loc_conf_t *clcf,
         return NGX_ERROR;
     }
 
-    if (ngx_http_mosn_copy(r->pool, &sctx->mirror_host, up->address.ptr,
-                           up->address.len) != NGX_OK
-        || ngx_http_mosn_copy(r->pool, &sctx->mirror_cluster, up->cluster.ptr,
-                              up->cluster.len) != NGX_OK)
+    if (ngx_http_mosn_copy(r->pool, &sctx->mirror_cluster, up->cluster.ptr,
+                           up->cluster.len) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (sctx->mirror_host.len == 0
-        || ngx_parse_addr_port(r->pool, &sctx->mirror_addr,
-                               sctx->mirror_host.data, sctx->mirror_host.len)
-           != NGX_OK
-        || sctx->mirror_addr.sockaddr == NULL)
-    {
+    sctx->mirror_peer = ngx_http_mosn_peer_addr(r->pool, up);
+    if (sctx->mirror_peer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "mosn: invalid mirror host address \"%V\"",
-                      &sctx->mirror_host);
+                      "mosn: invalid mirror host address \"%*s\"",
+                      up->address.len, up->address.ptr);
         return NGX_ERROR;
     }
 
@@ -254,7 +248,7 @@ ngx_http_mosn_mirror_copy(ngx_http_request_t *r, ngx_http_core_loc_conf_t *clcf,
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "mosn mirror copy to \"%V\" (cluster \"%V\") via \"%V\"",
-                   &sctx->mirror_host, &sctx->mirror_cluster, &clcf->name);
+                   &sctx->mirror_peer->name, &sctx->mirror_cluster, &clcf->name);
 
     return NGX_OK;
 }
@@ -286,9 +280,9 @@ ngx_http_mosn_mirror_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
-    pc->sockaddr = ctx->mirror_addr.sockaddr;
-    pc->socklen = ctx->mirror_addr.socklen;
-    pc->name = &ctx->mirror_host;      /* $upstream_addr, error log lines */
+    pc->sockaddr = &ctx->mirror_peer->sockaddr.sockaddr;
+    pc->socklen = ctx->mirror_peer->socklen;
+    pc->name = &ctx->mirror_peer->name;   /* $upstream_addr, error log lines */
 
     return NGX_OK;
 }
@@ -304,7 +298,7 @@ ngx_http_mosn_mirror_free_peer(ngx_peer_connection_t *pc, void *data,
     if (state & NGX_PEER_FAILED) {
         ngx_log_error(NGX_LOG_INFO, pc->log, 0,
                       "mosn: mirror copy to \"%V\" (cluster \"%V\") failed; "
-                      "dropped", &ctx->mirror_host, &ctx->mirror_cluster);
+                      "dropped", &ctx->mirror_peer->name, &ctx->mirror_cluster);
     }
 
     pc->cached = 0;                    /* no free extra try for a copy */

@@ -158,7 +158,19 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    return ngx_http_mosn_set_variable(r, v, out.ptr, out.len);
+    if (what == MOSN_EXT_INFO_METADATA || out.len == 0) {
+        /* the stream's own value: copied, it may change with the next call */
+        return ngx_http_mosn_set_variable(r, v, out.ptr, out.len);
+    }
+
+    /* the rest lives as long as the config, which outlives the request */
+    v->data = (u_char *) out.ptr;
+    v->len = out.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
 }
 
 

@@ -11,6 +11,8 @@
 #   envoy-module  the mosn module filter + clusters     nginx-njs     js_set (njs)
 #   envoy-noopmodule  envoy-native + the module as a filter that does nothing (`{"noop": true}`)
 #                                                       nginx-module  the mosn nginx module
+#   The module targets log the peers' access-log fields; *-module-fulllog (not run by default)
+#   log the generated config's whole format.
 #
 # Every process started here is recorded and stopped by PID on exit (bench_cleanup, trapped).
 # The caller sets WORK (a fresh directory) before bench_backends.
@@ -21,6 +23,8 @@ PEERS="$ROOT/benches/peers"
 MOSN_EXT_BIN=${MOSN_EXT_BIN:-$ROOT/build/output/mosn-ext}
 MODULE_DIR=${MODULE_DIR:-$(dirname "$MOSN_EXT_BIN")}
 ALL_TARGETS="envoy-native envoy-floor envoy-lua envoy-noopmodule envoy-module nginx-native nginx-floor nginx-lua nginx-njs nginx-module"
+# On request only (TARGETS=...): the module with the generated config's whole access-log format.
+EXTRA_TARGETS="envoy-module-fulllog nginx-module-fulllog"
 # The same access-log fields on every Envoy peer (the module's generated config has its own).
 ENVOY_LOG_FORMAT='mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% upstream_host=%UPSTREAM_HOST% unit=%REQ(X-MOSN-ON-ENVOY-UNIT)% flags=%RESPONSE_FLAGS% details=%RESPONSE_CODE_DETAILS%'
 
@@ -106,9 +110,10 @@ wait_http() {
 bench_backends() {
   read -r P_S1A P_S1B P_S2 P_S3 <<<"$(python3 "$HARNESS/ports.py" 4)"
   local t ports
-  read -r -a ports <<<"$(python3 "$HARNESS/ports.py" 10)"
+  local all="$ALL_TARGETS $EXTRA_TARGETS"
+  read -r -a ports <<<"$(python3 "$HARNESS/ports.py" "$(wc -w <<<"$all")")"
   local i=0
-  for t in $ALL_TARGETS; do PORT_OF[$t]=${ports[$i]}; i=$((i + 1)); done
+  for t in $all; do PORT_OF[$t]=${ports[$i]}; i=$((i + 1)); done
   local B="$WORK/backends"; mkdir -p "$B"
   render backends.nginx.conf "$B" 0 >"$B/nginx.conf"
   nginx -t -q -p "$B/" -c "$B/nginx.conf" 2>"$B/nginx-t.log" || die "backend nginx.conf invalid: $(cat "$B/nginx-t.log")"
@@ -127,6 +132,33 @@ render() {
     S1A="$P_S1A" S1B="$P_S1B" S2="$P_S2" S3="$P_S3" ENVOY_LOG_FORMAT="$ENVOY_LOG_FORMAT"
 }
 
+# peer_log_fields HOST FILE : the generated config's access-log format cut to the peers'
+# fields (ENVOY_LOG_FORMAT, benches/peers/nginx-common.part), each from the module's own source;
+# on Envoy the filter is told which log values to write (`log_values`).
+peer_log_fields() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+host, path = sys.argv[1], sys.argv[2]
+text = open(path).read()
+if host == "envoy":
+    fmt = ("mosn_access method=%REQ(:METHOD)% path=%REQ(:PATH)% status=%RESPONSE_CODE% cluster=%UPSTREAM_CLUSTER% "
+           "upstream_host=%UPSTREAM_HOST% unit=%FILTER_STATE(mosn.unit:PLAIN)% flags=%DYNAMIC_METADATA(mosn:flags)% "
+           "details=%RESPONSE_CODE_DETAILS%\\n")
+    new, n = re.subn(r'inline_string: "mosn_access [^"]*"', lambda m: f'inline_string: "{fmt}"', text)
+    # ... which reads mosn.unit only: the filter need not write mosn.live_streams.
+    new, k = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")\}"', lambda m: m.group(1) + r',\"log_filter_state\":[\"mosn.unit\"]}"', new)
+    if k != 1:
+        sys.exit(f"peer_log_fields: {k} module filter configs in {path}, want 1")
+else:
+    fmt = ("mosn_access method=$request_method path=$request_uri status=$status cluster=$mosn_cluster "
+           "upstream_host=$mosn_upstream_host unit=$mosn_unit flags=$mosn_flags details=$mosn_details")
+    new, n = re.subn(r'log_format mosn "mosn_access [^"]*"', lambda m: f'log_format mosn "{fmt}"', text)
+if n != 1:
+    sys.exit(f"peer_log_fields: {n} access-log formats in {path}, want 1")
+open(path, "w").write(new)
+PY
+}
+
 # bench_launch TARGET WORKERS [PREFIX...] : writes the target's config, starts it (under PREFIX,
 # e.g. valgrind; nginx then runs without a master process) and records its PID and port
 bench_launch() {
@@ -135,13 +167,16 @@ bench_launch() {
   mkdir -p "$D"
   local master=on
   [ $# -gt 0 ] && master=off
-  if [ "$kind" = module ]; then
+  if [ "$kind" = module ] || [ "$kind" = module-fulllog ]; then
     # What `mosn-ext start --host $host` runs, written out so it can run under PREFIX too.
     python3 "$HARNESS/config.py" --listen "$port" --s1a "$P_S1A" --s1b "$P_S1B" --s2 "$P_S2" --s3 "$P_S3" --minimal >"$D/mosn.json"
     "$MOSN_EXT_BIN" check -c "$D/mosn.json" >"$D/check.log" 2>&1 || die "mosn-ext check rejected the bench config: $(cat "$D/check.log")"
     local file=nginx.conf; [ "$host" = envoy ] && file=envoy.yaml
     "$MOSN_EXT_BIN" start --host "$host" -c "$D/mosn.json" --work-dir "$D" --concurrency "$workers" \
       --module-dir "$MODULE_DIR" --print-config >"$D/$file" || die "mosn-ext could not write $D/$file"
+    # The module logs the peers' fields (equal work); module-fulllog keeps the generated format
+    # (also attempts, duration_ms, live_streams, ...), what `mosn-ext start` runs.
+    [ "$kind" = module ] && peer_log_fields "$host" "$D/$file"
   elif [ "$host" = envoy ]; then
     render "$t.yaml" "$D" "$port" >"$D/envoy.yaml"
   else

@@ -28,7 +28,7 @@ use crate::engines::ConfigSlot;
 use crate::guard::{self, Panicked};
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
 use crate::mirror::{self, MirrorSender};
-use crate::policy;
+use crate::policy::{self, LogFilterState};
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
@@ -51,6 +51,8 @@ pub struct HttpConfig {
     /// The engine, the listener's index in it and the slot generation they are of.
     view: RwLock<View>,
     mirror: Arc<MirrorSender>,
+    /// The filter state written for access logs.
+    log: LogFilterState,
 }
 
 /// What a stream starts on.
@@ -76,6 +78,8 @@ pub struct HttpFilter {
     mirror: Arc<MirrorSender>,
     /// MOSN clusters a reload added, as of the stream's start (see [`View`]).
     added: Option<Arc<std::collections::HashSet<String>>>,
+    /// The filter state written for access logs (the config's).
+    log: LogFilterState,
 }
 
 /// What a request hook does after the core answered.
@@ -98,7 +102,7 @@ impl HttpConfig {
     /// A config for `listener` of `engine`, which never reloads (tests).
     pub fn new(engine: Arc<Engine>, listener: usize) -> HttpConfig {
         let view = View { generation: 0, engine, listener, added: None };
-        HttpConfig { slot: None, name: None, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()) }
+        HttpConfig { slot: None, name: None, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()), log: LogFilterState::ALL }
     }
 
     /// The request copies waiting for the main thread.
@@ -116,7 +120,7 @@ impl HttpConfig {
             return None;
         };
         let view = View { generation: slot.generation(), engine: current.engine, listener, added: current.added };
-        Some(HttpConfig { slot: Some(slot), name: cfg.name, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()) })
+        Some(HttpConfig { slot: Some(slot), name: cfg.name, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()), log: cfg.log })
     }
 
     /// Renews the cached view after a reload.
@@ -152,6 +156,7 @@ impl HttpConfig {
             cell: StreamCell::new(stream),
             mirror: self.mirror.clone(),
             added: view.added.clone(),
+            log: self.log,
         })
     }
 }
@@ -267,12 +272,24 @@ pub fn stream_complete(f: Option<&HttpFilter>, host: &mut dyn HttpHost) {
     // For the access log (`live_streams=`): the library's other streams still alive in this
     // process; 0 once every request ended, also the ones whose clients went away.
     // Filter state, not dynamic metadata: a third of the cost per request.
-    host.set_filter_state(policy::LIVE_STREAMS_KEY, &mosn_extension::stream::live_streams().to_string());
+    if f.is_none_or(|f| f.log.live_streams) {
+        host.set_filter_state(policy::LIVE_STREAMS_KEY, &mosn_extension::stream::live_streams().to_string());
+    }
 }
 
 // === impl HttpFilter ===
 
 impl HttpFilter {
+    /// The request's unit for access logs (`mosn.unit`; the cluster is in Envoy's own
+    /// %UPSTREAM_CLUSTER%), unless the config's `log_filter_state` leaves it out.
+    fn log_unit(&self, host: &mut dyn HttpHost, stream: &Stream) {
+        if self.log.unit {
+            if let Some(unit) = stream.metadata("unit") {
+                host.set_filter_state(policy::UNIT_KEY, unit);
+            }
+        }
+    }
+
     /// The id under which the cluster LB finds this stream (filter state `mosn.stream_id`).
     pub fn id(&self) -> u64 {
         self.id
@@ -597,6 +614,8 @@ impl HttpFilter {
         drop(trailers);
         match action {
             Action::Continue => {
+                // Before the cluster is named (apply_request's last step).
+                self.log_unit(host, stream);
                 if !apply_request(host, stream, present, fresh, self.added.as_deref()) {
                     // A route that is not this module's cluster specifier would send the
                     // request to a cluster the core did not choose.
@@ -625,9 +644,7 @@ impl HttpFilter {
             }
             Action::LocalReply => {
                 let reply = stream.local_reply().cloned().unwrap_or_else(|| internal_error("mosn_reply_missing"));
-                if let Some(unit) = stream.metadata("unit") {
-                    host.set_filter_state(policy::UNIT_KEY, unit);
-                }
+                self.log_unit(host, stream);
                 st.phase = Phase::Replied;
                 Next::Reply(reply)
             }
@@ -745,10 +762,6 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         host.replace_request_body(body);
         host.remove_header(HeaderKind::Request, "transfer-encoding");
         host.set_header(HeaderKind::Request, "content-length", &body.len().to_string());
-    }
-    // The cluster is in Envoy's own %UPSTREAM_CLUSTER%; only the unit needs filter state.
-    if let Some(unit) = stream.metadata("unit") {
-        host.set_filter_state(policy::UNIT_KEY, unit);
     }
     // Last: Envoy reads the cluster's settings when the specifier names it.
     let cluster = stream.cluster().map_or(specifier::NO_DECISION, |c| crate::engines::envoy_cluster(added, &c.name));

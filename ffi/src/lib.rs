@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// The ABI version of this header. Bumped on any change of a `#[repr(C)]` layout or of a
 /// function's meaning (`tests/abi_layout.rs` fails when a layout changes without it); hosts
 /// compare it with `mosn_ext_abi_version()` at load and refuse a mismatch.
-pub const MOSN_EXT_ABI_VERSION: u32 = 4;
+pub const MOSN_EXT_ABI_VERSION: u32 = 5;
 
 /// A loaded configuration (opaque). Shared by streams; freeing it while streams run is
 /// allowed (they keep their own reference).
@@ -794,6 +794,7 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
                     let u = mosn_ext_upstream {
                         cluster: out_bytes(c.cluster.name.as_bytes()),
                         address: out_bytes(c.address.as_bytes()),
+                        sockaddr: sockaddr(c.addr),
                         host_index: c.index as u32,
                         attempt: c.attempt,
                         idle_timeout_ms: c.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
@@ -808,6 +809,34 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
             Err(NoHost::Overflow) => MOSN_EXT_HOST_OVERFLOW,
         }
     })
+}
+
+/// `a` as the `struct sockaddr` connect(2) takes.
+fn sockaddr(a: std::net::SocketAddr) -> mosn_ext_sockaddr {
+    fn raw<T>(sa: &T) -> mosn_ext_sockaddr {
+        let mut out = mosn_ext_sockaddr { len: std::mem::size_of::<T>() as u32, bytes: [0; 28] };
+        // SAFETY: `T` is `sockaddr_in` or `sockaddr_in6`: plain C structs with no padding
+        // (2+2+4+8 and 2+2+4+16+4 bytes), every field set below, at most 28 bytes long
+        // (asserted at compile time); read as bytes into a buffer of that size.
+        unsafe { std::ptr::copy_nonoverlapping((sa as *const T).cast::<u8>(), out.bytes.as_mut_ptr(), std::mem::size_of::<T>()) };
+        out
+    }
+    const _: () = assert!(std::mem::size_of::<libc::sockaddr_in>() <= 28 && std::mem::size_of::<libc::sockaddr_in6>() <= 28);
+    match a {
+        std::net::SocketAddr::V4(v4) => raw(&libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+            sin_zero: [0; 8],
+        }),
+        std::net::SocketAddr::V6(v6) => raw(&libc::sockaddr_in6 {
+            sin6_family: libc::AF_INET6 as libc::sa_family_t,
+            sin6_port: v6.port().to_be(),
+            sin6_flowinfo: v6.flowinfo().to_be(),
+            sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+            sin6_scope_id: v6.scope_id(),
+        }),
+    }
 }
 
 /// The number of copies of this request to send to mirror clusters (the `mirror` filter),
@@ -834,6 +863,7 @@ pub extern "C" fn mosn_ext_stream_mirror(s: *const mosn_ext_stream, index: u32, 
         let u = mosn_ext_upstream {
             cluster: out_bytes(m.cluster.name.as_bytes()),
             address: out_bytes(m.address().as_bytes()),
+            sockaddr: sockaddr(m.addr()),
             host_index: m.index as u32,
             attempt: 0,
             idle_timeout_ms: m.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
@@ -948,7 +978,8 @@ pub extern "C" fn mosn_ext_stream_replaced_response_body(s: *const mosn_ext_stre
 /// A per-request value for logs: `MOSN_EXT_INFO_CLUSTER`, `MOSN_EXT_INFO_UPSTREAM_HOST`,
 /// or `MOSN_EXT_INFO_METADATA` with `key` (e.g. `unit`); for the proxy: the request
 /// cluster's `MOSN_EXT_INFO_UPSTREAM_SCHEME` and `MOSN_EXT_INFO_UPSTREAM_SNI`. Returns false
-/// when unset.
+/// when unset. All but `MOSN_EXT_INFO_METADATA` point into the config (they live as long as
+/// it does, so hosts may keep them for the request without a copy).
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_info(
     s: *const mosn_ext_stream,

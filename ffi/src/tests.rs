@@ -83,7 +83,14 @@ fn a_stream_that_panicked_stays_failed() {
     let mut a = mosn_ext_action::empty();
     assert_eq!(mosn_ext_stream_request_headers(s, &m, true, &mut a), MOSN_EXT_LOCAL_REPLY);
     std::panic::set_hook(prev);
-    let mut up = mosn_ext_upstream { cluster: out_bytes(b""), address: out_bytes(b""), host_index: 0, attempt: 0, idle_timeout_ms: 0 };
+    let mut up = mosn_ext_upstream {
+        cluster: out_bytes(b""),
+        address: out_bytes(b""),
+        sockaddr: mosn_ext_sockaddr { len: 0, bytes: [0; 28] },
+        host_index: 0,
+        attempt: 0,
+        idle_timeout_ms: 0,
+    };
     assert_eq!(mosn_ext_stream_choose_host(s, &mut up), MOSN_EXT_HOST_ERROR);
     assert_eq!(mosn_ext_stream_resume(s, &m, &mut a), MOSN_EXT_LOCAL_REPLY);
     assert_eq!(a.status, 500);
@@ -169,4 +176,38 @@ fn response_headers_are_asked_for_only_where_read() {
         mosn_ext_config_free(cfg);
     }
     assert!(mosn_ext_stream_reads_response_headers(std::ptr::null()));
+}
+
+/// The sockaddr handed with a chosen host is the address itself, as connect(2) reads it.
+#[test]
+fn sockaddr_is_the_address_as_connect_reads_it() {
+    let v4 = sockaddr("127.0.0.1:2990".parse().unwrap());
+    assert_eq!(v4.len as usize, std::mem::size_of::<libc::sockaddr_in>());
+    assert_eq!(u16::from_ne_bytes([v4.bytes[0], v4.bytes[1]]), libc::AF_INET as u16);
+    assert_eq!(&v4.bytes[2..4], &2990u16.to_be_bytes());
+    assert_eq!(&v4.bytes[4..8], &[127, 0, 0, 1]);
+    assert!(v4.bytes[8..].iter().all(|b| *b == 0));
+
+    let v6 = sockaddr("[::1]:8080".parse().unwrap());
+    assert_eq!(v6.len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+    assert_eq!(u16::from_ne_bytes([v6.bytes[0], v6.bytes[1]]), libc::AF_INET6 as u16);
+    assert_eq!(&v6.bytes[2..4], &8080u16.to_be_bytes());
+    let mut loopback = [0u8; 16];
+    loopback[15] = 1;
+    assert_eq!(&v6.bytes[8..24], &loopback);
+
+    // And the kernel agrees: a listener's own address, connected to through the bytes.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sa = sockaddr(l.local_addr().unwrap());
+    // SAFETY: a fresh socket, closed below; `sa.bytes` holds `sa.len` bytes of a
+    // sockaddr_in (copied out, so alignment does not matter).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let mut sin: libc::sockaddr_in = std::mem::zeroed();
+        std::ptr::copy_nonoverlapping(sa.bytes.as_ptr(), (&mut sin as *mut libc::sockaddr_in).cast::<u8>(), sa.len as usize);
+        let rc = libc::connect(fd, (&sin as *const libc::sockaddr_in).cast(), sa.len);
+        libc::close(fd);
+        assert_eq!(rc, 0, "connect through the sockaddr bytes");
+    }
 }

@@ -114,13 +114,26 @@ pub struct mosn_ext_route {
     pub retry_status_codes_len: usize,
 }
 
+/// A host's address as the `struct sockaddr` connect(2) takes: a `sockaddr_in` or a
+/// `sockaddr_in6` in the first `len` bytes of `bytes` (copy it; it is not aligned for the
+/// struct). Made from the address the config parsed, so hosts need not parse `address`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mosn_ext_sockaddr {
+    pub len: u32,
+    pub bytes: [u8; 28],
+}
+
 /// The host chosen for one attempt (`mosn_ext_stream_choose_host`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct mosn_ext_upstream {
+    /// The cluster's name (lives as long as the config).
     pub cluster: mosn_ext_bytes,
-    /// `ip:port` (IPv6 as `[ip]:port`).
+    /// `ip:port` (IPv6 as `[ip]:port`; lives as long as the config).
     pub address: mosn_ext_bytes,
+    /// `address` as a socket address.
+    pub sockaddr: mosn_ext_sockaddr,
     /// The host's index in its cluster's `hosts[]`.
     pub host_index: u32,
     /// 1 for the first attempt, 2 for the first retry, ...

@@ -41,7 +41,8 @@ fn current() -> String {
             retry_status_codes_len
         }
     );
-    layout!(out, mosn_ext_upstream { cluster, address, host_index, attempt, idle_timeout_ms });
+    layout!(out, mosn_ext_sockaddr { len, bytes });
+    layout!(out, mosn_ext_upstream { cluster, address, sockaddr, host_index, attempt, idle_timeout_ms });
     layout!(
         out,
         mosn_ext_cluster_stats {

@@ -176,7 +176,14 @@ fn empty_action() -> mosn_ext_action {
 }
 
 fn empty_upstream() -> mosn_ext_upstream {
-    mosn_ext_upstream { cluster: no_bytes(), address: no_bytes(), host_index: 0, attempt: 0, idle_timeout_ms: 0 }
+    mosn_ext_upstream {
+        cluster: no_bytes(),
+        address: no_bytes(),
+        sockaddr: mosn_ext_sockaddr { len: 0, bytes: [0; 28] },
+        host_index: 0,
+        attempt: 0,
+        idle_timeout_ms: 0,
+    }
 }
 
 /// Reads every byte of a returned byte range (ASan checks it is live memory).

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "mosn_extension.h"
 
@@ -385,6 +387,33 @@ mosn_ext_stream_mirror_count(const mosn_ext_stream *s)
     return (s && s->continued) ? s->nmirrors : 0;
 }
 
+/* "a.b.c.d:port" as the library hands it: a sockaddr_in (len 0 if not that form) */
+static mosn_ext_sockaddr
+fake_sockaddr(const char *addr)
+{
+    mosn_ext_sockaddr  out;
+    struct sockaddr_in sin;
+    char               ip[64];
+    const char        *colon = strrchr(addr, ':');
+    size_t             n = colon ? (size_t) (colon - addr) : 0;
+
+    memset(&out, 0, sizeof(out));
+    memset(&sin, 0, sizeof(sin));
+    if (colon == NULL || n == 0 || n >= sizeof(ip)) {
+        return out;
+    }
+    memcpy(ip, addr, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET, ip, &sin.sin_addr) != 1) {
+        return out;
+    }
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t) atoi(colon + 1));
+    memcpy(out.bytes, &sin, sizeof(sin));
+    out.len = sizeof(sin);
+    return out;
+}
+
 bool
 mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t i, mosn_ext_upstream *out)
 {
@@ -394,6 +423,7 @@ mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t i, mosn_ext_upstream *
     memset(out, 0, sizeof(*out));
     out->cluster = b("fake-mirror");
     out->address = b(s->mirrors[i]);
+    out->sockaddr = fake_sockaddr(s->mirrors[i]);
     out->host_index = i;
     return true;
 }
@@ -502,6 +532,7 @@ mosn_ext_stream_choose_host(mosn_ext_stream *s, mosn_ext_upstream *out)
     s->chosen++;
     out->cluster = b("fake");
     out->address = b(s->addr);
+    out->sockaddr = fake_sockaddr(s->addr);
     out->host_index = 0;
     out->attempt = (uint32_t) s->chosen;
     return MOSN_EXT_HOST_OK;

@@ -52,4 +52,9 @@ impl MirrorTarget {
         let h = &self.cluster.hosts[self.index];
         h.current().map_or(&h.address_text, |(_, t)| t)
     }
+    /// The copy's address, as [`MirrorTarget::address`] writes it.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let h = &self.cluster.hosts[self.index];
+        h.current().map_or(h.address, |(a, _)| a)
+    }
 }

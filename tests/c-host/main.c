@@ -9,6 +9,8 @@
 #define _DEFAULT_SOURCE
 #include "mosn_extension.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -113,6 +115,27 @@ static result run(mosn_ext_config *cfg, const char **kv) {
     }
     mosn_ext_stream_destroy(s);
     return res;
+}
+
+/* The chosen host's sockaddr written back as "ip:port" ("[ip]:port" for IPv6) equals its
+   address text. */
+static bool sockaddr_is_address(const mosn_ext_upstream *up) {
+    char ip[INET6_ADDRSTRLEN], text[80], want[80];
+    if (up->sockaddr.len == sizeof(struct sockaddr_in)) {
+        struct sockaddr_in sin;
+        memcpy(&sin, up->sockaddr.bytes, sizeof sin);
+        if (sin.sin_family != AF_INET || !inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof ip)) return false;
+        snprintf(text, sizeof text, "%s:%u", ip, ntohs(sin.sin_port));
+    } else if (up->sockaddr.len == sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 sin6;
+        memcpy(&sin6, up->sockaddr.bytes, sizeof sin6);
+        if (sin6.sin6_family != AF_INET6 || !inet_ntop(AF_INET6, &sin6.sin6_addr, ip, sizeof ip)) return false;
+        snprintf(text, sizeof text, "[%s]:%u", ip, ntohs(sin6.sin6_port));
+    } else {
+        return false;
+    }
+    copy(want, sizeof want, up->address);
+    return strcmp(text, want) == 0;
 }
 
 static void expect_site(mosn_ext_config *cfg, const char *uid, const char *cluster) {
@@ -289,10 +312,12 @@ int main(int argc, char **argv) {
         CHECK(mosn_ext_stream_choose_host(s, &u1) == MOSN_EXT_HOST_OK, "first host");
         char first[64];
         copy(first, sizeof first, u1.address);
+        CHECK(sockaddr_is_address(&u1), "the first host's sockaddr (len %u) is its address %s", u1.sockaddr.len, first);
         bool retry = mosn_ext_stream_upstream_result(s, MOSN_EXT_OUTCOME_CONNECT_FAILURE, 0);
         CHECK(retry, "connect failure is retried by s1's policy");
         CHECK(mosn_ext_stream_choose_host(s, &u2) == MOSN_EXT_HOST_OK, "retry host");
         CHECK(!eq(u2.address, first) && u2.attempt == 2, "retry returned the failed host %s (attempt %u)", first, u2.attempt);
+        CHECK(sockaddr_is_address(&u2), "the retry host's sockaddr is its address");
         CHECK(!mosn_ext_stream_upstream_result(s, MOSN_EXT_OUTCOME_CONNECT_FAILURE, 0), "budget spent: no third attempt");
         mosn_ext_stream_destroy(s);
     }

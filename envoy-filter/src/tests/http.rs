@@ -4,6 +4,7 @@
 use super::{config, request};
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig};
+use crate::policy;
 use crate::registry::{self, Phase};
 use crate::testing::{logs, Call, FakeHttp};
 use mosn_extension::Engine;
@@ -552,5 +553,38 @@ fn config_errors_reject_the_filter_config() {
     assert!(HttpConfig::load(cfg("nope").as_bytes()).is_none());
     assert!(logs().iter().any(|l| l.contains(r#"listener "nope" is not in"#)));
     assert!(HttpConfig::load(b"{}").is_none());
+    std::fs::remove_file(p).ok();
+}
+
+#[test]
+fn log_filter_state_limits_what_is_written_for_access_logs() {
+    let p = std::env::temp_dir().join(format!("mosn-envoy-logfs-{}.json", std::process::id()));
+    std::fs::write(&p, crate::testing::CONFIG).unwrap();
+    let written = |log: Option<&str>| {
+        let extra = log.map_or(String::new(), |l| format!(r#", "log_filter_state": {l}"#));
+        let cfg = HttpConfig::load(format!(r#"{{"config_path": "{}", "listener": "l"{extra}}}"#, p.display()).as_bytes()).unwrap();
+        let (f, mut host, status) = request(&cfg, &[(":path", "/x"), ("uid", "2")]);
+        assert_eq!(status, HeadersStatus::Continue);
+        http_logic::stream_complete(Some(&f), &mut host);
+        let mut keys: Vec<String> = host
+            .calls()
+            .iter()
+            .filter_map(|c| match c {
+                Call::FilterState(k, _) if k != policy::STREAM_ID_KEY => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(written(None), ["mosn.live_streams", "mosn.unit"]);
+    assert_eq!(written(Some(r#"["mosn.unit"]"#)), ["mosn.unit"]);
+    assert_eq!(written(Some(r#"["mosn.live_streams"]"#)), ["mosn.live_streams"]);
+    assert!(written(Some("[]")).is_empty());
+    // The LB's stream id is written whatever the log reads.
+    let cfg =
+        HttpConfig::load(format!(r#"{{"config_path": "{}", "listener": "l", "log_filter_state": []}}"#, p.display()).as_bytes()).unwrap();
+    let (_, host, _) = request(&cfg, &[(":path", "/x"), ("uid", "2")]);
+    assert!(host.calls().iter().any(|c| matches!(c, Call::FilterState(k, _) if k == policy::STREAM_ID_KEY)));
     std::fs::remove_file(p).ok();
 }
