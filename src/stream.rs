@@ -62,7 +62,9 @@ pub struct Stream {
     started: crate::metrics::clock::Stamp,
     stage: Stage,
     mutations: Mutations,
-    response_mutations: Mutations,
+    /// Boxed on first use: most responses have none, and the stream stays small enough
+    /// for the allocator's fast path.
+    response_mutations: Option<Box<Mutations>>,
     metadata: Metadata,
     /// Subset criteria filters set (MOSN's `x-mosn-router-meta`).
     router_meta: Metadata,
@@ -136,7 +138,7 @@ impl Stream {
             started: crate::metrics::clock::now(),
             stage: Stage::Start,
             mutations: Mutations::new(),
-            response_mutations: Mutations::new(),
+            response_mutations: None,
             metadata: Metadata::new(),
             router_meta: Metadata::new(),
             mirrors: Vec::new(),
@@ -779,11 +781,14 @@ impl Stream {
             }
             self.retry_admitted = false;
         }
-        self.response_mutations.clear();
+        if let Some(m) = &mut self.response_mutations {
+            m.clear();
+        }
         let mut answered = status;
         if let Some(want) = self.failure_status() {
             if want != status {
-                self.response_mutations.push(HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() });
+                let set_status = HeaderMutation { op: HeaderOp::Set, name: ":status".into(), value: want.to_string().into() };
+                self.response_mutations.get_or_insert_with(Box::default).push(set_status);
                 answered = want;
             }
         }
@@ -791,7 +796,7 @@ impl Stream {
             self.listener.counters.answered(answered);
         }
         for e in &self.response_edits {
-            header_edit::apply(e, headers, &mut self.response_mutations);
+            header_edit::apply(e, headers, self.response_mutations.get_or_insert_with(Box::default));
         }
         if !end_of_stream && send_filters(&self.listener, self.routed).any(|f| f.needs_response_body(status, headers)) {
             self.response_status = Some(status);
@@ -827,7 +832,7 @@ impl Stream {
             let mut cx = SendContext {
                 headers,
                 status,
-                mutations: &mut self.response_mutations,
+                mutations: self.response_mutations.get_or_insert_with(Box::default),
                 metadata: &self.metadata,
                 body,
                 new_body: &mut self.new_response_body,
@@ -840,7 +845,7 @@ impl Stream {
 
     /// The header changes for the response, in order.
     pub fn response_mutations(&self) -> &[HeaderMutation] {
-        &self.response_mutations
+        self.response_mutations.as_deref().map_or(&[], |m| m.as_slice())
     }
 }
 

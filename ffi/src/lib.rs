@@ -46,7 +46,9 @@ pub struct mosn_ext_config {
 pub struct mosn_ext_stream {
     stream: Stream,
     failed: bool,
-    mutations: Vec<mosn_ext_header_mutation>,
+    /// Inline for the usual one or two: no allocation per request (the whole struct stays
+    /// within the allocator's fast-path size, 1024 bytes; a test checks).
+    mutations: smallvec::SmallVec<[mosn_ext_header_mutation; 2]>,
     reply_headers: Vec<mosn_ext_header>,
 }
 
@@ -137,7 +139,7 @@ unsafe fn message<'a>(m: *const mosn_ext_message) -> Msg<'a> {
     }
 }
 
-fn fill_mutations(dst: &mut Vec<mosn_ext_header_mutation>, src: &[HeaderMutation]) {
+fn fill_mutations(dst: &mut smallvec::SmallVec<[mosn_ext_header_mutation; 2]>, src: &[HeaderMutation]) {
     dst.clear();
     dst.extend(src.iter().map(|m| mosn_ext_header_mutation {
         op: m.op as u32,
@@ -632,7 +634,7 @@ pub extern "C" fn mosn_ext_stream_new(
         let Some(idx) = c.engine.listener_by_name(name) else { return std::ptr::null_mut() };
         let wake = wake.map(|f| WakeFn::C { f, ctx: wake_ctx });
         let Some(stream) = c.engine.new_stream(idx, wake) else { return std::ptr::null_mut() };
-        let s = mosn_ext_stream { stream, failed: false, mutations: Vec::new(), reply_headers: Vec::new() };
+        let s = mosn_ext_stream { stream, failed: false, mutations: smallvec::SmallVec::new(), reply_headers: Vec::new() };
         Box::into_raw(Box::new(s))
     })
 }
