@@ -75,6 +75,9 @@ pub struct Stream {
     routed: Option<RouteMatch>,
     /// The cluster chosen for this request (the route forwards).
     picked: Option<Picked>,
+    /// `picked`'s cluster, cached when the route picks it (finding it walks the router, and
+    /// the stream needs it about ten times a request).
+    cluster: Option<ClusterRef>,
     /// The route's response header edits, resolved at request time.
     response_edits: Vec<Edit>,
     tried: TriedHosts,
@@ -145,6 +148,7 @@ impl Stream {
             reply: None,
             routed: None,
             picked: None,
+            cluster: None,
             response_edits: Vec::new(),
             tried: TriedHosts::default(),
             attempts: 0,
@@ -325,7 +329,8 @@ impl Stream {
                         f = own;
                     }
                 }
-                let cluster = cluster_of(listener, self.routed, self.picked.as_ref()).map(|c| &*c.name);
+                // SAFETY: `cluster` is used only within this call, which `self` outlives.
+                let cluster = unsafe { self.cluster_apart() }.map(|c| &*c.name);
                 let mirror_policy = match (self.routed, listener.router.as_deref()) {
                     (Some(m), Some(r)) => r.mirror(m),
                     _ => None,
@@ -464,6 +469,7 @@ impl Stream {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY, value: h });
         }
         self.picked = Some(picked);
+        self.cluster = cluster_of(&self.listener, self.routed, self.picked.as_ref()).map(|c| ClusterRef(std::ptr::NonNull::from(&**c)));
         None
     }
 
@@ -534,7 +540,13 @@ impl Stream {
 
     /// A value recorded by a filter, e.g. `metadata("unit")`.
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+        self.metadata_by_bytes(key.as_bytes())
+    }
+
+    /// [`Stream::metadata`] by the key's bytes, as a host names it (no UTF-8 check: a
+    /// key that is not UTF-8 is simply not there).
+    pub fn metadata_by_bytes(&self, key: &[u8]) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k.as_bytes() == key).map(|(_, v)| &**v)
     }
 
     /// MOSN response flags set so far.
@@ -545,8 +557,22 @@ impl Stream {
     // === Upstream ===
 
     /// The chosen cluster, once routed.
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        cluster_of(&self.listener, self.routed, self.picked.as_ref())
+    #[inline]
+    pub fn cluster(&self) -> Option<&Cluster> {
+        // SAFETY: the reference does not outlive `&self`.
+        unsafe { self.cluster_apart() }
+    }
+
+    /// [`Stream::cluster`] without borrowing the whole stream.
+    ///
+    /// SAFETY: the caller keeps the reference within the stream's life. The cluster lives in
+    /// an `Arc` held by `self.listener`'s router (the listener is never replaced, its router
+    /// never changed) or by `self.picked` (set once, with the cache, in `route`, never
+    /// replaced or dropped before the stream), so it stays in place that long.
+    #[inline]
+    unsafe fn cluster_apart<'a>(&self) -> Option<&'a Cluster> {
+        // SAFETY: see above.
+        self.cluster.map(|c| unsafe { &*c.0.as_ptr() })
     }
 
     /// The matched route's forward action, once routed.
@@ -596,8 +622,8 @@ impl Stream {
             return Err(NoHost::NotRouted);
         }
         self.end_attempt();
-        // Fields are borrowed one by one (no listener reference count touched).
-        let Some(cluster) = cluster_of(&self.listener, self.routed, self.picked.as_ref()) else { return Err(NoHost::NotRouted) };
+        // SAFETY: `cluster` is used only within this call, which `self` outlives.
+        let Some(cluster) = (unsafe { self.cluster_apart() }) else { return Err(NoHost::NotRouted) };
         if !self.admitted {
             if !cluster.start_request() {
                 return Err(no_host(&mut self.flags, &mut self.no_host, NoHost::Overflow));
@@ -848,6 +874,20 @@ impl Stream {
         self.response_mutations.as_deref().map_or(&[], |m| m.as_slice())
     }
 }
+
+/// A stream's cluster (see `Stream::cluster_apart`).
+#[derive(Clone, Copy)]
+struct ClusterRef(std::ptr::NonNull<Cluster>);
+
+// SAFETY: a `ClusterRef` is only ever read as a `&Cluster`, and `Cluster` is `Sync` (checked
+// below), so sending or sharing it is as sound as sending or sharing that reference.
+unsafe impl Send for ClusterRef {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ClusterRef {}
+const _: () = {
+    const fn is_sync<T: Sync>() {}
+    is_sync::<Cluster>();
+};
 
 /// The cluster a routed request was given (a free function: the caller may hold other
 /// borrows of the stream).

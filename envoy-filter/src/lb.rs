@@ -802,7 +802,7 @@ impl Lb {
         // this cluster's business.
         let ours = stream
             .cluster()
-            .is_some_and(|c| Arc::ptr_eq(c, &self.shared.cluster) || self.shared.added || c.name == self.shared.cluster.name);
+            .is_some_and(|c| std::ptr::eq(c, &*self.shared.cluster) || self.shared.added || c.name == self.shared.cluster.name);
         if !ours {
             return self.shared.own_choice(host);
         }

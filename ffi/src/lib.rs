@@ -1005,7 +1005,7 @@ pub extern "C" fn mosn_ext_stream_info(
             MOSN_EXT_INFO_METADATA => {
                 // SAFETY: `key` points to `key_len` bytes (contract).
                 let k = unsafe { bytes(mosn_ext_bytes { ptr: key, len: key_len }) };
-                std::str::from_utf8(k).ok().and_then(|k| s.stream.metadata(k)).map(str::as_bytes)
+                s.stream.metadata_by_bytes(k).map(str::as_bytes)
             }
             _ => None,
         };

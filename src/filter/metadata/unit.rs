@@ -59,13 +59,42 @@ impl UnitDriver {
 
     /// The site index for a raw header value, if it is an integer.
     pub fn site_of(value: &[u8]) -> Option<usize> {
-        let v = std::str::from_utf8(value).ok()?.trim_matches(|c| c == ' ' || c == '\t');
-        let uid: i64 = v.parse().ok()?;
+        let uid = parse_i64(value)?;
         Some(match uid {
             1..=100 => 0,
             101..=200 => 1,
             _ => 2,
         })
+    }
+}
+
+/// `value` without surrounding spaces and tabs as an `i64`, as `str::parse` reads it (an
+/// optional sign, then only digits; out of range is no number), from the bytes directly:
+/// the UNIT driver reads it from every request.
+fn parse_i64(value: &[u8]) -> Option<i64> {
+    let start = value.iter().position(|b| *b != b' ' && *b != b'\t')?;
+    let end = value.iter().rposition(|b| *b != b' ' && *b != b'\t')? + 1;
+    let v = &value[start..end];
+    let (negative, digits) = match v.first()? {
+        b'-' => (true, &v[1..]),
+        b'+' => (false, &v[1..]),
+        _ => (false, v),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if negative {
+        // Down to i64::MIN, whose magnitude is one more than i64::MAX.
+        (n <= i64::MAX as u64 + 1).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
     }
 }
 
@@ -161,7 +190,7 @@ fn form_field<'b>(body: &'b [u8], key: &str) -> Option<&'b [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{form_field, json_integer_field, UnitDriver};
+    use super::{form_field, json_integer_field, parse_i64, UnitDriver};
 
     #[test]
     fn uid_in_a_json_or_form_body() {
@@ -202,5 +231,56 @@ mod tests {
         assert_eq!(site("2 3"), None);
         assert_eq!(site("0x10"), None);
         assert_eq!(UnitDriver::site_of(&[0xff, b'1']), None);
+    }
+
+    /// The byte parser reads every value as `str::parse::<i64>` after trimming spaces and
+    /// tabs does (what MOSN's driver does).
+    #[test]
+    fn parse_i64_agrees_with_str_parse() {
+        let reference = |v: &[u8]| std::str::from_utf8(v).ok()?.trim_matches(|c| c == ' ' || c == '\t').parse::<i64>().ok();
+        let mut cases: Vec<Vec<u8>> = [
+            "",
+            " ",
+            "\t",
+            "+",
+            "-",
+            "+-1",
+            "--1",
+            "-0",
+            "+0",
+            "007",
+            "1 ",
+            " \t-12\t ",
+            "1_000",
+            "١",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551616",
+            "99999999999999999999999",
+            " +42",
+            "4 2",
+            "\n1",
+            "1\n",
+            "0x1",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(vec![0xff, b'1']);
+        // Pseudo-random bytes from a small alphabet.
+        let alphabet = b" \t+-0123456789x";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            cases.push((0..len).map(|i| alphabet[((seed >> (i % 8 * 8)) as usize + i) % alphabet.len()]).collect());
+        }
+        for c in cases {
+            assert_eq!(parse_i64(&c), reference(&c), "{:?}", String::from_utf8_lossy(&c));
+        }
     }
 }
