@@ -714,10 +714,25 @@ pub(crate) const GUARDED: [&str; 7] = [
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Present(u8);
 
-impl Present {
-    fn has(self, name: &str) -> bool {
-        GUARDED.iter().position(|g| *g == name).is_some_and(|i| self.0 & (1 << i) != 0)
+/// Bit `n` set: some [`GUARDED`] name is `n` bytes long (all are shorter than 64).
+const GUARDED_LENGTHS: u64 = {
+    let mut bits = 0u64;
+    let mut i = 0;
+    while i < GUARDED.len() {
+        assert!(GUARDED[i].len() < 64);
+        bits |= 1 << GUARDED[i].len();
+        i += 1;
     }
+    bits
+};
+
+/// `name`'s index in [`GUARDED`] (any case).
+pub(crate) fn guarded_index(name: &[u8]) -> Option<usize> {
+    // Most names are none of them: rejected by their length, every request header is asked.
+    if name.len() >= 64 || GUARDED_LENGTHS & (1 << name.len()) == 0 {
+        return None;
+    }
+    GUARDED.iter().position(|g| name.eq_ignore_ascii_case(g.as_bytes()))
 }
 
 /// Applies the core's request mutations and hands the route's decision to Envoy's router:
@@ -740,22 +755,27 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
             _ => apply_mutation(host, HeaderKind::Request, m),
         }
     }
-    let maybe_there = |name: &str| present.has(name) || mutations.iter().any(|m| m.name.eq_ignore_ascii_case(name));
+    // GUARDED[i] can be there: the request had it or a mutation names it.
+    let named = mutations.iter().filter_map(|m| guarded_index(m.name.as_bytes())).fold(present.0, |bits, i| bits | 1 << i);
+    let maybe_there = |i: usize| named & (1 << i) != 0;
     // The key that steers a request copy to its host (`mirror.rs`): no client can send this
     // pseudo-header, and the LB ignores it on a request with a stream; removed all the same
     // (after the core's mutations), so that only this module's copies ever carry it.
-    if maybe_there(mirror::MIRROR_HOST_KEY) {
+    if maybe_there(0) {
         host.remove_header(HeaderKind::Request, mirror::MIRROR_HOST_KEY);
     }
     // Set where the header can be there; else added (on Envoy a set is a removal and an add).
-    let put = |host: &mut dyn HttpHost, name: &str, value: Option<&str>| match value {
-        Some(v) if maybe_there(name) => host.set_header(HeaderKind::Request, name, v),
+    let put = |host: &mut dyn HttpHost, i: usize, name: &str, value: Option<&str>| match value {
+        Some(v) if maybe_there(i) => host.set_header(HeaderKind::Request, name, v),
         Some(v) => host.add_header(HeaderKind::Request, name, v),
-        None if maybe_there(name) => host.remove_header(HeaderKind::Request, name),
+        None if maybe_there(i) => host.remove_header(HeaderKind::Request, name),
         None => {}
     };
-    for (name, value) in policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()) {
-        put(host, name, value.as_deref());
+    // The policy's headers are GUARDED[1..], in order (a test checks).
+    for (i, (name, value)) in
+        policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()).iter().enumerate()
+    {
+        put(host, i + 1, name, value.as_deref());
     }
     // A filter's new body goes in place of the buffered one, framed by its length.
     if let Some(body) = stream.replaced_body() {
@@ -821,7 +841,7 @@ impl<'a> HostHeaders<'a> {
     fn guarded(&self) -> Present {
         let mut bits = 0u8;
         for h in &self.all {
-            if let Some(i) = GUARDED.iter().position(|g| h.name.eq_ignore_ascii_case(g.as_bytes())) {
+            if let Some(i) = guarded_index(h.name) {
                 bits |= 1 << i;
             }
         }

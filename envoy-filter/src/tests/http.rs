@@ -588,3 +588,25 @@ fn log_filter_state_limits_what_is_written_for_access_logs() {
     assert!(host.calls().iter().any(|c| matches!(c, Call::FilterState(k, _) if k == policy::STREAM_ID_KEY)));
     std::fs::remove_file(p).ok();
 }
+
+/// `apply_request` knows the route policy's headers by their index in GUARDED.
+#[test]
+fn policy_headers_are_the_guarded_ones_in_order() {
+    let names: Vec<&str> = policy::route_policy_headers(None, None, None).iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, http_logic::GUARDED[1..]);
+    assert_eq!(http_logic::GUARDED[0], crate::mirror::MIRROR_HOST_KEY);
+}
+
+/// Every guarded name is found in any case; other names, of the same lengths too, are not.
+#[test]
+fn guarded_headers_are_found_by_name_in_any_case() {
+    for (i, g) in http_logic::GUARDED.iter().enumerate() {
+        assert_eq!(http_logic::guarded_index(g.as_bytes()), Some(i));
+        assert_eq!(http_logic::guarded_index(g.to_ascii_uppercase().as_bytes()), Some(i));
+        let other = format!("y{}", &g[1..]);
+        assert_eq!(http_logic::guarded_index(other.as_bytes()), None, "{other}");
+    }
+    for n in ["", "uid", ":path", "x-forwarded-proto", "x-request-id", &"x".repeat(100)] {
+        assert_eq!(http_logic::guarded_index(n.as_bytes()), None, "{n}");
+    }
+}
