@@ -605,7 +605,7 @@ uint32_t mosn_ext_stream_mirror_count(const mosn_ext_stream *s);
  Copy `index` (< `mosn_ext_stream_mirror_count`): its cluster and host address in `out`
  (`attempt` 0; the strings live as long as the config). The host sends the request (its
  headers after the mutations, and its body) there and drops the answer. False if out of
- range.
+ range, or if the copy's host (a STRICT_DNS slot) has lost its address since.
  */
 bool mosn_ext_stream_mirror(const mosn_ext_stream *s, uint32_t index, mosn_ext_upstream *out);
 

@@ -134,7 +134,7 @@ render() {
 
 # peer_log_fields HOST FILE : the generated config's access-log format cut to the peers'
 # fields (ENVOY_LOG_FORMAT, benches/peers/nginx-common.part), each from the module's own source;
-# on Envoy the filter is told which log values to write (`log_values`).
+# on Envoy the filter is told which log filter state to write (`log_filter_state`).
 peer_log_fields() {
   python3 - "$1" "$2" <<'PY'
 import re, sys

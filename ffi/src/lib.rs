@@ -834,7 +834,7 @@ fn sockaddr(a: std::net::SocketAddr) -> mosn_ext_sockaddr {
         std::net::SocketAddr::V6(v6) => raw(&libc::sockaddr_in6 {
             sin6_family: libc::AF_INET6 as libc::sa_family_t,
             sin6_port: v6.port().to_be(),
-            sin6_flowinfo: v6.flowinfo().to_be(),
+            sin6_flowinfo: v6.flowinfo(),
             sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
             sin6_scope_id: v6.scope_id(),
         }),
@@ -852,7 +852,7 @@ pub extern "C" fn mosn_ext_stream_mirror_count(s: *const mosn_ext_stream) -> u32
 /// Copy `index` (< `mosn_ext_stream_mirror_count`): its cluster and host address in `out`
 /// (`attempt` 0; the strings live as long as the config). The host sends the request (its
 /// headers after the mutations, and its body) there and drops the answer. False if out of
-/// range.
+/// range, or if the copy's host (a STRICT_DNS slot) has lost its address since.
 #[no_mangle]
 pub extern "C" fn mosn_ext_stream_mirror(s: *const mosn_ext_stream, index: u32, out: *mut mosn_ext_upstream) -> bool {
     guard(false, || {
@@ -862,10 +862,12 @@ pub extern "C" fn mosn_ext_stream_mirror(s: *const mosn_ext_stream, index: u32, 
         if out.is_null() {
             return false;
         }
+        // A DNS slot emptied since the copy was chosen: no copy (not its placeholder address).
+        let Some((addr, address)) = m.current() else { return false };
         let u = mosn_ext_upstream {
             cluster: out_bytes(m.cluster.name.as_bytes()),
-            address: out_bytes(m.address().as_bytes()),
-            sockaddr: sockaddr(m.addr()),
+            address: out_bytes(address.as_bytes()),
+            sockaddr: sockaddr(addr),
             host_index: m.index as u32,
             attempt: 0,
             idle_timeout_ms: m.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),

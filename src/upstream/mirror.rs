@@ -52,9 +52,9 @@ impl MirrorTarget {
         let h = &self.cluster.hosts[self.index];
         h.current().map_or(&h.address_text, |(_, t)| t)
     }
-    /// The copy's address, as [`MirrorTarget::address`] writes it.
-    pub fn addr(&self) -> std::net::SocketAddr {
-        let h = &self.cluster.hosts[self.index];
-        h.current().map_or(h.address, |(a, _)| a)
+    /// Where to send the copy now and its `ip:port` text (read together); `None` for a
+    /// STRICT_DNS slot that has lost its address since the copy was chosen.
+    pub fn current(&self) -> Option<(std::net::SocketAddr, &str)> {
+        self.cluster.hosts[self.index].current()
     }
 }
