@@ -14,6 +14,7 @@ generating envoy.yaml makes `envoy --mode validate` see the bad config.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -86,6 +87,25 @@ def test_validate_bad_config_names_json_path(mosn_ext, run_dir):
     assert rc != 0, f"envoy --mode validate accepted a config with a port-less host address:\n{out[-6000:]}"
     assert json_path in out, (f"Envoy's output does not name `{json_path}` (is mosn.json read by path at "
                               f"config time?):\n{out[-6000:]}")
+
+
+@pytest.mark.needs_binary
+def test_log_filter_state_is_checked_by_envoy(mosn_ext, run_dir):
+    """The HTTP filter's `log_filter_state` (the access-log filter state it writes; absent:
+    both keys): a list of known keys validates, an unknown key fails validation by name."""
+    _, envoy_yaml = _generate_envoy_yaml(mosn_ext, run_dir, _config(run_dir))
+    text = envoy_yaml.read_text()
+    for name, keys, ok in (("known", '[\\"mosn.unit\\"]', True), ("unknown", '[\\"mosn.stream_id\\"]', False)):
+        edited, n = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")\}"',
+                            lambda m: m.group(1) + ',\\"log_filter_state\\":' + keys + '}"', text)
+        assert n == 1, f"the module's HTTP filter config not found in {envoy_yaml}"
+        y = run_dir / f"envoy-logfs-{name}.yaml"
+        y.write_text(edited)
+        rc, out = _validate(y, run_dir)
+        if ok:
+            assert rc == 0, f"envoy --mode validate rejected log_filter_state {keys}:\n{out[-6000:]}"
+        else:
+            assert rc != 0 and '"mosn.stream_id" is not one of' in out, f"unknown key accepted or not named:\n{out[-6000:]}"
 
 
 def _nm(args, path) -> set[str]:
