@@ -68,6 +68,11 @@ typedef struct {
     mosn_ext_bytes              body;      /* ptr == NULL: no body buffered */
 
     ngx_str_t                   details;   /* local reply details ($mosn_details) */
+
+    /* the library's answers kept for the log ($mosn_cluster, $mosn_upstream_host; both
+       point into the config): the route's cluster, the latest attempt's host */
+    ngx_str_t                   cluster;
+    ngx_str_t                   upstream_host;
     ngx_event_t                 wait_ev;   /* watchdog while parked */
 
     /* the proxy's own handlers, wrapped so each response is shown to the library */

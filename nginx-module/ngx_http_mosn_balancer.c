@@ -140,6 +140,9 @@ ngx_http_mosn_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
         return NGX_OK;                     /* peer.get answers "not routed" */
     }
 
+    ctx->cluster.data = (u_char *) route.cluster.ptr;
+    ctx->cluster.len = route.cluster.ptr ? route.cluster.len : 0;
+
     if (route.max_attempts > 1) {
         u->peer.tries = route.max_attempts;
     }
@@ -358,6 +361,7 @@ ngx_http_mosn_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->sockaddr = &peer->sockaddr.sockaddr;
     pc->socklen = peer->socklen;
     pc->name = &peer->name;   /* $upstream_addr */
+    ctx->upstream_host = peer->name;
 
     ctx->attempt_pending = 1;
     ctx->peer_connection = NULL;

@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_mosn_number(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uint64_t n);
 static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
+static ngx_int_t ngx_http_mosn_config_variable(ngx_http_variable_value_t *v,
+    ngx_str_t *s);
 
 
 static ngx_http_variable_t  ngx_http_mosn_vars[] = {
@@ -108,6 +110,7 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     uint32_t              what;
+    ngx_str_t             s;
     ngx_http_mosn_ctx_t  *ctx;
     mosn_ext_bytes        out;
 
@@ -123,6 +126,15 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
 
         v->not_found = 1;
         return NGX_OK;
+    }
+
+    /* what the balancer already had from the library (no call) */
+    if (data == NGX_HTTP_MOSN_VAR_CLUSTER && ctx->cluster.len) {
+        return ngx_http_mosn_config_variable(v, &ctx->cluster);
+    }
+
+    if (data == NGX_HTTP_MOSN_VAR_HOST && ctx->upstream_host.len) {
+        return ngx_http_mosn_config_variable(v, &ctx->upstream_host);
     }
 
     ngx_memzero(&out, sizeof(mosn_ext_bytes));
@@ -164,8 +176,20 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
     }
 
     /* the rest lives as long as the config, which outlives the request */
-    v->data = (u_char *) out.ptr;
-    v->len = out.len;
+    s.data = (u_char *) out.ptr;
+    s.len = out.len;
+
+    return ngx_http_mosn_config_variable(v, &s);
+}
+
+
+/* a value that lives as long as the config: no copy */
+
+static ngx_int_t
+ngx_http_mosn_config_variable(ngx_http_variable_value_t *v, ngx_str_t *s)
+{
+    v->data = s->data;
+    v->len = s->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
