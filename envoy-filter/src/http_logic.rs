@@ -273,7 +273,7 @@ pub fn stream_complete(f: Option<&HttpFilter>, host: &mut dyn HttpHost) {
     // process; 0 once every request ended, also the ones whose clients went away.
     // Filter state, not dynamic metadata: a third of the cost per request.
     if f.is_none_or(|f| f.log.live_streams) {
-        host.set_filter_state(policy::LIVE_STREAMS_KEY, &mosn_extension::stream::live_streams().to_string());
+        host.set_filter_state(policy::LIVE_STREAMS_KEY, policy::decimal(mosn_extension::stream::live_streams() as u64, &mut [0; 20]));
     }
 }
 
@@ -580,7 +580,7 @@ impl HttpFilter {
             *self.scheduler.borrow_mut() = Some(sched);
         }
         registry::insert(self.id, self.cell.clone());
-        if !host.set_filter_state(policy::STREAM_ID_KEY, &self.id.to_string()) {
+        if !host.set_filter_state(policy::STREAM_ID_KEY, policy::decimal(self.id, &mut [0; 20])) {
             tracing::warn!("could not set filter state {}; the cluster LB will not see this stream", policy::STREAM_ID_KEY);
         }
     }

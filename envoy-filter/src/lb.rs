@@ -874,7 +874,7 @@ fn stream_of(host: &dyn LbHost) -> Option<SharedState> {
     if !host.has_context() {
         return None;
     }
-    let id: u64 = std::str::from_utf8(host.filter_state(policy::STREAM_ID_KEY)?).ok()?.parse().ok()?;
+    let id = policy::parse_decimal(host.filter_state(policy::STREAM_ID_KEY)?)?;
     registry::get(id)
 }
 

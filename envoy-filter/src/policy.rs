@@ -25,6 +25,31 @@ pub const LIVE_STREAMS_KEY: &str = "mosn.live_streams";
 /// Filter state key the HTTP filter sets and the cluster LB reads.
 pub const STREAM_ID_KEY: &str = "mosn.stream_id";
 
+/// `n` in decimal, written into `buf` (no allocation: filter state `mosn.stream_id` is
+/// written for every request).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// [`decimal`]'s text back to its number: digits only, within `u64`.
+pub fn parse_decimal(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| if d.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(d - b'0')) } else { None })
+}
+
 /// Envoy's response details when the core refuses an upstream host because a circuit
 /// breaker is full (MOSN's overflow, 503, flag UO); Envoy's own flag is UH.
 pub const OVERFLOW_DETAILS: &str = "mosn_upstream_overflow";
@@ -268,6 +293,19 @@ mod tests {
         // The HTTP filter's only: a cluster config naming it is refused as unknown.
         let e = parse(r#"{"config_path": "/a", "log_filter_state": []}"#, "cluster").unwrap_err();
         assert!(e.contains("unknown field \"log_filter_state\""), "{e}");
+    }
+
+    #[test]
+    fn decimal_round_trips_and_parse_refuses_the_rest() {
+        let mut buf = [0u8; 20];
+        for n in [0, 1, 9, 10, 4_294_967_296, 12_345_678_901_234, u64::MAX] {
+            let text = decimal(n, &mut buf).to_string();
+            assert_eq!(text, n.to_string());
+            assert_eq!(parse_decimal(text.as_bytes()), Some(n));
+        }
+        for bad in ["", "-1", "+1", "1a", " 1", "18446744073709551616", "99999999999999999999"] {
+            assert_eq!(parse_decimal(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]
