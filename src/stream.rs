@@ -451,8 +451,11 @@ impl Stream {
         };
         let original = rewritten.as_ref().map(|_| SharedStr::from(String::from_utf8_lossy(&normalized).as_ref()));
         let host = fw.rewrite_host(&view).map(|h| SharedStr::from(String::from_utf8_lossy(h).as_ref()));
-        let hash = fw.cluster(&picked).is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
-        self.hash = hash;
+        let picked_cluster = fw.cluster(&picked);
+        self.hash = picked_cluster.is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
+        // The cluster's own address: it stays in place when `picked` moves into the stream
+        // below (an `Arc`'s contents, in the router or in `picked`).
+        let cluster = picked_cluster.map(|c| ClusterRef(std::ptr::NonNull::from(&**c)));
         // MOSN: these request headers (ms) override the route's timeouts. `start` read the
         // client's; a filter may have changed them since.
         if self.mutations.iter().any(|m| &*m.name == GLOBAL_TIMEOUT || &*m.name == TRY_TIMEOUT) {
@@ -469,7 +472,7 @@ impl Stream {
             self.mutations.push(HeaderMutation { op: HeaderOp::Set, name: AUTHORITY, value: h });
         }
         self.picked = Some(picked);
-        self.cluster = cluster_of(&self.listener, self.routed, self.picked.as_ref()).map(|c| ClusterRef(std::ptr::NonNull::from(&**c)));
+        self.cluster = cluster;
         None
     }
 
@@ -888,12 +891,6 @@ const _: () = {
     const fn is_sync<T: Sync>() {}
     is_sync::<Cluster>();
 };
-
-/// The cluster a routed request was given (a free function: the caller may hold other
-/// borrows of the stream).
-fn cluster_of<'a>(listener: &'a Listener, routed: Option<RouteMatch>, picked: Option<&'a Picked>) -> Option<&'a Arc<Cluster>> {
-    listener.router.as_deref()?.forward(routed?)?.cluster(picked?)
-}
 
 /// The send filters of a request: the listener's, each replaced (or turned off) by its
 /// route's per_filter_config (a free function: the caller may hold other borrows).

@@ -874,7 +874,7 @@ fn stream_of(host: &dyn LbHost) -> Option<SharedState> {
     if !host.has_context() {
         return None;
     }
-    let id = policy::parse_decimal(host.filter_state(policy::STREAM_ID_KEY)?)?;
+    let id = mosn_extension::headers::parse_digits(host.filter_state(policy::STREAM_ID_KEY)?)?;
     registry::get(id)
 }
 

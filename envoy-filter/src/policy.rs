@@ -42,14 +42,6 @@ pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
-/// [`decimal`]'s text back to its number: digits only, within `u64`.
-pub fn parse_decimal(b: &[u8]) -> Option<u64> {
-    if b.is_empty() {
-        return None;
-    }
-    b.iter().try_fold(0u64, |n, &d| if d.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(d - b'0')) } else { None })
-}
-
 /// Envoy's response details when the core refuses an upstream host because a circuit
 /// breaker is full (MOSN's overflow, 503, flag UO); Envoy's own flag is UH.
 pub const OVERFLOW_DETAILS: &str = "mosn_upstream_overflow";
@@ -301,10 +293,10 @@ mod tests {
         for n in [0, 1, 9, 10, 4_294_967_296, 12_345_678_901_234, u64::MAX] {
             let text = decimal(n, &mut buf).to_string();
             assert_eq!(text, n.to_string());
-            assert_eq!(parse_decimal(text.as_bytes()), Some(n));
+            assert_eq!(mosn_extension::headers::parse_digits(text.as_bytes()), Some(n));
         }
         for bad in ["", "-1", "+1", "1a", " 1", "18446744073709551616", "99999999999999999999"] {
-            assert_eq!(parse_decimal(bad.as_bytes()), None, "{bad}");
+            assert_eq!(mosn_extension::headers::parse_digits(bad.as_bytes()), None, "{bad}");
         }
     }
 

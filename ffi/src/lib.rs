@@ -793,14 +793,7 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
         match s.stream.choose_host() {
             Ok(c) => {
                 if !out.is_null() {
-                    let u = mosn_ext_upstream {
-                        cluster: out_bytes(c.cluster.name.as_bytes()),
-                        address: out_bytes(c.address.as_bytes()),
-                        sockaddr: sockaddr(c.addr),
-                        host_index: c.index as u32,
-                        attempt: c.attempt,
-                        idle_timeout_ms: c.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-                    };
+                    let u = upstream(c.cluster, c.index, c.addr, c.address, c.attempt);
                     // SAFETY: non-NULL out parameter (contract).
                     unsafe { *out = u };
                 }
@@ -811,6 +804,24 @@ pub extern "C" fn mosn_ext_stream_choose_host(s: *mut mosn_ext_stream, out: *mut
             Err(NoHost::Overflow) => MOSN_EXT_HOST_OVERFLOW,
         }
     })
+}
+
+/// Host `index` of `cluster`, at `addr` (`address` as text), for `attempt` (0: a mirror copy).
+fn upstream(
+    cluster: &mosn_extension::upstream::Cluster,
+    index: usize,
+    addr: std::net::SocketAddr,
+    address: &str,
+    attempt: u32,
+) -> mosn_ext_upstream {
+    mosn_ext_upstream {
+        cluster: out_bytes(cluster.name.as_bytes()),
+        address: out_bytes(address.as_bytes()),
+        sockaddr: sockaddr(addr),
+        host_index: index as u32,
+        attempt,
+        idle_timeout_ms: cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+    }
 }
 
 /// `a` as the `struct sockaddr` connect(2) takes.
@@ -864,14 +875,7 @@ pub extern "C" fn mosn_ext_stream_mirror(s: *const mosn_ext_stream, index: u32, 
         }
         // A DNS slot emptied since the copy was chosen: no copy (not its placeholder address).
         let Some((addr, address)) = m.current() else { return false };
-        let u = mosn_ext_upstream {
-            cluster: out_bytes(m.cluster.name.as_bytes()),
-            address: out_bytes(address.as_bytes()),
-            sockaddr: sockaddr(addr),
-            host_index: m.index as u32,
-            attempt: 0,
-            idle_timeout_ms: m.cluster.idle_timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-        };
+        let u = upstream(&m.cluster, m.index, addr, address, 0);
         // SAFETY: non-NULL out parameter (contract).
         unsafe { *out = u };
         true

@@ -180,6 +180,15 @@ pub fn empty() -> SharedStr {
     SharedStr::from_static("")
 }
 
+/// ASCII decimal digits (at least one, nothing else) as a number; `None` past `u64::MAX`.
+/// From the bytes, without a UTF-8 check: values read on every request.
+pub fn parse_digits(b: &[u8]) -> Option<u64> {
+    if b.is_empty() {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, &d| if d.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(d - b'0')) } else { None })
+}
+
 /// True for an HTTP field name (an RFC 9110 token).
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

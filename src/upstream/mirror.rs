@@ -49,8 +49,7 @@ impl MirrorPolicy {
 impl MirrorTarget {
     /// The copy's `ip:port` (lives as long as the config).
     pub fn address(&self) -> &str {
-        let h = &self.cluster.hosts[self.index];
-        h.current().map_or(&h.address_text, |(_, t)| t)
+        self.current().map_or(&self.cluster.hosts[self.index].address_text, |(_, t)| t)
     }
     /// Where to send the copy now and its `ip:port` text (read together); `None` for a
     /// STRICT_DNS slot that has lost its address since the copy was chosen.

@@ -80,16 +80,7 @@ fn parse_i64(value: &[u8]) -> Option<i64> {
         b'+' => (false, &v[1..]),
         _ => (false, v),
     };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
+    let n = crate::headers::parse_digits(digits)?;
     if negative {
         // Down to i64::MIN, whose magnitude is one more than i64::MAX.
         (n <= i64::MAX as u64 + 1).then(|| (n as i64).wrapping_neg())
