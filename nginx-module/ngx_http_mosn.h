@@ -73,6 +73,7 @@ typedef struct {
        point into the config): the route's cluster, the latest attempt's host */
     ngx_str_t                   cluster;
     ngx_str_t                   upstream_host;
+
     ngx_event_t                 wait_ev;   /* watchdog while parked */
 
     /* the proxy's own handlers, wrapped so each response is shown to the library */

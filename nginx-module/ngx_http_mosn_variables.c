@@ -38,7 +38,7 @@ static ngx_int_t ngx_http_mosn_number(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uint64_t n);
 static ngx_int_t ngx_http_mosn_set_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, const uint8_t *data, size_t len);
-static ngx_int_t ngx_http_mosn_config_variable(ngx_http_variable_value_t *v,
+static ngx_int_t ngx_http_mosn_value(ngx_http_variable_value_t *v,
     ngx_str_t *s);
 
 
@@ -130,11 +130,11 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
 
     /* what the balancer already had from the library (no call) */
     if (data == NGX_HTTP_MOSN_VAR_CLUSTER && ctx->cluster.len) {
-        return ngx_http_mosn_config_variable(v, &ctx->cluster);
+        return ngx_http_mosn_value(v, &ctx->cluster);
     }
 
     if (data == NGX_HTTP_MOSN_VAR_HOST && ctx->upstream_host.len) {
-        return ngx_http_mosn_config_variable(v, &ctx->upstream_host);
+        return ngx_http_mosn_value(v, &ctx->upstream_host);
     }
 
     ngx_memzero(&out, sizeof(mosn_ext_bytes));
@@ -179,14 +179,14 @@ ngx_http_mosn_info_variable(ngx_http_request_t *r,
     s.data = (u_char *) out.ptr;
     s.len = out.len;
 
-    return ngx_http_mosn_config_variable(v, &s);
+    return ngx_http_mosn_value(v, &s);
 }
 
 
-/* a value that lives as long as the config: no copy */
+/* v is s, which outlives the request (the config's, or a copy in the request pool) */
 
 static ngx_int_t
-ngx_http_mosn_config_variable(ngx_http_variable_value_t *v, ngx_str_t *s)
+ngx_http_mosn_value(ngx_http_variable_value_t *v, ngx_str_t *s)
 {
     v->data = s->data;
     v->len = s->len;
@@ -239,6 +239,7 @@ ngx_http_mosn_number_variable(ngx_http_request_t *r,
 {
     u_char               *p;
     uint32_t              n;
+    ngx_str_t             hex;
     ngx_http_mosn_ctx_t  *ctx;
 
     ctx = ngx_http_mosn_get_ctx(r->main);
@@ -264,13 +265,10 @@ ngx_http_mosn_number_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "0x%xD", n) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    hex.data = p;
+    hex.len = ngx_sprintf(p, "0x%xD", n) - p;
 
-    return NGX_OK;
+    return ngx_http_mosn_value(v, &hex);
 }
 
 
@@ -315,20 +313,16 @@ static ngx_int_t
 ngx_http_mosn_number(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uint64_t n)
 {
-    u_char  *p;
+    ngx_str_t  s;
 
-    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (p == NULL) {
+    s.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (s.data == NULL) {
         return NGX_ERROR;
     }
 
-    v->len = ngx_http_mosn_decimal(p, n) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    s.len = ngx_http_mosn_decimal(s.data, n) - s.data;
 
-    return NGX_OK;
+    return ngx_http_mosn_value(v, &s);
 }
 
 
@@ -345,13 +339,7 @@ ngx_http_mosn_details_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ctx->details.data;
-    v->len = ctx->details.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_mosn_value(v, &ctx->details);
 }
 
 
@@ -370,11 +358,5 @@ ngx_http_mosn_set_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_ERROR;
     }
 
-    v->data = s.data;
-    v->len = s.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
+    return ngx_http_mosn_value(v, &s);
 }
