@@ -203,7 +203,7 @@ impl Engine {
                 name: l.name.clone(),
                 address: l.address,
                 address_text: l.address.to_string(),
-                prefetch: crate::listener::prefetch(&filters),
+                request_names: crate::listener::request_names(&filters),
                 filters,
                 body_filters,
                 router,

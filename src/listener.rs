@@ -1,6 +1,7 @@
 //! A listener at run time: its stream filter chain and its router.
 
 use crate::filter::StreamFilter;
+use crate::headers::{NameSet, SharedStr};
 use crate::router::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,20 +24,32 @@ pub struct Listener {
     pub(crate) outlier: Option<crate::upstream::outlier::OutlierConfig>,
     /// MOSN's `downstream` metrics of this listener.
     pub counters: crate::metrics::ListenerCounters,
-    /// Request headers the filters read from every request (read in the stream's first pass
-    /// over the host's map).
-    pub(crate) prefetch: Vec<crate::headers::SharedStr>,
+    /// Request headers read from every request in the stream's first pass over the host's
+    /// map: the core's four ([`CORE_REQUEST_NAMES`], first, in that order), then the
+    /// filters'.
+    pub(crate) request_names: NameSet,
 }
 
-/// The request headers `filters` read from every request, each once.
-pub(crate) fn prefetch(filters: &[Arc<dyn StreamFilter>]) -> Vec<crate::headers::SharedStr> {
+/// The request headers the core reads from every request: `:path`, `:authority`, and MOSN's
+/// timeout headers.
+pub(crate) const CORE_REQUEST_NAMES: [SharedStr; 4] = [
+    SharedStr::from_static(":path"),
+    SharedStr::from_static(":authority"),
+    SharedStr::from_static(GLOBAL_TIMEOUT),
+    SharedStr::from_static(TRY_TIMEOUT),
+];
+
+/// MOSN's request headers overriding the route's timeout and per-try timeout (ms).
+pub(crate) const GLOBAL_TIMEOUT: &str = "x-mosn-global-timeout";
+pub(crate) const TRY_TIMEOUT: &str = "x-mosn-try-timeout";
+
+/// [`CORE_REQUEST_NAMES`] and the request headers `filters` read from every request.
+pub(crate) fn request_names(filters: &[Arc<dyn StreamFilter>]) -> NameSet {
     let mut names = Vec::new();
     for f in filters.iter().filter(|f| f.receive_phase() == Some(crate::filter::ReceivePhase::BeforeRoute)) {
         f.request_header_names(&mut names);
     }
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    names
+    NameSet::new(CORE_REQUEST_NAMES.into_iter().chain(names))
 }
 
 impl Listener {
@@ -61,6 +74,6 @@ impl Listener {
         }
         self.may_wait |= f.may_wait();
         self.filters.insert(at.min(self.filters.len()), f);
-        self.prefetch = prefetch(&self.filters);
+        self.request_names = request_names(&self.filters);
     }
 }

@@ -15,8 +15,8 @@
 use crate::api::{flags, ClientAddr, Metadata};
 use crate::filter::{FilterStatus, LocalReply, ReceiveContext, ReceivePhase, SendContext};
 use crate::headers::SharedStr;
-use crate::headers::{HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay, Prefetched};
-use crate::listener::Listener;
+use crate::headers::{name_eq, HeaderMap, HeaderMutation, HeaderOp, Lookup, Mutations, Overlay, Prefetched};
+use crate::listener::{Listener, GLOBAL_TIMEOUT, TRY_TIMEOUT};
 use crate::router::header_edit::{self, Edit};
 use crate::router::{path, Forward, Picked, RetryPolicy, RouteAction, RouteMatch};
 use crate::upstream::lb::{self, Pick};
@@ -212,12 +212,11 @@ impl Stream {
         // host's headers.
         // SAFETY: `listener` is used only within this call, which `self` outlives.
         let listener = unsafe { self.listener_apart() };
-        let mut names: smallvec::SmallVec<[&str; 8]> = smallvec::smallvec![":path", ":authority", GLOBAL_TIMEOUT, TRY_TIMEOUT];
-        names.extend(listener.prefetch.iter().map(|n| &**n));
+        let names = &listener.request_names;
         let mut found: smallvec::SmallVec<[Lookup<'_>; 8]> = smallvec::smallvec![Lookup::Missing; names.len()];
-        headers.get_many(&names, &mut found);
+        headers.get_many(names, &mut found);
         let [path_header, authority, global_timeout, try_timeout] = [found[0], found[1], found[2], found[3]];
-        let headers = &Prefetched { base: headers, names: &names, found: &found };
+        let headers = &Prefetched { base: headers, names, found: &found };
         // Looked up once: checked here, routed on later (unless a filter changes it).
         let raw_path = path_header.first();
         if !path::is_valid(raw_path.unwrap_or(b"/")) {
@@ -401,7 +400,7 @@ impl Stream {
         };
         let view = Overlay { base: headers, mutations: &self.mutations };
         let raw = match raw_path {
-            Some(p) if !self.mutations.iter().any(|m| &*m.name == ":path") => p,
+            Some(p) if !self.mutations.iter().any(|m| name_eq(&m.name, ":path")) => p,
             _ => view.lookup(":path").first().unwrap_or(b"/"),
         };
         let (raw_path, rest) = path::split_query(raw);
@@ -458,7 +457,7 @@ impl Stream {
         let cluster = picked_cluster.map(|c| ClusterRef(std::ptr::NonNull::from(&**c)));
         // MOSN: these request headers (ms) override the route's timeouts. `start` read the
         // client's; a filter may have changed them since.
-        if self.mutations.iter().any(|m| &*m.name == GLOBAL_TIMEOUT || &*m.name == TRY_TIMEOUT) {
+        if self.mutations.iter().any(|m| name_eq(&m.name, GLOBAL_TIMEOUT) || name_eq(&m.name, TRY_TIMEOUT)) {
             self.timeout_header = ms(view.lookup(GLOBAL_TIMEOUT));
             self.try_timeout_header = ms(view.lookup(TRY_TIMEOUT));
         }
@@ -901,10 +900,6 @@ fn send_filters(listener: &Listener, routed: Option<RouteMatch>) -> impl Iterato
         f.sends().then_some(f)
     })
 }
-
-/// MOSN's request headers overriding the route's timeout and per-try timeout (ms).
-const GLOBAL_TIMEOUT: &str = "x-mosn-global-timeout";
-const TRY_TIMEOUT: &str = "x-mosn-try-timeout";
 
 /// A header's value as a positive number of milliseconds (MOSN's timeout headers); anything
 /// else is no value.

@@ -863,7 +863,7 @@ impl HeaderMap for HostHeaders<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
         self.no_invented_host(name, headers::lookup(self.all.iter().copied(), name))
     }
-    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+    fn get_many<'s>(&'s self, names: &mosn_extension::headers::NameSet, out: &mut [Lookup<'s>]) {
         headers::lookup_many(self.all.iter().copied(), names, out);
         for (n, o) in names.iter().zip(out.iter_mut()) {
             *o = self.no_invented_host(n, *o);

@@ -96,7 +96,7 @@ impl HeaderMap for CHeaders<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
         mosn_extension::headers::lookup((0..self.0.len()).map(|i| self.header(i)), name)
     }
-    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+    fn get_many<'s>(&'s self, names: &mosn_extension::headers::NameSet, out: &mut [Lookup<'s>]) {
         mosn_extension::headers::lookup_many((0..self.0.len()).map(|i| self.header(i)), names, out)
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {

@@ -230,7 +230,7 @@ pub trait HeaderMap {
     /// Looks each of `names` up (`out[i]` is what [`HeaderMap::get`] gives for `names[i]`).
     /// Maps over a list override it with one pass ([`lookup_many`]): the core reads a few
     /// names from every request.
-    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+    fn get_many<'s>(&'s self, names: &NameSet, out: &mut [Lookup<'s>]) {
         for (n, o) in names.iter().zip(out.iter_mut()) {
             *o = self.get(n);
         }
@@ -264,53 +264,142 @@ pub fn lookup<'a>(headers: impl IntoIterator<Item = Header<'a>>, name: &str) -> 
     found
 }
 
-/// `name` equals `lower` ignoring ASCII case. The core's names are lower case, as most
-/// clients' and every HTTP/2 host's are: one plain compare usually decides.
+/// `a == b` for header names and other short strings: the same text shared from the config
+/// is told by its address, other text compared in words without a call to `memcmp`.
 #[inline]
-fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
-    name == lower || name.eq_ignore_ascii_case(lower)
+pub fn name_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || words_eq(a.as_bytes(), b.as_bytes(), 0))
 }
 
-/// [`lookup`] of several names in one pass over `headers` (`out[i]` for `names[i]`).
-pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &[&str], out: &mut [Lookup<'a>]) {
-    out.fill(Lookup::Missing);
-    const MAX: usize = 32;
-    let record = |o: &mut Lookup<'a>, value: &'a [u8]| {
-        *o = match *o {
-            Lookup::Missing => Lookup::One(value),
-            Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
+/// `name` equals `lower` ignoring ASCII case. The core's names are lower case, as most
+/// clients' and every HTTP/2 host's are: one plain compare usually decides, and a name of
+/// the same length that differs is usually told apart with the case bit masked, in words
+/// (no call to `memcmp`: names are short, and this runs for every header).
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    if name.len() != lower.len() {
+        return false;
+    }
+    if words_eq(name, lower, 0) {
+        return true;
+    }
+    // ASCII case only differs in bit 0x20, so names equal ignoring case are equal with that
+    // bit set in every byte (the converse does not hold: e.g. `^` and `~`).
+    words_eq(name, lower, u64::from_ne_bytes([0x20; 8])) && name.eq_ignore_ascii_case(lower)
+}
+
+/// `a == b` (equal lengths) on the bytes or'ed with `mask`, eight at a time (the last word
+/// overlaps the one before it); a name shorter than eight bytes is two overlapping halves,
+/// or under four bytes one by one.
+#[inline(always)]
+fn words_eq(a: &[u8], b: &[u8], mask: u64) -> bool {
+    let n = a.len();
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes")) | mask;
+    let half = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().expect("4 bytes")) | mask as u32;
+    if n < 8 {
+        if n >= 4 {
+            return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
         }
-    };
-    if names.len() > MAX {
-        // More names than the index holds (no caller has that many): one by one.
-        for h in headers {
-            for (n, o) in names.iter().zip(out.iter_mut()) {
-                if eq_lower(h.name, n.as_bytes()) {
-                    record(o, h.value);
-                }
+        return a.iter().zip(b).all(|(x, y)| (x | mask as u8) == (y | mask as u8));
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// Header names read together from every request (lower case, each once), indexed by
+/// length when the config is built: a pass over a request's headers then compares each
+/// header only with the names of its length, usually none or one.
+#[derive(Debug, Clone)]
+pub struct NameSet {
+    names: Vec<SharedStr>,
+    /// `by_len[l]`: 1 + the index of the last name `l` bytes long (63: 63 or longer; 0:
+    /// none); earlier names of that length are chained through `prev`.
+    by_len: [u8; 64],
+    prev: Vec<u8>,
+}
+
+impl NameSet {
+    /// At most this many names are indexed (the index holds `u8`s); no config comes near
+    /// (the core reads four, each filter a few).
+    pub const MAX: usize = 255;
+
+    /// The set of `names` in order, without repeats (the first of equal names is kept).
+    /// Panics on more than [`NameSet::MAX`] distinct names (a config bug, found at build).
+    pub fn new(names: impl IntoIterator<Item = SharedStr>) -> NameSet {
+        let mut set = NameSet { names: Vec::new(), by_len: [0; 64], prev: Vec::new() };
+        for n in names {
+            if set.position(&n).is_some() {
+                continue;
             }
+            assert!(set.names.len() < Self::MAX, "more than {} header names read from every request", Self::MAX);
+            let l = n.len().min(63);
+            set.prev.push(set.by_len[l]);
+            set.by_len[l] = set.names.len() as u8 + 1;
+            set.names.push(n);
         }
-        return;
+        set
     }
-    // Names by length: `by_len[l]` is 1 + the index of the last name `l` bytes long (63: 63
-    // or longer; 0: none), earlier ones chained through `prev`. A header is then compared
-    // only with the names of its length, usually none or one.
-    let mut by_len = [0u8; 64];
-    let mut prev = [0u8; MAX];
-    for (i, n) in names.iter().enumerate() {
-        let l = n.len().min(63);
-        prev[i] = by_len[l];
-        by_len[l] = i as u8 + 1;
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
     }
-    for h in headers {
-        let mut j = by_len[h.name.len().min(63)];
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The index of `name`. Names the config shares with the set (a filter's own literal)
+    /// are found by address, without comparing bytes.
+    #[inline]
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let mut j = self.by_len[name.len().min(63)];
         while j != 0 {
             let i = usize::from(j - 1);
-            if eq_lower(h.name, names[i].as_bytes()) {
-                record(&mut out[i], h.value);
+            if name_eq(&self.names[i], name) {
+                return Some(i);
             }
-            j = prev[i];
+            j = self.prev[i];
         }
+        None
+    }
+
+    /// Calls `f(i)` for each name `i` equal to `name` ignoring ASCII case.
+    #[inline]
+    fn each_match(&self, name: &[u8], mut f: impl FnMut(usize)) {
+        let mut j = self.by_len[name.len().min(63)];
+        while j != 0 {
+            let i = usize::from(j - 1);
+            if eq_lower(name, self.names[i].as_bytes()) {
+                f(i);
+            }
+            j = self.prev[i];
+        }
+    }
+}
+
+/// [`lookup`] of every name of `names` in one pass over `headers` (`out[i]` for the `i`th
+/// name).
+pub fn lookup_many<'a>(headers: impl IntoIterator<Item = Header<'a>>, names: &NameSet, out: &mut [Lookup<'a>]) {
+    out.fill(Lookup::Missing);
+    for h in headers {
+        names.each_match(h.name, |i| {
+            let o = &mut out[i];
+            *o = match *o {
+                Lookup::Missing => Lookup::One(h.value),
+                Lookup::One(v) | Lookup::Many(v) => Lookup::Many(v),
+            }
+        });
     }
 }
 
@@ -318,7 +407,7 @@ impl HeaderMap for Headers<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
         lookup(self.0.iter().copied(), name)
     }
-    fn get_many<'s>(&'s self, names: &[&str], out: &mut [Lookup<'s>]) {
+    fn get_many<'s>(&'s self, names: &NameSet, out: &mut [Lookup<'s>]) {
         lookup_many(self.0.iter().copied(), names, out)
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
@@ -334,13 +423,13 @@ impl HeaderMap for Headers<'_> {
 pub struct Prefetched<'a> {
     pub base: &'a dyn HeaderMap,
     /// Lower-case names; `found[i]` is what the host gave for `names[i]`.
-    pub names: &'a [&'a str],
+    pub names: &'a NameSet,
     pub found: &'a [Lookup<'a>],
 }
 
 impl HeaderMap for Prefetched<'_> {
     fn get(&self, name: &str) -> Lookup<'_> {
-        match self.names.iter().position(|n| *n == name) {
+        match self.names.position(name) {
             Some(i) => self.found[i],
             None => self.base.get(name),
         }
@@ -373,18 +462,53 @@ mod tests {
         let longer = "l".repeat(71);
         let hs = [h("Uid", "2"), h("x", "1"), h("uid", "3"), h("ab", "4"), h(":path", "/"), h(&long, "5"), h(&longer, "6")];
         let hs = Headers(&hs);
-        let names = ["uid", "x", "y", "ab", "ba", ":path", &longer, &"l".repeat(64)];
+        let names = ["uid", "x", "y", "ab", "ba", ":path", &longer, &"l".repeat(64), "uid"];
+        let set = NameSet::new(names.iter().map(|n| SharedStr::from(*n)));
+        assert_eq!(set.len(), 8, "the repeated name is kept once");
         let mut out = [Lookup::One(b"stale"); 8];
-        hs.get_many(&names, &mut out);
-        let one_by_one: Vec<Lookup<'_>> = names.iter().map(|n| hs.get(n)).collect();
+        hs.get_many(&set, &mut out);
+        let one_by_one: Vec<Lookup<'_>> = set.iter().map(|n| hs.get(n)).collect();
         assert_eq!(out.to_vec(), one_by_one);
-        // More names than the length index holds.
-        let many: Vec<String> = (0..40).map(|i| if i == 39 { "uid".to_string() } else { format!("n{i}") }).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        for (i, n) in set.iter().enumerate() {
+            assert_eq!(set.position(n), Some(i));
+            let copy = n.to_string();
+            assert_eq!(set.position(copy.as_str()), Some(i), "found by bytes too");
+        }
+        assert_eq!(set.position("z"), None);
+        // Many names of one length, chained.
+        let many = NameSet::new((0..200).map(|i| SharedStr::from(if i == 199 { "uid".to_string() } else { format!("n{i:02}") })));
         let mut out = vec![Lookup::One(b"stale"); many.len()];
         hs.get_many(&many, &mut out);
         assert_eq!(out, many.iter().map(|n| hs.get(n)).collect::<Vec<_>>());
-        assert_eq!(out[39], Lookup::Many(b"2"));
+        assert_eq!(out[199], Lookup::Many(b"2"));
+    }
+
+    /// Against the standard library's compare, on names made of header-name characters in
+    /// both cases and lengths around the word size.
+    #[test]
+    fn eq_lower_agrees_with_eq_ignore_ascii_case() {
+        let alphabet = b"aAzZ-_^~09:.";
+        let mut rng = fastrand::Rng::with_seed(15);
+        for _ in 0..200_000 {
+            let len = rng.usize(0..20);
+            let a: Vec<u8> = (0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect();
+            let mut b: Vec<u8> = a.iter().map(|c| if rng.bool() { c.to_ascii_lowercase() } else { *c }).collect();
+            if rng.u8(..4) == 0 && len > 0 {
+                let i = rng.usize(..len);
+                b[i] = alphabet[rng.usize(..alphabet.len())];
+            }
+            let lower = b.to_ascii_lowercase();
+            assert_eq!(eq_lower(&a, &lower), a.eq_ignore_ascii_case(&lower), "{:?} {:?}", a, lower);
+            assert_eq!(eq_lower(&a, &b), a.eq_ignore_ascii_case(&b), "{:?} {:?}", a, b);
+        }
+        assert!(!eq_lower(b"ab", b"abc"));
+        for (a, b) in
+            [("", ""), ("uid", "uid"), ("uid", "uie"), (":authority", ":authoritx"), ("x-mosn-on-envoy-unit", "x-mosn-on-envoy-unix")]
+        {
+            assert_eq!(name_eq(a, b), a == b);
+            let copy = b.to_string();
+            assert_eq!(name_eq(a, copy.as_str()), a == b);
+        }
     }
 
     #[test]
@@ -409,7 +533,7 @@ mod tests {
     fn prefetched_answers_its_names_and_asks_the_host_for_others() {
         let hs = [h("uid", "2"), h("x", "1")];
         let base = Headers(&hs);
-        let names = ["uid", "y"];
+        let names = NameSet::new([SharedStr::from("uid"), SharedStr::from("y")]);
         let mut found = [Lookup::Missing; 2];
         base.get_many(&names, &mut found);
         let p = Prefetched { base: &base, names: &names, found: &found };

@@ -42,7 +42,7 @@ impl<'a> Overlay<'a> {
         let mut added = 0usize;
         let mut oldest_added: Option<&[u8]> = None;
         for m in mutations.iter().rev() {
-            if &*m.name == name {
+            if super::name_eq(&m.name, name) {
                 match m.op {
                     HeaderOp::Set => return if added > 0 { Lookup::Many(m.value.as_bytes()) } else { Lookup::One(m.value.as_bytes()) },
                     HeaderOp::Remove => {

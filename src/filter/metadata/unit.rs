@@ -39,7 +39,8 @@ pub(super) fn parse(config: Option<Obj<'_>>, d: &mut Diagnostics) -> Option<Box<
 /// Two headers with the key are ambiguous and also yield nothing. Optional whitespace
 /// around the value is not part of it (RFC 9110), so `" 2"` is 2.
 pub struct UnitDriver {
-    unit_key: String,
+    /// Shared with the listener's prefetched names, so the lookup finds it by address.
+    unit_key: SharedStr,
     /// A JSON object key or form field holding the uid when the header is absent.
     body_key: Option<String>,
     /// Trailer `unit_key` holds the uid when the header is absent.
@@ -50,7 +51,7 @@ pub struct UnitDriver {
 impl UnitDriver {
     pub fn new(unit_key: &str) -> UnitDriver {
         UnitDriver {
-            unit_key: unit_key.to_ascii_lowercase(),
+            unit_key: unit_key.to_ascii_lowercase().into(),
             body_key: None,
             trailers: false,
             sites: [SharedStr::from_static("s1"), SharedStr::from_static("s2"), SharedStr::from_static("s3")],
@@ -95,7 +96,7 @@ impl Driver for UnitDriver {
     }
 
     fn request_header_names(&self, names: &mut Vec<SharedStr>) {
-        names.push(self.unit_key.as_str().into());
+        names.push(self.unit_key.clone());
     }
 
     fn needs_body_for(&self, headers: &dyn HeaderMap) -> bool {
