@@ -230,6 +230,15 @@ extern "C" {
     /// Asks the cached route's cluster specifier for the cluster again (Envoy 1.40:
     /// `refreshRouteCluster`, synchronously, on this worker); no route re-match.
     pub fn envoy_dynamic_module_callback_http_clear_route_cluster_cache(filter_envoy: *mut c_void);
+    /// `bool f(void*, module_buffer host, bool strict)` (checked with `objdump` on 1.40: the
+    /// buffer in two registers, `strict` in the fourth; false without decoder callbacks or
+    /// when `host` is not an `ip:port`). The router's first attempt takes this host from the
+    /// cluster without asking its LB; a retry asks the LB.
+    pub fn envoy_dynamic_module_callback_http_set_upstream_override_host(
+        filter_envoy: *mut c_void,
+        host: ModuleBuffer,
+        strict: bool,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter_envoy: *mut c_void,
         status_code: u32,

@@ -196,6 +196,12 @@ impl ConfigSlot {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The config is a file (Envoy's clusters were generated from its first version), not
+    /// inline (xDS may bring clusters of another version than the listeners').
+    pub fn is_file(&self) -> bool {
+        self.path.is_some()
+    }
+
     /// Registers an Envoy cluster of this config (`name`: its MOSN cluster, or
     /// [`ADDED_CLUSTERS`]); `on_reload` runs after each reload (from the reloading thread)
     /// while the cluster lives.

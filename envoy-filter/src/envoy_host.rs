@@ -169,6 +169,11 @@ impl HttpHost for EnvoyHttp {
         unsafe { abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(self.envoy, key.into(), value.into()) }
     }
 
+    fn set_upstream_override_host(&mut self, address: &str) -> bool {
+        // SAFETY: as in `set_header`; Envoy copies the address.
+        unsafe { abi::envoy_dynamic_module_callback_http_set_upstream_override_host(self.envoy, address.into(), true) }
+    }
+
     fn filter_state(&self, key: &str) -> Option<&[u8]> {
         let mut out = EnvoyBuffer::empty();
         // SAFETY: as in `header`: this stream's pointer inside one of its hooks; `out` is

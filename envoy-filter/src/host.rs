@@ -110,6 +110,10 @@ pub trait HttpHost {
     fn set_dynamic_metadata(&mut self, namespace: &str, key: &str, value: &str);
     /// Bytes in the stream's filter state (read back by the cluster LB); false if refused.
     fn set_filter_state(&mut self, key: &str, value: &str) -> bool;
+    /// Makes the router's first attempt go to the cluster's host at `address` (`ip:port`),
+    /// strictly (no host if the cluster has none there), without asking the cluster's LB;
+    /// false if refused.
+    fn set_upstream_override_host(&mut self, address: &str) -> bool;
     /// Bytes of the stream's filter state (an upstream filter sees the downstream stream's).
     fn filter_state(&self, key: &str) -> Option<&[u8]>;
     /// The stream's scheduler (`None` if Envoy gives none).

@@ -53,6 +53,11 @@ pub struct HttpConfig {
     mirror: Arc<MirrorSender>,
     /// The filter state written for access logs.
     log: LogFilterState,
+    /// Envoy's clusters were generated from this config file and it was never reloaded
+    /// (checked per stream with the view's generation): each static host the core chooses
+    /// is a host of its Envoy cluster, so a request that can not be retried may be handed
+    /// its host directly ([`HttpFilter::hand_over`]).
+    pins_hosts: bool,
 }
 
 /// What a stream starts on.
@@ -80,6 +85,10 @@ pub struct HttpFilter {
     added: Option<Arc<std::collections::HashSet<String>>>,
     /// The filter state written for access logs (the config's).
     log: LogFilterState,
+    /// The first attempt's host may be handed to Envoy directly (see [`HttpConfig`]).
+    pins_hosts: bool,
+    /// The stream is in the registry and its id in filter state `mosn.stream_id`.
+    published: Cell<bool>,
 }
 
 /// What a request hook does after the core answered.
@@ -102,7 +111,20 @@ impl HttpConfig {
     /// A config for `listener` of `engine`, which never reloads (tests).
     pub fn new(engine: Arc<Engine>, listener: usize) -> HttpConfig {
         let view = View { generation: 0, engine, listener, added: None };
-        HttpConfig { slot: None, name: None, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()), log: LogFilterState::ALL }
+        HttpConfig {
+            slot: None,
+            name: None,
+            view: RwLock::new(view),
+            mirror: Arc::new(MirrorSender::new()),
+            log: LogFilterState::ALL,
+            pins_hosts: false,
+        }
+    }
+
+    /// As [`HttpConfig::new`], for Envoy clusters generated from the same engine (tests of
+    /// [`HttpFilter::hand_over`]).
+    pub fn pinning_hosts(engine: Arc<Engine>, listener: usize) -> HttpConfig {
+        HttpConfig { pins_hosts: true, ..HttpConfig::new(engine, listener) }
     }
 
     /// The request copies waiting for the main thread.
@@ -120,7 +142,15 @@ impl HttpConfig {
             return None;
         };
         let view = View { generation: slot.generation(), engine: current.engine, listener, added: current.added };
-        Some(HttpConfig { slot: Some(slot), name: cfg.name, view: RwLock::new(view), mirror: Arc::new(MirrorSender::new()), log: cfg.log })
+        let pins_hosts = slot.is_file();
+        Some(HttpConfig {
+            slot: Some(slot),
+            name: cfg.name,
+            view: RwLock::new(view),
+            mirror: Arc::new(MirrorSender::new()),
+            log: cfg.log,
+            pins_hosts,
+        })
     }
 
     /// Renews the cached view after a reload.
@@ -157,6 +187,8 @@ impl HttpConfig {
             mirror: self.mirror.clone(),
             added: view.added.clone(),
             log: self.log,
+            pins_hosts: self.pins_hosts && view.generation == 0,
+            published: Cell::new(false),
         })
     }
 }
@@ -579,6 +611,49 @@ impl HttpFilter {
             }
             *self.scheduler.borrow_mut() = Some(sched);
         }
+    }
+
+    /// Hands the released request's host choice to Envoy's router. A request the core can
+    /// not retry, to a cluster of static hosts, gets the core's choice for its only attempt
+    /// now, as Envoy's override host (strict): the router takes that host from the cluster
+    /// without asking the cluster's LB, which saves the filter state, the registry and the
+    /// LB's hook. Every other request is published for the LB ([`HttpFilter::publish`]),
+    /// which asks the stream at each attempt (`lb.rs`); so is one the core has no host for,
+    /// and the LB gives Envoy that answer, as for any other request.
+    fn hand_over(&self, host: &mut dyn HttpHost, st: &mut StreamState) -> Result<(), LocalReply> {
+        let pinned =
+            self.pins_hosts && st.stream.as_ref().is_some_and(|s| s.max_attempts() == 1 && s.cluster().is_some_and(|c| c.dns.is_none()));
+        if pinned {
+            if let Some(stream) = st.stream.as_mut() {
+                st.chosen = true;
+                match stream.choose_host() {
+                    Ok(chosen) => {
+                        tracing::debug!(cluster = %chosen.cluster.name, host = chosen.address, "host chosen by the stream");
+                        st.outcome_reported = false;
+                        if !host.set_upstream_override_host(chosen.address) {
+                            tracing::error!(host = chosen.address, "Envoy refused the override host; answering 500");
+                            return Err(internal_error("mosn_override_host_refused"));
+                        }
+                        return Ok(());
+                    }
+                    Err(why) => {
+                        // No attempt is in flight: Envoy's reply reports none.
+                        st.outcome_reported = true;
+                        st.no_host = Some(why);
+                    }
+                }
+            }
+        }
+        self.publish(host);
+        Ok(())
+    }
+
+    /// Registers the stream and writes its id into filter state `mosn.stream_id`, where the
+    /// cluster LB and the upstream filter find it.
+    fn publish(&self, host: &mut dyn HttpHost) {
+        if self.published.replace(true) {
+            return;
+        }
         registry::insert(self.id, self.cell.clone());
         if !host.set_filter_state(policy::STREAM_ID_KEY, policy::decimal(self.id, &mut [0; 20])) {
             tracing::warn!("could not set filter state {}; the cluster LB will not see this stream", policy::STREAM_ID_KEY);
@@ -631,6 +706,10 @@ impl HttpFilter {
                 // a failure there (logged by the guard) never fails the request itself.
                 let (h, s, body, more) = (&*host, &*stream, st.body.as_deref(), st.more_body);
                 let _ = guard::catch("mirror_copies", || self.mirror.push(mirror::copies(h, s, body, more)));
+                if let Err(reply) = self.hand_over(host, st) {
+                    st.phase = Phase::Replied;
+                    return Next::Reply(reply);
+                }
                 st.phase = Phase::Forwarded;
                 Next::Forward
             }
@@ -682,7 +761,9 @@ impl HttpFilter {
 
     /// Drops the core stream (closing its waker) and unregisters it. Idempotent.
     fn done(&self) {
-        registry::remove(self.id);
+        if self.published.get() {
+            registry::remove(self.id);
+        }
         match self.cell.state.try_borrow_mut() {
             Ok(mut st) => {
                 st.stream = None;
@@ -700,7 +781,7 @@ impl HttpFilter {
 /// The request headers the adapter sets or removes after the core's mutations, so that
 /// neither a client nor a filter hands them to Envoy's router: the mirror key and the route
 /// policy's `x-envoy-*` headers.
-pub(crate) const GUARDED: [&str; 7] = [
+pub(crate) const GUARDED: [&str; 9] = [
     mirror::MIRROR_HOST_KEY,
     policy::MAX_RETRIES,
     policy::RETRY_ON,
@@ -708,11 +789,17 @@ pub(crate) const GUARDED: [&str; 7] = [
     policy::RETRIABLE_STATUS_CODES,
     policy::RQ_TIMEOUT,
     policy::PER_TRY_TIMEOUT,
+    policy::RETRY_GRPC_ON,
+    policy::HEDGE_ON_PER_TRY_TIMEOUT,
 ];
+
+/// [`GUARDED`]'s policy headers ([`policy::route_policy_headers`], in order) end here; the
+/// rest steer Envoy's retries in ways no MOSN route does, and are only removed.
+const POLICY_END: usize = 7;
 
 /// Which [`GUARDED`] headers a request had when the core saw it (bit i: `GUARDED[i]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Present(u8);
+pub struct Present(u16);
 
 /// Bit `n` set: some [`GUARDED`] name is `n` bytes long (all are shorter than 64).
 const GUARDED_LENGTHS: u64 = {
@@ -771,11 +858,16 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         None if maybe_there(i) => host.remove_header(HeaderKind::Request, name),
         None => {}
     };
-    // The policy's headers are GUARDED[1..], in order (a test checks).
+    // The policy's headers are GUARDED[1..POLICY_END], in order (a test checks).
     for (i, (name, value)) in
         policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()).iter().enumerate()
     {
         put(host, i + 1, name, value.as_deref());
+    }
+    // Retries are the core's: a client's other retry headers go too (a retry of a request
+    // whose host was handed over would reach an LB that has no stream for it).
+    for (i, name) in GUARDED.iter().enumerate().skip(POLICY_END) {
+        put(host, i, name, None);
     }
     // A filter's new body goes in place of the buffered one, framed by its length.
     if let Some(body) = stream.replaced_body() {
@@ -839,7 +931,7 @@ impl<'a> HostHeaders<'a> {
 
     /// Which [`GUARDED`] headers are here.
     fn guarded(&self) -> Present {
-        let mut bits = 0u8;
+        let mut bits = 0u16;
         for h in &self.all {
             if let Some(i) = guarded_index(h.name) {
                 bits |= 1 << i;

@@ -4,7 +4,10 @@
 //! `cluster.rs` turns each Envoy hook into one call here (with the real hosts); the tests
 //! call the same functions with the fakes of `testing.rs`.
 //!
-//! Host choice: the request's core stream is found through filter state `mosn.stream_id`
+//! Host choice: a request the core can not retry, to a cluster of static hosts, usually never
+//! gets here: the HTTP filter hands Envoy the core's choice as its override host, which
+//! Envoy's cluster manager takes without asking the LB (`http_logic.rs`, `hand_over`).
+//! Otherwise the request's core stream is found through filter state `mosn.stream_id`
 //! (set by the HTTP filter on the same worker) and chooses the host, so the core's LB and
 //! its "never a tried host while another is healthy" rule apply; on a retry Envoy's retry
 //! host predicates are asked too. Without a stream (health checks, a NULL context, a stream
@@ -815,6 +818,14 @@ impl Lb {
     /// the core's latest choice (its attempt is the one the core counts), or none.
     fn choose_for_stream(&self, host: &dyn LbHost, st: &mut StreamState) -> Option<HostHandle> {
         let stream = st.stream.as_mut()?;
+        // The HTTP filter asked already, and the core had no host (`http_logic.rs`).
+        if let Some(why) = st.no_host.take() {
+            tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");
+            if why == NoHost::Overflow {
+                host.end_without_host(policy::OVERFLOW_DETAILS);
+            }
+            return None;
+        }
         // Asked again within one stream: the previous attempt failed in a way Envoy did not
         // show the filter (it retried a connect failure / reset itself).
         let retry = st.chosen;

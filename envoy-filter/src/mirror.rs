@@ -33,8 +33,9 @@
 //! never reaches the mirror host (MOSN adds nothing to a copy), and no client can send one
 //! (Envoy answers 400 to a `:` in an HTTP/1 header name; HTTP/2, which the generated
 //! listeners do not serve, refuses unknown pseudo-headers by protocol). The LB honours it only for a request without filter state
-//! `mosn.stream_id`, which every client request this module serves has, and the HTTP filter
-//! removes it from client requests anyway. Every generated cluster speaks HTTP/1.1; an
+//! `mosn.stream_id`, which every client request this module serves has when it reaches the LB
+//! (one that does not have it got its host as an override host and never reaches the LB),
+//! and the HTTP filter removes it from client requests anyway. Every generated cluster speaks HTTP/1.1; an
 //! HTTP/2 mirror cluster (a hand-written envoy.yaml) would send the key as a pseudo-header,
 //! which an HTTP/2 server refuses: its copies would be lost, never the client's request.
 //!
@@ -322,8 +323,8 @@ pub fn refused(code: u32) -> Option<CalloutRefused> {
 
 /// The host a copy must go to, if the request being balanced is one of this module's
 /// copies: it carries [`MIRROR_HOST_KEY`] with an `ip:port` and has no filter state
-/// `mosn.stream_id` (every client request this module serves has one; a callout has a
-/// stream info of its own, without it).
+/// `mosn.stream_id` (every client request this module serves that reaches the LB has one;
+/// a callout has a stream info of its own, without it).
 pub fn requested_host(lb: &dyn LbHost) -> Option<&str> {
     if !lb.has_context() || lb.filter_state(policy::STREAM_ID_KEY).is_some() {
         return None;

@@ -193,6 +193,10 @@ pub const RETRIABLE_STATUS_CODES: &str = "x-envoy-retriable-status-codes";
 pub const RQ_TIMEOUT: &str = "x-envoy-upstream-rq-timeout-ms";
 /// One attempt's timeout (MOSN `retry_timeout`).
 pub const PER_TRY_TIMEOUT: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+/// gRPC retry conditions: never set, always removed (the core decides).
+pub const RETRY_GRPC_ON: &str = "x-envoy-retry-grpc-on";
+/// A second attempt when one times out: never set, always removed (the core decides).
+pub const HEDGE_ON_PER_TRY_TIMEOUT: &str = "x-envoy-hedge-on-per-try-timeout";
 
 /// The `x-envoy-*` headers that carry a MOSN route's retry policy and timeouts to Envoy's
 /// router, in a fixed order. `None` means "remove the header" so that a client can not set

@@ -4,6 +4,8 @@
 //! worker thread, so the registry is thread-local and holds `Rc`s: no locks, no atomics. The
 //! HTTP filter registers its stream under a process-unique id and writes that id into the
 //! request's filter state (`mosn.stream_id`); the LB reads the id back from its context.
+//! A request whose host the filter hands Envoy itself (an override host, `http_logic.rs`)
+//! never reaches the LB and is not registered.
 
 use mosn_extension::Stream;
 use std::cell::{Cell, RefCell};
@@ -29,6 +31,9 @@ pub struct StreamState {
     pub chosen: bool,
     /// How the latest attempt ended was already told to the core.
     pub outcome_reported: bool,
+    /// The HTTP filter asked the core for the first attempt's host and the core had none:
+    /// the LB answers this (once) instead of asking again.
+    pub no_host: Option<mosn_extension::NoHost>,
 }
 
 /// The request path's progress, as far as the adapter drives it.
@@ -80,6 +85,7 @@ impl StreamCell {
                 response_buffering: false,
                 chosen: false,
                 outcome_reported: false,
+                no_host: None,
             }),
         })
     }

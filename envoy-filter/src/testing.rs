@@ -47,6 +47,7 @@ pub enum Call {
     RouteTo(String),
     Metadata(String, String, String),
     FilterState(String, String),
+    OverrideHost(String),
     SchedulerNew,
     Commit(u64),
     SchedulerDelete,
@@ -81,6 +82,10 @@ pub struct FakeHttp {
     pub routed: Option<String>,
     /// The route is not this module's cluster specifier: `route_to_cluster` is not taken.
     pub route_without_specifier: bool,
+    /// The host the router's first attempt goes to (`set_upstream_override_host`).
+    pub override_host: Option<String>,
+    /// `set_upstream_override_host` is refused.
+    pub refuse_override_host: bool,
 }
 
 impl FakeHttp {
@@ -101,6 +106,8 @@ impl FakeHttp {
             calls: Arc::new(Mutex::new(Vec::new())),
             routed: None,
             route_without_specifier: false,
+            override_host: None,
+            refuse_override_host: false,
         }
     }
 
@@ -202,6 +209,14 @@ impl HttpHost for FakeHttp {
     fn set_filter_state(&mut self, key: &str, value: &str) -> bool {
         self.record(Call::FilterState(key.into(), value.into()));
         self.filter_state.insert(key.into(), value.into());
+        true
+    }
+    fn set_upstream_override_host(&mut self, address: &str) -> bool {
+        self.record(Call::OverrideHost(address.into()));
+        if self.refuse_override_host {
+            return false;
+        }
+        self.override_host = Some(address.into());
         true
     }
     fn filter_state(&self, key: &str) -> Option<&[u8]> {

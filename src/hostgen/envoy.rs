@@ -425,6 +425,10 @@ impl ModuleCluster<'_> {
       thresholds:
       - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
     lb_policy: CLUSTER_PROVIDED
+    # The HTTP filter names the core's host as the override host of a request it can not
+    # retry: Envoy takes it whatever its own view of the host's health (the core's decides).
+    common_lb_config:
+      override_host_status: {{ statuses: [UNKNOWN, HEALTHY, UNHEALTHY, DRAINING, TIMEOUT, DEGRADED] }}
     cluster_type:
       name: envoy.clusters.dynamic_modules
       typed_config:
@@ -628,6 +632,9 @@ mod tests {
         }
         // Envoy's own breakers never decide: MOSN's limits are the core's.
         assert_eq!(y.matches("max_requests: 1000000000").count(), 5, "four clusters and {ADDED_CLUSTERS}");
+        // The core's host is Envoy's override host whatever Envoy thinks of its health.
+        let statuses = "override_host_status: { statuses: [UNKNOWN, HEALTHY, UNHEALTHY, DRAINING, TIMEOUT, DEGRADED] }";
+        assert_eq!(y.matches(statuses).count(), 5, "four clusters and {ADDED_CLUSTERS}");
         assert!(cluster(&y, ADDED_CLUSTERS).contains("\\\"cluster\\\":\\\"*\\\""), "{y}");
     }
 

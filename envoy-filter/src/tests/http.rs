@@ -64,9 +64,11 @@ fn forward_applies_core_mutations_in_order_then_the_policy_headers_then_names_th
     let p: Vec<usize> = policy.iter().map(|c| position(&calls, c)).collect();
     assert!(p[0] > at[4] && p.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
     assert!(position(&calls, &add("x-envoy-max-retries", "99")) < p[0]);
-    // Filter state, then the cluster through the route's specifier, once, last.
+    // Filter state, then the cluster through the route's specifier, once; then, for the
+    // LB (the route retries), the stream's id.
     assert!(calls.contains(&Call::FilterState("mosn.unit".into(), "s1".into())));
-    assert_eq!(calls.last(), Some(&Call::RouteTo("a".into())));
+    assert_eq!(calls[calls.len() - 2], Call::RouteTo("a".into()));
+    assert_eq!(calls.last(), Some(&Call::FilterState("mosn.stream_id".into(), f.id().to_string())));
     assert_eq!(calls.iter().filter(|c| matches!(c, Call::RouteTo(_))).count(), 1);
     assert_eq!(host.routed.as_deref(), Some("a"));
     // What Envoy's router sees.
@@ -95,11 +97,13 @@ fn a_route_without_policy_removes_client_sent_envoy_headers() {
             ("x-envoy-retry-on", "5xx"),
             ("x-envoy-upstream-rq-timeout-ms", "1"),
             ("x-envoy-upstream-rq-per-try-timeout-ms", "1"),
+            ("x-envoy-retry-grpc-on", "cancelled"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
         ],
     );
     assert_eq!(status, HeadersStatus::Continue);
     assert_eq!(host.routed.as_deref(), Some("b"), "a client's x-mosn-cluster steers nothing");
-    for h in crate::policy::route_policy_headers(None, None, None).map(|(n, _)| n) {
+    for h in http_logic::GUARDED {
         assert!(host.values(h).is_empty(), "{h} kept: {:?}", host.request);
     }
     // No unit: no metadata.
@@ -211,8 +215,11 @@ fn wait_parks_then_the_wake_commits_and_scheduled_resumes_and_continues_decoding
     assert_eq!(f.cell().state.borrow().phase, Phase::Waiting);
     let calls = host.calls();
     assert_eq!(calls[0], Call::SchedulerNew);
-    assert_eq!(calls[1], Call::FilterState("mosn.stream_id".into(), f.id().to_string()));
-    assert!(!calls.iter().any(|c| matches!(c, Call::Set(..) | Call::RouteTo(_))), "nothing forwarded while parked");
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Set(..) | Call::RouteTo(_) | Call::FilterState(..))),
+        "nothing forwarded (nor published for the LB) while parked"
+    );
+    assert!(registry::get(f.id()).is_none());
     host.clear_calls();
 
     // The core wakes the stream from another thread: only a scheduler commit happens there.
@@ -224,6 +231,9 @@ fn wait_parks_then_the_wake_commits_and_scheduled_resumes_and_continues_decoding
     http_logic::scheduled(Some(&f), &mut host, 1);
     let calls = host.calls();
     assert!(position(&calls, &Call::RouteTo("a".into())) < position(&calls, &Call::ContinueDecoding));
+    let published = Call::FilterState("mosn.stream_id".into(), f.id().to_string());
+    assert!(position(&calls, &published) < position(&calls, &Call::ContinueDecoding), "the LB finds it");
+    assert!(registry::get(f.id()).is_some());
     assert_eq!(calls.last(), Some(&Call::ContinueDecoding));
     assert_eq!(f.cell().state.borrow().phase, Phase::Forwarded);
 
@@ -265,12 +275,10 @@ fn destroy_ends_the_stream_before_deleting_the_scheduler() {
     let mut host = FakeHttp::new(&[(":path", "/"), ("x-test-wait", "1")]);
     http_logic::request_headers(Some(&f), &mut host, true);
     let before = registry::len();
-    assert!(registry::get(f.id()).is_some());
-    let id = f.id();
+    assert!(registry::get(f.id()).is_none(), "a parked request is not the LB's yet");
     host.clear_calls();
     f.destroy();
-    assert!(registry::get(id).is_none());
-    assert_eq!(registry::len(), before - 1);
+    assert_eq!(registry::len(), before);
     assert_eq!(host.calls(), [Call::SchedulerDelete]);
     // A wake after the stream ended never reaches the (deleted) scheduler.
     waker.lock().unwrap().take().unwrap().wake();
@@ -593,7 +601,8 @@ fn log_filter_state_limits_what_is_written_for_access_logs() {
 #[test]
 fn policy_headers_are_the_guarded_ones_in_order() {
     let names: Vec<&str> = policy::route_policy_headers(None, None, None).iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, http_logic::GUARDED[1..]);
+    assert_eq!(names, http_logic::GUARDED[1..7]);
+    assert_eq!(http_logic::GUARDED[7..], [policy::RETRY_GRPC_ON, policy::HEDGE_ON_PER_TRY_TIMEOUT]);
     assert_eq!(http_logic::GUARDED[0], crate::mirror::MIRROR_HOST_KEY);
 }
 

@@ -420,6 +420,80 @@ fn the_client_address_is_maglevs_hash_key() {
     assert!(spread.len() > 1, "{spread:?}");
 }
 
+// === Override host (a request the core can not retry) ===
+
+/// [`setup`]'s clusters, with a filter config that hands hosts to Envoy directly.
+fn pinning() -> Setup {
+    let s = setup();
+    Setup { http: HttpConfig::pinning_hosts(s.engine.clone(), 0), ..s }
+}
+
+#[test]
+fn a_request_that_can_not_be_retried_gets_its_host_as_envoys_override_host() {
+    let s = pinning();
+    // Route to `b` (no retry policy): its one host, chosen by the core in the filter.
+    let (f, mut host, status) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    assert_eq!(host.override_host.as_deref(), Some("127.0.0.1:21"));
+    assert_eq!(host.routed.as_deref(), Some("b"));
+    // Not published: the LB is never asked (Envoy takes the override host) and finds no stream.
+    assert!(!host.filter_state.contains_key("mosn.stream_id"));
+    assert!(crate::registry::get(f.id()).is_none());
+    assert_eq!(attempts(&f), 1);
+    {
+        let st = f.cell().state.borrow();
+        assert!(st.chosen && !st.outcome_reported);
+        assert_eq!(st.stream.as_ref().unwrap().upstream_host().map(|h| &*h.address_text), Some("127.0.0.1:21"));
+    }
+    // The attempt's outcome reaches the core from the response hook.
+    host.response = vec![(":status".into(), "200".into())];
+    http_logic::response_headers(Some(&f), &mut host, true);
+    assert!(f.cell().state.borrow().outcome_reported);
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
+    assert_eq!(s.engine.cluster("b").unwrap().hosts[0].state.active(), 0);
+    assert_eq!(s.engine.cluster("b").unwrap().stats().rq_active, 0);
+}
+
+#[test]
+fn a_request_the_core_may_retry_is_published_for_the_lb_instead() {
+    let s = pinning();
+    // Route to `a` retries: every attempt's host comes from the LB.
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    assert_eq!(host.override_host, None);
+    assert_eq!(host.filter_state.get("mosn.stream_id"), Some(&f.id().to_string()));
+    assert_eq!(attempts(&f), 0);
+    assert_eq!(s.a.choose_host(&lb_for(&host)), Some(HostHandle(0xa00)));
+    assert_eq!(attempts(&f), 1);
+}
+
+#[test]
+fn a_request_the_core_has_no_host_for_gets_that_answer_from_the_lb_once() {
+    let s = pinning();
+    s.engine.cluster("b").unwrap().hosts[0].set_healthy(false);
+    let (f, host, status) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    assert_eq!(host.override_host, None);
+    assert_eq!(host.filter_state.get("mosn.stream_id"), Some(&f.id().to_string()));
+    // The LB gives Envoy the core's answer without asking the core again.
+    let lb = FakeLb::new(vec![HostHandle(0xb00)], &host.filter_state);
+    let before = s.engine.cluster("b").unwrap().stats().no_healthy;
+    assert_eq!(s.b.choose_host(&lb), None);
+    assert_eq!(s.engine.cluster("b").unwrap().stats().no_healthy, before, "counted once, in the filter");
+    assert!(lb.ended.borrow().is_empty(), "Envoy's own no_healthy_upstream details");
+    let st = f.cell().state.borrow();
+    assert!(st.chosen && st.outcome_reported && st.no_host.is_none());
+}
+
+#[test]
+fn a_refused_override_host_answers_500() {
+    let s = pinning();
+    let f = s.http.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/"), ("x-route", "b")]);
+    host.refuse_override_host = true;
+    assert_eq!(http_logic::request_headers(Some(&f), &mut host, true), HeadersStatus::StopIteration);
+    assert_eq!(host.replies(), [(500, "mosn_override_host_refused".to_string())]);
+}
+
 // === Circuit breakers ===
 
 #[test]
