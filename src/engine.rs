@@ -186,6 +186,9 @@ impl Engine {
                 router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name())).collect();
             let body_filters = filters.iter().chain(per_route.iter().copied()).filter(|f| f.may_need_body()).cloned().collect();
             let may_wait = filters.iter().chain(per_route.iter().copied()).any(|f| f.may_wait());
+            // The default hash key is the client's address (MOSN's `source_ip`).
+            let reads_client_address = filters.iter().chain(per_route.iter().copied()).any(|f| f.reads_client_address())
+                || clusters.iter().any(|c| c.lb_type.hashes());
             // A route can turn off only what runs once it is known: AfterRoute and send filters.
             for f in router.iter().flat_map(|r| r.per_route_filters()) {
                 let Some(path) = f.disabled_at() else { continue };
@@ -204,6 +207,8 @@ impl Engine {
                 address: l.address,
                 address_text: l.address.to_string(),
                 request_names: crate::listener::request_names(&filters),
+                sends: filters.iter().any(|f| f.sends()),
+                reads_client_address,
                 filters,
                 body_filters,
                 router,

@@ -28,6 +28,14 @@ pub struct Listener {
     /// map: the core's four ([`CORE_REQUEST_NAMES`], first, in that order), then the
     /// filters'.
     pub(crate) request_names: NameSet,
+    /// Some filter of the chain runs on responses ([`StreamFilter::sends`]); without one a
+    /// response needs no filter walk.
+    pub(crate) sends: bool,
+    /// Some filter (or a route's replacement of one) reads the client's address, or some
+    /// cluster hashes on it: hosts hand it to each stream ([`Stream::set_downstream_address`]).
+    ///
+    /// [`Stream::set_downstream_address`]: crate::Stream::set_downstream_address
+    pub(crate) reads_client_address: bool,
 }
 
 /// The request headers the core reads from every request: `:path`, `:authority`, and MOSN's
@@ -66,6 +74,13 @@ impl Listener {
         self.may_wait
     }
 
+    /// False when nothing on this listener reads the client's address: hosts that must
+    /// fetch it (Envoy) skip that.
+    #[inline]
+    pub fn reads_client_address(&self) -> bool {
+        self.reads_client_address
+    }
+
     /// Adds `f` at position `at` of the chain (tests: e.g. a filter that panics on purpose).
     #[doc(hidden)]
     pub fn insert_filter(&mut self, at: usize, f: Arc<dyn StreamFilter>) {
@@ -73,7 +88,9 @@ impl Listener {
             self.body_filters.push(f.clone());
         }
         self.may_wait |= f.may_wait();
+        self.reads_client_address |= f.reads_client_address();
         self.filters.insert(at.min(self.filters.len()), f);
         self.request_names = request_names(&self.filters);
+        self.sends = self.filters.iter().any(|f| f.sends());
     }
 }

@@ -77,7 +77,10 @@ pub struct Stream {
     picked: Option<Picked>,
     /// `picked`'s cluster, cached when the route picks it (finding it walks the router, and
     /// the stream needs it about ten times a request).
-    cluster: Option<ClusterRef>,
+    cluster: Option<ConfigRef<Cluster>>,
+    /// The matched route's forward action, cached when the route is matched (its retry
+    /// policy and timeouts are read several times a request).
+    forward: Option<ConfigRef<Forward>>,
     /// The route's response header edits, resolved at request time.
     response_edits: Vec<Edit>,
     tried: TriedHosts,
@@ -149,6 +152,7 @@ impl Stream {
             routed: None,
             picked: None,
             cluster: None,
+            forward: None,
             response_edits: Vec::new(),
             tried: TriedHosts::default(),
             attempts: 0,
@@ -432,6 +436,8 @@ impl Stream {
                 return Some(Action::LocalReply);
             }
         };
+        // The router is `listener`'s, which the stream holds (see `Stream::forward`).
+        self.forward = Some(ConfigRef(std::ptr::NonNull::from(&**fw)));
         let Some(picked) = fw.pick(&view, &|n| router.cluster(n)) else {
             // cluster_header without the header, or naming no cluster: MOSN's "no cluster".
             self.flags |= flags::NO_ROUTE_FOUND;
@@ -454,7 +460,7 @@ impl Stream {
         self.hash = picked_cluster.is_some_and(|c| c.lb_type.hashes()).then(|| self.hash_key(fw, &view));
         // The cluster's own address: it stays in place when `picked` moves into the stream
         // below (an `Arc`'s contents, in the router or in `picked`).
-        let cluster = picked_cluster.map(|c| ClusterRef(std::ptr::NonNull::from(&**c)));
+        let cluster = picked_cluster.map(|c| ConfigRef(std::ptr::NonNull::from(&**c)));
         // MOSN: these request headers (ms) override the route's timeouts. `start` read the
         // client's; a filter may have changed them since.
         if self.mutations.iter().any(|m| name_eq(&m.name, GLOBAL_TIMEOUT) || name_eq(&m.name, TRY_TIMEOUT)) {
@@ -578,8 +584,12 @@ impl Stream {
     }
 
     /// The matched route's forward action, once routed.
+    #[inline]
     fn forward(&self) -> Option<&Forward> {
-        self.listener.router.as_deref()?.forward(self.routed?)
+        // SAFETY: the action lives in `self.listener`'s router, which the stream holds (the
+        // listener is never replaced, its router never changed), so it stays in place as long
+        // as `self`; the reference does not outlive `&self`.
+        self.forward.map(|f| unsafe { &*f.0.as_ptr() })
     }
 
     /// The matched route's JSON path and its virtual host's name, once routed.
@@ -877,25 +887,36 @@ impl Stream {
     }
 }
 
-/// A stream's cluster (see `Stream::cluster_apart`).
-#[derive(Clone, Copy)]
-struct ClusterRef(std::ptr::NonNull<Cluster>);
+/// A part of the config a stream keeps for its life: its cluster (see
+/// `Stream::cluster_apart`) and its route's forward action (`Stream::forward`).
+struct ConfigRef<T>(std::ptr::NonNull<T>);
 
-// SAFETY: a `ClusterRef` is only ever read as a `&Cluster`, and `Cluster` is `Sync` (checked
-// below), so sending or sharing it is as sound as sending or sharing that reference.
-unsafe impl Send for ClusterRef {}
+impl<T> Clone for ConfigRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for ConfigRef<T> {}
+
+// SAFETY: a `ConfigRef<T>` is only ever read as a `&T`, and `T` is `Sync` (`Cluster` and
+// `Forward` are, checked below), so sending or sharing it is as sound as sending or sharing
+// that reference.
+unsafe impl<T: Sync> Send for ConfigRef<T> {}
 // SAFETY: as for `Send`.
-unsafe impl Sync for ClusterRef {}
+unsafe impl<T: Sync> Sync for ConfigRef<T> {}
 const _: () = {
     const fn is_sync<T: Sync>() {}
     is_sync::<Cluster>();
+    is_sync::<Forward>();
 };
 
 /// The send filters of a request: the listener's, each replaced (or turned off) by its
 /// route's per_filter_config (a free function: the caller may hold other borrows).
 fn send_filters(listener: &Listener, routed: Option<RouteMatch>) -> impl Iterator<Item = &Arc<dyn crate::filter::StreamFilter>> {
     let route = routed.zip(listener.router.as_deref());
-    listener.filters.iter().filter(|f| f.sends()).filter_map(move |f| {
+    // A route replaces only a listener filter that sends.
+    let filters: &[_] = if listener.sends { &listener.filters } else { &[] };
+    filters.iter().filter(|f| f.sends()).filter_map(move |f| {
         let f = route.and_then(|(m, r)| r.per_filter(m, f.name())).unwrap_or(f);
         f.sends().then_some(f)
     })

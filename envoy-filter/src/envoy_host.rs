@@ -5,7 +5,9 @@
 //! the hook) is what every `unsafe` block below relies on.
 
 use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
-use crate::host::{BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HostHandle, HostSpec, HttpHost, LbHost, Scheduler};
+use crate::host::{
+    BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HeaderList, HostHandle, HostSpec, HttpHost, LbHost, Scheduler,
+};
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{Header, Lookup};
 use std::cell::Cell;
@@ -87,19 +89,19 @@ impl HttpHost for EnvoyHttp {
         }
     }
 
-    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>> {
+    fn headers(&self, kind: HeaderKind) -> HeaderList<'_> {
         let kind = header_kind(kind);
         // SAFETY: as in `header`.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
         if n == 0 {
-            return Vec::new();
+            return HeaderList::new();
         }
         let empty = EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
-        let mut all = vec![empty; n];
+        let mut all: smallvec::SmallVec<[EnvoyHttpHeader; 16]> = smallvec::smallvec![empty; n];
         // SAFETY: `all` has room for the `n` headers Envoy just counted; same thread and hook,
         // so the map did not change in between.
         if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, all.as_mut_ptr()) } {
-            return Vec::new();
+            return HeaderList::new();
         }
         all.into_iter()
             .map(|h| {

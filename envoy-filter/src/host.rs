@@ -84,6 +84,10 @@ pub struct HostSpec<'a> {
 
 // === HTTP filter ===
 
+/// A header map read in one pass: up to 16 headers (a typical request has under ten) on the
+/// stack, no allocation.
+pub type HeaderList<'a> = smallvec::SmallVec<[Header<'a>; 16]>;
+
 /// One HTTP stream as its filter sees it, inside one of its hooks, on its worker.
 pub trait HttpHost {
     /// A header by lower-case name (first value, and whether there are more).
@@ -93,7 +97,7 @@ pub trait HttpHost {
     /// Every header, in order, read in one pass (on Envoy: one call for the count, one for
     /// the headers, instead of one call per [`HttpHost::header`] lookup). The slices borrow
     /// the map until it changes.
-    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>>;
+    fn headers(&self, kind: HeaderKind) -> HeaderList<'_>;
     /// Replaces every value of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Appends one value.

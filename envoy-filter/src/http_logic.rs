@@ -32,7 +32,7 @@ use crate::policy::{self, LogFilterState};
 use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
-use mosn_extension::headers::{self, Header, HeaderMap, HeaderMutation, HeaderOp, Lookup};
+use mosn_extension::headers::{self, HeaderMap, HeaderMutation, HeaderOp, Lookup};
 use mosn_extension::hostgen::envoy::NO_HOST;
 use mosn_extension::stream::Payload;
 use mosn_extension::wake::WakeFn;
@@ -377,9 +377,12 @@ impl HttpFilter {
                     // The client address, for `source_ip` hashing (LB_MAGLEV's default key).
                     // Kept as text; the core parses it only if something asks for the IP, and
                     // anything that is not an `ip` / `ip:port` is then no IP (it can never
-                    // steer a hash): no parse per request here.
-                    if let (Some(stream), Some(addr)) = (st.stream.as_mut(), host.source_address()) {
-                        stream.set_downstream_address(addr);
+                    // steer a hash): no parse per request here. Fetched only where something
+                    // reads it.
+                    if let Some(stream) = st.stream.as_mut().filter(|s| s.listener().reads_client_address()) {
+                        if let Some(addr) = host.source_address() {
+                            stream.set_downstream_address(addr);
+                        }
                     }
                 }
                 st.phase
@@ -628,7 +631,6 @@ impl HttpFilter {
                 st.chosen = true;
                 match stream.choose_host() {
                     Ok(chosen) => {
-                        tracing::debug!(cluster = %chosen.cluster.name, host = chosen.address, "host chosen by the stream");
                         st.outcome_reported = false;
                         if !host.set_upstream_override_host(chosen.address) {
                             tracing::error!(host = chosen.address, "Envoy refused the override host; answering 500");
@@ -915,7 +917,7 @@ fn fresh_sets(headers: &HostHeaders<'_>, mutations: &[HeaderMutation]) -> u64 {
 /// lookups are then searches in this list instead of one host call each. It borrows the host,
 /// so it can not outlive a mutation.
 struct HostHeaders<'a> {
-    all: Vec<Header<'a>>,
+    all: crate::host::HeaderList<'a>,
     kind: HeaderKind,
 }
 
@@ -924,9 +926,9 @@ impl<'a> HostHeaders<'a> {
         HostHeaders { all: host.headers(kind), kind }
     }
 
-    /// True if a header is named `name` (any case).
+    /// True if a header is named `name` (lower case; any case in the map).
     fn has(&self, name: &str) -> bool {
-        self.all.iter().any(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        self.all.iter().any(|h| headers::eq_lower(h.name, name.as_bytes()))
     }
 
     /// Which [`GUARDED`] headers are here.
@@ -944,7 +946,7 @@ impl<'a> HostHeaders<'a> {
 impl HostHeaders<'_> {
     /// The Host Envoy invents for an HTTP/1.0 request without one is no Host for the core.
     fn no_invented_host<'s>(&self, name: &str, found: Lookup<'s>) -> Lookup<'s> {
-        if self.kind == HeaderKind::Request && (name == ":authority" || name == "host") && found.first() == Some(NO_HOST.as_bytes()) {
+        if self.kind == HeaderKind::Request && found.first() == Some(NO_HOST.as_bytes()) && (name == ":authority" || name == "host") {
             return Lookup::Missing;
         }
         found

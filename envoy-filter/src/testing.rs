@@ -170,7 +170,7 @@ impl HttpHost for FakeHttp {
             f(k.as_bytes(), v.as_bytes())
         }
     }
-    fn headers(&self, kind: HeaderKind) -> Vec<Header<'_>> {
+    fn headers(&self, kind: HeaderKind) -> crate::host::HeaderList<'_> {
         self.map_ref(kind).iter().map(|(k, v)| Header { name: k.as_bytes(), value: v.as_bytes() }).collect()
     }
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {

@@ -101,6 +101,9 @@ impl StreamFilter for BodyRewrite {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         if let Some(new) = cx.body().and_then(|b| rewrite(&self.request, b)) {
             cx.set_body(new);

@@ -105,6 +105,9 @@ impl StreamFilter for FaultFilter {
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
 
     fn on_receive(&self, cx: &mut ReceiveContext<'_>) -> FilterStatus {
         if !self.applies(cx) {

@@ -73,6 +73,9 @@ impl StreamFilter for FaultTolerance {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
     /// Nothing to do on requests or responses: outcomes come from the stream.
     fn receive_phase(&self) -> Option<ReceivePhase> {
         None

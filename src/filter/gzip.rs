@@ -88,6 +88,9 @@ impl StreamFilter for Gzip {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
     /// Nothing to do in the core: the host compresses.
     fn receive_phase(&self) -> Option<ReceivePhase> {
         None

@@ -68,6 +68,9 @@ impl StreamFilter for HeaderToMetadata {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
     fn receive_phase(&self) -> Option<ReceivePhase> {
         Some(ReceivePhase::AfterRoute)
     }

@@ -82,6 +82,13 @@ pub trait StreamFilter: Send + Sync {
     fn may_wait(&self) -> bool {
         true
     }
+    /// False if the filter never reads the client's address
+    /// ([`ReceiveContext::client_ip`]). A host need not fetch it for a listener whose filters
+    /// all say so, and whose clusters never hash on it. The default is true, as for
+    /// [`StreamFilter::may_wait`].
+    fn reads_client_address(&self) -> bool {
+        true
+    }
     fn on_receive(&self, _cx: &mut ReceiveContext<'_>) -> FilterStatus {
         FilterStatus::Continue
     }

@@ -96,6 +96,9 @@ impl StreamFilter for Disabled {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the filter of one `stream_filters[]` entry.

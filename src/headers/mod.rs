@@ -276,7 +276,7 @@ pub fn name_eq(a: &str, b: &str) -> bool {
 /// the same length that differs is usually told apart with the case bit masked, in words
 /// (no call to `memcmp`: names are short, and this runs for every header).
 #[inline]
-fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+pub fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
     if name.len() != lower.len() {
         return false;
     }

@@ -139,6 +139,9 @@ impl StreamFilter for MetadataFilter {
     fn may_wait(&self) -> bool {
         false
     }
+    fn reads_client_address(&self) -> bool {
+        false
+    }
 
     fn may_need_body(&self) -> bool {
         !self.disable && self.entries.iter().any(|e| e.driver.may_need_body())
