@@ -592,6 +592,16 @@ impl Stream {
         self.forward.map(|f| unsafe { &*f.0.as_ptr() })
     }
 
+    /// The subset criteria: the route's (or weighted cluster's) `metadata_match` with what
+    /// filters set on top (they win a conflict).
+    fn criteria(&self) -> Criteria {
+        let from_route = match (self.forward(), self.picked.as_ref()) {
+            (Some(fw), Some(p)) => fw.criteria(p).clone(),
+            _ => Criteria::default(),
+        };
+        from_route.merged(&self.router_meta)
+    }
+
     /// The matched route's JSON path and its virtual host's name, once routed.
     pub fn route_info(&self) -> Option<(&str, &str)> {
         let (r, m) = (self.listener.router.as_deref()?, self.routed?);
@@ -644,8 +654,7 @@ impl Stream {
         }
         let pick = Pick { hash: self.hash, attempt: self.attempts + 1 };
         let chosen = if cluster.has_subsets() {
-            let criteria = criteria(&self.listener, self.routed, self.picked.as_ref(), &self.router_meta);
-            cluster.choose(&criteria, &pick, &self.tried)
+            cluster.choose(&self.criteria(), &pick, &self.tried)
         } else {
             cluster.choose(&Criteria::default(), &pick, &self.tried)
         };
@@ -938,17 +947,6 @@ fn no_host(flags: &mut u32, slot: &mut Option<NoHost>, why: NoHost) -> NoHost {
     };
     *slot = Some(why);
     why
-}
-
-/// The subset criteria: the route's (or weighted cluster's) `metadata_match` with what
-/// filters set on top (they win a conflict).
-fn criteria(listener: &Listener, routed: Option<RouteMatch>, picked: Option<&Picked>, router_meta: &Metadata) -> Criteria {
-    let fw = listener.router.as_deref().and_then(|r| r.forward(routed?));
-    let from_route = match (fw, picked) {
-        (Some(fw), Some(p)) => fw.criteria(p).clone(),
-        _ => Criteria::default(),
-    };
-    from_route.merged(router_meta)
 }
 
 /// The value of cookie `name` in one `Cookie` header value.

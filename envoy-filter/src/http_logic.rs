@@ -624,25 +624,22 @@ impl HttpFilter {
     /// which asks the stream at each attempt (`lb.rs`); so is one the core has no host for,
     /// and the LB gives Envoy that answer, as for any other request.
     fn hand_over(&self, host: &mut dyn HttpHost, st: &mut StreamState) -> Result<(), LocalReply> {
-        let pinned =
-            self.pins_hosts && st.stream.as_ref().is_some_and(|s| s.max_attempts() == 1 && s.cluster().is_some_and(|c| c.dns.is_none()));
-        if pinned {
-            if let Some(stream) = st.stream.as_mut() {
-                st.chosen = true;
-                match stream.choose_host() {
-                    Ok(chosen) => {
-                        st.outcome_reported = false;
-                        if !host.set_upstream_override_host(chosen.address) {
-                            tracing::error!(host = chosen.address, "Envoy refused the override host; answering 500");
-                            return Err(internal_error("mosn_override_host_refused"));
-                        }
-                        return Ok(());
+        let pinned = |s: &&mut Stream| s.max_attempts() == 1 && s.cluster().is_some_and(|c| c.dns.is_none());
+        if let Some(stream) = st.stream.as_mut().filter(|s| self.pins_hosts && pinned(s)) {
+            st.chosen = true;
+            match stream.choose_host() {
+                Ok(chosen) => {
+                    st.outcome_reported = false;
+                    if !host.set_upstream_override_host(chosen.address) {
+                        tracing::error!(host = chosen.address, "Envoy refused the override host; answering 500");
+                        return Err(internal_error("mosn_override_host_refused"));
                     }
-                    Err(why) => {
-                        // No attempt is in flight: Envoy's reply reports none.
-                        st.outcome_reported = true;
-                        st.no_host = Some(why);
-                    }
+                    return Ok(());
+                }
+                Err(why) => {
+                    // No attempt is in flight: Envoy's reply reports none.
+                    st.outcome_reported = true;
+                    st.no_host = Some(why);
                 }
             }
         }

@@ -820,11 +820,7 @@ impl Lb {
         let stream = st.stream.as_mut()?;
         // The HTTP filter asked already, and the core had no host (`http_logic.rs`).
         if let Some(why) = st.no_host.take() {
-            tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");
-            if why == NoHost::Overflow {
-                host.end_without_host(policy::OVERFLOW_DETAILS);
-            }
-            return None;
+            return self.no_host(host, why);
         }
         // Asked again within one stream: the previous attempt failed in a way Envoy did not
         // show the filter (it retried a connect failure / reset itself).
@@ -848,13 +844,9 @@ impl Lb {
             let chosen = match next {
                 Ok(c) => c,
                 Err(why) => {
-                    tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");
                     // No attempt is in flight: Envoy's reply reports none.
                     st.outcome_reported = true;
-                    if why == NoHost::Overflow {
-                        host.end_without_host(policy::OVERFLOW_DETAILS);
-                    }
-                    return None;
+                    return self.no_host(host, why);
                 }
             };
             let index = chosen.index;
@@ -877,6 +869,16 @@ impl Lb {
             }
         }
         picked
+    }
+
+    /// The stream's answer when the core has no host: none, and for an overflow the
+    /// selection ends with MOSN's details.
+    fn no_host(&self, host: &dyn LbHost, why: NoHost) -> Option<HostHandle> {
+        tracing::debug!(cluster = %self.shared.cluster.name, ?why, "the stream gets no host");
+        if why == NoHost::Overflow {
+            host.end_without_host(policy::OVERFLOW_DETAILS);
+        }
+        None
     }
 }
 
