@@ -7,10 +7,12 @@
 use crate::abi::{self, body_type, header_type, EnvoyBuffer, EnvoyHttpHeader, ModuleBuffer, ModuleHttpHeader};
 use crate::host::{
     BodyKind, CalloutRefused, ClusterHost, ConfigHost, HeaderKind, HeaderList, HostHandle, HostSpec, HttpHost, LbHost, Scheduler,
+    HEADER_LIST_INLINE,
 };
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{Header, Lookup};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -91,31 +93,47 @@ impl HttpHost for EnvoyHttp {
 
     fn headers(&self, kind: HeaderKind) -> HeaderList<'_> {
         let kind = header_kind(kind);
+        let mut out = HeaderList::new();
         // SAFETY: as in `header`.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
         if n == 0 {
-            return HeaderList::new();
+            return out;
         }
-        let empty = EnvoyHttpHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
-        let mut all: smallvec::SmallVec<[EnvoyHttpHeader; 16]> = smallvec::smallvec![empty; n];
-        // SAFETY: `all` has room for the `n` headers Envoy just counted; same thread and hook,
+        // Envoy writes the `n` entries: uninitialised room on the stack when they fit (no
+        // zeroing, no allocation), else a heap buffer.
+        let mut stack = [MaybeUninit::<EnvoyHttpHeader>::uninit(); HEADER_LIST_INLINE];
+        let mut heap: Vec<EnvoyHttpHeader> = Vec::new();
+        let buf: *mut EnvoyHttpHeader = if n <= stack.len() {
+            stack.as_mut_ptr().cast()
+        } else {
+            heap.reserve_exact(n);
+            heap.as_mut_ptr()
+        };
+        // SAFETY: `buf` has room for the `n` headers Envoy just counted; same thread and hook,
         // so the map did not change in between.
-        if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, all.as_mut_ptr()) } {
-            return HeaderList::new();
+        if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, buf) } {
+            return out;
         }
-        all.into_iter()
-            .map(|h| {
-                // SAFETY: Envoy filled these from its live map, valid until the map is mutated or
-                // the hook returns; the result borrows `&self`, and every mutation takes
-                // `&mut self`, so it can not outlive either (as in `header`).
-                unsafe {
-                    Header {
-                        name: EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
-                        value: EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
-                    }
-                }
-            })
-            .collect()
+        // SAFETY: Envoy initialised the first `n` entries of `buf`, which lives to the end of
+        // this function.
+        let filled = unsafe { std::slice::from_raw_parts(buf, n) };
+        out.reserve_exact(n);
+        let dst = out.as_mut_ptr();
+        for (i, h) in filled.iter().enumerate() {
+            // SAFETY: Envoy filled these from its live map, valid until the map is mutated or
+            // the hook returns; the result borrows `&self`, and every mutation takes
+            // `&mut self`, so it can not outlive either (as in `header`). `i < n <=
+            // capacity`, so the write is in bounds.
+            unsafe {
+                dst.add(i).write(Header {
+                    name: EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
+                    value: EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.as_slice(),
+                });
+            }
+        }
+        // SAFETY: the first `n` entries were just written.
+        unsafe { out.set_len(n) };
+        out
     }
 
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {

@@ -84,9 +84,13 @@ pub struct HostSpec<'a> {
 
 // === HTTP filter ===
 
-/// A header map read in one pass: up to 16 headers (a typical request has under ten) on the
-/// stack, no allocation.
-pub type HeaderList<'a> = smallvec::SmallVec<[Header<'a>; 16]>;
+/// How many headers a [`HeaderList`] holds without allocating (a typical request has under
+/// ten).
+pub const HEADER_LIST_INLINE: usize = 16;
+
+/// A header map read in one pass: up to [`HEADER_LIST_INLINE`] headers on the stack, no
+/// allocation.
+pub type HeaderList<'a> = smallvec::SmallVec<[Header<'a>; HEADER_LIST_INLINE]>;
 
 /// One HTTP stream as its filter sees it, inside one of its hooks, on its worker.
 pub trait HttpHost {
