@@ -86,18 +86,19 @@ impl HttpHost for EnvoyHttp {
     }
 
     fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8])) {
-        for h in self.headers(kind) {
+        let mut all = HeaderList::new();
+        self.read_headers(kind, &mut all);
+        for h in all {
             f(h.name, h.value);
         }
     }
 
-    fn headers(&self, kind: HeaderKind) -> HeaderList<'_> {
+    fn read_headers<'s>(&'s self, kind: HeaderKind, out: &mut HeaderList<'s>) {
         let kind = header_kind(kind);
-        let mut out = HeaderList::new();
         // SAFETY: as in `header`.
         let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.envoy, kind) };
         if n == 0 {
-            return out;
+            return;
         }
         // Envoy writes the `n` entries: uninitialised room on the stack when they fit (no
         // zeroing, no allocation), else a heap buffer.
@@ -112,18 +113,20 @@ impl HttpHost for EnvoyHttp {
         // SAFETY: `buf` has room for the `n` headers Envoy just counted; same thread and hook,
         // so the map did not change in between.
         if !unsafe { abi::envoy_dynamic_module_callback_http_get_headers(self.envoy, kind, buf) } {
-            return out;
+            return;
         }
         // SAFETY: Envoy initialised the first `n` entries of `buf`, which lives to the end of
         // this function.
         let filled = unsafe { std::slice::from_raw_parts(buf, n) };
+        let start = out.len();
         out.reserve_exact(n);
-        let dst = out.as_mut_ptr();
+        // SAFETY: `reserve_exact` made room for `n` more after the `start` there are.
+        let dst = unsafe { out.as_mut_ptr().add(start) };
         for (i, h) in filled.iter().enumerate() {
             // SAFETY: Envoy filled these from its live map, valid until the map is mutated or
             // the hook returns; the result borrows `&self`, and every mutation takes
-            // `&mut self`, so it can not outlive either (as in `header`). `i < n <=
-            // capacity`, so the write is in bounds.
+            // `&mut self`, so it can not outlive either (as in `header`). `start + i <
+            // start + n <= capacity`, so the write is in bounds.
             unsafe {
                 dst.add(i).write(Header {
                     name: EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.as_slice(),
@@ -131,9 +134,8 @@ impl HttpHost for EnvoyHttp {
                 });
             }
         }
-        // SAFETY: the first `n` entries were just written.
-        unsafe { out.set_len(n) };
-        out
+        // SAFETY: the `n` entries after `start` were just written.
+        unsafe { out.set_len(start + n) };
     }
 
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {

@@ -98,10 +98,11 @@ pub trait HttpHost {
     fn header(&self, kind: HeaderKind, name: &str) -> Lookup<'_>;
     /// Every header, in order.
     fn for_each_header(&self, kind: HeaderKind, f: &mut dyn FnMut(&[u8], &[u8]));
-    /// Every header, in order, read in one pass (on Envoy: one call for the count, one for
-    /// the headers, instead of one call per [`HttpHost::header`] lookup). The slices borrow
-    /// the map until it changes.
-    fn headers(&self, kind: HeaderKind) -> HeaderList<'_>;
+    /// Every header, in order, read in one pass into `out` (on Envoy: one call for the count,
+    /// one for the headers, instead of one call per [`HttpHost::header`] lookup). The slices
+    /// borrow the map until it changes. `out` is the caller's, so the list is filled where it
+    /// lives instead of moved there.
+    fn read_headers<'s>(&'s self, kind: HeaderKind, out: &mut HeaderList<'s>);
     /// Replaces every value of `name` with `value`.
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str);
     /// Appends one value.

@@ -919,8 +919,11 @@ struct HostHeaders<'a> {
 }
 
 impl<'a> HostHeaders<'a> {
+    #[inline(always)]
     fn read(host: &'a dyn HttpHost, kind: HeaderKind) -> HostHeaders<'a> {
-        HostHeaders { all: host.headers(kind), kind }
+        let mut h = HostHeaders { all: crate::host::HeaderList::new(), kind };
+        host.read_headers(kind, &mut h.all);
+        h
     }
 
     /// True if a header is named `name` (lower case; any case in the map).

@@ -170,8 +170,8 @@ impl HttpHost for FakeHttp {
             f(k.as_bytes(), v.as_bytes())
         }
     }
-    fn headers(&self, kind: HeaderKind) -> crate::host::HeaderList<'_> {
-        self.map_ref(kind).iter().map(|(k, v)| Header { name: k.as_bytes(), value: v.as_bytes() }).collect()
+    fn read_headers<'s>(&'s self, kind: HeaderKind, out: &mut crate::host::HeaderList<'s>) {
+        out.extend(self.map_ref(kind).iter().map(|(k, v)| Header { name: k.as_bytes(), value: v.as_bytes() }));
     }
     fn set_header(&mut self, kind: HeaderKind, name: &str, value: &str) {
         self.record(Call::Set(kind, name.into(), value.into()));
