@@ -12,8 +12,8 @@ use crate::host::{
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{Header, Lookup};
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::ffi::c_void;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 fn header_kind(kind: HeaderKind) -> u32 {

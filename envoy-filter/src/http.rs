@@ -20,6 +20,7 @@ use crate::host::{BodyStatus, HeadersStatus, TrailersStatus};
 use crate::http_logic::{self, HttpConfig, HttpFilter};
 use crate::{endpoint, mirror, upstream};
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 
 /// What `on_http_filter_config_new` builds: the filter of a MOSN listener (downstream), or
 /// the per-attempt filter of a cluster (`{"upstream": true}`, see `upstream.rs`).
@@ -34,13 +35,25 @@ enum FilterConfig {
     Endpoint(endpoint::Endpoint, std::sync::Arc<crate::engines::ConfigSlot>),
 }
 
-/// One stream's filter object.
-enum Filter {
-    Listener(HttpFilter),
+/// One stream's filter object, as Envoy's filter pointer carries it: a listener's filter is
+/// its [`HttpFilter`]'s `Rc` (one allocation per stream, see [`HttpFilter::into_raw`]), any
+/// other kind a boxed [`Other`] with the pointer's low bit set ([`OTHER_TAG`]).
+enum Filter<'a> {
+    Listener(ManuallyDrop<HttpFilter>),
+    Other(&'a Other),
+}
+
+/// The filters that are not a listener's.
+enum Other {
     Upstream,
     Noop,
     Endpoint(endpoint::Endpoint, std::sync::Arc<mosn_extension::Engine>),
 }
+
+/// Set in the pointer of a boxed [`Other`]; a listener filter's `Rc` never has it (both
+/// allocations are aligned to more than one byte).
+const OTHER_TAG: usize = 1;
+const _: () = assert!(std::mem::align_of::<Other>() > OTHER_TAG && std::mem::align_of::<http_logic::FilterState>() > OTHER_TAG);
 
 impl FilterConfig {
     fn load(bytes: &[u8]) -> Option<FilterConfig> {
@@ -80,12 +93,23 @@ fn trailers(s: TrailersStatus) -> u32 {
     }
 }
 
+/// The filter behind `ptr`, lent for one hook (the `Rc` is not counted again, and not
+/// dropped: `Filter::Listener` is `ManuallyDrop`).
+///
 /// # Safety
 /// `ptr` must be NULL or a filter pointer this module returned from `on_http_filter_new`
-/// that Envoy has not destroyed yet.
-unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<&'a Filter> {
-    // SAFETY: by the function contract the pointer is a live `Box<Filter>` (or NULL).
-    unsafe { ptr.cast::<Filter>().as_ref() }
+/// that Envoy has not destroyed yet, and the result must not outlive the hook.
+unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<Filter<'a>> {
+    if ptr.is_null() {
+        None
+    } else if ptr as usize & OTHER_TAG != 0 {
+        // SAFETY: by the function contract, a live `Box<Other>` with the tag set.
+        Some(Filter::Other(unsafe { &*((ptr as usize & !OTHER_TAG) as *const Other) }))
+    } else {
+        // SAFETY: by the function contract, a live `HttpFilter::into_raw`; lent, so never
+        // dropped here.
+        Some(Filter::Listener(ManuallyDrop::new(unsafe { HttpFilter::from_raw(ptr.cast()) })))
+    }
 }
 
 /// The listener filter behind `ptr`: `Ok(None)` for NULL (the request hooks answer 500),
@@ -93,12 +117,12 @@ unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<&'a Filter> {
 ///
 /// # Safety
 /// As for [`any_filter`].
-unsafe fn filter<'a>(ptr: *const c_void) -> Result<Option<&'a HttpFilter>, ()> {
+unsafe fn filter(ptr: *const c_void) -> Result<Option<ManuallyDrop<HttpFilter>>, ()> {
     // SAFETY: the caller's contract.
     match unsafe { any_filter(ptr) } {
         None => Ok(None),
         Some(Filter::Listener(f)) => Ok(Some(f)),
-        Some(Filter::Upstream | Filter::Noop | Filter::Endpoint(..)) => Err(()),
+        Some(Filter::Other(_)) => Err(()),
     }
 }
 
@@ -215,17 +239,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
     guard::or("http_filter_new", std::ptr::null, || {
         // SAFETY: `config` is the live `HttpConfig` from `config_new` (Envoy keeps the config
         // alive while streams use it); shared read-only across workers (`Engine` is `Sync`).
-        let filter = match unsafe { config.cast::<FilterConfig>().as_ref() } {
+        let other = match unsafe { config.cast::<FilterConfig>().as_ref() } {
             None => return std::ptr::null(),
-            Some(FilterConfig::Upstream) => Filter::Upstream,
-            Some(FilterConfig::Noop) => Filter::Noop,
-            Some(FilterConfig::Endpoint(e, slot)) => Filter::Endpoint(*e, slot.engine()),
-            Some(FilterConfig::Listener(cfg)) => match cfg.new_filter() {
-                Some(f) => Filter::Listener(f),
-                None => return std::ptr::null(),
-            },
+            Some(FilterConfig::Upstream) => Other::Upstream,
+            Some(FilterConfig::Noop) => Other::Noop,
+            Some(FilterConfig::Endpoint(e, slot)) => Other::Endpoint(*e, slot.engine()),
+            Some(FilterConfig::Listener(cfg)) => {
+                return cfg.new_filter().map_or(std::ptr::null(), |f| f.into_raw().cast());
+            }
         };
-        Box::into_raw(Box::new(filter)).cast_const().cast()
+        (Box::into_raw(Box::new(other)) as usize | OTHER_TAG) as *const c_void
     })
 }
 
@@ -236,7 +259,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(filter_env
     let Ok(f) = (unsafe { filter(filter_module) }) else { return };
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
-    guard::or("http_filter_stream_complete", || (), || http_logic::stream_complete(f, &mut host))
+    guard::or("http_filter_stream_complete", || (), || http_logic::stream_complete(f.as_deref(), &mut host))
 }
 
 /// Frees the filter: ends the core stream first (no wake after), then deletes the scheduler.
@@ -245,17 +268,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *co
     if filter_module.is_null() {
         return;
     }
-    // SAFETY: the pointer came from `Box::into_raw` in `filter_new`; Envoy destroys it once.
-    let f = unsafe { Box::from_raw(filter_module.cast::<Filter>().cast_mut()) };
-    guard::or(
-        "http_filter_destroy",
-        || (),
-        move || {
-            if let Filter::Listener(f) = *f {
-                f.destroy()
-            }
-        },
-    )
+    if filter_module as usize & OTHER_TAG != 0 {
+        // SAFETY: the pointer came from `Box::into_raw` (tagged) in `filter_new`; Envoy
+        // destroys it once.
+        drop(unsafe { Box::from_raw((filter_module as usize & !OTHER_TAG) as *mut Other) });
+        return;
+    }
+    // SAFETY: the pointer came from `HttpFilter::into_raw` in `filter_new`; Envoy destroys it
+    // once, so it is taken back once.
+    let f = unsafe { HttpFilter::from_raw(filter_module.cast()) };
+    guard::or("http_filter_destroy", || (), move || f.destroy())
 }
 
 // === Exported hooks: request path ===
@@ -270,7 +292,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    if let Some(Filter::Endpoint(e, engine)) = unsafe { any_filter(filter_module) } {
+    if let Some(Filter::Other(Other::Endpoint(e, engine))) = unsafe { any_filter(filter_module) } {
         let answer = || endpoint::request_headers(engine, *e, &mut host, end_of_stream);
         return headers(guard::or("http_filter_endpoint", || HeadersStatus::StopIteration, answer));
     }
@@ -279,7 +301,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     headers(guard::or(
         "http_filter_request_headers",
         || HeadersStatus::StopIteration,
-        || http_logic::request_headers(f, &mut host, end_of_stream),
+        || http_logic::request_headers(f.as_deref(), &mut host, end_of_stream),
     ))
 }
 
@@ -293,7 +315,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     // SAFETY: Envoy passes this stream's pointer for the duration of this hook.
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
-    if let Some(Filter::Endpoint(e, engine)) = unsafe { any_filter(filter_module) } {
+    if let Some(Filter::Other(Other::Endpoint(e, engine))) = unsafe { any_filter(filter_module) } {
         let answer = || endpoint::request_body(engine, *e, &mut host, end_of_stream);
         return body(guard::or("http_filter_endpoint", || BodyStatus::StopIterationNoBuffer, answer));
     }
@@ -302,7 +324,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     body(guard::or(
         "http_filter_request_body",
         || BodyStatus::StopIterationNoBuffer,
-        || http_logic::request_body(f, &mut host, end_of_stream),
+        || http_logic::request_body(f.as_deref(), &mut host, end_of_stream),
     ))
 }
 
@@ -313,7 +335,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(filter_en
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
     let Ok(f) = (unsafe { filter(filter_module) }) else { return trailers_status::CONTINUE };
-    trailers(guard::or("http_filter_request_trailers", || TrailersStatus::StopIteration, || http_logic::request_trailers(f, &mut host)))
+    trailers(guard::or(
+        "http_filter_request_trailers",
+        || TrailersStatus::StopIteration,
+        || http_logic::request_trailers(f.as_deref(), &mut host),
+    ))
 }
 
 /// Back on the worker after the core's wake: resume the core, then let the request go on.
@@ -323,7 +349,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(filter_envoy: *m
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (it drops a commit after destroy).
     let Ok(f) = (unsafe { filter(filter_module) }) else { return };
-    guard::or("http_filter_scheduled", || (), || http_logic::scheduled(f, &mut host, event_id))
+    guard::or("http_filter_scheduled", || (), || http_logic::scheduled(f.as_deref(), &mut host, event_id))
 }
 
 /// Envoy (or this module) answers locally: tell the core how the upstream attempt ended.
@@ -339,7 +365,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     let Ok(f) = (unsafe { filter(filter_module) }) else { return abi::LOCAL_REPLY_CONTINUE };
     // SAFETY: Envoy's details buffer is valid for this call.
     let details = unsafe { details.as_slice() };
-    guard::or("http_filter_local_reply", || (), || http_logic::local_reply(f, details));
+    guard::or("http_filter_local_reply", || (), || http_logic::local_reply(f.as_deref(), details));
     abi::LOCAL_REPLY_CONTINUE
 }
 
@@ -360,7 +386,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
         Ok(f) => f,
         Err(()) => {
             // SAFETY: as above.
-            if !matches!(unsafe { any_filter(filter_module) }, Some(Filter::Noop)) {
+            if !matches!(unsafe { any_filter(filter_module) }, Some(Filter::Other(Other::Noop))) {
                 guard::or("http_upstream_filter_response_headers", || (), || upstream::response_headers(&mut host));
             }
             return headers_status::CONTINUE;
@@ -369,7 +395,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     headers(guard::or(
         "http_filter_response_headers",
         || HeadersStatus::Continue,
-        || http_logic::response_headers(f, &mut host, end_of_stream),
+        || http_logic::response_headers(f.as_deref(), &mut host, end_of_stream),
     ))
 }
 
@@ -384,7 +410,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL; then: an upstream filter's).
     let Ok(f) = (unsafe { filter(filter_module) }) else { return body_status::CONTINUE };
-    body(guard::or("http_filter_response_body", || BodyStatus::Continue, || http_logic::response_body(f, &mut host, end_of_stream)))
+    body(guard::or(
+        "http_filter_response_body",
+        || BodyStatus::Continue,
+        || http_logic::response_body(f.as_deref(), &mut host, end_of_stream),
+    ))
 }
 
 /// Response trailers end a buffered response body.
@@ -394,7 +424,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(filter_e
     let mut host = unsafe { EnvoyHttp::new(filter_envoy) };
     // SAFETY: Envoy passes our live filter pointer (or NULL).
     let Ok(f) = (unsafe { filter(filter_module) }) else { return trailers_status::CONTINUE };
-    trailers(guard::or("http_filter_response_trailers", || TrailersStatus::Continue, || http_logic::response_trailers(f, &mut host)))
+    trailers(guard::or(
+        "http_filter_response_trailers",
+        || TrailersStatus::Continue,
+        || http_logic::response_trailers(f.as_deref(), &mut host),
+    ))
 }
 
 // === Exported hooks: required by Envoy, unused ===

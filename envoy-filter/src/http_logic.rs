@@ -29,7 +29,7 @@ use crate::guard::{self, Panicked};
 use crate::host::{BodyStatus, HeaderKind, HeadersStatus, HttpHost, Scheduler, TrailersStatus};
 use crate::mirror::{self, MirrorSender};
 use crate::policy::{self, LogFilterState};
-use crate::registry::{self, Phase, SharedState, StreamCell, StreamState};
+use crate::registry::{self, Phase, StreamCell, StreamState};
 use crate::specifier;
 use mosn_extension::filter::LocalReply;
 use mosn_extension::headers::{self, HeaderMap, HeaderMutation, HeaderOp, Lookup};
@@ -39,6 +39,7 @@ use mosn_extension::wake::WakeFn;
 use mosn_extension::{Action, Engine, Stream, UpstreamOutcome};
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
 /// The HTTP filter config: the MOSN config (its slot: a reload swaps the engine) and the
@@ -70,14 +71,19 @@ struct View {
     added: Option<Arc<std::collections::HashSet<String>>>,
 }
 
-/// One stream's filter object (lives on its worker).
-pub struct HttpFilter {
+/// One stream's filter object (lives on its worker). Envoy's filter pointer is its `Rc`
+/// ([`HttpFilter::into_raw`]): the filter, its cell and the core stream are one allocation
+/// per stream. The registry holds a second `Rc` while the stream is published.
+pub struct HttpFilter(Rc<FilterState>);
+
+/// What an [`HttpFilter`] holds (its methods reach these through `Deref`).
+pub struct FilterState {
     id: u64,
     /// Created at the first request hook (`scheduler_new` needs the decoder callbacks,
     /// which Envoy sets only after `on_http_filter_new`); deleted in [`HttpFilter::destroy`].
     scheduler: RefCell<Option<Arc<dyn Scheduler>>>,
     attached: Cell<bool>,
-    cell: SharedState,
+    cell: StreamCell,
     /// The config's copy queue: a released request's copies go there (and live on without
     /// the stream).
     mirror: Arc<MirrorSender>,
@@ -179,7 +185,7 @@ impl HttpConfig {
 
     fn filter_on(&self, view: &View) -> Option<HttpFilter> {
         let stream = view.engine.new_stream(view.listener, None)?;
-        Some(HttpFilter {
+        Some(HttpFilter(Rc::new(FilterState {
             id: registry::next_id(),
             scheduler: RefCell::new(None),
             attached: Cell::new(false),
@@ -189,7 +195,7 @@ impl HttpConfig {
             log: self.log,
             pins_hosts: self.pins_hosts && view.generation == 0,
             published: Cell::new(false),
-        })
+        })))
     }
 }
 
@@ -309,6 +315,22 @@ pub fn stream_complete(f: Option<&HttpFilter>, host: &mut dyn HttpHost) {
     }
 }
 
+// === impl FilterState ===
+
+impl FilterState {
+    /// The stream's cell (the LB and the upstream filter; tests: flags and phase).
+    pub fn cell(&self) -> &StreamCell {
+        &self.cell
+    }
+}
+
+impl std::ops::Deref for HttpFilter {
+    type Target = FilterState;
+    fn deref(&self) -> &FilterState {
+        &self.0
+    }
+}
+
 // === impl HttpFilter ===
 
 impl HttpFilter {
@@ -327,9 +349,20 @@ impl HttpFilter {
         self.id
     }
 
-    /// The shared state (tests: to inspect flags and phase).
-    pub fn cell(&self) -> &SharedState {
-        &self.cell
+    /// Envoy's filter pointer for this filter: the `Rc`, given up to Envoy until
+    /// [`HttpFilter::from_raw`] takes it back.
+    pub fn into_raw(self) -> *const FilterState {
+        Rc::into_raw(self.0)
+    }
+
+    /// Takes back the `Rc` [`HttpFilter::into_raw`] gave up.
+    ///
+    /// # Safety
+    /// `ptr` came from [`HttpFilter::into_raw`] and is taken back once. To lend the filter
+    /// instead (a hook), wrap the result in `ManuallyDrop`.
+    pub unsafe fn from_raw(ptr: *const FilterState) -> HttpFilter {
+        // SAFETY: the caller's contract: `ptr` is an `Rc<FilterState>` given up once.
+        HttpFilter(unsafe { Rc::from_raw(ptr) })
     }
 
     /// `on_http_filter_destroy`: ends the core stream (no wake after that), then deletes the
@@ -337,7 +370,8 @@ impl HttpFilter {
     pub fn destroy(self) {
         let sched = self.scheduler.borrow_mut().take();
         guard::or("http_filter_destroy", || (), || self.done());
-        // The last `Rc` of the state: dropping it drops the core stream if `done` could not.
+        // The last `Rc` (`done` took the registry's): dropping it drops the core stream if
+        // `done` could not.
         drop(self);
         if let Some(s) = sched {
             s.delete();
@@ -653,7 +687,7 @@ impl HttpFilter {
         if self.published.replace(true) {
             return;
         }
-        registry::insert(self.id, self.cell.clone());
+        registry::insert(self.id, self.0.clone());
         if !host.set_filter_state(policy::STREAM_ID_KEY, policy::decimal(self.id, &mut [0; 20])) {
             tracing::warn!("could not set filter state {}; the cluster LB will not see this stream", policy::STREAM_ID_KEY);
         }

@@ -769,8 +769,8 @@ impl Lb {
         match guard::catch("cluster_lb_choose_host", move || self.choose(host, slot)) {
             Ok(h) => h,
             Err(guard::Panicked) => {
-                if let Some(cell) = serving {
-                    cell.poison();
+                if let Some(filter) = serving {
+                    filter.cell().poison();
                 }
                 None
             }
@@ -778,7 +778,7 @@ impl Lb {
     }
 
     fn choose(&self, host: &dyn LbHost, serving: &mut Option<SharedState>) -> Option<HostHandle> {
-        let Some(cell) = stream_of(host) else {
+        let Some(filter) = stream_of(host) else {
             // A request copy names its host (checked only here: a request with a stream never
             // pays for the header lookup, and `requested_host` refuses any with a stream id).
             if let Some(address) = crate::mirror::requested_host(host) {
@@ -786,7 +786,8 @@ impl Lb {
             }
             return self.shared.own_choice(host);
         };
-        *serving = Some(cell.clone());
+        *serving = Some(filter.clone());
+        let cell = filter.cell();
         if cell.is_poisoned() {
             tracing::debug!("stream poisoned: no host");
             return None;

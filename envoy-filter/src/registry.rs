@@ -64,15 +64,15 @@ pub struct StreamCell {
     pub state: RefCell<StreamState>,
 }
 
-/// Shared by the filter object and the registry.
-pub type SharedState = Rc<StreamCell>;
+/// A published stream's filter, shared by Envoy's filter pointer and the registry.
+pub type SharedState = Rc<crate::http_logic::FilterState>;
 
 // === impl StreamCell ===
 
 impl StreamCell {
     /// A fresh cell for `stream`.
-    pub fn new(stream: Stream) -> SharedState {
-        Rc::new(StreamCell {
+    pub fn new(stream: Stream) -> StreamCell {
+        StreamCell {
             poisoned: Cell::new(false),
             local_reply: Cell::new(false),
             own_reply: Cell::new(false),
@@ -87,7 +87,7 @@ impl StreamCell {
                 outcome_reported: false,
                 no_host: None,
             }),
-        })
+        }
     }
 
     pub fn is_poisoned(&self) -> bool {

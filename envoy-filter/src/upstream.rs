@@ -44,12 +44,13 @@ pub fn response_headers(host: &mut dyn HttpHost) {
     let Some(id) = host.filter_state(policy::STREAM_ID_KEY).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok()) else {
         return;
     };
-    let Some(cell) = registry::get(id) else { return };
+    let Some(filter) = registry::get(id) else { return };
+    let cell = filter.cell();
     if cell.is_poisoned() {
         return;
     }
     let h = &mut *host;
-    if guard::catch("http_upstream_filter_response_headers", || report(h, &cell)).is_err() {
+    if guard::catch("http_upstream_filter_response_headers", || report(h, cell)).is_err() {
         // The response goes on unmarked (not retried); later hooks skip the core.
         cell.poison();
     }
