@@ -102,9 +102,9 @@ fn trailers(s: TrailersStatus) -> u32 {
 unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<Filter<'a>> {
     if ptr.is_null() {
         None
-    } else if ptr as usize & OTHER_TAG != 0 {
+    } else if ptr.addr() & OTHER_TAG != 0 {
         // SAFETY: by the function contract, a live `Box<Other>` with the tag set.
-        Some(Filter::Other(unsafe { &*((ptr as usize & !OTHER_TAG) as *const Other) }))
+        Some(Filter::Other(unsafe { &*ptr.map_addr(|a| a & !OTHER_TAG).cast::<Other>() }))
     } else {
         // SAFETY: by the function contract, a live `HttpFilter::into_raw`; lent, so never
         // dropped here.
@@ -248,7 +248,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
                 return cfg.new_filter().map_or(std::ptr::null(), |f| f.into_raw().cast());
             }
         };
-        (Box::into_raw(Box::new(other)) as usize | OTHER_TAG) as *const c_void
+        Box::into_raw(Box::new(other)).map_addr(|a| a | OTHER_TAG).cast_const().cast()
     })
 }
 
@@ -268,10 +268,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *co
     if filter_module.is_null() {
         return;
     }
-    if filter_module as usize & OTHER_TAG != 0 {
+    if filter_module.addr() & OTHER_TAG != 0 {
         // SAFETY: the pointer came from `Box::into_raw` (tagged) in `filter_new`; Envoy
         // destroys it once.
-        drop(unsafe { Box::from_raw((filter_module as usize & !OTHER_TAG) as *mut Other) });
+        drop(unsafe { Box::from_raw(filter_module.map_addr(|a| a & !OTHER_TAG).cast::<Other>().cast_mut()) });
         return;
     }
     // SAFETY: the pointer came from `HttpFilter::into_raw` in `filter_new`; Envoy destroys it

@@ -944,9 +944,9 @@ fn fresh_sets(headers: &HostHeaders<'_>, mutations: &[HeaderMutation]) -> u64 {
 
 // === impl HostHeaders ===
 
-/// A header map of the host, read once ([`HttpHost::headers`]) for one core call: the core's
-/// lookups are then searches in this list instead of one host call each. It borrows the host,
-/// so it can not outlive a mutation.
+/// A header map of the host, read once ([`HttpHost::read_headers`]) for one core call: the
+/// core's lookups are then searches in this list instead of one host call each. It borrows
+/// the host, so it can not outlive a mutation.
 struct HostHeaders<'a> {
     all: crate::host::HeaderList<'a>,
     kind: HeaderKind,
