@@ -49,9 +49,6 @@ pub struct HttpConfig {
     slot: Option<Arc<ConfigSlot>>,
     /// The listener's name (a reload may move its index).
     name: Option<String>,
-    /// The view the config was loaded on: while the slot is still at its generation (no
-    /// reload since), a stream starts on it without taking `view`'s lock.
-    first: View,
     /// The engine, the listener's index in it and the slot generation they are of.
     view: RwLock<View>,
     mirror: Arc<MirrorSender>,
@@ -123,7 +120,6 @@ impl HttpConfig {
         HttpConfig {
             slot: None,
             name: None,
-            first: view.clone(),
             view: RwLock::new(view),
             mirror: Arc::new(MirrorSender::new()),
             log: LogFilterState::ALL,
@@ -156,7 +152,6 @@ impl HttpConfig {
         Some(HttpConfig {
             slot: Some(slot),
             name: cfg.name,
-            first: view.clone(),
             view: RwLock::new(view),
             mirror: Arc::new(MirrorSender::new()),
             log: cfg.log,
@@ -174,13 +169,9 @@ impl HttpConfig {
     }
 
     /// `on_http_filter_new`: a filter with a fresh core stream, on the current engine (one
-    /// atomic load when no reload happened since the config was loaded; else the view's
-    /// read lock).
+    /// atomic load and the view's read lock when no reload happened).
     pub fn new_filter(&self) -> Option<HttpFilter> {
         let generation = self.slot.as_ref().map_or(0, |s| s.generation());
-        if generation == self.first.generation {
-            return self.filter_on(&self.first);
-        }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
         if view.generation == generation {
             return self.filter_on(&view);
