@@ -271,8 +271,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *co
     if filter_module.addr() & OTHER_TAG != 0 {
         // SAFETY: the pointer came from `Box::into_raw` (tagged) in `filter_new`; Envoy
         // destroys it once.
-        drop(unsafe { Box::from_raw(filter_module.map_addr(|a| a & !OTHER_TAG).cast::<Other>().cast_mut()) });
-        return;
+        let other = unsafe { Box::from_raw(filter_module.map_addr(|a| a & !OTHER_TAG).cast::<Other>().cast_mut()) };
+        // Dropping an endpoint's engine may end its config (threads): under the guard too.
+        return guard::or("http_filter_destroy", || (), move || drop(other));
     }
     // SAFETY: the pointer came from `HttpFilter::into_raw` in `filter_new`; Envoy destroys it
     // once, so it is taken back once.
