@@ -184,11 +184,12 @@ impl Engine {
             // listener's own does not (routing happens after the host buffers).
             let per_route: Vec<&Arc<dyn StreamFilter>> =
                 router.iter().flat_map(|r| r.per_route_filters()).filter(|f| filters.iter().any(|l| l.name() == f.name())).collect();
-            let body_filters = filters.iter().chain(per_route.iter().copied()).filter(|f| f.may_need_body()).cloned().collect();
-            let may_wait = filters.iter().chain(per_route.iter().copied()).any(|f| f.may_wait());
+            // Every filter that may run on this listener: its own and the routes' replacements.
+            let all = || filters.iter().chain(per_route.iter().copied());
+            let body_filters = all().filter(|f| f.may_need_body()).cloned().collect();
+            let may_wait = all().any(|f| f.may_wait());
             // The default hash key is the client's address (MOSN's `source_ip`).
-            let reads_client_address = filters.iter().chain(per_route.iter().copied()).any(|f| f.reads_client_address())
-                || clusters.iter().any(|c| c.lb_type.hashes());
+            let reads_client_address = all().any(|f| f.reads_client_address()) || clusters.iter().any(|c| c.lb_type.hashes());
             // A route can turn off only what runs once it is known: AfterRoute and send filters.
             for f in router.iter().flat_map(|r| r.per_route_filters()) {
                 let Some(path) = f.disabled_at() else { continue };
