@@ -91,6 +91,15 @@ def _poll(fn, timeout: float, interval: float = 0.1):
         time.sleep(interval)
 
 
+def _workers(h) -> set[int]:
+    """The nginx master's child processes (its workers, old and new)."""
+    pid = h.proc.pid
+    try:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
 def _no_uid_sites(h, n=4):
     out = []
     for _ in range(n):
@@ -152,9 +161,14 @@ def test_reload_new_config_and_bad_config_kept_old(nginx_host, backends):
     # 1) Route everything without uid to s3, HUP, wait until the new workers serve it.
     new_cfg = build_mosn_config(h.port, ports, catch_all_cluster="s3", for_host="nginx")
     h.write_config(new_cfg)
+    old_workers = _workers(h)
     h.reload()
     sites = _poll(lambda: (lambda s: s if s == ["s3"] * 4 else None)(_no_uid_sites(h)), timeout=10)
     assert sites == ["s3"] * 4, f"after reload no-uid requests should all go to s3, got {_no_uid_sites(h)}\n{h.logs_tail()}"
+    # An old worker may still accept a connection until it has shut down (nginx's graceful
+    # reload): the checks below are for the new config alone.
+    gone = _poll(lambda: not (old_workers & _workers(h)), timeout=10)
+    assert gone, f"old workers {sorted(old_workers & _workers(h))} still running 10 s after the reload\n{h.logs_tail()}"
     r = request(h.port, "/reload-check", timeout=5)
     line = h.find_access("/reload-check")[-1]
     assert line.get("cluster") == "s3", f"access log after reload: {line['_raw']}"
