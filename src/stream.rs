@@ -656,7 +656,7 @@ impl Stream {
         let chosen = if cluster.has_subsets() {
             cluster.choose(&self.criteria(), &pick, &self.tried)
         } else {
-            cluster.choose(&Criteria::default(), &pick, &self.tried)
+            cluster.choose(Criteria::none(), &pick, &self.tried)
         };
         let index = match chosen {
             Ok(i) => i,

@@ -23,7 +23,7 @@ impl HeaderMatcher {
     }
 
     /// The header name looked up (lower case; `:method` for `method`).
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &SharedStr {
         &self.name
     }
 

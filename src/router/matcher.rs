@@ -9,7 +9,7 @@
 
 use crate::config::reader::Diagnostics;
 use crate::config::{PathMatchConfig, RouteMatchConfig, VariableMatcherConfig};
-use crate::headers::HeaderMatcher;
+use crate::headers::{HeaderMatcher, SharedStr};
 use crate::variable::{RequestVars, Variable};
 
 /// How a route tests the path.
@@ -150,7 +150,7 @@ impl RouteMatcher {
 
     /// `(header name, value)` of a route that tests only that header for an exact value
     /// (any path, or prefix `/`): such routes can be looked up by the header's value.
-    pub fn pure_header(&self) -> Option<(&str, &str)> {
+    pub fn pure_header(&self) -> Option<(&SharedStr, &str)> {
         let any_path = matches!(&self.path, PathMatch::Any) || matches!(&self.path, PathMatch::Prefix(p) if p == "/");
         match &self.headers[..] {
             [h] if any_path && self.variables.is_empty() && !self.any_service => Some((h.name(), h.exact_value()?)),

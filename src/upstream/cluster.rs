@@ -247,7 +247,7 @@ impl Cluster {
     /// A host for a request the core does not see (no stream): any usable host, by the
     /// cluster's balancer.
     pub fn choose_any(&self) -> Option<usize> {
-        let i = self.choose(&Criteria::default(), &Pick { hash: None, attempt: 1 }, &TriedHosts::default()).ok()?;
+        let i = self.choose(Criteria::none(), &Pick { hash: None, attempt: 1 }, &TriedHosts::default()).ok()?;
         // The core does not see that attempt end: do not count it.
         self.hosts[i].state.attempt_ended();
         Some(i)

@@ -72,6 +72,13 @@ impl Criteria {
         Criteria(v.into())
     }
 
+    /// No criteria: every host. A shared one, since `Criteria::default()` takes a reference
+    /// count (two atomic operations a request on the path without subsets).
+    pub fn none() -> &'static Criteria {
+        static NONE: std::sync::OnceLock<Criteria> = std::sync::OnceLock::new();
+        NONE.get_or_init(Criteria::default)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
