@@ -999,8 +999,10 @@ impl HeaderMap for HostHeaders<'_> {
     }
     fn get_many<'s>(&'s self, names: &mosn_extension::headers::NameSet, out: &mut [Lookup<'s>]) {
         headers::lookup_many(self.all.iter().copied(), names, out);
-        for (n, o) in names.iter().zip(out.iter_mut()) {
-            *o = self.no_invented_host(n, *o);
+        if self.kind == HeaderKind::Request {
+            for i in [names.position(":authority"), names.position("host")].into_iter().flatten() {
+                out[i] = self.no_invented_host(names.name(i), out[i]);
+            }
         }
     }
     fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {

@@ -355,6 +355,11 @@ impl NameSet {
         self.names.len()
     }
 
+    /// Name `i` (`i < len()`).
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 // The cluster's words, in order.
-const RQ_ACTIVE: usize = 0;
+// In flight is a total less its ended word (one atomic operation at each end; see
+// `word::try_start`).
+const RQ_ENDED: usize = 0;
 const RQ_TOTAL: usize = 1;
-const RETRY_ACTIVE: usize = 2;
+const RETRY_ENDED: usize = 2;
 const RETRY_TOTAL: usize = 3;
 const RQ_OVERFLOW: usize = 4;
 const RETRY_OVERFLOW: usize = 5;
@@ -161,8 +163,8 @@ impl Cluster {
                 }
             }
         }
-        for w in [RQ_ACTIVE, RETRY_ACTIVE] {
-            self.word(w).store(0, Ordering::Relaxed);
+        for (total, ended) in [(RQ_TOTAL, RQ_ENDED), (RETRY_TOTAL, RETRY_ENDED)] {
+            self.word(ended).store(self.word(total).load(Ordering::Relaxed), Ordering::Relaxed);
         }
         for h in &self.hosts {
             h.state.clear_active();
@@ -285,37 +287,39 @@ impl Cluster {
 
     /// A request's first attempt may start unless `max_requests` are in flight; counts it.
     pub(crate) fn start_request(&self) -> bool {
-        self.admit(RQ_ACTIVE, RQ_TOTAL, RQ_OVERFLOW, self.limits.max_requests)
+        self.admit(RQ_TOTAL, RQ_ENDED, RQ_OVERFLOW, self.limits.max_requests)
     }
 
     /// A retry may start unless `max_retries` are in flight; counts it.
     pub(crate) fn start_retry(&self) -> bool {
-        self.admit(RETRY_ACTIVE, RETRY_TOTAL, RETRY_OVERFLOW, self.limits.max_retries)
+        self.admit(RETRY_TOTAL, RETRY_ENDED, RETRY_OVERFLOW, self.limits.max_retries)
     }
 
-    fn admit(&self, active: usize, total: usize, overflow: usize, max: u64) -> bool {
-        let ok = super::word::try_acquire(self.word(active), max);
-        self.word(if ok { total } else { overflow }).fetch_add(1, Ordering::Relaxed);
+    fn admit(&self, total: usize, ended: usize, overflow: usize, max: u64) -> bool {
+        let ok = super::word::try_start(self.word(total), self.word(ended), max);
+        if !ok {
+            self.word(overflow).fetch_add(1, Ordering::Relaxed);
+        }
         ok
     }
 
     /// Ends a request admitted by [`Cluster::start_request`] (exactly once).
     pub(crate) fn end_request(&self) {
-        super::word::release(self.word(RQ_ACTIVE));
+        super::word::end(self.word(RQ_ENDED));
     }
 
     /// Ends a retry admitted by [`Cluster::start_retry`] (exactly once).
     pub(crate) fn end_retry(&self) {
-        super::word::release(self.word(RETRY_ACTIVE));
+        super::word::end(self.word(RETRY_ENDED));
     }
 
     /// The cluster's counters, summed over every worker.
     pub fn stats(&self) -> ClusterStats {
         let w = |i| self.word(i).load(Ordering::Relaxed);
         ClusterStats {
-            rq_active: w(RQ_ACTIVE),
+            rq_active: super::word::in_flight(self.word(RQ_TOTAL), self.word(RQ_ENDED)),
             rq_total: w(RQ_TOTAL),
-            retry_active: w(RETRY_ACTIVE),
+            retry_active: super::word::in_flight(self.word(RETRY_TOTAL), self.word(RETRY_ENDED)),
             retry_total: w(RETRY_TOTAL),
             rq_overflow: w(RQ_OVERFLOW),
             retry_overflow: w(RETRY_OVERFLOW),

@@ -19,7 +19,8 @@ pub mod health {
 const FLAGS: usize = 0;
 const RQ_TOTAL: usize = 1;
 const RQ_FAILED: usize = 2;
-const RQ_ACTIVE: usize = 3;
+/// Attempts ended: in flight is `RQ_TOTAL` less these (see `word::try_start`).
+const RQ_ENDED: usize = 3;
 const RQ_ERROR_RESPONSE: usize = 4;
 const EJECTIONS: usize = 5;
 const EJECTED_UNTIL_MS: usize = 6;
@@ -87,16 +88,12 @@ impl HostState {
     }
     /// Requests in flight to this host (all workers).
     pub fn active(&self) -> u64 {
-        self.word(RQ_ACTIVE).load(Ordering::Relaxed)
+        super::word::in_flight(self.word(RQ_TOTAL), self.word(RQ_ENDED))
     }
     /// Starts an attempt unless `max_active` (0: no limit) are already in flight; the
     /// check and the count are one atomic step, so concurrent workers never exceed it.
     pub(crate) fn try_start_attempt(&self, max_active: u64) -> bool {
-        let ok = super::word::try_acquire(self.word(RQ_ACTIVE), max_active);
-        if ok {
-            self.word(RQ_TOTAL).fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+        super::word::try_start(self.word(RQ_TOTAL), self.word(RQ_ENDED), max_active)
     }
     /// Counts an attempt with no limit (balancer tests set up load with it).
     #[cfg(test)]
@@ -106,7 +103,7 @@ impl HostState {
     }
     /// Ends an attempt this process started (each start is ended exactly once).
     pub(crate) fn attempt_ended(&self) {
-        super::word::release(self.word(RQ_ACTIVE));
+        super::word::end(self.word(RQ_ENDED));
     }
     /// Attempts sent to this host (all workers).
     pub fn requests(&self) -> u64 {
@@ -169,7 +166,7 @@ impl HostState {
 
     /// No attempt in flight (a reloaded config's start: the old config's attempts end there).
     pub(crate) fn clear_active(&self) {
-        self.word(RQ_ACTIVE).store(0, Ordering::Relaxed);
+        self.word(RQ_ENDED).store(self.word(RQ_TOTAL).load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Forgets the health the host's previous address had (a STRICT_DNS slot that now holds

@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 pub trait Word {
     fn load(&self, order: Ordering) -> u64;
     fn fetch_add(&self, v: u64, order: Ordering) -> u64;
-    fn fetch_sub(&self, v: u64, order: Ordering) -> u64;
     fn compare_exchange_weak(&self, current: u64, new: u64, success: Ordering, failure: Ordering) -> Result<u64, u64>;
 }
 
@@ -31,10 +30,6 @@ macro_rules! impl_word {
                 <$t>::fetch_add(self, v, order)
             }
             #[inline]
-            fn fetch_sub(&self, v: u64, order: Ordering) -> u64 {
-                <$t>::fetch_sub(self, v, order)
-            }
-            #[inline]
             fn compare_exchange_weak(&self, current: u64, new: u64, success: Ordering, failure: Ordering) -> Result<u64, u64> {
                 <$t>::compare_exchange_weak(self, current, new, success, failure)
             }
@@ -46,31 +41,41 @@ impl_word!(std::sync::atomic::AtomicU64);
 #[cfg(loom)]
 impl_word!(loom::sync::atomic::AtomicU64);
 
-/// Takes one of `max` places (`max` 0: no limit, always taken); false when all `max` are
-/// taken. Give it back with [`release`]. Never more than `max` taken at once, whatever the
-/// interleaving (the check and the count are one compare-and-swap).
+/// Takes one of `max` places (`max` 0: no limit) counted on two words, `started` and
+/// `ended`: in flight is their difference. One atomic operation to take a place and one to
+/// give it back ([`end`]), where a gauge beside a total takes three; the total is
+/// `started`. Never more than `max` in flight: `ended` only grows, so the difference read
+/// before the compare-and-swap is at least the one after it.
 #[inline]
-pub fn try_acquire(w: &impl Word, max: u64) -> bool {
+pub fn try_start(started: &impl Word, ended: &impl Word, max: u64) -> bool {
     if max == 0 {
-        w.fetch_add(1, Ordering::Relaxed);
+        started.fetch_add(1, Ordering::Relaxed);
         return true;
     }
-    let mut cur = w.load(Ordering::Relaxed);
+    let mut cur = started.load(Ordering::Relaxed);
     loop {
-        if cur >= max {
+        // An `ended` newer than `cur` only makes the CAS below fail and reread `cur`.
+        if cur.saturating_sub(ended.load(Ordering::Acquire)) >= max {
             return false;
         }
-        match w.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+        match started.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return true,
             Err(v) => cur = v,
         }
     }
 }
 
-/// Gives back a place [`try_acquire`] took (exactly once each).
+/// Gives back a place [`try_start`] took (exactly once each).
 #[inline]
-pub fn release(w: &impl Word) {
-    w.fetch_sub(1, Ordering::AcqRel);
+pub fn end(ended: &impl Word) {
+    ended.fetch_add(1, Ordering::AcqRel);
+}
+
+/// In flight on [`try_start`]'s words: `ended` is read first, so the result never wraps.
+#[inline]
+pub fn in_flight(started: &impl Word, ended: &impl Word) -> u64 {
+    let e = ended.load(Ordering::Acquire);
+    started.load(Ordering::Acquire).saturating_sub(e)
 }
 
 /// GCRA on one word holding the theoretical arrival time (ns; 0: none yet): a request at
@@ -99,11 +104,14 @@ mod tests {
 
     #[test]
     fn a_limit_and_a_bucket_on_one_thread() {
-        let w = AtomicU64::new(0);
-        assert!(try_acquire(&w, 2) && try_acquire(&w, 2) && !try_acquire(&w, 2));
-        release(&w);
-        assert!(try_acquire(&w, 2));
-        assert!(try_acquire(&AtomicU64::new(u64::MAX - 1), 0), "0 is no limit");
+        let (started, ended) = (AtomicU64::new(0), AtomicU64::new(0));
+        assert!(try_start(&started, &ended, 2) && try_start(&started, &ended, 2) && !try_start(&started, &ended, 2));
+        assert_eq!(in_flight(&started, &ended), 2);
+        end(&ended);
+        assert_eq!(in_flight(&started, &ended), 1);
+        assert!(try_start(&started, &ended, 2) && !try_start(&started, &ended, 2));
+        assert_eq!(started.load(Ordering::Relaxed), 3, "started is the total");
+        assert!(try_start(&started, &ended, 0) && in_flight(&started, &ended) == 3, "0 is no limit");
         // 10 per 1000 ns with no burst: one now, the next 100 ns later.
         let b = AtomicU64::new(0);
         assert!(gcra_take(&b, 1_000, 100, 0, 1_000));
@@ -124,19 +132,19 @@ mod loom_tests {
     /// Two workers race for one place (a third would only multiply the interleavings): at no
     /// point do both hold it, one that failed saw it taken, and the place comes back.
     #[test]
-    fn a_limit_is_never_exceeded() {
+    fn a_limit_on_two_words_is_never_exceeded() {
         loom::model(|| {
-            let w = Arc::new(AtomicU64::new(0));
+            let (started, ended) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
             let held = Arc::new(AtomicUsize::new(0));
             let threads: Vec<_> = (0..2)
                 .map(|_| {
-                    let (w, held) = (w.clone(), held.clone());
+                    let (started, ended, held) = (started.clone(), ended.clone(), held.clone());
                     loom::thread::spawn(move || {
-                        if try_acquire(&*w, 1) {
+                        if try_start(&*started, &*ended, 1) {
                             let now = held.fetch_add(1, Ordering::SeqCst) + 1;
                             assert!(now <= 1, "{now} hold the one place");
                             held.fetch_sub(1, Ordering::SeqCst);
-                            release(&*w);
+                            end(&*ended);
                             true
                         } else {
                             false
@@ -146,7 +154,8 @@ mod loom_tests {
                 .collect();
             let admitted = threads.into_iter().map(|t| t.join().unwrap()).filter(|a| *a).count();
             assert!(admitted >= 1, "nobody got the place");
-            assert_eq!(w.load(Ordering::SeqCst), 0, "every place came back");
+            assert_eq!(in_flight(&*started, &*ended), 0, "every place came back");
+            assert_eq!(started.load(Ordering::SeqCst), admitted as u64, "started counts the admitted");
         });
     }
 

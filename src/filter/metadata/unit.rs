@@ -60,7 +60,12 @@ impl UnitDriver {
 
     /// The site index for a raw header value, if it is an integer.
     pub fn site_of(value: &[u8]) -> Option<usize> {
-        let uid = parse_i64(value)?;
+        // The usual value, up to 18 plain digits, always fits an i64: no trimming, no checks.
+        let uid = if (1..=18).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+            value.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+        } else {
+            parse_i64(value)?
+        };
         Some(match uid {
             1..=100 => 0,
             101..=200 => 1,
@@ -223,6 +228,17 @@ mod tests {
         assert_eq!(site("2 3"), None);
         assert_eq!(site("0x10"), None);
         assert_eq!(UnitDriver::site_of(&[0xff, b'1']), None);
+        // The plain-digits shortcut (up to 18 digits) and the full parser agree.
+        let by_parser = |v: &str| {
+            parse_i64(v.as_bytes()).map(|n| match n {
+                1..=100 => 0,
+                101..=200 => 1,
+                _ => 2,
+            })
+        };
+        for v in ["999999999999999999", "000000000000000101", "0000000000000000150", "000000000000000000", "1000000000000000000"] {
+            assert_eq!(site(v), by_parser(v), "{v}");
+        }
     }
 
     /// The byte parser reads every value as `str::parse::<i64>` after trimming spaces and
