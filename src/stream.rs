@@ -222,8 +222,8 @@ impl Stream {
         let [path_header, authority, global_timeout, try_timeout] = [found[0], found[1], found[2], found[3]];
         let headers = &Prefetched { base: headers, names, found: &found };
         // Looked up once: checked here, routed on later (unless a filter changes it).
-        let raw_path = path_header.first();
-        if !path::is_valid(raw_path.unwrap_or(b"/")) {
+        let target = path::scan(path_header.first().unwrap_or(b"/"));
+        if !target.valid {
             return self.reply_with(400, "invalid request target", "invalid_path");
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
@@ -239,7 +239,7 @@ impl Stream {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, Payload::default(), raw_path)
+        self.run(headers, Payload::default(), path_header.first().map(|_| target))
     }
 
     /// A local reply's status counts when the core decides it (a host may not show its own
@@ -310,9 +310,9 @@ impl Stream {
         }
     }
 
-    /// Runs the filters from the current stage; `raw_path` is the host's `:path` when the
-    /// caller already looked it up.
-    fn run(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>, raw_path: Option<&[u8]>) -> Action {
+    /// Runs the filters from the current stage; `target` is the host's `:path`, scanned, when
+    /// the caller already looked it up.
+    fn run(&mut self, headers: &dyn HeaderMap, payload: Payload<'_>, target: Option<path::Target<'_>>) -> Action {
         // SAFETY: `listener` is used only within this call, which `self` outlives.
         let listener = unsafe { self.listener_apart() };
         loop {
@@ -378,7 +378,7 @@ impl Stream {
             }
             match phase {
                 ReceivePhase::BeforeRoute => {
-                    if let Some(a) = self.route(headers, raw_path) {
+                    if let Some(a) = self.route(headers, target) {
                         return a;
                     }
                     self.stage = Stage::Filters { phase: ReceivePhase::AfterRoute, next: 0, resumed: false };
@@ -395,7 +395,7 @@ impl Stream {
     /// Matches the route; returns an action only when the request ends here. A forwarded
     /// request gets the path that was matched, or the route's rewrite of it (see
     /// [`crate::router::path`]), and the route's Host rewrite.
-    fn route(&mut self, headers: &dyn HeaderMap, raw_path: Option<&[u8]>) -> Option<Action> {
+    fn route(&mut self, headers: &dyn HeaderMap, target: Option<path::Target<'_>>) -> Option<Action> {
         // SAFETY: `listener` is used only within this call, which `self` outlives.
         let listener = unsafe { self.listener_apart() };
         let Some(router) = listener.router.as_deref() else {
@@ -403,13 +403,13 @@ impl Stream {
             return Some(self.reply_with(404, "no router for this listener", "no_router"));
         };
         let view = Overlay { base: headers, mutations: &self.mutations };
-        let raw = match raw_path {
-            Some(p) if !self.mutations.iter().any(|m| name_eq(&m.name, ":path")) => p,
-            _ => view.lookup(":path").first().unwrap_or(b"/"),
+        let target = match target {
+            Some(t) if !self.mutations.iter().any(|m| name_eq(&m.name, ":path")) => t,
+            _ => path::scan(view.lookup(":path").first().unwrap_or(b"/")),
         };
-        let (raw_path, rest) = path::split_query(raw);
+        let (raw_path, rest) = (target.path, target.rest);
         // The common case, a canonical path, costs one pass and no allocation.
-        let canonical = path::is_canonical(raw_path);
+        let canonical = target.canonical;
         let normalized = if canonical { std::borrow::Cow::Borrowed(raw_path) } else { path::normalize(raw_path) };
         let vars = RequestVars { headers: &view, path: &normalized, listener: &self.listener.name, cluster: None };
         let Some(m) = router.route(&vars) else {
@@ -445,13 +445,13 @@ impl Stream {
         };
         // The path and Host the upstream gets.
         let rewritten = fw.rewrite_path(&normalized);
-        let new_path = if canonical && rewritten.is_none() && !rest.contains(&b'#') {
+        let new_path = if canonical && rewritten.is_none() && !target.fragment {
             None
         } else {
             let forwarded = rewritten.as_deref().unwrap_or(&normalized);
             let wire = path::encode(forwarded);
             let query = rest.split(|b| *b == b'#').next().unwrap_or(b"");
-            let unchanged = wire.as_bytes() == raw_path && !rest.contains(&b'#');
+            let unchanged = wire.as_bytes() == raw_path && !target.fragment;
             (!unchanged).then(|| format!("{wire}{}", String::from_utf8_lossy(query)))
         };
         let original = rewritten.as_ref().map(|_| SharedStr::from(String::from_utf8_lossy(&normalized).as_ref()));

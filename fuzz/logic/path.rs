@@ -94,6 +94,9 @@ pub fn run(data: &[u8]) {
     assert_eq!([raw, rest].concat(), data);
     assert!(!raw.contains(&b'?') && !raw.contains(&b'#'));
     assert!(rest.is_empty() || rest[0] == b'?' || rest[0] == b'#');
+    // The stream's one pass says what the three functions say.
+    let want = path::Target { path: raw, rest, valid: path::is_valid(data), canonical: path::is_canonical(raw), fragment: rest.contains(&b'#') };
+    assert_eq!(path::scan(data), want, "scan({:?})", show(data));
 
     let n = path::normalize(raw).into_owned();
     assert_eq!(show(&n), show(&model(raw)), "normalize({:?}) disagrees with the model", show(raw));
