@@ -897,11 +897,14 @@ pub fn apply_request(host: &mut dyn HttpHost, stream: &Stream, present: Present,
         None if maybe_there(i) => host.remove_header(HeaderKind::Request, name),
         None => {}
     };
-    // The policy's headers are GUARDED[1..POLICY_END], in order (a test checks).
-    for (i, (name, value)) in
-        policy::route_policy_headers(stream.retry_policy(), stream.per_try_timeout(), stream.timeout()).iter().enumerate()
-    {
-        put(host, i + 1, name, value.as_deref());
+    // The policy's headers are GUARDED[1..POLICY_END], in order (a test checks). A route
+    // without a retry policy or timeout, on a request without such headers, has none to
+    // set and none to remove.
+    let (retry, timeout) = (stream.retry_policy(), stream.timeout());
+    if retry.is_some() || timeout.is_some() || (1..POLICY_END).any(maybe_there) {
+        for (i, (name, value)) in policy::route_policy_headers(retry, stream.per_try_timeout(), timeout).iter().enumerate() {
+            put(host, i + 1, name, value.as_deref());
+        }
     }
     // Retries are the core's: a client's other retry headers go too (a retry of a request
     // whose host was handed over would reach an LB that has no stream for it).

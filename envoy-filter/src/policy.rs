@@ -5,6 +5,7 @@
 use mosn_extension::router::RetryPolicy;
 use mosn_extension::upstream::Cluster;
 use mosn_extension::UpstreamOutcome;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -210,15 +211,20 @@ pub fn route_policy_headers(
     retry: Option<&RetryPolicy>,
     per_try: Option<Duration>,
     timeout: Option<Duration>,
-) -> [(&'static str, Option<String>); 6] {
-    let ms = |d: Duration| d.as_millis().to_string();
+) -> [(&'static str, Option<Cow<'static, str>>); 6] {
+    let ms = |d: Duration| Cow::Owned(d.as_millis().to_string());
+    // Written per request: the usual values are static text, not a new string each.
+    let count = |n: u32| match STATIC_COUNTS.get(n as usize) {
+        Some(s) => Cow::Borrowed(*s),
+        None => Cow::Owned(n.to_string()),
+    };
     let (max_retries, retry_on, header_names) = match retry {
         None => (None, None, None),
-        Some(p) if !p.retry_on => (Some(p.num_retries.to_string()), Some("connect-failure".to_string()), None),
+        Some(p) if !p.retry_on => (Some(count(p.num_retries)), Some(Cow::Borrowed("connect-failure")), None),
         Some(p) => (
-            Some(p.num_retries.to_string()),
-            Some("connect-failure,reset,retriable-headers".to_string()),
-            Some(crate::upstream::RETRY_HEADER.to_string()),
+            Some(count(p.num_retries)),
+            Some(Cow::Borrowed("connect-failure,reset,retriable-headers")),
+            Some(Cow::Borrowed(crate::upstream::RETRY_HEADER)),
         ),
     };
     [
@@ -230,6 +236,9 @@ pub fn route_policy_headers(
         (PER_TRY_TIMEOUT, retry.and(per_try).map(ms)),
     ]
 }
+
+/// `num_retries` values written without formatting.
+const STATIC_COUNTS: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
 
 // === Host metadata ===
 
@@ -352,6 +361,8 @@ mod tests {
         let h = route_policy_headers(Some(&p), None, None);
         assert_eq!(h[1].1.as_deref(), Some("connect-failure"));
         assert_eq!((h[2].1.as_ref(), h[5].1.as_ref()), (None, None));
+        let p = RetryPolicy { num_retries: 11, ..policy(false, &[]) };
+        assert_eq!(route_policy_headers(Some(&p), None, None)[0].1.as_deref(), Some("11"), "past the static counts");
     }
 
     #[test]

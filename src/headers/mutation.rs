@@ -36,6 +36,10 @@ impl<'a> Overlay<'a> {
     pub fn lookup(&self, name: &str) -> Lookup<'a> {
         let base: &'a dyn HeaderMap = self.base;
         let mutations: &'a [HeaderMutation] = self.mutations;
+        // Usually no mutation names it: the host's values, without the walk below.
+        if !mutations.iter().any(|m| super::name_eq(&m.name, name)) {
+            return base.get(name);
+        }
         // Walking back from the last mutation of this name: a Set or Remove decides what the
         // Adds after it are added to; before any, the host's values are. The first value is
         // the oldest one (the host appends what is added).

@@ -105,7 +105,19 @@ pub fn bench_balancer(lb_type: LbType, weights: &[u32]) -> impl Fn(u64) -> Optio
 /// Offers every member from `start` on, in order, wrapping around: the fallback every
 /// balancer uses when its own choice was not accepted.
 pub(crate) fn scan_from(start: usize, n: usize, accept: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
-    (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
+    // Wrapped by a compare, not a division per member (`start` is below `n` but for callers
+    // that pass any number).
+    let mut i = if start < n { start } else { start % n.max(1) };
+    for _ in 0..n {
+        if accept(i) {
+            return Some(i);
+        }
+        i += 1;
+        if i == n {
+            i = 0;
+        }
+    }
+    None
 }
 
 /// The hosts a request has already tried: a bitmask for the first 128 host indexes
