@@ -209,6 +209,7 @@ impl Engine {
                 address_text: l.address.to_string(),
                 request_names: crate::listener::request_names(&filters),
                 sends: filters.iter().any(|f| f.sends()),
+                after_route: crate::listener::runs_after_route(&filters),
                 reads_client_address,
                 filters,
                 body_filters,

@@ -31,6 +31,9 @@ pub struct Listener {
     /// Some filter of the chain runs on responses ([`StreamFilter::sends`]); without one a
     /// response needs no filter walk.
     pub(crate) sends: bool,
+    /// Some filter of the chain runs after routing: without one a routed request is
+    /// forwarded without a second walk.
+    pub(crate) after_route: bool,
     /// Some filter (or a route's replacement of one) reads the client's address, or some
     /// cluster hashes on it: hosts hand it to each stream ([`Stream::set_downstream_address`]).
     ///
@@ -58,6 +61,11 @@ pub(crate) fn request_names(filters: &[Arc<dyn StreamFilter>]) -> NameSet {
         f.request_header_names(&mut names);
     }
     NameSet::new(CORE_REQUEST_NAMES.into_iter().chain(names))
+}
+
+/// True if one of `filters` runs after routing.
+pub(crate) fn runs_after_route(filters: &[Arc<dyn StreamFilter>]) -> bool {
+    filters.iter().any(|f| f.receive_phase() == Some(crate::filter::ReceivePhase::AfterRoute))
 }
 
 impl Listener {
@@ -92,5 +100,6 @@ impl Listener {
         self.filters.insert(at.min(self.filters.len()), f);
         self.request_names = request_names(&self.filters);
         self.sends = self.filters.iter().any(|f| f.sends());
+        self.after_route = runs_after_route(&self.filters);
     }
 }

@@ -228,7 +228,7 @@ impl Stream {
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
         // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
-        if authority.first().is_some_and(|a| a.contains(&b',')) {
+        if authority.first().is_some_and(|a| a.iter().any(|b| *b == b',')) {
             return self.reply_with(400, "invalid host", "invalid_host");
         }
         // MOSN's timeout headers as the client sent them (`route` reads them again only if
@@ -380,6 +380,11 @@ impl Stream {
                 ReceivePhase::BeforeRoute => {
                     if let Some(a) = self.route(headers, target) {
                         return a;
+                    }
+                    if !listener.after_route {
+                        self.finalize_request(headers);
+                        self.stage = Stage::Forwarding;
+                        return Action::Continue;
                     }
                     self.stage = Stage::Filters { phase: ReceivePhase::AfterRoute, next: 0, resumed: false };
                 }

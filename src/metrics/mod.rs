@@ -34,6 +34,16 @@ const OTHER_CODE: usize = 3;
 const FIRST_CODE: usize = 4;
 /// `request_time`'s bucket bounds (ms); a last bucket takes the rest (`+Inf`).
 pub const TIME_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+/// [`TIME_BUCKETS_MS`] in µs, the unit a stream's time is bucketed in.
+const TIME_BUCKETS_US: [u64; TIME_BUCKETS_MS.len()] = {
+    let mut us = [0; TIME_BUCKETS_MS.len()];
+    let mut i = 0;
+    while i < us.len() {
+        us[i] = TIME_BUCKETS_MS[i] * 1000;
+        i += 1;
+    }
+    us
+};
 /// One word per bucket (not cumulative), then the sum of the times (µs).
 const FIRST_TIME_BUCKET: usize = FIRST_CODE + CODES.len();
 const TIME_SUM_US: usize = FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len() + 1;
@@ -99,7 +109,7 @@ impl ListenerCounters {
     /// counts in `request_active`).
     pub(crate) fn timed(&self, elapsed: std::time::Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let bucket = TIME_BUCKETS_MS.iter().position(|&ms| us <= ms * 1000).unwrap_or(TIME_BUCKETS_MS.len());
+        let bucket = TIME_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(TIME_BUCKETS_MS.len());
         self.0.word(FIRST_TIME_BUCKET + bucket).fetch_add(1, Ordering::Relaxed);
         self.0.word(TIME_SUM_US).fetch_add(us, Ordering::Relaxed);
     }

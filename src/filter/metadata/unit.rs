@@ -60,11 +60,19 @@ impl UnitDriver {
 
     /// The site index for a raw header value, if it is an integer.
     pub fn site_of(value: &[u8]) -> Option<usize> {
-        // The usual value, up to 18 plain digits, always fits an i64: no trimming, no checks.
-        let uid = if (1..=18).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
-            value.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
-        } else {
-            parse_i64(value)?
+        // The usual value, up to 18 plain digits, always fits an i64: one pass, no trimming.
+        let plain = || {
+            if value.is_empty() || value.len() > 18 {
+                return None;
+            }
+            value.iter().try_fold(0i64, |n, d| {
+                let digit = d.wrapping_sub(b'0');
+                (digit <= 9).then(|| n * 10 + i64::from(digit))
+            })
+        };
+        let uid = match plain() {
+            Some(n) => n,
+            None => parse_i64(value)?,
         };
         Some(match uid {
             1..=100 => 0,
