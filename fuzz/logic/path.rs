@@ -95,7 +95,8 @@ pub fn run(data: &[u8]) {
     assert!(!raw.contains(&b'?') && !raw.contains(&b'#'));
     assert!(rest.is_empty() || rest[0] == b'?' || rest[0] == b'#');
     // The stream's one pass says what the three functions say.
-    let want = path::Target { path: raw, rest, valid: path::is_valid(data), canonical: path::is_canonical(raw), fragment: rest.contains(&b'#') };
+    let want =
+        path::Target { path: raw, rest, valid: path::is_valid(data), canonical: path::is_canonical(raw), fragment: rest.contains(&b'#') };
     assert_eq!(path::scan(data), want, "scan({:?})", show(data));
 
     let n = path::normalize(raw).into_owned();
