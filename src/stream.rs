@@ -228,6 +228,9 @@ impl Stream {
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
         // itself; RFC 9112 §3.2: more than one Host is a 400) or a list: no host.
+        // A plain loop: a Host is short, and `contains` sets up a word-at-a-time search (~40
+        // instructions more per request).
+        #[allow(clippy::manual_contains)]
         if authority.first().is_some_and(|a| a.iter().any(|b| *b == b',')) {
             return self.reply_with(400, "invalid host", "invalid_host");
         }
