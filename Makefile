@@ -18,7 +18,7 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=...]   cargo-fuzz each target in turn (nightly)"
 	@echo "make bench             criterion benchmarks: decision path, routing, balancers"
 	@echo "make bench-hosts       wrk: the module vs native, floor, Lua, njs on Envoy and Nginx"
-	@echo "make bench-instructions callgrind: instructions per request of the same targets"
+	@echo "make bench-instructions [REPEAT=3] callgrind: instructions per request of the same targets"
 	@echo "make soak [SOAK_SECONDS=180] [SOAK_DOCS=1]   both hosts under load and chaos (docs/reliability.md)"
 
 build-l7:
