@@ -222,8 +222,8 @@ impl Stream {
         let [path_header, authority, global_timeout, try_timeout] = [found[0], found[1], found[2], found[3]];
         let headers = &Prefetched { base: headers, names, found: &found };
         // Looked up once: checked here, routed on later (unless a filter changes it).
-        let target = path::scan(path_header.first().unwrap_or(b"/"));
-        if !target.valid {
+        let target = path_header.first().map(path::scan);
+        if target.is_some_and(|t| !t.valid) {
             return self.reply_with(400, "invalid request target", "invalid_path");
         }
         // A Host with a comma is two Host headers Envoy joined (nginx answers those 400
@@ -242,7 +242,7 @@ impl Stream {
             return Action::BufferBody;
         }
         self.stage = Stage::Filters { phase: ReceivePhase::BeforeRoute, next: 0, resumed: false };
-        self.run(headers, Payload::default(), path_header.first().map(|_| target))
+        self.run(headers, Payload::default(), target)
     }
 
     /// A local reply's status counts when the core decides it (a host may not show its own
