@@ -164,7 +164,7 @@ impl Cluster {
             }
         }
         for (total, ended) in [(RQ_TOTAL, RQ_ENDED), (RETRY_TOTAL, RETRY_ENDED)] {
-            self.word(ended).store(self.word(total).load(Ordering::Relaxed), Ordering::Relaxed);
+            super::word::clear(self.word(total), self.word(ended));
         }
         for h in &self.hosts {
             h.state.clear_active();

@@ -166,7 +166,7 @@ impl HostState {
 
     /// No attempt in flight (a reloaded config's start: the old config's attempts end there).
     pub(crate) fn clear_active(&self) {
-        self.word(RQ_ENDED).store(self.word(RQ_TOTAL).load(Ordering::Relaxed), Ordering::Relaxed);
+        super::word::clear(self.word(RQ_TOTAL), self.word(RQ_ENDED));
     }
 
     /// Forgets the health the host's previous address had (a STRICT_DNS slot that now holds
