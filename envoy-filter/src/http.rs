@@ -93,6 +93,17 @@ fn trailers(s: TrailersStatus) -> u32 {
     }
 }
 
+/// Envoy's filter pointer for a boxed [`Other`]: the box, given up, with [`OTHER_TAG`] set.
+fn tagged(other: Other) -> *const c_void {
+    Box::into_raw(Box::new(other)).map_addr(|a| a | OTHER_TAG).cast_const().cast()
+}
+
+/// The [`Other`] behind a filter pointer with [`OTHER_TAG`] set (the tag cleared); `None`
+/// for a listener filter's pointer.
+fn untagged(ptr: *const c_void) -> Option<*mut Other> {
+    (ptr.addr() & OTHER_TAG != 0).then(|| ptr.map_addr(|a| a & !OTHER_TAG).cast::<Other>().cast_mut())
+}
+
 /// The filter behind `ptr`, lent for one hook (the `Rc` is not counted again, and not
 /// dropped: `Filter::Listener` is `ManuallyDrop`).
 ///
@@ -102,9 +113,9 @@ fn trailers(s: TrailersStatus) -> u32 {
 unsafe fn any_filter<'a>(ptr: *const c_void) -> Option<Filter<'a>> {
     if ptr.is_null() {
         None
-    } else if ptr.addr() & OTHER_TAG != 0 {
-        // SAFETY: by the function contract, a live `Box<Other>` with the tag set.
-        Some(Filter::Other(unsafe { &*ptr.map_addr(|a| a & !OTHER_TAG).cast::<Other>() }))
+    } else if let Some(other) = untagged(ptr) {
+        // SAFETY: by the function contract, a live `Box<Other>` (the tag was set).
+        Some(Filter::Other(unsafe { &*other }))
     } else {
         // SAFETY: by the function contract, a live `HttpFilter::into_raw`; lent, so never
         // dropped here.
@@ -248,7 +259,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
                 return cfg.new_filter().map_or(std::ptr::null(), |f| f.into_raw().cast());
             }
         };
-        Box::into_raw(Box::new(other)).map_addr(|a| a | OTHER_TAG).cast_const().cast()
+        tagged(other)
     })
 }
 
@@ -268,10 +279,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: *co
     if filter_module.is_null() {
         return;
     }
-    if filter_module.addr() & OTHER_TAG != 0 {
-        // SAFETY: the pointer came from `Box::into_raw` (tagged) in `filter_new`; Envoy
+    if let Some(other) = untagged(filter_module) {
+        // SAFETY: the pointer came from `tagged` (`Box::into_raw`) in `filter_new`; Envoy
         // destroys it once.
-        let other = unsafe { Box::from_raw(filter_module.map_addr(|a| a & !OTHER_TAG).cast::<Other>().cast_mut()) };
+        let other = unsafe { Box::from_raw(other) };
         // Dropping an endpoint's engine may end its config (threads): under the guard too.
         return guard::or("http_filter_destroy", || (), move || drop(other));
     }
