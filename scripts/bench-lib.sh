@@ -146,7 +146,7 @@ if host == "envoy":
            "details=%RESPONSE_CODE_DETAILS%\\n")
     new, n = re.subn(r'inline_string: "mosn_access [^"]*"', lambda m: f'inline_string: "{fmt}"', text)
     # ... which reads mosn.unit only: the filter need not write mosn.live_streams.
-    new, k = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")\}"', lambda m: m.group(1) + r',\"log_filter_state\":[\"mosn.unit\"]}"', new)
+    new, k = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")', lambda m: m.group(1) + r',\"log_filter_state\":[\"mosn.unit\"]', new)
     if k != 1:
         sys.exit(f"peer_log_fields: {k} module filter configs in {path}, want 1")
 else:

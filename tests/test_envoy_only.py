@@ -92,12 +92,13 @@ def test_validate_bad_config_names_json_path(mosn_ext, run_dir):
 @pytest.mark.needs_binary
 def test_log_filter_state_is_checked_by_envoy(mosn_ext, run_dir):
     """The HTTP filter's `log_filter_state` (the access-log filter state it writes; absent:
-    both keys): a list of known keys validates, an unknown key fails validation by name."""
+    both keys): a list of known keys validates, an unknown key fails validation by name; so
+    does a `router_follows` that is not a boolean."""
     _, envoy_yaml = _generate_envoy_yaml(mosn_ext, run_dir, _config(run_dir))
     text = envoy_yaml.read_text()
     for name, keys, ok in (("known", '[\\"mosn.unit\\"]', True), ("unknown", '[\\"mosn.stream_id\\"]', False)):
-        edited, n = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")\}"',
-                            lambda m: m.group(1) + ',\\"log_filter_state\\":' + keys + '}"', text)
+        edited, n = re.subn(r'(\\"listener\\":\\"[^\\"]*\\")',
+                            lambda m: m.group(1) + ',\\"log_filter_state\\":' + keys, text)
         assert n == 1, f"the module's HTTP filter config not found in {envoy_yaml}"
         y = run_dir / f"envoy-logfs-{name}.yaml"
         y.write_text(edited)
@@ -106,6 +107,12 @@ def test_log_filter_state_is_checked_by_envoy(mosn_ext, run_dir):
             assert rc == 0, f"envoy --mode validate rejected log_filter_state {keys}:\n{out[-6000:]}"
         else:
             assert rc != 0 and '"mosn.stream_id" is not one of' in out, f"unknown key accepted or not named:\n{out[-6000:]}"
+    # `router_follows` (the generated config's true) is a yes or no, nothing else.
+    assert '\\"router_follows\\":true' in text, f"the generated filter config lacks router_follows: {envoy_yaml}"
+    y = run_dir / "envoy-router-follows-bad.yaml"
+    y.write_text(text.replace('\\"router_follows\\":true', '\\"router_follows\\":\\"yes\\"', 1))
+    rc, out = _validate(y, run_dir)
+    assert rc != 0 and '"router_follows" must be true or false' in out, f"a bad router_follows accepted or not named:\n{out[-6000:]}"
 
 
 def _nm(args, path) -> set[str]:

@@ -59,6 +59,9 @@ pub struct HttpConfig {
     /// is a host of its Envoy cluster, so a request that can not be retried may be handed
     /// its host directly ([`HttpFilter::hand_over`]).
     pins_hosts: bool,
+    /// The config's `router_follows`: a host handed directly goes to the cluster LB
+    /// through [`crate::pin`], not as Envoy's override host.
+    pins_through_lb: bool,
 }
 
 /// What a stream starts on.
@@ -93,6 +96,9 @@ pub struct FilterState {
     log: LogFilterState,
     /// The first attempt's host may be handed to Envoy directly (see [`HttpConfig`]).
     pins_hosts: bool,
+    /// ... through the LB ([`crate::pin`]); `pinned`: a choice of this stream may wait there.
+    pins_through_lb: bool,
+    pinned: Cell<bool>,
     /// The stream is in the registry and its id in filter state `mosn.stream_id`.
     published: Cell<bool>,
 }
@@ -124,6 +130,7 @@ impl HttpConfig {
             mirror: Arc::new(MirrorSender::new()),
             log: LogFilterState::ALL,
             pins_hosts: false,
+            pins_through_lb: false,
         }
     }
 
@@ -131,6 +138,12 @@ impl HttpConfig {
     /// [`HttpFilter::hand_over`]).
     pub fn pinning_hosts(engine: Arc<Engine>, listener: usize) -> HttpConfig {
         HttpConfig { pins_hosts: true, ..HttpConfig::new(engine, listener) }
+    }
+
+    /// As [`HttpConfig::pinning_hosts`], with `router_follows` (the hosts go to the LB
+    /// through [`crate::pin`]).
+    pub fn pinning_hosts_through_lb(engine: Arc<Engine>, listener: usize) -> HttpConfig {
+        HttpConfig { pins_through_lb: true, ..HttpConfig::pinning_hosts(engine, listener) }
     }
 
     /// The request copies waiting for the main thread.
@@ -156,6 +169,7 @@ impl HttpConfig {
             mirror: Arc::new(MirrorSender::new()),
             log: cfg.log,
             pins_hosts,
+            pins_through_lb: cfg.router_follows,
         })
     }
 
@@ -194,6 +208,8 @@ impl HttpConfig {
             added: view.added.clone(),
             log: self.log,
             pins_hosts: self.pins_hosts && view.generation == 0,
+            pins_through_lb: self.pins_through_lb,
+            pinned: Cell::new(false),
             published: Cell::new(false),
         })))
     }
@@ -563,6 +579,7 @@ impl HttpFilter {
 
     /// True if the core asked for the response body (the headers wait for it).
     fn on_response_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> bool {
+        self.unpin();
         let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
             tracing::warn!("stream state busy in the response-headers hook; response passed through");
             return false;
@@ -652,9 +669,10 @@ impl HttpFilter {
 
     /// Hands the released request's host choice to Envoy's router. A request the core can
     /// not retry, to a cluster of static hosts, gets the core's choice for its only attempt
-    /// now, as Envoy's override host (strict): the router takes that host from the cluster
-    /// without asking the cluster's LB, which saves the filter state, the registry and the
-    /// LB's hook. Every other request is published for the LB ([`HttpFilter::publish`]),
+    /// now: left for the cluster's LB in [`crate::pin`] when the router follows (the
+    /// config's `router_follows`; the LB hands it to the router, with no filter state and no registry), else as
+    /// Envoy's override host (strict: the router takes that host from the cluster without
+    /// asking the LB; Envoy parses the address, ~1.5k instructions more). Every other request is published for the LB ([`HttpFilter::publish`]),
     /// which asks the stream at each attempt (`lb.rs`); so is one the core has no host for,
     /// and the LB gives Envoy that answer, as for any other request.
     fn hand_over(&self, host: &mut dyn HttpHost, st: &mut StreamState) -> Result<(), LocalReply> {
@@ -664,6 +682,13 @@ impl HttpFilter {
             match stream.choose_host() {
                 Ok(chosen) => {
                     st.outcome_reported = false;
+                    if self.pins_through_lb {
+                        // The last thing before the request goes on: the router asks the LB
+                        // next, and nothing else may run before (see `pin.rs`).
+                        crate::pin::pin(self.id, chosen.cluster, chosen.index, chosen.address);
+                        self.pinned.set(true);
+                        return Ok(());
+                    }
                     if !host.set_upstream_override_host(chosen.address) {
                         tracing::error!(host = chosen.address, "Envoy refused the override host; answering 500");
                         return Err(internal_error("mosn_override_host_refused"));
@@ -677,8 +702,20 @@ impl HttpFilter {
                 }
             }
         }
+        if self.pins_through_lb {
+            // Never a choice another stream left: this request's host comes from the LB.
+            crate::pin::clear();
+        }
         self.publish(host);
         Ok(())
+    }
+
+    /// Clears this stream's choice if the LB did not take it (the router answered before
+    /// it asked, e.g.): it must not outlive the stream, nor reach another request.
+    fn unpin(&self) {
+        if self.pinned.replace(false) {
+            crate::pin::unpin(self.id);
+        }
     }
 
     /// Registers the stream and writes its id into filter state `mosn.stream_id`, where the
@@ -794,6 +831,7 @@ impl HttpFilter {
 
     /// Drops the core stream (closing its waker) and unregisters it. Idempotent.
     fn done(&self) {
+        self.unpin();
         if self.published.get() {
             registry::remove(self.id);
         }

@@ -4,10 +4,11 @@
 //! `cluster.rs` turns each Envoy hook into one call here (with the real hosts); the tests
 //! call the same functions with the fakes of `testing.rs`.
 //!
-//! Host choice: a request the core can not retry, to a cluster of static hosts, usually never
-//! gets here: the HTTP filter hands Envoy the core's choice as its override host, which
-//! Envoy's cluster manager takes without asking the LB (`http_logic.rs`, `hand_over`).
-//! Otherwise the request's core stream is found through filter state `mosn.stream_id`
+//! Host choice: for a request the core can not retry, to a cluster of static hosts, the HTTP
+//! filter chose the host already (`http_logic.rs`, `hand_over`): the LB returns that choice,
+//! left on the worker thread for it (`pin.rs`), or, when the router may not be the next
+//! filter, the choice is Envoy's override host, which Envoy's cluster manager takes
+//! without asking the LB. Otherwise the request's core stream is found through filter state `mosn.stream_id`
 //! (set by the HTTP filter on the same worker) and chooses the host, so the core's LB and
 //! its "never a tried host while another is healthy" rule apply; on a retry Envoy's retry
 //! host predicates are asked too. Without a stream (health checks, a NULL context, a stream
@@ -778,6 +779,13 @@ impl Lb {
     }
 
     fn choose(&self, host: &dyn LbHost, serving: &mut Option<SharedState>) -> Option<HostHandle> {
+        // A request the HTTP filter chose the host of just now (`pin.rs`): exactly that one,
+        // or none, as for Envoy's strict override host.
+        if host.has_context() {
+            if let Some(h) = crate::pin::take(|cluster, index, address| self.pinned(host, cluster, index, address)) {
+                return h;
+            }
+        }
         let Some(filter) = stream_of(host) else {
             // A request copy names its host (checked only here: a request with a stream never
             // pays for the header lookup, and `requested_host` refuses any with a stream id).
@@ -811,6 +819,13 @@ impl Lb {
             return self.shared.own_choice(host);
         }
         self.choose_for_stream(host, &mut st)
+    }
+
+    /// `Some(Envoy's host)` for a choice pinned for this cluster (the same MOSN cluster as
+    /// [`Lb::choose`] counts its own), `None` (left waiting) for another cluster's.
+    fn pinned(&self, host: &dyn LbHost, cluster: &Cluster, index: usize, address: &str) -> Option<Option<HostHandle>> {
+        let ours = std::ptr::eq(cluster, &*self.shared.cluster) || self.shared.added || cluster.name == self.shared.cluster.name;
+        ours.then(|| self.shared.envoy_host(host, cluster, index, address))
     }
 
     /// The stream's choice for this attempt. A STRICT_DNS host this worker's Envoy does not

@@ -40,6 +40,7 @@ pub mod host;
 pub mod http_logic;
 pub mod lb;
 pub mod mirror;
+pub mod pin;
 pub mod policy;
 pub mod registry;
 pub mod specifier;

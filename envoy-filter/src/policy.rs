@@ -110,6 +110,11 @@ pub struct AdapterConfig {
     pub name: Option<String>,
     /// The HTTP filter's `log_filter_state` (always [`LogFilterState::ALL`] for a cluster).
     pub log: LogFilterState,
+    /// The HTTP filter's `router_follows`: the filters after this one up to Envoy's router
+    /// never hold a request's headers (none, or the generated chain's compressor), so the
+    /// router sees them as soon as this filter lets them go and a host the core chose may
+    /// reach the cluster LB through [`crate::pin`]. False when absent (and for a cluster).
+    pub router_follows: bool,
 }
 
 impl AdapterConfig {
@@ -138,13 +143,19 @@ impl AdapterConfig {
             Some(v) if filter => LogFilterState::parse(v)?,
             _ => LogFilterState::ALL,
         };
+        let router_follows = match obj.get("router_follows") {
+            Some(serde_json::Value::Bool(b)) if filter => *b,
+            Some(_) if filter => return Err("adapter config: \"router_follows\" must be true or false".into()),
+            _ => false,
+        };
+        const FILTER_ONLY: [&str; 2] = ["log_filter_state", "router_follows"];
         for k in obj.keys() {
-            if k != "config_path" && k != "config" && k != name_key && !(filter && k == "log_filter_state") {
-                let extra = if filter { ", log_filter_state" } else { "" };
+            if k != "config_path" && k != "config" && k != name_key && !(filter && FILTER_ONLY.contains(&k.as_str())) {
+                let extra = if filter { ", log_filter_state, router_follows" } else { "" };
                 return Err(format!("adapter config: unknown field \"{k}\" (known: config_path, config, {name_key}{extra})"));
             }
         }
-        Ok(AdapterConfig { source, name, log })
+        Ok(AdapterConfig { source, name, log, router_follows })
     }
 }
 
@@ -298,6 +309,18 @@ mod tests {
         // The HTTP filter's only: a cluster config naming it is refused as unknown.
         let e = parse(r#"{"config_path": "/a", "log_filter_state": []}"#, "cluster").unwrap_err();
         assert!(e.contains("unknown field \"log_filter_state\""), "{e}");
+    }
+
+    #[test]
+    fn router_follows_is_the_filters_own_yes_or_no() {
+        let parse = |j: &str, k| AdapterConfig::parse(j.as_bytes(), k);
+        assert!(!parse(r#"{"config_path": "/a"}"#, "listener").unwrap().router_follows);
+        assert!(parse(r#"{"config_path": "/a", "router_follows": true}"#, "listener").unwrap().router_follows);
+        assert!(!parse(r#"{"config_path": "/a", "router_follows": false}"#, "listener").unwrap().router_follows);
+        let e = parse(r#"{"config_path": "/a", "router_follows": "yes"}"#, "listener").unwrap_err();
+        assert!(e.contains("must be true or false"), "{e}");
+        let e = parse(r#"{"config_path": "/a", "router_follows": true}"#, "cluster").unwrap_err();
+        assert!(e.contains("unknown field \"router_follows\""), "{e}");
     }
 
     #[test]

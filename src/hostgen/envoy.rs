@@ -245,7 +245,10 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
     let _ = writeln!(y, "admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}", o.admin_port);
     let _ = writeln!(y, "static_resources:\n  listeners:");
     for l in &cfg.listeners {
-        let filter_cfg = serde_json::json!({ "config_path": config_path, "listener": l.name }).to_string();
+        // `router_follows`: nothing between the module and the router holds a request's
+        // headers (the compressor only reads them), so the host the core chose goes
+        // straight to the cluster's LB, not through Envoy's override host.
+        let filter_cfg = serde_json::json!({ "config_path": config_path, "listener": l.name, "router_follows": true }).to_string();
         let _ = write!(
             y,
             r#"{head}          # MOSN's downstream_protocol.
@@ -264,6 +267,8 @@ pub fn generate(cfg: &MosnConfig, o: &HostOptions) -> String {
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: {access_log}
               log_format: {{ text_format_source: {{ inline_string: {format} }} }}
+          # Keep the router after the module with no filter between that may hold a
+          # request's headers (or drop "router_follows" from the module's config).
           http_filters:
 {filter}{compressor}          - name: envoy.filters.http.router
             typed_config:

@@ -494,6 +494,97 @@ fn a_refused_override_host_answers_500() {
     assert_eq!(host.replies(), [(500, "mosn_override_host_refused".to_string())]);
 }
 
+// === Pinned through the LB (`router_follows`) ===
+
+/// [`setup`]'s clusters, with a filter config whose router follows (the generated one's).
+fn pinning_through_lb() -> Setup {
+    let s = setup();
+    crate::pin::clear();
+    Setup { http: HttpConfig::pinning_hosts_through_lb(s.engine.clone(), 0), ..s }
+}
+
+#[test]
+fn when_the_router_follows_the_lb_gets_the_host_the_core_chose_in_the_filter() {
+    let s = pinning_through_lb();
+    let (f, mut host, status) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(status, HeadersStatus::Continue);
+    // No override host, no filter state, no registry: the choice waits for the LB.
+    assert_eq!(host.override_host, None);
+    assert!(!host.filter_state.contains_key("mosn.stream_id"));
+    assert!(crate::registry::get(f.id()).is_none());
+    assert_eq!(crate::pin::waiting(), Some((f.id(), 0)));
+    assert_eq!(attempts(&f), 1);
+    // Cluster a's LB (another cluster) leaves it; b's takes it, once.
+    let lb_a = FakeLb::new(a_hosts(), &host.filter_state);
+    assert_ne!(s.a.choose_host(&lb_a), Some(HostHandle(0xb00)));
+    assert_eq!(crate::pin::waiting(), Some((f.id(), 0)));
+    let lb_b = FakeLb::new(vec![HostHandle(0xb00)], &host.filter_state);
+    assert_eq!(s.b.choose_host(&lb_b), Some(HostHandle(0xb00)));
+    assert_eq!(crate::pin::waiting(), None);
+    assert_eq!(attempts(&f), 1, "the LB did not ask the core again");
+    // The attempt's outcome reaches the core from the response hook, as with an override host.
+    host.response = vec![(":status".into(), "200".into())];
+    http_logic::response_headers(Some(&f), &mut host, true);
+    assert!(f.cell().state.borrow().outcome_reported);
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
+    assert_eq!(s.engine.cluster("b").unwrap().hosts[0].state.active(), 0);
+    assert_eq!(s.engine.cluster("b").unwrap().stats().rq_active, 0);
+}
+
+#[test]
+fn an_lb_without_a_request_never_takes_a_pinned_host() {
+    let s = pinning_through_lb();
+    let (f, _host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    // A health check or a NULL context: the cluster's own choice, the pin stays.
+    let no_ctx = FakeLb { healthy: vec![HostHandle(0xb00)], ..FakeLb::default() };
+    assert_eq!(s.b.choose_host(&no_ctx), Some(HostHandle(0xb00)));
+    assert_eq!(crate::pin::waiting(), Some((f.id(), 0)));
+    crate::pin::clear();
+}
+
+#[test]
+fn a_pinned_host_the_lb_never_took_is_cleared_at_the_streams_next_hook_or_end() {
+    let s = pinning_through_lb();
+    // The router answered before it asked for a host: the response hook clears the pin.
+    let (f, mut host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(crate::pin::waiting(), Some((f.id(), 0)));
+    host.response = vec![(":status".into(), "503".into())];
+    http_logic::response_headers(Some(&f), &mut host, true);
+    assert_eq!(crate::pin::waiting(), None);
+    // Or the stream ends first.
+    let (g, _host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(crate::pin::waiting(), Some((g.id(), 0)));
+    http_logic::stream_complete(Some(&g), &mut FakeHttp::new(&[]));
+    assert_eq!(crate::pin::waiting(), None);
+    // Another stream's end leaves a pin alone.
+    let (h, _host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
+    assert_eq!(crate::pin::waiting(), Some((h.id(), 0)));
+    http_logic::stream_complete(Some(&h), &mut FakeHttp::new(&[]));
+}
+
+#[test]
+fn a_request_whose_host_comes_from_the_lb_clears_a_pin_left_behind() {
+    let s = pinning_through_lb();
+    // A pin nobody cleared (a bug elsewhere), of cluster a's third host.
+    crate::pin::pin(u64::MAX, s.engine.cluster("a").unwrap(), 2, "127.0.0.1:13");
+    // Route to `a` retries: published for the LB, which asks the stream, not the pin.
+    let (f, host, _) = request(&s.http, &[(":path", "/")]);
+    assert_eq!(host.filter_state.get("mosn.stream_id"), Some(&f.id().to_string()));
+    assert_eq!(crate::pin::waiting(), None);
+    assert_eq!(s.a.choose_host(&lb_for(&host)), Some(HostHandle(0xa00)));
+    assert_eq!(attempts(&f), 1);
+}
+
+#[test]
+fn without_router_follows_the_host_stays_envoys_override_host() {
+    let s = pinning();
+    crate::pin::clear();
+    let (_f, host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
+    assert_eq!(host.override_host.as_deref(), Some("127.0.0.1:21"));
+    assert_eq!(crate::pin::waiting(), None);
+}
+
 // === Circuit breakers ===
 
 #[test]
