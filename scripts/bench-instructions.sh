@@ -17,6 +17,7 @@
 #      native with the lowest and highest in brackets (Envoy's own count moves by ±400 a
 #      request between runs of one build, so one round can not tell 1.049 from 1.056).
 #      KEEP=1 keeps the work dir (build/bench-runs/<stamp>) with the dumps.
+#      DUMP_INSTR=yes: the dumps count per instruction (per source line with addr2line).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
@@ -55,7 +56,7 @@ for round in $(seq 1 "$REPEAT"); do
 for t in "${TLIST[@]}"; do
   D="$WORK/$t"; [ "$round" = 1 ] || D="$WORK/$t-r$round"
   mkdir -p "$D"
-  bench_launch "$t" 1 valgrind --tool=callgrind --callgrind-out-file="$D/callgrind.out.%p" --dump-instr=no
+  bench_launch "$t" 1 valgrind --tool=callgrind --callgrind-out-file="$D/callgrind.out.%p" --dump-instr="${DUMP_INSTR:-no}"
   pid=${PID_OF_NAME[$t]}
   wait_http "$t" "${PORT_OF[$t]}" "$EXPECT" 3000   # Envoy takes ~20 s to start under valgrind
   python3 "$CLIENT" "${PORT_OF[$t]}" "$WARMUP" "$EXPECT" 600 || die "$t: warm-up failed"

@@ -30,6 +30,8 @@ def parse(path: str):
     ob = fn = None
     cob = cfn = None
     pending_call = False
+    # Position columns before the cost: "line" (the default), or "instr line" (--dump-instr=yes).
+    npos = 1
 
     def name(kind: str, rest: str) -> str:
         m = re.match(r"\((\d+)\)(?: (.*))?$", rest)
@@ -48,7 +50,7 @@ def parse(path: str):
             c = line[0]
             if c.isdigit() or c in "+-*":
                 parts = line.split()
-                ir = int(parts[1]) if len(parts) > 1 else 0
+                ir = int(parts[npos]) if len(parts) > npos else 0
                 if pending_call:
                     incl[(ob, fn)] += ir
                     pending_call = False
@@ -56,6 +58,9 @@ def parse(path: str):
                     selfc[(ob, fn)] += ir
                     incl[(ob, fn)] += ir
                     by_obj[ob] += ir
+                continue
+            if line.startswith("positions:"):
+                npos = len(line.split()) - 1
                 continue
             key, _, rest = line.partition("=")
             if key == "ob":
