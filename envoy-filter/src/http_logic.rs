@@ -252,6 +252,8 @@ pub fn scheduled(f: Option<&HttpFilter>, host: &mut dyn HttpHost, _event_id: u64
 /// Envoy's reply always goes out (the hook's answer is `Continue`).
 pub fn local_reply(f: Option<&HttpFilter>, details: &[u8]) {
     let Some(f) = f else { return };
+    // Envoy answers: the router will not ask the LB for this request's host (poisoned too).
+    f.unpin();
     f.cell.set_local_reply();
     if f.cell.is_poisoned() {
         return;
@@ -266,6 +268,8 @@ pub fn local_reply(f: Option<&HttpFilter>, details: &[u8]) {
 /// `Continue`: the response side never holds a response back (see `guard.rs`).
 pub fn response_headers(f: Option<&HttpFilter>, host: &mut dyn HttpHost, end_of_stream: bool) -> HeadersStatus {
     let Some(f) = f else { return HeadersStatus::Continue };
+    // The router asked the LB, or answered without asking (poisoned too).
+    f.unpin();
     if f.cell.is_poisoned() {
         tracing::debug!("stream poisoned: response passed through unchanged");
         return HeadersStatus::Continue;
@@ -337,6 +341,21 @@ impl FilterState {
     /// The stream's cell (the LB and the upstream filter; tests: flags and phase).
     pub fn cell(&self) -> &StreamCell {
         &self.cell
+    }
+
+    /// Clears this stream's choice if the LB did not take it (the router answered before
+    /// it asked, e.g.): it must not outlive the stream, nor reach another request.
+    fn unpin(&self) {
+        if self.pinned.replace(false) {
+            crate::pin::unpin(self.id);
+        }
+    }
+}
+
+impl Drop for FilterState {
+    /// `pin`'s contract whatever the order of Envoy's hooks: no choice outlives its stream.
+    fn drop(&mut self) {
+        self.unpin();
     }
 }
 
@@ -579,7 +598,6 @@ impl HttpFilter {
 
     /// True if the core asked for the response body (the headers wait for it).
     fn on_response_headers(&self, host: &mut dyn HttpHost, end_of_stream: bool) -> bool {
-        self.unpin();
         let Ok(mut guard) = self.cell.state.try_borrow_mut() else {
             tracing::warn!("stream state busy in the response-headers hook; response passed through");
             return false;
@@ -685,7 +703,9 @@ impl HttpFilter {
                     if self.pins_through_lb {
                         // The last thing before the request goes on: the router asks the LB
                         // next, and nothing else may run before (see `pin.rs`).
-                        crate::pin::pin(self.id, chosen.cluster, chosen.index, chosen.address);
+                        // SAFETY: `done` and `Drop` unpin before the stream (which keeps
+                        // `chosen.cluster` alive) is dropped.
+                        unsafe { crate::pin::pin(self.id, chosen.cluster, chosen.index) };
                         self.pinned.set(true);
                         return Ok(());
                     }
@@ -702,20 +722,10 @@ impl HttpFilter {
                 }
             }
         }
-        if self.pins_through_lb {
-            // Never a choice another stream left: this request's host comes from the LB.
-            crate::pin::clear();
-        }
+        // Never a choice another stream left: this request's host comes from the LB.
+        crate::pin::clear();
         self.publish(host);
         Ok(())
-    }
-
-    /// Clears this stream's choice if the LB did not take it (the router answered before
-    /// it asked, e.g.): it must not outlive the stream, nor reach another request.
-    fn unpin(&self) {
-        if self.pinned.replace(false) {
-            crate::pin::unpin(self.id);
-        }
     }
 
     /// Registers the stream and writes its id into filter state `mosn.stream_id`, where the

@@ -782,7 +782,7 @@ impl Lb {
         // A request the HTTP filter chose the host of just now (`pin.rs`): exactly that one,
         // or none, as for Envoy's strict override host.
         if host.has_context() {
-            if let Some(h) = crate::pin::take(|cluster, index, address| self.pinned(host, cluster, index, address)) {
+            if let Some(Some(h)) = crate::pin::take(|cluster, index| self.pinned(host, cluster, index)) {
                 return h;
             }
         }
@@ -821,11 +821,21 @@ impl Lb {
         self.choose_for_stream(host, &mut st)
     }
 
-    /// `Some(Envoy's host)` for a choice pinned for this cluster (the same MOSN cluster as
-    /// [`Lb::choose`] counts its own), `None` (left waiting) for another cluster's.
-    fn pinned(&self, host: &dyn LbHost, cluster: &Cluster, index: usize, address: &str) -> Option<Option<HostHandle>> {
-        let ours = std::ptr::eq(cluster, &*self.shared.cluster) || self.shared.added || cluster.name == self.shared.cluster.name;
-        ours.then(|| self.shared.envoy_host(host, cluster, index, address))
+    /// `Some(Envoy's host)` for a choice pinned for this cluster (this MOSN cluster, or the
+    /// same one in a config a reload swapped in), `None` for another cluster's: that one was
+    /// not meant for this request, and is dropped (an error: with the router following the
+    /// filter, the request that pinned it asks its own cluster's LB first).
+    fn pinned(&self, host: &dyn LbHost, cluster: &Cluster, index: usize) -> Option<Option<HostHandle>> {
+        if !std::ptr::eq(cluster, &*self.shared.cluster) && cluster.name != self.shared.cluster.name {
+            crate::log_error(&format!(
+                "mosn: cluster {}'s LB found a host pinned for cluster {} (is a filter between the module and the router? \
+                 then drop router_follows from the module's config); dropped",
+                self.shared.cluster.name, cluster.name
+            ));
+            return None;
+        }
+        let address = cluster.hosts.get(index).and_then(|h| h.current()).map(|(_, a)| a);
+        Some(address.and_then(|a| self.shared.envoy_host(host, cluster, index, a)))
     }
 
     /// The stream's choice for this attempt. A STRICT_DNS host this worker's Envoy does not

@@ -22,11 +22,20 @@
 //! the slot; that is why the filter uses the slot only when its config says the router
 //! follows, and the override host otherwise.
 //!
-//! Belt and braces: the LB takes the slot only for a request (a context), and only if the
-//! choice is of its own cluster; the filter clears a choice the LB did not take at its next
-//! hook (the router answered locally before asking, e.g.) and when it ends, so a choice
-//! never outlives its stream; a request whose host comes from the LB otherwise clears the
-//! slot before it goes on.
+//! Belt and braces:
+//! - the LB takes the slot only for a request (a context), and uses the choice only if it is
+//!   of its own cluster (another's is dropped, with an error in Envoy's log);
+//! - the filter clears a choice the LB did not take at its next hook (Envoy's local reply
+//!   when the router answers without asking, the response headers) and when it ends or is
+//!   dropped, so a choice never outlives its stream;
+//! - a request whose host comes from the LB otherwise clears the slot before it goes on.
+//!
+//! What the slot can not tell: which request an LB call is for. A choice still waiting
+//! when another request of the same cluster asks (which the router following the filter
+//! rules out) would go to that request. And a second ask for the pinned request (an Envoy
+//! retry, hedge or internal redirect, none of which the generated route has: the core
+//! decides retries) finds no choice and gets the cluster's own pick, where the strict
+//! override host would have given the same host again.
 
 use mosn_extension::upstream::Cluster;
 use std::cell::Cell;
@@ -38,20 +47,20 @@ struct Pinned {
     owner: u64,
     cluster: *const Cluster,
     index: usize,
-    address: (*const u8, usize),
 }
 
 thread_local! {
     static SLOT: Cell<Option<Pinned>> = const { Cell::new(None) };
 }
 
-/// The filter's side: leaves `owner`'s choice (core host `index` of `cluster`, at `address`)
-/// for the LB.
+/// The filter's side: leaves `owner`'s choice (core host `index` of `cluster`) for the LB,
+/// replacing any other.
 ///
-/// The caller must [`unpin`] it before the stream (which keeps `cluster` and `address`
-/// alive) is dropped, unless the LB took it.
-pub fn pin(owner: u64, cluster: &Cluster, index: usize, address: &str) {
-    SLOT.with(|s| s.set(Some(Pinned { owner, cluster, index, address: (address.as_ptr(), address.len()) })));
+/// # Safety
+/// `cluster` must stay alive until the choice is taken or [`unpin`]ned: the caller (the
+/// stream, which keeps its cluster alive) unpins before it is dropped.
+pub unsafe fn pin(owner: u64, cluster: &Cluster, index: usize) {
+    SLOT.with(|s| s.set(Some(Pinned { owner, cluster, index })));
 }
 
 /// Clears `owner`'s choice if it is still waiting.
@@ -68,19 +77,14 @@ pub fn clear() {
     SLOT.with(|s| s.set(None));
 }
 
-/// The LB's side: if a choice waits and `take` accepts it (`take(cluster, index, address)`
-/// returns `Some`), it is taken (cleared) and `take`'s answer returned; otherwise it stays.
-pub fn take<R>(take: impl FnOnce(&Cluster, usize, &str) -> Option<R>) -> Option<R> {
+/// The LB's side: takes (clears) the waiting choice, if any, and gives it to `take` as
+/// `(cluster, host index)`.
+pub fn take<R>(take: impl FnOnce(&Cluster, usize) -> R) -> Option<R> {
     SLOT.with(|s| {
-        let p = s.get()?;
-        // SAFETY: a choice waits only while its stream lives (`pin`'s contract: the filter
-        // unpins before the stream drops), and the stream keeps its cluster and the host's
-        // address text alive; this runs on the thread that pinned it (a thread-local).
-        let (cluster, address) =
-            unsafe { (&*p.cluster, std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.address.0, p.address.1))) };
-        let r = take(cluster, p.index, address)?;
-        s.set(None);
-        Some(r)
+        let p = s.take()?;
+        // SAFETY: a choice waits only while its cluster lives (`pin`'s contract), and this
+        // runs on the thread that pinned it (a thread-local).
+        Some(take(unsafe { &*p.cluster }, p.index))
     })
 }
 
@@ -100,36 +104,39 @@ mod tests {
     }
 
     #[test]
-    fn a_choice_is_taken_once_and_only_when_accepted() {
+    fn a_choice_is_taken_once() {
         let e = engine();
         let a = e.cluster("a").unwrap();
-        pin(7, a, 2, "127.0.0.1:13");
-        assert_eq!(take(|_, _, _| None::<()>), None, "refused: stays");
-        let got = take(|c, i, addr| Some((c.name.to_string(), i, addr.to_string())));
-        assert_eq!(got, Some(("a".to_string(), 2, "127.0.0.1:13".to_string())));
-        assert_eq!(take(|_, i, _| Some(i)), None, "taken once");
+        // SAFETY: `e` keeps `a` alive past every use of the slot in this test.
+        unsafe { pin(7, a, 2) };
+        assert_eq!(waiting(), Some((7, 2)));
+        assert_eq!(take(|c, i| (c.name.to_string(), i)), Some(("a".to_string(), 2)));
+        assert_eq!(take(|_, i| i), None, "taken once");
     }
 
     #[test]
     fn only_the_owner_unpins_and_clear_clears_any() {
         let e = engine();
         let a = e.cluster("a").unwrap();
-        pin(7, a, 0, "127.0.0.1:11");
+        // SAFETY: as above.
+        unsafe { pin(7, a, 0) };
         unpin(8);
-        assert_eq!(take(|_, i, _| Some(i)), Some(0));
-        pin(7, a, 1, "127.0.0.1:12");
+        assert_eq!(waiting(), Some((7, 0)));
         unpin(7);
-        assert_eq!(take(|_, i, _| Some(i)), None);
-        pin(7, a, 1, "127.0.0.1:12");
+        assert_eq!(waiting(), None);
+        // SAFETY: as above.
+        unsafe { pin(7, a, 1) };
         clear();
-        assert_eq!(take(|_, i, _| Some(i)), None);
+        assert_eq!(take(|_, i| i), None);
     }
 
     #[test]
-    fn other_threads_never_see_a_choice() {
+    fn a_choice_is_the_pinning_threads_own() {
         let e = engine();
-        pin(7, e.cluster("a").unwrap(), 0, "127.0.0.1:11");
-        assert_eq!(std::thread::spawn(|| take(|_, i, _| Some(i))).join().unwrap(), None);
+        // SAFETY: as above; cleared before `e` drops.
+        unsafe { pin(7, e.cluster("a").unwrap(), 0) };
+        assert_eq!(std::thread::spawn(|| take(|_, i| i)).join().unwrap(), None);
+        assert_eq!(waiting(), Some((7, 0)));
         clear();
     }
 }
