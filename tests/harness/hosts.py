@@ -40,9 +40,12 @@ BACKEND_PY = HARNESS_DIR / "backend.py"
 
 DEFAULT_CONCURRENCY = {"envoy": 2, "nginx": 1}
 
+# Lines that mean a host or the module broke: crashes, and (Envoy) a host choice the filter
+# pinned for one cluster reaching another's LB (envoy-filter/src/pin.rs: a request could
+# have gone to a host the core chose for another).
 CRASH_PATTERNS = re.compile(
     r"exited on signal|panicked at|Caught Segmentation fault|Caught Aborted|SIGSEGV|core dumped|"
-    r"stack backtrace:|Backtrace \(use tools",
+    r"stack backtrace:|Backtrace \(use tools|found a host pinned for cluster",
 )
 
 
