@@ -568,6 +568,48 @@ fn a_dropped_filter_clears_its_pin() {
 }
 
 #[test]
+fn a_host_pinned_from_another_config_of_the_same_cluster_is_found_by_address() {
+    let s = pinning_through_lb();
+    // Cluster b of a second engine (a reload's config): not the LB's own cluster object, so
+    // its host index says nothing about the LB's handles; the worker's host at the
+    // address is the one.
+    let (other, _) = testing::engine(false);
+    // SAFETY: `other` keeps its cluster b alive past the LB's use of the slot below.
+    unsafe { crate::pin::pin(7, other.cluster("b").unwrap(), 0) };
+    let mut lb = FakeLb::new(vec![HostHandle(0xb00)], &Default::default());
+    lb.by_address.insert("127.0.0.1:21".into(), HostHandle(0xb21));
+    assert_eq!(s.b.choose_host(&lb), Some(HostHandle(0xb21)));
+    assert_eq!(*lb.lookups.borrow(), ["127.0.0.1:21"]);
+    assert_eq!(crate::pin::waiting(), None);
+    // Not in the worker's view: no host (as Envoy's strict override host), not another.
+    unsafe { crate::pin::pin(7, other.cluster("b").unwrap(), 0) };
+    let lb = FakeLb::new(vec![HostHandle(0xb00)], &Default::default());
+    assert_eq!(s.b.choose_host(&lb), None);
+}
+
+#[test]
+fn a_host_pinned_after_the_headers_waited_for_the_body_reaches_the_lb_too() {
+    // The core asks for the body first (the script filter's `needs_body`): the host is
+    // chosen and pinned in the body hook, which lets the headers and body go on together.
+    let (engine, _) = testing::engine(true);
+    let shared = ClusterShared::new(engine.clone(), engine.cluster("b").unwrap().clone());
+    shared.init(&mut FakeCluster { base: 0xb00, ..FakeCluster::default() });
+    let b = Lb::new(shared);
+    crate::pin::clear();
+    let http = HttpConfig::pinning_hosts_through_lb(engine.clone(), 0);
+    let f = http.new_filter().unwrap();
+    let mut host = FakeHttp::new(&[(":path", "/"), ("x-route", "b")]);
+    host.received = b"hello".to_vec();
+    assert_eq!(http_logic::request_headers(Some(&f), &mut host, false), HeadersStatus::StopIteration);
+    assert_eq!(crate::pin::waiting(), None, "nothing chosen before the body");
+    assert_eq!(http_logic::request_body(Some(&f), &mut host, true), crate::host::BodyStatus::Continue);
+    assert_eq!(crate::pin::waiting(), Some((f.id(), 0)));
+    let lb = FakeLb::new(vec![HostHandle(0xb00)], &host.filter_state);
+    assert_eq!(b.choose_host(&lb), Some(HostHandle(0xb00)));
+    assert_eq!(crate::pin::waiting(), None);
+}
+
+#[test]
 fn an_lb_without_a_request_never_takes_a_pinned_host() {
     let s = pinning_through_lb();
     let (f, _host, _) = request(&s.http, &[(":path", "/"), ("x-route", "b")]);
