@@ -582,6 +582,7 @@ fn a_host_pinned_from_another_config_of_the_same_cluster_is_found_by_address() {
     assert_eq!(*lb.lookups.borrow(), ["127.0.0.1:21"]);
     assert_eq!(crate::pin::waiting(), None);
     // Not in the worker's view: no host (as Envoy's strict override host), not another.
+    // SAFETY: as above.
     unsafe { crate::pin::pin(7, other.cluster("b").unwrap(), 0) };
     let lb = FakeLb::new(vec![HostHandle(0xb00)], &Default::default());
     assert_eq!(s.b.choose_host(&lb), None);
