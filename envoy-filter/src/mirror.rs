@@ -34,7 +34,8 @@
 //! (Envoy answers 400 to a `:` in an HTTP/1 header name; HTTP/2, which the generated
 //! listeners do not serve, refuses unknown pseudo-headers by protocol). The LB honours it only for a request without filter state
 //! `mosn.stream_id`, which every client request this module serves has when it reaches the LB
-//! (one that does not have it got its host as an override host and never reaches the LB),
+//! (one that does not have it got its host from the filter: pinned, which the LB returns
+//! before it looks for this key, or as an override host, which never reaches the LB),
 //! and the HTTP filter removes it from client requests anyway. Every generated cluster speaks HTTP/1.1; an
 //! HTTP/2 mirror cluster (a hand-written envoy.yaml) would send the key as a pseudo-header,
 //! which an HTTP/2 server refuses: its copies would be lost, never the client's request.

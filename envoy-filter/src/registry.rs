@@ -4,8 +4,8 @@
 //! worker thread, so the registry is thread-local and holds `Rc`s: no locks, no atomics. The
 //! HTTP filter registers its stream under a process-unique id and writes that id into the
 //! request's filter state (`mosn.stream_id`); the LB reads the id back from its context.
-//! A request whose host the filter hands Envoy itself (an override host, `http_logic.rs`)
-//! never reaches the LB and is not registered.
+//! A request whose host the filter hands Envoy itself (`http_logic.rs`: pinned for the LB,
+//! `pin.rs`, or an override host) is not registered.
 
 use mosn_extension::Stream;
 use std::cell::{Cell, RefCell};

@@ -430,8 +430,9 @@ impl ModuleCluster<'_> {
       thresholds:
       - {{ priority: DEFAULT, max_connections: {unlimited}, max_pending_requests: {unlimited}, max_requests: {unlimited}, max_retries: {unlimited} }}
     lb_policy: CLUSTER_PROVIDED
-    # The HTTP filter names the core's host as the override host of a request it can not
-    # retry: Envoy takes it whatever its own view of the host's health (the core's decides).
+    # Without router_follows the HTTP filter names the core's host as the override host of a
+    # request it can not retry: Envoy takes it whatever its own view of the host's health
+    # (the core's decides).
     common_lb_config:
       override_host_status: {{ statuses: [UNKNOWN, HEALTHY, UNHEALTHY, DRAINING, TIMEOUT, DEGRADED] }}
     cluster_type:
