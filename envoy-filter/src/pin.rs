@@ -12,7 +12,7 @@
 //!   request (docs/benchmarks.md);
 //! - **this slot**: the filter leaves the choice here as the last thing it does before it
 //!   lets the request go on, and the LB of the cluster takes it when the router asks for
-//!   the host. About 160 instructions.
+//!   the host. About 200 instructions (the LB hook included).
 //!
 //! The slot is sound only because nothing runs on the thread between the two: when the
 //! router follows, Envoy calls the router's `decodeHeaders` as soon as the filter's hook
