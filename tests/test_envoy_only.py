@@ -1,7 +1,8 @@
 """Envoy-only checks: `envoy --mode validate` on the generated config (bad MOSN config is reported
 with its JSON path; the module's ABI version matches), the CI symbol gate, and how Envoy shows
 the core's upstream decisions (active health results in admin /clusters, a circuit breaker
-overflow in the access log, MOSN's idle_timeout in Envoy's cluster).
+overflow in the access log, MOSN's idle_timeout in Envoy's cluster, the core's host as the
+override host when the filter config leaves out `router_follows`).
 
 These depend on Envoy-specific behaviour (validate mode loads the dynamic module and runs its
 config hooks; the ABI is a set of exported `envoy_dynamic_module_callback_*` symbols), hence
@@ -14,6 +15,7 @@ generating envoy.yaml makes `envoy --mode validate` see the bad config.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -228,6 +230,55 @@ def test_active_health_results_show_in_envoys_clusters(mosn_ext, run_dir):
         if backend is not None:
             backend.stop()
         h.stop()
+
+
+@pytest.mark.needs_binary
+def test_without_router_follows_the_core_host_is_envoys_override_host(mosn_ext, run_dir, backends):
+    """A hand-written chain may put a filter between the module and the router, so it leaves
+    out `router_follows`: the core's host for a request it can not retry then reaches Envoy
+    as the override host (the adapter's unit tests check which call carries it), not through
+    the LB's slot. On the real Envoy that path still serves, and the core's round robin
+    still decides: the answers alternate over the cluster's two hosts, nothing logged as a
+    misuse. (The generated config, with `router_follows`, runs in every host case.)"""
+    listen = hosts.free_ports(1)[0]
+    s1a, s1b = backends.ports["s1a"], backends.ports["s1b"]
+    cluster = {"name": "rr", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+               "hosts": [{"address": f"127.0.0.1:{s1a}"}, {"address": f"127.0.0.1:{s1b}"}]}
+    _, envoy_yaml = _generate_envoy_yaml(mosn_ext, run_dir, _small_config(listen, [cluster], "rr"))
+    text = envoy_yaml.read_text()
+    assert text.count('\\"router_follows\\":true') == 1, f"the generated filter config lacks router_follows: {envoy_yaml}"
+    envoy_yaml.write_text(text.replace('\\"router_follows\\":true', '\\"router_follows\\":false'))
+    env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(hosts.module_dir()))
+    log = run_dir / "envoy.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(hosts.envoy_binary()), "-c", str(envoy_yaml), "--concurrency", "1",
+                                 "--disable-hot-restart", "--log-level", "info"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=run_dir, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, f"envoy exited (rc={proc.returncode}):\n{log.read_text()[-4000:]}"
+            try:
+                first = request(listen, "/", timeout=2)
+                break
+            except Exception:
+                if time.monotonic() >= deadline:
+                    pytest.fail(f"envoy did not answer within 20 s:\n{log.read_text()[-4000:]}", pytrace=False)
+                time.sleep(0.1)
+        answers = [first] + [request(listen, "/") for _ in range(5)]
+        assert all(r.status == 200 for r in answers), [r.describe() for r in answers]
+        ports = [int(r.text.split()[-1]) for r in answers]
+        assert set(ports) == {s1a, s1b} and all(a != b for a, b in zip(ports, ports[1:])), \
+            f"the core's round robin must alternate over {s1a} and {s1b}: {ports}"
+        text = log.read_text()
+        assert "found a host pinned for cluster" not in text and "panicked at" not in text, text[-4000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.mark.needs_binary
