@@ -688,11 +688,12 @@ impl HttpFilter {
     /// Hands the released request's host choice to Envoy's router. A request the core can
     /// not retry, to a cluster of static hosts, gets the core's choice for its only attempt
     /// now: left for the cluster's LB in [`crate::pin`] when the router follows (the
-    /// config's `router_follows`; the LB hands it to the router, with no filter state and no registry), else as
-    /// Envoy's override host (strict: the router takes that host from the cluster without
-    /// asking the LB; Envoy parses the address, ~1.5k instructions more). Every other request is published for the LB ([`HttpFilter::publish`]),
-    /// which asks the stream at each attempt (`lb.rs`); so is one the core has no host for,
-    /// and the LB gives Envoy that answer, as for any other request.
+    /// config's `router_follows`; the LB hands it to the router, with no filter state and
+    /// no registry), else as Envoy's override host (strict: the router takes that host from
+    /// the cluster without asking the LB; Envoy parses the address, ~1.5k instructions
+    /// more). Every other request is published for the LB ([`HttpFilter::publish`]), which
+    /// asks the stream at each attempt (`lb.rs`); so is one the core has no host for, and
+    /// the LB gives Envoy that answer, as for any other request.
     fn hand_over(&self, host: &mut dyn HttpHost, st: &mut StreamState) -> Result<(), LocalReply> {
         let pinned = |s: &&mut Stream| s.max_attempts() == 1 && s.cluster().is_some_and(|c| c.dns.is_none());
         if let Some(stream) = st.stream.as_mut().filter(|s| self.pins_hosts && pinned(s)) {

@@ -8,10 +8,10 @@
 //! filter chose the host already (`http_logic.rs`, `hand_over`): the LB returns that choice,
 //! left on the worker thread for it (`pin.rs`), or, when the router may not be the next
 //! filter, the choice is Envoy's override host, which Envoy's cluster manager takes
-//! without asking the LB. Otherwise the request's core stream is found through filter state `mosn.stream_id`
-//! (set by the HTTP filter on the same worker) and chooses the host, so the core's LB and
-//! its "never a tried host while another is healthy" rule apply; on a retry Envoy's retry
-//! host predicates are asked too. Without a stream (health checks, a NULL context, a stream
+//! without asking the LB. Otherwise the request's core stream is found through filter
+//! state `mosn.stream_id` (set by the HTTP filter on the same worker) and chooses the
+//! host, so the core's LB and its "never a tried host while another is healthy" rule
+//! apply; on a retry Envoy's retry host predicates are asked too. Without a stream (health checks, a NULL context, a stream
 //! the core routed to another cluster) the core cluster picks a host on its own. A stream
 //! that can not decide (poisoned, its state busy, its core stream gone) gets no host: Envoy
 //! answers 503. When the core has no host, Envoy answers 503 too (`no_healthy_upstream`,

@@ -151,7 +151,7 @@ impl AdapterConfig {
         const FILTER_ONLY: [&str; 2] = ["log_filter_state", "router_follows"];
         for k in obj.keys() {
             if k != "config_path" && k != "config" && k != name_key && !(filter && FILTER_ONLY.contains(&k.as_str())) {
-                let extra = if filter { ", log_filter_state, router_follows" } else { "" };
+                let extra = if filter { format!(", {}", FILTER_ONLY.join(", ")) } else { String::new() };
                 return Err(format!("adapter config: unknown field \"{k}\" (known: config_path, config, {name_key}{extra})"));
             }
         }

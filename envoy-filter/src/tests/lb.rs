@@ -428,6 +428,17 @@ fn pinning() -> Setup {
     Setup { http: HttpConfig::pinning_hosts(s.engine.clone(), 0), ..s }
 }
 
+/// A 200 from cluster b's host for `f`, then its end: the response hook reported the
+/// attempt's outcome to the core, and the end left nothing in flight on b or its host.
+fn answered_and_ended(s: &Setup, f: &HttpFilter, host: &mut FakeHttp) {
+    host.response = vec![(":status".into(), "200".into())];
+    http_logic::response_headers(Some(f), host, true);
+    assert!(f.cell().state.borrow().outcome_reported);
+    http_logic::stream_complete(Some(f), &mut FakeHttp::new(&[]));
+    assert_eq!(s.engine.cluster("b").unwrap().hosts[0].state.active(), 0);
+    assert_eq!(s.engine.cluster("b").unwrap().stats().rq_active, 0);
+}
+
 #[test]
 fn a_request_that_can_not_be_retried_gets_its_host_as_envoys_override_host() {
     let s = pinning();
@@ -446,12 +457,7 @@ fn a_request_that_can_not_be_retried_gets_its_host_as_envoys_override_host() {
         assert_eq!(st.stream.as_ref().unwrap().upstream_host().map(|h| &*h.address_text), Some("127.0.0.1:21"));
     }
     // The attempt's outcome reaches the core from the response hook.
-    host.response = vec![(":status".into(), "200".into())];
-    http_logic::response_headers(Some(&f), &mut host, true);
-    assert!(f.cell().state.borrow().outcome_reported);
-    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
-    assert_eq!(s.engine.cluster("b").unwrap().hosts[0].state.active(), 0);
-    assert_eq!(s.engine.cluster("b").unwrap().stats().rq_active, 0);
+    answered_and_ended(&s, &f, &mut host);
 }
 
 #[test]
@@ -520,12 +526,7 @@ fn when_the_router_follows_the_lb_gets_the_host_the_core_chose_in_the_filter() {
     assert_eq!(crate::pin::waiting(), None);
     assert_eq!(attempts(&f), 1, "the LB did not ask the core again");
     // The attempt's outcome reaches the core from the response hook, as with an override host.
-    host.response = vec![(":status".into(), "200".into())];
-    http_logic::response_headers(Some(&f), &mut host, true);
-    assert!(f.cell().state.borrow().outcome_reported);
-    http_logic::stream_complete(Some(&f), &mut FakeHttp::new(&[]));
-    assert_eq!(s.engine.cluster("b").unwrap().hosts[0].state.active(), 0);
-    assert_eq!(s.engine.cluster("b").unwrap().stats().rq_active, 0);
+    answered_and_ended(&s, &f, &mut host);
 }
 
 #[test]
