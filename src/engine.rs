@@ -202,7 +202,7 @@ impl Engine {
                 }
             }
             let words = WordAllocator { state: &state, layout: std::cell::RefCell::new(&mut layout) };
-            let counters = crate::metrics::ListenerCounters::new(words.take(crate::metrics::LISTENER_WORDS));
+            let counters = crate::metrics::ListenerCounters::new(words.take_rows(crate::metrics::LISTENER_WORDS));
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 address: l.address,
@@ -220,7 +220,7 @@ impl Engine {
             }));
         }
         // Every word is taken (clusters, hosts, listeners): the block gets its size.
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         Some(Engine {
             config,
             listeners,

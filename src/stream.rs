@@ -125,19 +125,19 @@ pub struct Payload<'a> {
     pub trailers: Option<&'a dyn HeaderMap>,
 }
 
-/// Streams alive in this process (started and not dropped yet).
-static LIVE_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Streams alive in this process (started and not dropped yet), in per-thread rows.
+static LIVE_STREAMS: crate::upstream::rows::Striped = crate::upstream::rows::Striped::new(u64::MAX);
 
 /// Streams alive in this process: back to zero once every request is done, also after
 /// client aborts (a leak check for hosts and tests).
 pub fn live_streams() -> usize {
-    LIVE_STREAMS.load(std::sync::atomic::Ordering::Relaxed)
+    LIVE_STREAMS.sum() as usize
 }
 
 impl Stream {
     #[inline]
     pub(crate) fn new(listener: Arc<Listener>, wake: Option<WakeFn>) -> Stream {
-        LIVE_STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_STREAMS.add(1);
         listener.counters.start();
         Stream {
             listener,
@@ -968,7 +968,7 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        LIVE_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        LIVE_STREAMS.add(u64::MAX); // minus one
         self.listener.counters.timed(crate::metrics::clock::elapsed(self.started));
         // Done: no wake after this.
         self.wake.close();

@@ -228,7 +228,7 @@ mod tests {
         let state = Arc::new(StateBlock::unallocated());
         let mut layout = Layout::default();
         let bucket = WordAllocator { state: &state, layout: std::cell::RefCell::new(&mut layout) }.take(1);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let interval_ns = interval_ms * 1_000_000;
         (Rule { resource: "/x".into(), emission_ns: interval_ns / threshold, interval_ns, bucket }, state)
     }

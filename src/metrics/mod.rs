@@ -15,8 +15,7 @@ pub mod clock;
 pub mod prometheus;
 
 pub use crate::config::metrics::{MetricsConfig, PrometheusSink};
-use crate::upstream::state::Words;
-use std::sync::atomic::Ordering;
+use crate::upstream::state::RowWords;
 
 // === Downstream counters ===
 
@@ -47,12 +46,13 @@ const TIME_BUCKETS_US: [u64; TIME_BUCKETS_MS.len()] = {
 /// One word per bucket (not cumulative), then the sum of the times (µs).
 const FIRST_TIME_BUCKET: usize = FIRST_CODE + CODES.len();
 const TIME_SUM_US: usize = FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len() + 1;
-/// State words a listener's counters take.
+/// Counters a listener has (words in each of the state block's rows).
 pub const LISTENER_WORDS: usize = TIME_SUM_US + 1;
 
-/// One listener's downstream counters (words of the shared state block).
+/// One listener's downstream counters (in the state block's rows: each thread counts in
+/// its own, see [`crate::upstream::rows`]).
 #[derive(Debug, Clone)]
-pub struct ListenerCounters(Words);
+pub struct ListenerCounters(RowWords);
 
 /// A snapshot of [`ListenerCounters`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,42 +66,49 @@ pub struct ListenerStats {
 }
 
 impl ListenerCounters {
-    pub fn new(words: Words) -> ListenerCounters {
+    pub fn new(words: RowWords) -> ListenerCounters {
         ListenerCounters(words)
     }
 
+    #[inline]
+    fn add(&self, i: usize, n: u64) {
+        self.0.add(i, n);
+    }
+
+    fn sum(&self, i: usize) -> u64 {
+        self.0.sum(i)
+    }
+
     /// Takes over the counts of `old` (the same listener in the config a reload replaces);
-    /// the in-flight gauge starts at 0 (those streams end on the old config).
+    /// the in-flight gauge starts at 0 (those streams end on the old counters).
     pub(crate) fn inherit(&self, old: &ListenerCounters) {
         for i in 0..LISTENER_WORDS {
-            self.0.word(i).store(old.0.word(i).load(Ordering::Relaxed), Ordering::Relaxed);
+            self.0.set(i, old.sum(i));
         }
         // The old streams in flight end on the old counters: gone from these.
-        let gone = old.0.word(GONE).load(Ordering::Relaxed) + old.active();
-        self.0.word(GONE).store(gone, Ordering::Relaxed);
+        self.0.set(GONE, old.sum(GONE).wrapping_add(old.active()));
     }
 
     /// Streams started and not ended (`request_active`). The ended ones are read before the
     /// started ones: a stream starts before it ends, so the difference is never negative.
     fn active(&self) -> u64 {
-        let w = |i: usize| self.0.word(i).load(Ordering::Relaxed);
-        let ended: u64 = (0..=TIME_BUCKETS_MS.len()).map(|b| w(FIRST_TIME_BUCKET + b)).sum();
-        let gone = w(GONE);
-        w(TOTAL).saturating_sub(ended).saturating_sub(gone)
+        let ended: u64 = (0..=TIME_BUCKETS_MS.len()).map(|b| self.sum(FIRST_TIME_BUCKET + b)).sum();
+        let gone = self.sum(GONE);
+        self.sum(TOTAL).saturating_sub(ended).saturating_sub(gone)
     }
 
     /// A stream started.
     #[inline]
     pub(crate) fn start(&self) {
-        self.0.word(TOTAL).fetch_add(1, Ordering::Relaxed);
+        self.add(TOTAL, 1);
     }
 
     /// The status the client got.
     pub(crate) fn answered(&self, status: u16) {
         let w = CODES.iter().position(|c| *c == status).map_or(OTHER_CODE, |i| FIRST_CODE + i);
-        self.0.word(w).fetch_add(1, Ordering::Relaxed);
+        self.add(w, 1);
         if status >= 500 {
-            self.0.word(FAILED).fetch_add(1, Ordering::Relaxed);
+            self.add(FAILED, 1);
         }
     }
 
@@ -110,8 +117,7 @@ impl ListenerCounters {
     pub(crate) fn timed(&self, elapsed: std::time::Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let bucket = TIME_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(TIME_BUCKETS_MS.len());
-        self.0.word(FIRST_TIME_BUCKET + bucket).fetch_add(1, Ordering::Relaxed);
-        self.0.word(TIME_SUM_US).fetch_add(us, Ordering::Relaxed);
+        self.0.add_two((FIRST_TIME_BUCKET + bucket, 1), (TIME_SUM_US, us));
     }
 
     /// `request_time` as a Prometheus histogram (seconds).
@@ -119,16 +125,16 @@ impl ListenerCounters {
         let mut cumulative = 0;
         let mut buckets = Vec::with_capacity(TIME_BUCKETS_MS.len());
         for (i, ms) in TIME_BUCKETS_MS.iter().enumerate() {
-            cumulative += self.0.word(FIRST_TIME_BUCKET + i).load(Ordering::Relaxed);
+            cumulative += self.sum(FIRST_TIME_BUCKET + i);
             buckets.push((*ms as f64 / 1000.0, cumulative));
         }
-        let count = cumulative + self.0.word(FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len()).load(Ordering::Relaxed);
-        let sum = self.0.word(TIME_SUM_US).load(Ordering::Relaxed) as f64 / 1e6;
+        let count = cumulative + self.sum(FIRST_TIME_BUCKET + TIME_BUCKETS_MS.len());
+        let sum = self.sum(TIME_SUM_US) as f64 / 1e6;
         prometheus::Sample::Histogram { buckets, sum, count }
     }
 
     pub fn stats(&self) -> ListenerStats {
-        let w = |i: usize| self.0.word(i).load(Ordering::Relaxed);
+        let w = |i: usize| self.sum(i);
         ListenerStats {
             request_total: w(TOTAL),
             request_active: self.active(),
@@ -146,7 +152,7 @@ mod tests {
 
     fn counters(state: &std::sync::Arc<StateBlock>, layout: &mut Layout) -> ListenerCounters {
         let a = WordAllocator { state, layout: std::cell::RefCell::new(layout) };
-        ListenerCounters::new(a.take(LISTENER_WORDS))
+        ListenerCounters::new(a.take_rows(LISTENER_WORDS))
     }
 
     /// `request_active` is derived (started less ended); a reload's new counters keep the
@@ -156,7 +162,7 @@ mod tests {
         let state = std::sync::Arc::new(StateBlock::unallocated());
         let mut layout = Layout::default();
         let (old, new) = (counters(&state, &mut layout), counters(&state, &mut layout));
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         for _ in 0..3 {
             old.start();
         }
@@ -173,7 +179,7 @@ mod tests {
             let mut l = Layout::default();
             let s = std::sync::Arc::new(StateBlock::unallocated());
             let c = counters(&s, &mut l);
-            s.allocate(l.next);
+            s.allocate_for(&l);
             c.inherit(&new);
             c.stats()
         };

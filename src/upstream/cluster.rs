@@ -2,6 +2,7 @@
 
 use super::dns;
 use super::host::{Host, HOST_WORDS};
+use super::in_flight::InFlight;
 use super::lb::{Member, Pick, TriedHosts};
 use super::state::{Layout, StateBlock};
 use super::subset::{self, Criteria, HostSet, Subsets};
@@ -14,10 +15,11 @@ use std::time::Duration;
 // The cluster's words, in order.
 // In flight is a total less its ended word (one atomic operation at each end; see
 // `word::try_start`).
-const RQ_ENDED: usize = 0;
-const RQ_TOTAL: usize = 1;
-const RETRY_ENDED: usize = 2;
-const RETRY_TOTAL: usize = 3;
+/// Requests started, then ended (unused when the cluster counts them in rows: `requests`).
+const RQ_TOTAL: usize = 0;
+const _RQ_ENDED: usize = 1; // RQ_TOTAL + 1: `InFlight::Shared`
+const RETRY_TOTAL: usize = 2;
+const _RETRY_ENDED: usize = 3; // RETRY_TOTAL + 1: `retries`
 const RQ_OVERFLOW: usize = 4;
 const RETRY_OVERFLOW: usize = 5;
 const CX_OVERFLOW: usize = 6;
@@ -48,6 +50,9 @@ pub struct Cluster {
     subsets: Option<Subsets>,
     state: Arc<StateBlock>,
     slot: usize,
+    /// Requests in flight: the shared words `RQ_TOTAL`/`RQ_ENDED` under a `max_requests`,
+    /// else counters in rows.
+    requests: InFlight,
     /// Every state word this cluster took (its own, its hosts', its balancers'), in order.
     words: std::ops::Range<usize>,
 }
@@ -66,13 +71,23 @@ pub enum NoHostReason {
 impl Cluster {
     pub(crate) fn new(cfg: &ClusterConfig, state: &Arc<StateBlock>, layout: &mut Layout) -> Cluster {
         let slot = layout.take(CLUSTER_WORDS);
+        let requests = match cfg.limits.max_requests {
+            0 => InFlight::take(layout, false),
+            _ => InFlight::Shared { started: slot + RQ_TOTAL },
+        };
+        // A host's attempts are only counted (in rows) unless a limit or the balancer reads them.
+        let reads_load = matches!(cfg.lb.lb_type, LbType::LeastRequest | LbType::LeastConnection | LbType::PeakEwma);
+        let only_counted = cfg.limits.max_connections == 0 && !reads_load;
         // A STRICT_DNS name is SLOTS_PER_NAME hosts, resolved now (off any request path).
         let mut hosts: Vec<Host> = Vec::with_capacity(cfg.hosts.len());
         let mut dns_names = Vec::new();
         for h in &cfg.hosts {
             let n = if h.dns_name.is_some() { dns::SLOTS_PER_NAME } else { 1 };
             let first = hosts.len();
-            hosts.extend((0..n).map(|_| Host::new(h, state, layout.take(HOST_WORDS))));
+            hosts.extend((0..n).map(|_| {
+                let slot = layout.take(HOST_WORDS);
+                Host::new(h, state, slot, only_counted.then(|| InFlight::take(layout, false)))
+            }));
             if h.dns_name.is_some() {
                 dns_names.push(first..hosts.len());
             }
@@ -111,6 +126,7 @@ impl Cluster {
             subsets,
             state: state.clone(),
             slot,
+            requests,
             words,
         }
     }
@@ -135,7 +151,7 @@ impl Cluster {
         let state = Arc::new(StateBlock::unallocated());
         let mut layout = Layout::default();
         let c = Cluster::new(&cfg, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         c
     }
 
@@ -155,6 +171,9 @@ impl Cluster {
         };
         if same_config && self.words.len() == old.words.len() && self.hosts.len() == old.hosts.len() {
             copy(&old.state, &self.state, old.words.start, self.words.start, self.words.len());
+            for (h, o) in self.hosts.iter().zip(&old.hosts) {
+                h.state.inherit_attempts(&o.state);
+            }
         } else {
             copy(&old.state, &self.state, old.slot, self.slot, CLUSTER_WORDS);
             for h in self.hosts.iter().filter(|h| h.dns.is_none()) {
@@ -163,12 +182,8 @@ impl Cluster {
                 }
             }
         }
-        for (total, ended) in [(RQ_TOTAL, RQ_ENDED), (RETRY_TOTAL, RETRY_ENDED)] {
-            super::word::clear(self.word(total), self.word(ended));
-        }
-        for h in &self.hosts {
-            h.state.clear_active();
-        }
+        self.requests.inherit(&self.state, old.requests, &old.state);
+        self.retries().inherit(&self.state, old.retries(), &old.state);
     }
 
     fn word(&self, w: usize) -> &AtomicU64 {
@@ -287,16 +302,21 @@ impl Cluster {
 
     /// A request's first attempt may start unless `max_requests` are in flight; counts it.
     pub(crate) fn start_request(&self) -> bool {
-        self.admit(RQ_TOTAL, RQ_ENDED, RQ_OVERFLOW, self.limits.max_requests)
+        self.admit(self.requests, RQ_OVERFLOW, self.limits.max_requests)
     }
 
     /// A retry may start unless `max_retries` are in flight; counts it.
     pub(crate) fn start_retry(&self) -> bool {
-        self.admit(RETRY_TOTAL, RETRY_ENDED, RETRY_OVERFLOW, self.limits.max_retries)
+        self.admit(self.retries(), RETRY_OVERFLOW, self.limits.max_retries)
     }
 
-    fn admit(&self, total: usize, ended: usize, overflow: usize, max: u64) -> bool {
-        let ok = super::word::try_start(self.word(total), self.word(ended), max);
+    /// Retries in flight: always shared words (retries are off the common path).
+    fn retries(&self) -> InFlight {
+        InFlight::Shared { started: self.slot + RETRY_TOTAL }
+    }
+
+    fn admit(&self, in_flight: InFlight, overflow: usize, max: u64) -> bool {
+        let ok = in_flight.try_start(&self.state, max);
         if !ok {
             self.word(overflow).fetch_add(1, Ordering::Relaxed);
         }
@@ -305,22 +325,22 @@ impl Cluster {
 
     /// Ends a request admitted by [`Cluster::start_request`] (exactly once).
     pub(crate) fn end_request(&self) {
-        super::word::end(self.word(RQ_ENDED));
+        self.requests.end(&self.state);
     }
 
     /// Ends a retry admitted by [`Cluster::start_retry`] (exactly once).
     pub(crate) fn end_retry(&self) {
-        super::word::end(self.word(RETRY_ENDED));
+        self.retries().end(&self.state);
     }
 
     /// The cluster's counters, summed over every worker.
     pub fn stats(&self) -> ClusterStats {
         let w = |i| self.word(i).load(Ordering::Relaxed);
         ClusterStats {
-            rq_active: super::word::in_flight(self.word(RQ_TOTAL), self.word(RQ_ENDED)),
-            rq_total: w(RQ_TOTAL),
-            retry_active: super::word::in_flight(self.word(RETRY_TOTAL), self.word(RETRY_ENDED)),
-            retry_total: w(RETRY_TOTAL),
+            rq_active: self.requests.active(&self.state),
+            rq_total: self.requests.started(&self.state),
+            retry_active: self.retries().active(&self.state),
+            retry_total: self.retries().started(&self.state),
             rq_overflow: w(RQ_OVERFLOW),
             retry_overflow: w(RETRY_OVERFLOW),
             cx_overflow: w(CX_OVERFLOW),

@@ -1,5 +1,6 @@
 //! One upstream host (MOSN's `hosts[]` entry) and its shared state words.
 
+use super::in_flight::InFlight;
 use super::StateBlock;
 use crate::headers::SharedStr;
 use std::net::SocketAddr;
@@ -17,10 +18,11 @@ pub mod health {
 
 // The host's words, in order. All start at 0.
 const FLAGS: usize = 0;
+/// Attempts started, then ended (these two words are unused when the host counts them in
+/// rows: see [`InFlight`]).
 const RQ_TOTAL: usize = 1;
-const RQ_FAILED: usize = 2;
-/// Attempts ended: in flight is `RQ_TOTAL` less these (see `word::try_start`).
-const RQ_ENDED: usize = 3;
+const _RQ_ENDED: usize = 2; // RQ_TOTAL + 1: `InFlight::Shared`
+const RQ_FAILED: usize = 3;
 const RQ_ERROR_RESPONSE: usize = 4;
 const EJECTIONS: usize = 5;
 const EJECTED_UNTIL_MS: usize = 6;
@@ -44,6 +46,8 @@ pub(crate) const HOST_WORDS: usize = 17;
 pub struct HostState {
     state: Arc<StateBlock>,
     slot: usize,
+    /// Attempts in flight: the shared words `RQ_TOTAL`/`RQ_ENDED`, or counters in rows.
+    attempts: InFlight,
 }
 
 impl std::fmt::Debug for HostState {
@@ -55,8 +59,16 @@ impl std::fmt::Debug for HostState {
 // === impl HostState ===
 
 impl HostState {
+    /// A host's state at `slot` of `state`, counting attempts in its own words.
     pub(crate) fn new(state: &Arc<StateBlock>, slot: usize) -> HostState {
-        HostState { state: state.clone(), slot }
+        HostState { state: state.clone(), slot, attempts: InFlight::Shared { started: slot + RQ_TOTAL } }
+    }
+
+    /// As [`HostState::new`], counting attempts in rows (no limit, nothing reads the load
+    /// per pick) when `attempts` says so.
+    pub(crate) fn with_attempts(state: &Arc<StateBlock>, slot: usize, attempts: Option<InFlight>) -> HostState {
+        let h = HostState::new(state, slot);
+        HostState { attempts: attempts.unwrap_or(h.attempts), ..h }
     }
 
     fn word(&self, w: usize) -> &AtomicU64 {
@@ -88,12 +100,12 @@ impl HostState {
     }
     /// Requests in flight to this host (all workers).
     pub fn active(&self) -> u64 {
-        super::word::in_flight(self.word(RQ_TOTAL), self.word(RQ_ENDED))
+        self.attempts.active(&self.state)
     }
     /// Starts an attempt unless `max_active` (0: no limit) are already in flight; the
     /// check and the count are one atomic step, so concurrent workers never exceed it.
     pub(crate) fn try_start_attempt(&self, max_active: u64) -> bool {
-        super::word::try_start(self.word(RQ_TOTAL), self.word(RQ_ENDED), max_active)
+        self.attempts.try_start(&self.state, max_active)
     }
     /// Counts an attempt with no limit (balancer tests set up load with it).
     #[cfg(test)]
@@ -103,11 +115,11 @@ impl HostState {
     }
     /// Ends an attempt this process started (each start is ended exactly once).
     pub(crate) fn attempt_ended(&self) {
-        super::word::end(self.word(RQ_ENDED));
+        self.attempts.end(&self.state);
     }
     /// Attempts sent to this host (all workers).
     pub fn requests(&self) -> u64 {
-        self.word(RQ_TOTAL).load(Ordering::Relaxed)
+        self.attempts.started(&self.state)
     }
     /// Attempts that failed to connect, timed out or were reset (all workers).
     pub fn failures(&self) -> u64 {
@@ -157,16 +169,18 @@ impl HostState {
         self.word(HEALTH_CHANGES).load(Ordering::Relaxed)
     }
 
-    /// Copies every word of `old` (the same host in the config a reload replaces).
+    /// Copies every word of `old` (the same host in the config a reload replaces), with no
+    /// attempt in flight (the old config's attempts end there).
     pub(crate) fn inherit(&self, old: &HostState) {
         for w in 0..HOST_WORDS {
             self.word(w).store(old.word(w).load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        self.inherit_attempts(old);
     }
 
-    /// No attempt in flight (a reloaded config's start: the old config's attempts end there).
-    pub(crate) fn clear_active(&self) {
-        super::word::clear(self.word(RQ_TOTAL), self.word(RQ_ENDED));
+    /// Takes over `old`'s attempt total with none in flight (a reload).
+    pub(crate) fn inherit_attempts(&self, old: &HostState) {
+        self.attempts.inherit(&self.state, old.attempts, &old.state);
     }
 
     /// Forgets the health the host's previous address had (a STRICT_DNS slot that now holds
@@ -247,8 +261,9 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host whose state words start at `slot` of `state`.
-    pub(crate) fn new(cfg: &crate::config::HostConfig, state: &Arc<StateBlock>, slot: usize) -> Host {
+    /// A host whose state words start at `slot` of `state` (attempts counted in rows where
+    /// `attempts` says so).
+    pub(crate) fn new(cfg: &crate::config::HostConfig, state: &Arc<StateBlock>, slot: usize, attempts: Option<InFlight>) -> Host {
         Host {
             address: cfg.address,
             address_text: match &cfg.dns_name {
@@ -259,7 +274,7 @@ impl Host {
             hostname: cfg.hostname.clone(),
             weight: cfg.weight,
             metadata: cfg.metadata.clone(),
-            state: HostState::new(state, slot),
+            state: HostState::with_attempts(state, slot, attempts),
         }
     }
 

@@ -3,6 +3,8 @@
 //!
 //! - [`cluster`]: a cluster, its hosts and its balancer;
 //! - [`host`]: one host and its counters;
+//! - [`in_flight`]: requests and attempts in flight, limited or only counted;
+//! - [`rows`]: per-thread rows of counters;
 //! - [`lb`]: the balancers, one file per `lb_type`;
 //! - [`state`]: where the mutable state lives.
 //!
@@ -16,9 +18,11 @@ pub mod dns;
 pub mod hash;
 pub mod health_check;
 pub mod host;
+pub mod in_flight;
 pub mod lb;
 pub mod mirror;
 pub mod outlier;
+pub mod rows;
 pub mod state;
 pub mod subset;
 pub mod word;

@@ -5,28 +5,42 @@
 //! the words live in this process. A host whose workers are separate processes (nginx)
 //! can move them into memory it shares between its workers ([`StateBlock::attach`]), so
 //! round robin and health mean the same across workers as across Envoy's threads.
+//!
+//! After the shared words come [`ROWS`] rows of counter words (`upstream::rows`): a counter
+//! that only counts (no limit checked against it) is a word in each row, each thread adds
+//! to its own row without a locked instruction, and readers sum the rows.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+pub use crate::upstream::rows::ROWS;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-/// Words at the start of the block: a magic/version word and the word count.
-const HEADER_WORDS: usize = 2;
-const MAGIC: u64 = 0x4d4f_534e_5354_0001; // "MOSNST" v1
+/// Words at the start of the block: a magic/version word, the word count and the count of
+/// counter rows claimed (`upstream::rows`).
+const HEADER_WORDS: usize = 3;
+const ROWS_CLAIMED: usize = 2;
+const MAGIC: u64 = 0x4d4f_534e_5354_0002; // "MOSNST" v2
 
 /// The state words of one config.
 ///
 /// Built in two steps: the config's objects take word offsets from a [`Layout`] while
-/// they are built (holding the block), then [`StateBlock::allocate`] sizes it once. Every
-/// word starts at 0, so 0 must mean the initial state (e.g. a host's failure flags: 0 is
-/// healthy).
+/// they are built (holding the block), then [`StateBlock::allocate_for`] sizes it once.
+/// Every word starts at 0, so 0 must mean the initial state (e.g. a host's failure flags: 0
+/// is healthy).
 pub struct StateBlock {
+    /// Names this block to `upstream::rows` (unique in the process, never 0).
+    id: u64,
     base: AtomicPtr<AtomicU64>,
-    words: std::sync::OnceLock<usize>,
+    /// Shared words and words per row, once allocated.
+    sizes: std::sync::OnceLock<(usize, usize)>,
+    /// Where row 0 starts (words from `base`) and words per row: copies of `sizes` set
+    /// before `base`, read after it on the request path.
+    first_row: AtomicUsize,
+    per_row: AtomicUsize,
     owned: std::sync::OnceLock<Box<[AtomicU64]>>,
 }
 
 impl std::fmt::Debug for StateBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateBlock").field("words", &self.words.get()).field("shared", &self.is_shared()).finish()
+        f.debug_struct("StateBlock").field("sizes", &self.sizes.get()).field("shared", &self.is_shared()).finish()
     }
 }
 
@@ -38,26 +52,44 @@ impl StateBlock {
         b
     }
 
-    /// A block to be sized by [`StateBlock::allocate`] once the layout is known.
+    /// A block to be sized by [`StateBlock::allocate_for`] once the layout is known.
     pub fn unallocated() -> StateBlock {
-        StateBlock { base: AtomicPtr::new(std::ptr::null_mut()), words: std::sync::OnceLock::new(), owned: std::sync::OnceLock::new() }
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        StateBlock {
+            id,
+            base: AtomicPtr::new(std::ptr::null_mut()),
+            sizes: std::sync::OnceLock::new(),
+            first_row: AtomicUsize::new(0),
+            per_row: AtomicUsize::new(0),
+            owned: std::sync::OnceLock::new(),
+        }
     }
 
-    /// Gives the block `words` zeroed words (plus the header). Only the first call counts.
+    /// Gives the block `words` zeroed shared words (plus the header) and no rows. Only the
+    /// first allocation counts.
     pub fn allocate(&self, words: usize) {
-        let total = HEADER_WORDS + words;
-        if self.words.set(total).is_err() {
+        self.allocate_for(&Layout { next: words, row_words: 0 });
+    }
+
+    /// Gives the block the zeroed words `layout` handed out, shared and in rows (plus the
+    /// header). Only the first allocation counts.
+    pub fn allocate_for(&self, layout: &Layout) {
+        let total = HEADER_WORDS + layout.next + ROWS * layout.row_words;
+        if self.sizes.set((layout.next, layout.row_words)).is_err() {
             return;
         }
         let owned: Box<[AtomicU64]> = (0..total).map(|_| AtomicU64::new(0)).collect();
         owned[0].store(MAGIC, Ordering::Relaxed);
         owned[1].store(total as u64, Ordering::Relaxed);
         let owned = self.owned.get_or_init(|| owned);
+        self.first_row.store(HEADER_WORDS + layout.next, Ordering::Relaxed);
+        self.per_row.store(layout.row_words, Ordering::Relaxed);
         self.base.store(owned.as_ptr() as *mut AtomicU64, Ordering::Release);
     }
 
     fn total_words(&self) -> usize {
-        self.words.get().copied().unwrap_or(0)
+        self.sizes.get().map_or(0, |(shared, row)| HEADER_WORDS + shared + ROWS * row)
     }
 
     /// Bytes a shared region must have for [`StateBlock::attach`].
@@ -67,12 +99,66 @@ impl StateBlock {
 
     /// Word `i` (0-based, after the header).
     pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
+        self.raw_word(HEADER_WORDS + i)
+    }
+
+    /// Word `i` counting the header's.
+    fn raw_word(&self, i: usize) -> &AtomicU64 {
         let base = self.base.load(Ordering::Acquire);
-        assert!(!base.is_null() && HEADER_WORDS + i < self.total_words(), "state word {i} outside the allocated block");
+        assert!(!base.is_null() && i < self.total_words(), "state word {i} outside the allocated block");
         // SAFETY: `base` is non-NULL, so `allocate` ran and it points to `total_words()`
         // initialised AtomicU64s: either `owned` (lives as long as self) or a region the host
         // promised (in `attach`) outlives this config; the index was just checked.
-        unsafe { &*base.add(HEADER_WORDS + i) }
+        unsafe { &*base.add(i) }
+    }
+
+    /// The calling thread's row of this block's counter rows.
+    #[inline]
+    pub(crate) fn row(&self) -> usize {
+        crate::upstream::rows::row(self.id, || self.raw_word(ROWS_CLAIMED))
+    }
+
+    /// Word `i` of row `row`.
+    #[inline]
+    fn row_word(&self, row: usize, i: usize) -> &AtomicU64 {
+        let base = self.base.load(Ordering::Acquire);
+        let per_row = self.per_row.load(Ordering::Relaxed);
+        assert!(!base.is_null() && i < per_row && row < ROWS, "row word {i} of row {row} outside the allocated rows");
+        // SAFETY: `base` is non-NULL, so `allocate_for` ran (it sets `first_row` and
+        // `per_row` before publishing `base`, read here after it) and `base` points to
+        // `first_row + ROWS * per_row` initialised words (see `word`); the index is below.
+        unsafe { &*base.add(self.first_row.load(Ordering::Relaxed) + row * per_row + i) }
+    }
+
+    /// Adds `n` (wrapping) to counter `i` (a word in every row) in the calling thread's row.
+    #[inline]
+    pub(crate) fn count(&self, i: usize, n: u64) {
+        self.count_in(self.row(), i, n);
+    }
+
+    /// As [`StateBlock::count`] in `row`, the calling thread's ([`StateBlock::row`]).
+    #[inline]
+    fn count_in(&self, row: usize, i: usize, n: u64) {
+        crate::upstream::rows::add(row, self.row_word(row, i), n);
+    }
+
+    /// Counter `i` in row 0, which every thread may write with atomic read-modify-writes
+    /// (and nothing else): a counter a limit is checked against lives there alone.
+    #[inline]
+    pub(crate) fn row0(&self, i: usize) -> &AtomicU64 {
+        self.row_word(0, i)
+    }
+
+    /// Counter `i`: its rows summed.
+    pub(crate) fn row_sum(&self, i: usize) -> u64 {
+        (0..ROWS).fold(0u64, |s, r| s.wrapping_add(self.row_word(r, i).load(Ordering::Relaxed)))
+    }
+
+    /// Sets counter `i` to `v` (row 0 to `v`, the others to 0). Only before any stream
+    /// counts on it (a reload's inherit).
+    pub(crate) fn row_set(&self, i: usize, v: u64) {
+        self.row0(i).store(v, Ordering::Relaxed);
+        (1..ROWS).for_each(|r| self.row_word(r, i).store(0, Ordering::Relaxed));
     }
 
     /// True once the state lives in host-provided shared memory.
@@ -134,6 +220,50 @@ impl Words {
     }
 }
 
+/// Counters in the block's rows: each has a word in every row (see the module's doc).
+#[derive(Clone)]
+pub struct RowWords {
+    state: std::sync::Arc<StateBlock>,
+    at: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for RowWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowWords").field("at", &self.at).field("len", &self.len).finish()
+    }
+}
+
+impl RowWords {
+    /// Adds `n` (wrapping) to counter `i` in the calling thread's row.
+    #[inline]
+    pub fn add(&self, i: usize, n: u64) {
+        assert!(i < self.len, "counter {i} of {}", self.len);
+        self.state.count(self.at + i, n);
+    }
+
+    /// Adds to two counters `(i, n)` in the calling thread's row (one row lookup).
+    #[inline]
+    pub fn add_two(&self, (i, n): (usize, u64), (j, m): (usize, u64)) {
+        assert!(i < self.len && j < self.len, "counters {i}, {j} of {}", self.len);
+        let row = self.state.row();
+        self.state.count_in(row, self.at + i, n);
+        self.state.count_in(row, self.at + j, m);
+    }
+
+    /// Counter `i`: its rows summed.
+    pub fn sum(&self, i: usize) -> u64 {
+        assert!(i < self.len, "counter {i} of {}", self.len);
+        self.state.row_sum(self.at + i)
+    }
+
+    /// Sets counter `i` to `v`. Only before any stream counts on it (a reload's inherit).
+    pub fn set(&self, i: usize, v: u64) {
+        assert!(i < self.len, "counter {i} of {}", self.len);
+        self.state.row_set(self.at + i, v);
+    }
+}
+
 /// Hands out state words while a config is built (before the block is sized).
 pub struct WordAllocator<'a> {
     pub(crate) state: &'a std::sync::Arc<StateBlock>,
@@ -146,18 +276,35 @@ impl WordAllocator<'_> {
         let slot = self.layout.borrow_mut().take(n);
         Words { state: self.state.clone(), slot, len: n }
     }
+
+    /// `n` counters in rows, zero until used.
+    pub fn take_rows(&self, n: usize) -> RowWords {
+        let at = self.layout.borrow_mut().take_rows(n);
+        RowWords { state: self.state.clone(), at, len: n }
+    }
 }
 
 /// Allocates consecutive words while clusters and hosts are built.
 #[derive(Default)]
 pub struct Layout {
+    /// Shared words taken so far.
     pub next: usize,
+    /// Words taken in each row so far.
+    pub row_words: usize,
 }
 
 impl Layout {
+    /// `n` shared words: the first one's index.
     pub fn take(&mut self, n: usize) -> usize {
         let at = self.next;
         self.next += n;
+        at
+    }
+
+    /// `n` words in every row: the first one's index in a row.
+    pub fn take_rows(&mut self, n: usize) -> usize {
+        let at = self.row_words;
+        self.row_words += n;
         at
     }
 }
@@ -170,19 +317,19 @@ mod tests {
     fn attach_copies_values_and_redirects() {
         let b = StateBlock::new(3);
         b.word(1).store(7, Ordering::Relaxed);
-        let mut mem = vec![0u64; 5];
-        // SAFETY: `mem` is 5 aligned words and outlives `b`'s use below.
-        unsafe { b.attach(mem.as_mut_ptr().cast(), 40).unwrap() };
+        let mut mem = vec![0u64; 6];
+        // SAFETY: `mem` is 6 aligned words and outlives `b`'s use below.
+        unsafe { b.attach(mem.as_mut_ptr().cast(), 48).unwrap() };
         assert!(b.is_shared());
         assert_eq!(b.word(1).load(Ordering::Relaxed), 7);
         b.word(2).fetch_add(1, Ordering::Relaxed);
         assert_eq!(mem[HEADER_WORDS + 2], 1);
         assert_eq!(mem[0], MAGIC);
         // SAFETY: refused before any write (already shared).
-        assert!(unsafe { b.attach(mem.as_mut_ptr().cast(), 40) }.is_err());
+        assert!(unsafe { b.attach(mem.as_mut_ptr().cast(), 48) }.is_err());
         let small = StateBlock::new(3);
-        let mut tiny = [0u64; 2];
+        let mut tiny = [0u64; 3];
         // SAFETY: too small: refused before any write.
-        assert!(unsafe { small.attach(tiny.as_mut_ptr().cast(), 16) }.is_err());
+        assert!(unsafe { small.attach(tiny.as_mut_ptr().cast(), 24) }.is_err());
     }
 }

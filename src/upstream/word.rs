@@ -71,13 +71,6 @@ pub fn end(ended: &impl Word) {
     ended.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Nothing in flight on [`try_start`]'s words, the total kept (a reloaded config's start:
-/// the old config's requests end on its own words). Only before any stream runs on them.
-#[inline]
-pub fn clear(started: &std::sync::atomic::AtomicU64, ended: &std::sync::atomic::AtomicU64) {
-    ended.store(started.load(Ordering::Relaxed), Ordering::Relaxed);
-}
-
 /// In flight on [`try_start`]'s words: `ended` is read first, so the result never wraps.
 #[inline]
 pub fn in_flight(started: &impl Word, ended: &impl Word) -> u64 {

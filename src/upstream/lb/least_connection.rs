@@ -33,7 +33,7 @@ mod tests {
     fn prefers_the_member_with_fewer_attempts_in_flight() {
         fastrand::seed(21);
         let (m, state, layout) = members(&[1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         (0..3).for_each(|_| m[0].state.attempt_started());
         let lb = LeastConnection::new(&LbConfig::default(), &m);
         let second = (0..10_000).filter(|_| lb.select(&Pick::default(), &mut |_| true) == Some(1)).count();

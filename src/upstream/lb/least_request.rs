@@ -161,7 +161,7 @@ mod tests {
 
     fn balancer(weights: &[u32], active: &[u64]) -> (LeastRequest, Vec<Member>) {
         let (m, state, layout) = members(weights);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         for (member, &a) in m.iter().zip(active) {
             (0..a).for_each(|_| member.state.attempt_started());
         }
@@ -212,7 +212,7 @@ mod tests {
         fastrand::seed(17);
         let weights = [7, 1, 128, 3, 3, 50];
         let (m, state, layout) = members(&weights);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let draw = WeightDraw::new(&m).unwrap();
         let mut got = [0usize; 6];
         (0..192_000).for_each(|_| got[draw.draw()] += 1);
@@ -270,7 +270,7 @@ mod tests {
     fn a_bias_of_zero_ignores_load() {
         fastrand::seed(15);
         let (m, state, layout) = members(&[1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         (0..50).for_each(|_| m[0].state.attempt_started());
         let lb = LeastRequest::new(&LbConfig { active_request_bias: 0.0, ..LbConfig::default() }, &m);
         let first = counts(&lb, 20_000)[0] as f64 / 20_000.0;

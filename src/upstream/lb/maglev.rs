@@ -122,7 +122,7 @@ mod tests {
 
     fn built(weights: &[u32]) -> (Maglev, Vec<Member>) {
         let (m, state, layout) = members(weights);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         (Maglev::new(&m), m)
     }
 

@@ -95,7 +95,7 @@ pub fn bench_balancer(lb_type: LbType, weights: &[u32]) -> impl Fn(u64) -> Optio
         })
         .collect();
     let lb = build(&LbConfig { lb_type, ..LbConfig::default() }, &members, &state, &mut layout);
-    state.allocate(layout.next);
+    state.allocate_for(&layout);
     for (i, m) in members.iter().enumerate() {
         m.state.record_latency(1_000_000 + 1_000 * i as u64, peak_ewma::now_ns(), peak_ewma::DECAY_NS);
     }
@@ -193,7 +193,7 @@ mod tests {
             for weights in [vec![1; n], (1..=n as u32).collect::<Vec<_>>()] {
                 let (m, state, mut layout) = members(&weights);
                 let lbs = all_balancers(&m, &state, &mut layout);
-                state.allocate(layout.next);
+                state.allocate_for(&layout);
                 for health in 0..(1u32 << n) {
                     for tried_bits in 0..(1u32 << n) {
                         let mut tried = TriedHosts::default();

@@ -102,7 +102,7 @@ mod tests {
     fn a_slow_member_gets_fewer_picks() {
         fastrand::seed(31);
         let (m, state, layout) = members(&[1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         m[0].state.record_latency(50_000_000, now_ns(), DECAY_NS);
         m[1].state.record_latency(1_000_000, now_ns(), DECAY_NS);
         let lb = PeakEwma::new(&LbConfig::default(), &m);
@@ -115,7 +115,7 @@ mod tests {
         // Member 1 is 2× faster but has 5 requests in flight: 2 ms × 6 > 4 ms × 1.
         fastrand::seed(32);
         let (m, state, layout) = members(&[1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         m[0].state.record_latency(4_000_000, now_ns(), DECAY_NS);
         m[1].state.record_latency(2_000_000, now_ns(), DECAY_NS);
         (0..5).for_each(|_| m[1].state.attempt_started());
@@ -127,7 +127,7 @@ mod tests {
     fn an_unmeasured_member_competes_at_the_measured_candidates_latency() {
         fastrand::seed(33);
         let (m, state, layout) = members(&[1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         m[0].state.record_latency(1_000_000, now_ns(), DECAY_NS);
         (0..2).for_each(|_| m[1].state.attempt_started());
         let lb = PeakEwma::new(&LbConfig::default(), &m);
@@ -144,7 +144,7 @@ mod tests {
     fn unmeasured_idle_members_are_drawn_by_weight() {
         fastrand::seed(34);
         let (m, state, layout) = members(&[1, 3]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let lb = PeakEwma::new(&LbConfig::default(), &m);
         let share = picks_of(&lb, 1, 20_000) as f64 / 20_000.0;
         assert!((share - 0.75).abs() < 0.02, "{share}");

@@ -41,7 +41,7 @@ mod tests {
     fn draws_follow_the_weights_within_two_percent() {
         fastrand::seed(7);
         let (m, state, layout) = members(&[1, 3]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let r = Random::new(&m);
         let n = 100_000;
         let heavy = (0..n).filter(|_| r.select(&Pick::default(), &mut |_| true) == Some(1)).count();

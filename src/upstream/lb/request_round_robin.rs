@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn each_attempt_starts_one_member_further() {
         let (m, state, layout) = members(&[1, 1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let lb = RequestRoundRobin::new(&m);
         let got: Vec<_> = [0, 1, 2, 3, 4].into_iter().map(|a| at(&lb, a, |_| true)).collect();
         assert_eq!(got, [Some(0), Some(0), Some(1), Some(2), Some(0)]);
@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn unaccepted_members_are_skipped() {
         let (m, state, layout) = members(&[1, 1, 1]);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let lb = RequestRoundRobin::new(&m);
         assert_eq!(at(&lb, 1, |i| i != 0), Some(1));
         assert_eq!(at(&lb, 3, |i| i != 2), Some(0));

@@ -109,7 +109,7 @@ mod tests {
     fn counts(weights: &[u32], picks: u64) -> Vec<u64> {
         let (m, state, mut layout) = members(weights);
         let rr = RoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let mut got = vec![0u64; weights.len()];
         for _ in 0..picks {
             got[rr.select(&Pick::default(), &mut |_| true).unwrap()] += 1;
@@ -121,7 +121,7 @@ mod tests {
     fn equal_weights_rotate_in_order() {
         let (m, state, mut layout) = members(&[1, 1, 1]);
         let rr = RoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let order: Vec<usize> = (0..6).map(|_| rr.select(&Pick::default(), &mut |_| true).unwrap()).collect();
         assert_eq!(order, [0, 1, 2, 0, 1, 2]);
     }
@@ -141,7 +141,7 @@ mod tests {
         // 3:1 should never give the heavy host more than a few picks in a row.
         let (m, state, mut layout) = members(&[3, 1]);
         let rr = RoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         let seq: Vec<usize> = (0..40).map(|_| rr.select(&Pick::default(), &mut |_| true).unwrap()).collect();
         let longest = seq.chunk_by(|a, b| a == b).map(<[usize]>::len).max().unwrap();
         assert!(longest <= 3, "{seq:?}");
@@ -151,7 +151,7 @@ mod tests {
     fn unhealthy_hosts_are_skipped() {
         let (m, state, mut layout) = members(&[1, 1, 1]);
         let rr = RoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         for _ in 0..9 {
             assert_ne!(rr.select(&Pick::default(), &mut |i| i != 1), Some(1));
         }

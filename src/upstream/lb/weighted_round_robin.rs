@@ -139,7 +139,7 @@ mod tests {
     fn sequence(weights: &[u32], picks: usize) -> Vec<usize> {
         let (m, state, mut layout) = members(weights);
         let wrr = WeightedRoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         (0..picks).map(|_| wrr.select(&Pick::default(), &mut |_| true).unwrap()).collect()
     }
 
@@ -189,7 +189,7 @@ mod tests {
         weights.push(127);
         let (m, state, mut layout) = members(&weights);
         let wrr = WeightedRoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         assert!(matches!(wrr.order, Order::Line(_)));
         assert!(wrr.select(&Pick::default(), &mut |_| true).is_some());
     }
@@ -198,7 +198,7 @@ mod tests {
     fn unaccepted_members_are_skipped() {
         let (m, state, mut layout) = members(&[3, 1, 2]);
         let wrr = WeightedRoundRobin::new(&m, &state, &mut layout);
-        state.allocate(layout.next);
+        state.allocate_for(&layout);
         for _ in 0..12 {
             assert_ne!(wrr.select(&Pick::default(), &mut |i| i != 0), Some(0));
         }
