@@ -174,6 +174,7 @@ impl<'a> ReceiveContext<'a> {
         self.mutations.push(HeaderMutation { op: HeaderOp::Remove, name, value: crate::headers::empty() });
     }
     /// Records a value for logs and hosts (`$mosn_unit` is metadata key `unit`).
+    #[inline]
     pub fn set_metadata(&mut self, key: SharedStr, value: SharedStr) {
         self.metadata.retain(|(k, _)| *k != key);
         self.metadata.push((key, value));

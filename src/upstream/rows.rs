@@ -30,44 +30,61 @@ pub(crate) fn add(row: usize, w: &AtomicU64, n: u64) {
     }
 }
 
-/// Rows this thread holds, newest first: `(key, row)`, key 0 empty.
-type Held = [Cell<(u64, u32)>; 4];
+/// A row this thread holds: `(key, row, the row's first word)`, key 0 empty.
+type Slot = Cell<(u64, u32, *const AtomicU64)>;
 
 thread_local! {
-    static HELD: Held = const { [const { Cell::new((0, 0)) }; 4] };
+    /// This thread's rows, newest first.
+    static HELD: [Slot; 4] = const { [const { Cell::new((0, 0, std::ptr::null())) }; 4] };
 }
 
 /// The calling thread's row among those handed out by `claims` (a word counting the rows
-/// claimed so far), which `key` names (never 0; unique per word for the process's life).
+/// claimed so far), which `key` names, and the address of that row's first word (`first`
+/// of the row). `key` is never 0 and names one set of rows at one address for the
+/// process's life: the address is remembered with the row.
 ///
 /// A thread keeps the rows of its last four keys; one it lost it never writes again (a new
 /// one is claimed), so a row keeps one writer.
 #[inline]
-pub(crate) fn row<'a>(key: u64, claims: impl FnOnce() -> &'a AtomicU64) -> usize {
-    HELD.try_with(|held| match held.iter().find(|h| h.get().0 == key) {
-        Some(h) => h.get().1 as usize,
-        None => claim(held, key, claims()),
+pub(crate) fn row<'a>(
+    key: u64,
+    first: impl Fn(usize) -> *const AtomicU64,
+    claims: impl FnOnce() -> &'a AtomicU64,
+) -> (usize, *const AtomicU64) {
+    HELD.try_with(|held| {
+        for h in held {
+            let (k, row, at) = h.get();
+            if k == key {
+                return (row as usize, at);
+            }
+        }
+        let row = claim(claims());
+        let at = first(row);
+        for i in (1..held.len()).rev() {
+            held[i].set(held[i - 1].get());
+        }
+        held[0].set((key, row as u32, at));
+        (row, at)
     })
-    .unwrap_or(0) // thread-locals gone (a thread's exit): the shared row
+    .unwrap_or_else(|_| (0, first(0))) // thread-locals gone (a thread's exit): the shared row
 }
 
 #[cold]
-fn claim(held: &Held, key: u64, claims: &AtomicU64) -> usize {
+fn claim(claims: &AtomicU64) -> usize {
     forget_at_fork();
     let n = claims.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-    let row = if n < ROWS as u64 { n as u32 } else { 0 };
-    for i in (1..held.len()).rev() {
-        held[i].set(held[i - 1].get());
+    if n < ROWS as u64 {
+        n as usize
+    } else {
+        0
     }
-    held[0].set((key, row));
-    row as usize
 }
 
 /// A process forked from one holding rows (nginx's master, if it ever counted) must not
 /// write them too: the child forgets them and claims its own.
 fn forget_at_fork() {
     extern "C" fn child() {
-        let _ = HELD.try_with(|held| held.iter().for_each(|h| h.set((0, 0))));
+        let _ = HELD.try_with(|held| held.iter().for_each(|h| h.set((0, 0, std::ptr::null()))));
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: `child` is a plain function, callable after fork in the child's only thread;
@@ -94,11 +111,14 @@ impl Striped {
         Striped { key, claims: AtomicU64::new(0), rows: [const { Line(AtomicU64::new(0)) }; ROWS] }
     }
 
-    /// Adds `n` (wrapping: `u64::MAX` subtracts one).
+    /// Adds `n` (wrapping: `u64::MAX` subtracts one). `'static`: threads remember where
+    /// their row is.
     #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        let r = row(self.key, || &self.claims);
-        add(r, &self.rows[r].0, n);
+    pub(crate) fn add(&'static self, n: u64) {
+        let (row, at) = self::row(self.key, |r| &self.rows[r].0, || &self.claims);
+        // SAFETY: `at` is `&self.rows[row].0` (a row number below ROWS, from `row`, whose
+        // key is this counter's alone), and `self` lives forever.
+        add(row, unsafe { &*at }, n);
     }
 
     /// The sum of the rows.
@@ -126,7 +146,7 @@ mod tests {
                             C.add(u64::MAX);
                         }
                     }
-                    row(C.key, || &C.claims)
+                    row(C.key, |r| &C.rows[r].0, || &C.claims).0
                 })
             })
             .collect();
@@ -143,14 +163,15 @@ mod tests {
     #[test]
     fn a_thread_keeps_its_last_four_keys_and_claims_again_after() {
         let claims: Vec<AtomicU64> = (0..6).map(|_| AtomicU64::new(0)).collect();
+        let row = |key: u64, claims: &AtomicU64| row(key, |_| std::ptr::null(), || claims).0;
         std::thread::spawn(move || {
-            let first: Vec<usize> = (0..4).map(|k| row(1000 + k as u64, || &claims[k])).collect();
+            let first: Vec<usize> = (0..4).map(|k| row(1000 + k as u64, &claims[k])).collect();
             assert_eq!(first, [1, 1, 1, 1]);
-            assert_eq!(row(1000, || &claims[0]), 1, "held: no new claim");
+            assert_eq!(row(1000, &claims[0]), 1, "held: no new claim");
             assert_eq!(claims[0].load(Ordering::Relaxed), 1);
-            row(1004, || &claims[4]); // evicts the first claimed (1000)
-            assert_eq!(row(1001, || &claims[1]), 1, "still held");
-            assert_eq!(row(1000, || &claims[0]), 2, "lost: claims a new row");
+            row(1004, &claims[4]); // evicts the first claimed (1000)
+            assert_eq!(row(1001, &claims[1]), 1, "still held");
+            assert_eq!(row(1000, &claims[0]), 2, "lost: claims a new row");
         })
         .join()
         .unwrap();

@@ -19,6 +19,12 @@ const HEADER_WORDS: usize = 3;
 const ROWS_CLAIMED: usize = 2;
 const MAGIC: u64 = 0x4d4f_534e_5354_0002; // "MOSNST" v2
 
+/// A block id no other block had in this process.
+fn new_id() -> u64 {
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The state words of one config.
 ///
 /// Built in two steps: the config's objects take word offsets from a [`Layout`] while
@@ -26,8 +32,9 @@ const MAGIC: u64 = 0x4d4f_534e_5354_0002; // "MOSNST" v2
 /// Every word starts at 0, so 0 must mean the initial state (e.g. a host's failure flags: 0
 /// is healthy).
 pub struct StateBlock {
-    /// Names this block to `upstream::rows` (unique in the process, never 0).
-    id: u64,
+    /// Names this block's rows to `upstream::rows` (unique in the process, never 0; a new
+    /// one when `attach` moves the rows, so no thread keeps writing at the old address).
+    id: AtomicU64,
     base: AtomicPtr<AtomicU64>,
     /// Shared words and words per row, once allocated.
     sizes: std::sync::OnceLock<(usize, usize)>,
@@ -54,8 +61,7 @@ impl StateBlock {
 
     /// A block to be sized by [`StateBlock::allocate_for`] once the layout is known.
     pub fn unallocated() -> StateBlock {
-        static IDS: AtomicU64 = AtomicU64::new(1);
-        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        let id = AtomicU64::new(new_id());
         StateBlock {
             id,
             base: AtomicPtr::new(std::ptr::null_mut()),
@@ -112,10 +118,18 @@ impl StateBlock {
         unsafe { &*base.add(i) }
     }
 
-    /// The calling thread's row of this block's counter rows.
+    /// The calling thread's row of this block's counter rows, and where the row starts.
     #[inline]
-    pub(crate) fn row(&self) -> usize {
-        crate::upstream::rows::row(self.id, || self.raw_word(ROWS_CLAIMED))
+    fn row(&self) -> (usize, *const AtomicU64) {
+        let first = |row: usize| {
+            let base = self.base.load(Ordering::Acquire);
+            assert!(!base.is_null() && row < ROWS, "row {row} of an unallocated block");
+            let at = self.first_row.load(Ordering::Relaxed) + row * self.per_row.load(Ordering::Relaxed);
+            // In bounds (at most one past the end when rows are empty): the block has
+            // `first_row + ROWS * per_row` words.
+            base.wrapping_add(at).cast_const()
+        };
+        crate::upstream::rows::row(self.id.load(Ordering::Relaxed), first, || self.raw_word(ROWS_CLAIMED))
     }
 
     /// Word `i` of row `row`.
@@ -138,8 +152,13 @@ impl StateBlock {
 
     /// As [`StateBlock::count`] in `row`, the calling thread's ([`StateBlock::row`]).
     #[inline]
-    fn count_in(&self, row: usize, i: usize, n: u64) {
-        crate::upstream::rows::add(row, self.row_word(row, i), n);
+    fn count_in(&self, (row, first): (usize, *const AtomicU64), i: usize, n: u64) {
+        assert!(i < self.per_row.load(Ordering::Relaxed), "row word {i} outside the allocated rows");
+        // SAFETY: `first` is where row `row` of this block starts at this block's current
+        // address (`row` remembers it under this block's id, which `attach` renews when the
+        // address changes), the row has `per_row` words and `i` is below that; the memory
+        // lives as long as `self` (see `word`).
+        crate::upstream::rows::add(row, unsafe { &*first.add(i) }, n);
     }
 
     /// Counter `i` in row 0, which every thread may write with atomic read-modify-writes
@@ -193,6 +212,9 @@ impl StateBlock {
             unsafe { dst.add(i).write(AtomicU64::new(v)) };
         }
         self.base.store(dst, Ordering::Release);
+        // Rows a thread claimed at the old address are left there (nothing counts in them
+        // before streams run); the claims word was copied, so new rows are new.
+        self.id.store(new_id(), Ordering::Relaxed);
         Ok(())
     }
 }
